@@ -1,0 +1,164 @@
+//! The compact media index: what the packager keeps of a source's `moov`.
+//!
+//! It holds, for the one video and the one audio track we package, a flat
+//! array of samples (24 bytes each) and the codec configuration. Everything a
+//! segment needs is answered from here by index arithmetic or binary search;
+//! the media bytes themselves stay in the file until a segment asks for them.
+
+/// One access unit: where its bytes are and when it is decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sample {
+    /// Absolute file offset of the sample's first byte.
+    pub offset: u64,
+    /// Decode time in the track's timescale, from the start of its media.
+    pub dts: i64,
+    pub size: u32,
+    /// Composition offset (ISO/IEC 14496-12 8.6.1.3): PTS = DTS + `cts_offset`.
+    pub cts_offset: i32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VideoCodec {
+    H264,
+    Hevc,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VideoConfig {
+    pub codec: VideoCodec,
+    /// Bytes of the length field before each NAL unit in a sample (1, 2 or 4).
+    pub nal_length_size: u8,
+    /// SPS/PPS (H.264) or VPS/SPS/PPS (HEVC) NAL units, in decoding order.
+    pub parameter_sets: Vec<Vec<u8>>,
+    pub width: u16,
+    pub height: u16,
+    /// RFC 6381 `CODECS` value, e.g. `avc1.64001f`.
+    pub codec_string: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AudioCodec {
+    /// AAC, carried as ADTS in MPEG-TS. The fields fill the ADTS header
+    /// (ISO/IEC 13818-7 6.2): `profile` is the core object type minus one.
+    Aac {
+        profile: u8,
+        sampling_index: u8,
+        channel_config: u8,
+    },
+    /// MPEG-1/2 Layer III, carried as is.
+    Mp3,
+    Ac3,
+    Eac3,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AudioConfig {
+    pub codec: AudioCodec,
+    pub sample_rate: u32,
+    pub channels: u16,
+    pub codec_string: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Codec {
+    Video(VideoConfig),
+    Audio(AudioConfig),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Track {
+    pub track_id: u32,
+    pub timescale: u32,
+    pub codec: Codec,
+    /// Samples in decode order.
+    pub samples: Vec<Sample>,
+    /// Indexes of sync samples, ascending; `None` when every sample is one.
+    pub sync: Option<Vec<u32>>,
+    /// Decode time just after the last sample (its DTS plus its duration).
+    pub end_dts: i64,
+    /// Added to a composition time to get the presentation time: the edit
+    /// list's leading empty edits minus its `media_time` (14496-12 8.6.6).
+    pub presentation_shift: i64,
+    /// Subtracted from decode times so that DTS <= PTS for every sample
+    /// even when composition offsets are negative (14496-12 8.6.1.4).
+    pub decode_delay: i64,
+}
+
+impl Track {
+    pub fn is_video(&self) -> bool {
+        matches!(self.codec, Codec::Video(_))
+    }
+
+    pub fn is_sync(&self, index: usize) -> bool {
+        match &self.sync {
+            None => true,
+            Some(list) => list.binary_search(&(index as u32)).is_ok(),
+        }
+    }
+
+    pub fn duration_of(&self, index: usize) -> i64 {
+        let next = self
+            .samples
+            .get(index + 1)
+            .map_or(self.end_dts, |s| s.dts);
+        next - self.samples[index].dts
+    }
+
+    /// Presentation time of a sample in 90 kHz units, before the stream offset.
+    pub fn pts_90k(&self, index: usize) -> i64 {
+        let s = &self.samples[index];
+        self.to_90k(s.dts + i64::from(s.cts_offset) + self.presentation_shift)
+    }
+
+    /// Decode time of a sample in 90 kHz units, before the stream offset.
+    pub fn dts_90k(&self, index: usize) -> i64 {
+        let s = &self.samples[index];
+        self.to_90k(s.dts + self.presentation_shift - self.decode_delay)
+    }
+
+    /// Presentation time just after the last sample is shown, in 90 kHz units.
+    pub fn end_pts_90k(&self) -> i64 {
+        let max_end = self
+            .samples
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s.dts + i64::from(s.cts_offset) + self.duration_of(i))
+            .max()
+            .unwrap_or(0);
+        self.to_90k(max_end + self.presentation_shift)
+    }
+
+    pub fn to_90k(&self, t: i64) -> i64 {
+        rescale(t, self.timescale, 90_000)
+    }
+}
+
+/// `t * to / from`, rounded down, without overflow for any media time.
+pub fn rescale(t: i64, from: u32, to: u32) -> i64 {
+    (i128::from(t) * i128::from(to)).div_euclid(i128::from(from)) as i64
+}
+
+/// What we package of one source file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MediaIndex {
+    pub file_len: u64,
+    pub video: Option<Track>,
+    pub audio: Option<Track>,
+    /// Tracks left out, each with the reason, for a warning.
+    pub skipped: Vec<String>,
+}
+
+impl MediaIndex {
+    pub fn tracks(&self) -> impl Iterator<Item = &Track> {
+        self.video.iter().chain(self.audio.iter())
+    }
+
+    /// MSOD suffix of this rendition's names: `av`, `a` or `v`.
+    pub fn kind_suffix(&self) -> &'static str {
+        match (&self.video, &self.audio) {
+            (Some(_), Some(_)) => "av",
+            (None, Some(_)) => "a",
+            _ => "v",
+        }
+    }
+}

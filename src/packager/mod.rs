@@ -1,0 +1,7 @@
+//! The packager: turns an MP4 source into HLS playlists and MPEG-TS segments.
+//! It knows nothing of HTTP, SQLite or the disk cache.
+
+pub mod error;
+pub mod index;
+pub mod mp4;
+pub mod segment;
