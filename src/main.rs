@@ -1,13 +1,56 @@
-mod packager;
-fn main() {
-    for p in std::env::args().skip(1) {
-        let f = std::fs::File::open(&p).unwrap();
-        match packager::mp4::read_index(&f) {
-            Ok(ix) => {
-                let d = |t: &packager::index::Track| format!("id{} ts{} n{} sync{:?} shift{} delay{} pts0={} end={} {:?}", t.track_id, t.timescale, t.samples.len(), t.sync.as_ref().map(|s| s.len()), t.presentation_shift, t.decode_delay, t.pts_90k(0), t.end_pts_90k(), match &t.codec { packager::index::Codec::Video(v) => v.codec_string.clone(), packager::index::Codec::Audio(a) => format!("{} {:?} {}Hz", a.codec_string, a.codec, a.sample_rate) });
-                println!("{p}: V[{}] A[{}] skipped {:?}", ix.video.as_ref().map(d).unwrap_or_default(), ix.audio.as_ref().map(d).unwrap_or_default(), ix.skipped);
-            }
-            Err(e) => println!("{p}: ERROR {e}"),
-        }
-    }
+//! casterpak, the caching stream packager: parses the command line and
+//! hands over to one of `src/commands/`.
+
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "casterpak",
+    version,
+    about = "The caching stream packager: MP4 renditions to HLS"
+)]
+struct Cli {
+    /// More log detail on stderr (same as RUST_LOG=casterpak=debug).
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Package MP4 files into a static HLS directory (master, playlists, segments).
+    Package(commands::package::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Package(args) => commands::package::run(args),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::FAILURE
+    })
+}
+
+fn init_logging(verbose: bool) {
+    let default = if verbose {
+        "casterpak=debug"
+    } else {
+        "casterpak=warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
 }

@@ -97,10 +97,7 @@ impl Track {
     }
 
     pub fn duration_of(&self, index: usize) -> i64 {
-        let next = self
-            .samples
-            .get(index + 1)
-            .map_or(self.end_dts, |s| s.dts);
+        let next = self.samples.get(index + 1).map_or(self.end_dts, |s| s.dts);
         next - self.samples[index].dts
     }
 

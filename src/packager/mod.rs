@@ -2,6 +2,10 @@
 //! It knows nothing of HTTP, SQLite or the disk cache.
 
 pub mod error;
+pub mod hls;
 pub mod index;
+pub mod media;
 pub mod mp4;
+pub mod rendition;
 pub mod segment;
+pub mod ts;

@@ -60,7 +60,11 @@ pub fn plan(index: &MediaIndex, target_90k: i64) -> Plan {
     for (k, &first) in cuts.iter().enumerate() {
         let next = cuts.get(k + 1).copied();
         let range_of = |t: &Track| -> Range<usize> {
-            let from = if k == 0 { 0 } else { first_at_or_after(t, cut_times[k]) };
+            let from = if k == 0 {
+                0
+            } else {
+                first_at_or_after(t, cut_times[k])
+            };
             let to = next.map_or(t.samples.len(), |_| first_at_or_after(t, cut_times[k + 1]));
             from..to.max(from)
         };

@@ -146,7 +146,14 @@ mod tests {
         let c = parse_audio_specific_config(&[0x2b, 0x11, 0x88, 0x00]).unwrap();
         assert_eq!(c.codec_string, "mp4a.40.5");
         assert_eq!(c.sample_rate, 48000);
-        assert!(matches!(c.codec, AudioCodec::Aac { profile: 1, sampling_index: 6, .. }));
+        assert!(matches!(
+            c.codec,
+            AudioCodec::Aac {
+                profile: 1,
+                sampling_index: 6,
+                ..
+            }
+        ));
     }
 
     #[test]

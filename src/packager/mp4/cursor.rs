@@ -72,11 +72,6 @@ impl<'a> Cursor<'a> {
         Ok(u16::from_be_bytes([b[0], b[1]]))
     }
 
-    pub fn u24(&mut self, what: &str) -> Result<u32> {
-        let b = self.bytes(3, what)?;
-        Ok(u32::from_be_bytes([0, b[0], b[1], b[2]]))
-    }
-
     pub fn u32(&mut self, what: &str) -> Result<u32> {
         let b = self.bytes(4, what)?;
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))

@@ -174,7 +174,10 @@ fn parse_trun(
     };
     // With per-sample fields the box bounds the count; without, a cap does
     // (the samples must still lie in the file, checked later).
-    let max = if entry_len > 0 { c.remaining() / entry_len } else { MAX_IMPLICIT_SAMPLES };
+    let max = c
+        .remaining()
+        .checked_div(entry_len)
+        .unwrap_or(MAX_IMPLICIT_SAMPLES);
     if count > max {
         return Err(crate::packager::error::Error::corrupt(
             c.fourcc(),
@@ -189,8 +192,16 @@ fn parse_trun(
     let sync = track.sync.get_or_insert_with(Vec::new);
     track.samples.reserve(count);
     for i in 0..count {
-        let duration = if flags & 0x100 != 0 { c.u32("sample_duration")? } else { defaults.duration };
-        let size = if flags & 0x200 != 0 { c.u32("sample_size")? } else { defaults.size };
+        let duration = if flags & 0x100 != 0 {
+            c.u32("sample_duration")?
+        } else {
+            defaults.duration
+        };
+        let size = if flags & 0x200 != 0 {
+            c.u32("sample_size")?
+        } else {
+            defaults.size
+        };
         let sample_flags = match (i, first_flags) {
             (0, Some(f)) => {
                 if flags & 0x400 != 0 {
@@ -201,7 +212,11 @@ fn parse_trun(
             _ if flags & 0x400 != 0 => c.u32("sample_flags")?,
             _ => defaults.flags,
         };
-        let cts_offset = if flags & 0x800 != 0 { c.i32("sample_composition_time_offset")? } else { 0 };
+        let cts_offset = if flags & 0x800 != 0 {
+            c.i32("sample_composition_time_offset")?
+        } else {
+            0
+        };
         if sample_flags & NON_SYNC == 0 {
             sync.push(track.samples.len() as u32);
         }

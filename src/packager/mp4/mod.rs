@@ -73,13 +73,30 @@ fn read_header(src: &dyn ReadAt, pos: u64, file_len: u64) -> Result<Option<BoxHe
         if buf[..avail].iter().all(|&b| b == 0) {
             return Ok(None);
         }
-        return Err(Error::corrupt(FourCc(*b"\0\0\0\0"), pos, "truncated box header"));
+        return Err(Error::corrupt(
+            FourCc(*b"\0\0\0\0"),
+            pos,
+            "truncated box header",
+        ));
     }
     let fourcc = FourCc(buf[4..8].try_into().expect("4 bytes"));
+    if pos == 0
+        && !fourcc
+            .0
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b' ')
+    {
+        return Err(Error::Unsupported(
+            "not an MP4 or MOV file (no box at its start)".into(),
+        ));
+    }
     let (header_len, size) = match u32::from_be_bytes(buf[..4].try_into().expect("4 bytes")) {
         0 => (8, left),
         1 if left < 16 => return Err(Error::corrupt(fourcc, pos, "truncated 64-bit box header")),
-        1 => (16, u64::from_be_bytes(buf[8..16].try_into().expect("8 bytes"))),
+        1 => (
+            16,
+            u64::from_be_bytes(buf[8..16].try_into().expect("8 bytes")),
+        ),
         n => (8, u64::from(n)),
     };
     if size < header_len {
@@ -96,7 +113,11 @@ fn read_header(src: &dyn ReadAt, pos: u64, file_len: u64) -> Result<Option<BoxHe
 fn read_body(src: &dyn ReadAt, h: &BoxHeader) -> Result<Vec<u8>> {
     let len = h.size - h.header_len;
     if len > MAX_HEADER_BOX {
-        return Err(Error::corrupt(h.fourcc, h.start, format!("{len}-byte box is too large")));
+        return Err(Error::corrupt(
+            h.fourcc,
+            h.start,
+            format!("{len}-byte box is too large"),
+        ));
     }
     let mut body = vec![0u8; len as usize];
     src.read_at(&mut body, h.start + h.header_len)?;
@@ -132,7 +153,11 @@ fn parse(src: &dyn ReadAt, file_len: u64) -> Result<MediaIndex> {
                     ),
                 ));
             }
-            tracing::debug!("{} at {pos} overruns the file by {} bytes", h.fourcc, end - file_len);
+            tracing::debug!(
+                "{} at {pos} overruns the file by {} bytes",
+                h.fourcc,
+                end - file_len
+            );
         }
         match &h.fourcc.0 {
             b"moov" if movie.is_some() => {
@@ -173,8 +198,8 @@ fn parse(src: &dyn ReadAt, file_len: u64) -> Result<MediaIndex> {
         }
         pos = end;
     }
-    let movie =
-        movie.ok_or_else(|| Error::corrupt(FourCc(*b"moov"), 0, "no 'moov' box: not an MP4 file"))?;
+    let movie = movie
+        .ok_or_else(|| Error::corrupt(FourCc(*b"moov"), 0, "no 'moov' box: not an MP4 file"))?;
     select_tracks(movie, file_len)
 }
 
@@ -241,7 +266,11 @@ fn select_tracks(movie: Movie, file_len: u64) -> Result<MediaIndex> {
     candidates.sort_by_key(|t| !t.enabled);
     for t in candidates {
         let is_video = matches!(t.codec, Ok(Codec::Video(_)));
-        let slot = if is_video { &mut index.video } else { &mut index.audio };
+        let slot = if is_video {
+            &mut index.video
+        } else {
+            &mut index.audio
+        };
         if slot.is_some() {
             index.skipped.push(format!(
                 "track {} ({}) left out: only the first {} track is packaged",
@@ -282,14 +311,22 @@ fn finish_track(t: Trak, movie_timescale: u32, file_len: u64) -> Result<Track> {
         }
     }
     if t.edit.ignored_edits {
-        tracing::warn!("track {}: only the first edit of its edit list is applied", t.track_id);
+        tracing::warn!(
+            "track {}: only the first edit of its edit list is applied",
+            t.track_id
+        );
     }
     let empty = rescale(
         i64::try_from(t.edit.empty_movie_units).unwrap_or(i64::MAX / 2),
         movie_timescale,
         t.timescale,
     );
-    let min_cts = samples.samples.iter().map(|s| s.cts_offset).min().unwrap_or(0);
+    let min_cts = samples
+        .samples
+        .iter()
+        .map(|s| s.cts_offset)
+        .min()
+        .unwrap_or(0);
     Ok(Track {
         track_id: t.track_id,
         timescale: t.timescale,

@@ -221,8 +221,11 @@ fn fill_offsets(mut c: Cursor, chunks: &[u64], samples: &mut [Sample]) -> Result
         let last_chunk = runs
             .get(r + 1)
             .map_or(chunks.len(), |&(next, _)| (next - 1) as usize);
-        for chunk in (first_chunk as usize - 1)..last_chunk.min(chunks.len()) {
-            let mut offset = chunks[chunk];
+        let run = chunks
+            .get(first_chunk as usize - 1..last_chunk.min(chunks.len()))
+            .unwrap_or(&[]);
+        for &chunk_offset in run {
+            let mut offset = chunk_offset;
             for _ in 0..per_chunk {
                 let Some(s) = samples.get_mut(sample) else {
                     return Ok(());
@@ -249,9 +252,7 @@ fn read_stss(mut c: Cursor, sample_count: usize) -> Result<Vec<u32>> {
     for _ in 0..count {
         let number = c.u32("sample_number")?;
         if number == 0 || number as usize > sample_count {
-            return Err(c.error(format!(
-                "sync sample {number} outside 1..={sample_count}"
-            )));
+            return Err(c.error(format!("sync sample {number} outside 1..={sample_count}")));
         }
         sync.push(number - 1);
     }

@@ -23,7 +23,10 @@ pub fn parse_stsd(mut c: Cursor) -> Result<Result<Codec, String>> {
         b"avc1" | b"avc3" | b"hvc1" | b"hev1" => Ok(parse_visual(body, entry.fourcc.0)?),
         b"mp4a" | b".mp3" | b"ac-3" | b"ec-3" => parse_audio(body, entry.fourcc.0)?,
         b"encv" | b"enca" => Err("encrypted samples".to_string()),
-        _ => Err(format!("codec {} cannot be carried in MPEG-TS", entry.fourcc)),
+        _ => Err(format!(
+            "codec {} cannot be carried in MPEG-TS",
+            entry.fourcc
+        )),
     })
 }
 
@@ -47,9 +50,9 @@ fn parse_visual(mut c: Cursor, fourcc: [u8; 4]) -> Result<Codec> {
         let child = child?;
         if &child.fourcc.0 == config_type {
             if child.body.remaining() == 0 {
-                return Err(child.body.error(
-                    "empty decoder configuration (Annex B samples in an MP4 track?)",
-                ));
+                return Err(child
+                    .body
+                    .error("empty decoder configuration (Annex B samples in an MP4 track?)"));
             }
             let (nal_length_size, parameter_sets, codec_string) = match codec {
                 VideoCodec::H264 => parse_avcc(child.body, fourcc)?,
@@ -137,7 +140,10 @@ fn parse_hvcc(mut c: Cursor, fourcc: [u8; 4]) -> Result<NalConfig> {
         if tier == 1 { 'H' } else { 'L' },
         level
     );
-    let used = constraints.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    let used = constraints
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |i| i + 1);
     for byte in &constraints[..used] {
         s.push_str(&format!(".{byte:X}"));
     }
@@ -161,7 +167,7 @@ fn parse_audio(mut c: Cursor, fourcc: [u8; 4]) -> Result<Result<Codec, String>> 
             let rate = f64::from_bits(c.u64("audioSampleRate")?);
             channels = c.u32("numAudioChannels")? as u16;
             c.skip(20, "QuickTime sound v2 fields")?;
-            if rate.is_finite() && rate >= 1.0 && rate < 1e6 {
+            if (1.0..1e6).contains(&rate) {
                 sample_rate = rate as u32;
             }
         }

@@ -1,0 +1,272 @@
+//! `casterpak package INPUT... --out DIR`: a complete static HLS package
+//! (master, media playlists, segments) that any web server can serve.
+//!
+//! The package is built in a hidden sibling directory and renamed into
+//! place at the end, so a failure or a kill never leaves a partial package
+//! under the requested name.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use casterpak::packager::hls;
+use casterpak::packager::rendition::{Rendition, DEFAULT_SEGMENT_SECONDS};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// MP4, MOV, M4A or M4V files; the N-th input is rendition N (0-based).
+    #[arg(required = true, value_name = "INPUT")]
+    inputs: Vec<PathBuf>,
+    /// Directory to create with the package.
+    #[arg(short, long, value_name = "DIR")]
+    out: PathBuf,
+    /// Target segment duration in seconds; segments start at keyframes.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_SEGMENT_SECONDS, value_parser = parse_seconds)]
+    segment_duration: f64,
+    /// Replace DIR if it already exists.
+    #[arg(long)]
+    force: bool,
+    /// Segments made in parallel (default: CPUs, at most 4).
+    #[arg(short, long, value_name = "N")]
+    jobs: Option<usize>,
+    /// Print a JSON summary on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.1..=3600.0).contains(&v) => Ok(v),
+        Ok(_) => Err("must be between 0.1 and 3600 seconds".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    if args.out.exists() && !args.force {
+        bail!(
+            "{} already exists (use --force to replace it)",
+            args.out.display()
+        );
+    }
+    let renditions = open_all(&args.inputs, args.segment_duration)?;
+    let staging = Staging::create(&args.out)?;
+    write_playlists(&renditions, staging.path())?;
+    let jobs = args.jobs.unwrap_or_else(default_jobs).max(1);
+    let bytes = write_segments(&renditions, staging.path(), jobs)?;
+    staging.commit(&args.out)?;
+    let summary = summary(
+        &args.out,
+        &renditions,
+        &bytes,
+        started.elapsed().as_secs_f64(),
+    );
+    if args.json {
+        super::print(&format!("{summary:#}\n"))?;
+    } else {
+        super::print(&format!(
+            "{}: {} renditions, {} segments, {} bytes in {:.2} s\n",
+            args.out.join("master.m3u8").display(),
+            renditions.len(),
+            summary["segments"],
+            summary["bytes"],
+            started.elapsed().as_secs_f64()
+        ))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn open_all(inputs: &[PathBuf], segment_seconds: f64) -> anyhow::Result<Vec<Rendition>> {
+    inputs
+        .iter()
+        .map(|path| {
+            let r = Rendition::open(path, segment_seconds)
+                .with_context(|| path.display().to_string())?;
+            for reason in &r.index().skipped {
+                tracing::warn!("{}: {reason}", path.display());
+            }
+            Ok(r)
+        })
+        .collect()
+}
+
+fn write_playlists(renditions: &[Rendition], dir: &Path) -> anyhow::Result<()> {
+    let variants: Vec<_> = renditions
+        .iter()
+        .map(Rendition::variant)
+        .enumerate()
+        .collect();
+    write_file(
+        &dir.join("master.m3u8"),
+        hls::master_playlist(&variants, "").as_bytes(),
+    )?;
+    for (n, r) in renditions.iter().enumerate() {
+        let name = hls::media_playlist_name(n, r.index().kind_suffix());
+        write_file(&dir.join(name), r.media_playlist(n).as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Makes every segment of every rendition with `jobs` threads; returns the
+/// bytes written per rendition. Stops at the first error.
+fn write_segments(renditions: &[Rendition], dir: &Path, jobs: usize) -> anyhow::Result<Vec<u64>> {
+    let work: Vec<(usize, usize)> = renditions
+        .iter()
+        .enumerate()
+        .flat_map(|(n, r)| (0..r.segment_count()).map(move |k| (n, k)))
+        .collect();
+    let bar = progress_bar(work.len() as u64);
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let first_error = Mutex::new(None);
+    let bytes: Vec<AtomicU64> = renditions.iter().map(|_| AtomicU64::new(0)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(work.len()) {
+            scope.spawn(|| {
+                while !failed.load(Ordering::Relaxed) {
+                    let Some(&(n, k)) = work.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                        break;
+                    };
+                    match write_segment(&renditions[n], n, k, dir) {
+                        Ok(len) => {
+                            bytes[n].fetch_add(len, Ordering::Relaxed);
+                            bar.inc(1);
+                        }
+                        Err(e) => {
+                            failed.store(true, Ordering::Relaxed);
+                            first_error
+                                .lock()
+                                .expect("no panics while held")
+                                .get_or_insert(e);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    bar.finish_and_clear();
+    match first_error.into_inner().expect("no panics while held") {
+        Some(e) => Err(e),
+        None => Ok(bytes.into_iter().map(AtomicU64::into_inner).collect()),
+    }
+}
+
+fn write_segment(r: &Rendition, n: usize, k: usize, dir: &Path) -> anyhow::Result<u64> {
+    let data = r
+        .segment(k)
+        .with_context(|| format!("{}: segment {}", r.path().display(), k + 1))?;
+    let name = hls::segment_name(k + 1, n, r.index().kind_suffix());
+    write_file(&dir.join(name), &data)?;
+    Ok(data.len() as u64)
+}
+
+fn write_file(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    fs::write(path, data).with_context(|| format!("writing {}", path.display()))
+}
+
+fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
+/// A bar on stderr when it is a terminal; hidden in scripts and pipes.
+fn progress_bar(len: u64) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} segments {elapsed} (eta {eta})")
+            .expect("valid template"),
+    );
+    bar
+}
+
+fn summary(out: &Path, renditions: &[Rendition], bytes: &[u64], seconds: f64) -> serde_json::Value {
+    let list: Vec<_> = renditions
+        .iter()
+        .zip(bytes)
+        .enumerate()
+        .map(|(n, (r, &bytes))| {
+            let variant = r.variant();
+            serde_json::json!({
+                "rendition": n,
+                "input": r.path(),
+                "playlist": hls::media_playlist_name(n, r.index().kind_suffix()),
+                "codecs": variant.codecs,
+                "duration_seconds": r.duration_seconds(),
+                "segments": r.segment_count(),
+                "bytes": bytes,
+                "bandwidth": variant.bandwidth,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "out": out,
+        "master": out.join("master.m3u8"),
+        "renditions": list,
+        "segments": renditions.iter().map(Rendition::segment_count).sum::<usize>(),
+        "bytes": bytes.iter().sum::<u64>(),
+        "seconds": seconds,
+    })
+}
+
+/// A hidden directory next to the destination, removed unless committed.
+struct Staging {
+    path: PathBuf,
+    committed: bool,
+}
+
+impl Staging {
+    fn create(out: &Path) -> anyhow::Result<Staging> {
+        let parent = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        let name = out.file_name().context("--out needs a directory name")?;
+        let path = parent.join(format!(
+            ".{}.partial-{}",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        if path.exists() {
+            fs::remove_dir_all(&path).ok();
+        }
+        fs::create_dir(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(Staging {
+            path,
+            committed: false,
+        })
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Moves the package to `out`, replacing what was there.
+    fn commit(mut self, out: &Path) -> anyhow::Result<()> {
+        let old = self.path.with_extension("old");
+        let replaced = out.exists();
+        if replaced {
+            fs::rename(out, &old).with_context(|| format!("moving {} aside", out.display()))?;
+        }
+        fs::rename(&self.path, out).with_context(|| format!("renaming into {}", out.display()))?;
+        self.committed = true;
+        if replaced {
+            fs::remove_dir_all(&old).with_context(|| format!("removing {}", old.display()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+}

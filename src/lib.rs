@@ -1,0 +1,4 @@
+//! casterpak's library: the packager, shared by every subcommand of the
+//! binary and by the fuzz targets.
+
+pub mod packager;

@@ -1,0 +1,98 @@
+//! HLS playlists (RFC 8216) with Akamai MSOD names: `master.m3u8`,
+//! `index_<N>_<kind>.m3u8` and `segment<K>_<N>_<kind>.ts`, K from 1.
+
+use std::fmt::Write;
+
+use crate::packager::segment::Segment;
+
+/// What a master playlist says of one rendition (RFC 8216 4.3.4.2).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Variant {
+    /// Peak segment bitrate, bits per second, of the TS as written.
+    pub bandwidth: u64,
+    pub average_bandwidth: u64,
+    /// RFC 6381 codec strings, comma-separated.
+    pub codecs: String,
+    pub resolution: Option<(u16, u16)>,
+    pub frame_rate: Option<f64>,
+    /// `av`, `a` or `v`.
+    pub kind_suffix: &'static str,
+}
+
+pub fn media_playlist_name(n: usize, kind_suffix: &str) -> String {
+    format!("index_{n}_{kind_suffix}.m3u8")
+}
+
+/// `k` is 1-based, as in the URL.
+pub fn segment_name(k: usize, n: usize, kind_suffix: &str) -> String {
+    format!("segment{k}_{n}_{kind_suffix}.ts")
+}
+
+/// A VOD media playlist listing every segment of rendition `n`.
+pub fn media_playlist(segments: &[Segment], n: usize, kind_suffix: &str) -> String {
+    // EXTINF is written in milliseconds; TARGETDURATION is the largest of
+    // those rounded up, so that no rounded EXTINF exceeds it (4.3.3.1).
+    let millis: Vec<i64> = segments
+        .iter()
+        .map(|s| (s.duration_90k() + 45) / 90)
+        .collect();
+    let target = millis.iter().max().map_or(1, |ms| (ms + 999) / 1000).max(1);
+    let mut out = String::with_capacity(64 + 48 * segments.len());
+    out.push_str("#EXTM3U\n#EXT-X-VERSION:3\n");
+    let _ = writeln!(out, "#EXT-X-TARGETDURATION:{target}");
+    out.push_str("#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-PLAYLIST-TYPE:VOD\n");
+    for (k, ms) in millis.iter().enumerate() {
+        let _ = writeln!(out, "#EXTINF:{}.{:03},", ms / 1000, ms % 1000);
+        out.push_str(&segment_name(k + 1, n, kind_suffix));
+        out.push('\n');
+    }
+    out.push_str("#EXT-X-ENDLIST\n");
+    out
+}
+
+/// A master playlist; rendition `n` is `variants[n]`, and `prefix` goes
+/// before each media playlist's name (empty for relative URIs).
+pub fn master_playlist(variants: &[(usize, Variant)], prefix: &str) -> String {
+    let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    for (n, v) in variants {
+        let _ = write!(
+            out,
+            "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},CODECS=\"{}\"",
+            v.bandwidth, v.average_bandwidth, v.codecs
+        );
+        if let Some((w, h)) = v.resolution {
+            let _ = write!(out, ",RESOLUTION={w}x{h}");
+        }
+        if let Some(fps) = v.frame_rate {
+            let _ = write!(out, ",FRAME-RATE={fps:.3}");
+        }
+        let _ = writeln!(out, "\n{prefix}{}", media_playlist_name(*n, v.kind_suffix));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(start_90k: i64, end_90k: i64) -> Segment {
+        Segment {
+            video: 0..0,
+            audio: 0..0,
+            start_90k,
+            end_90k,
+        }
+    }
+
+    #[test]
+    fn target_duration_is_the_rounded_up_longest_segment() {
+        let p = media_playlist(&[seg(0, 540_540), seg(540_540, 900_000)], 2, "av");
+        assert!(p.contains("#EXT-X-TARGETDURATION:7\n"), "{p}");
+        assert!(
+            p.contains("#EXTINF:6.006,\nsegment1_2_av.ts\n#EXTINF:3.994,\nsegment2_2_av.ts\n"),
+            "{p}"
+        );
+        let p = media_playlist(&[seg(0, 540_000)], 0, "a");
+        assert!(p.contains("#EXT-X-TARGETDURATION:6\n"), "{p}");
+    }
+}

@@ -1,0 +1,127 @@
+//! A rendition: one source file, its index and its segment plan, and what
+//! can be made of them (segments, a media playlist, a master playlist entry).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use crate::packager::error::{Error, Result};
+use crate::packager::hls::{self, Variant};
+use crate::packager::index::{Codec, MediaIndex};
+use crate::packager::media::SegmentMedia;
+use crate::packager::segment::{self, Plan};
+use crate::packager::{mp4, ts};
+
+/// The HLS default (RFC 8216bis appendix, Apple authoring spec 6 s).
+pub const DEFAULT_SEGMENT_SECONDS: f64 = 6.0;
+
+pub struct Rendition {
+    path: PathBuf,
+    file: File,
+    index: MediaIndex,
+    plan: Plan,
+}
+
+impl Rendition {
+    /// Opens `path` and reads its index; segments last about
+    /// `segment_seconds`, cut at keyframes.
+    pub fn open(path: &Path, segment_seconds: f64) -> Result<Rendition> {
+        let file = File::open(path)?;
+        let index = mp4::read_index(&file)?;
+        Ok(Self::from_index(path, file, index, segment_seconds))
+    }
+
+    pub fn from_index(
+        path: &Path,
+        file: File,
+        index: MediaIndex,
+        segment_seconds: f64,
+    ) -> Rendition {
+        let plan = segment::plan(&index, (segment_seconds * 90_000.0).round() as i64);
+        Rendition {
+            path: path.to_owned(),
+            file,
+            index,
+            plan,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn index(&self) -> &MediaIndex {
+        &self.index
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.plan.segments.len()
+    }
+
+    /// Presentation duration of the whole rendition, in seconds.
+    pub fn duration_seconds(&self) -> f64 {
+        let segments = &self.plan.segments;
+        match (segments.first(), segments.last()) {
+            (Some(first), Some(last)) => (last.end_90k - first.start_90k) as f64 / 90_000.0,
+            _ => 0.0,
+        }
+    }
+
+    /// MPEG-TS segment `k` (0-based; its URL says `k + 1`).
+    pub fn segment(&self, k: usize) -> Result<Vec<u8>> {
+        let segment = self.plan.segments.get(k).ok_or_else(|| {
+            Error::NotFound(format!(
+                "segment {} of {} segments",
+                k + 1,
+                self.segment_count()
+            ))
+        })?;
+        let media = SegmentMedia::read(&self.file, &self.index, segment)?;
+        ts::write_segment(&self.index, segment, self.plan.stream_offset_90k, &media)
+    }
+
+    /// The media playlist of this rendition as rendition number `n`.
+    pub fn media_playlist(&self, n: usize) -> String {
+        hls::media_playlist(&self.plan.segments, n, self.index.kind_suffix())
+    }
+
+    /// This rendition's entry in a master playlist.
+    pub fn variant(&self) -> Variant {
+        let mut peak_bps = 0u64;
+        let mut total_bytes = 0u64;
+        for segment in &self.plan.segments {
+            let bytes = ts::segment_len_bytes(&self.index, segment);
+            total_bytes += bytes;
+            peak_bps = peak_bps.max(bits_per_second(bytes, segment.duration_90k()));
+        }
+        let video = self.index.video.as_ref();
+        let video_config = video.and_then(|t| match &t.codec {
+            Codec::Video(v) => Some(v),
+            Codec::Audio(_) => None,
+        });
+        let frame_rate = video.filter(|t| t.samples.len() > 1).map(|t| {
+            let span = t.end_dts - t.samples[0].dts;
+            t.samples.len() as f64 * f64::from(t.timescale) / span.max(1) as f64
+        });
+        let span_90k = self.plan.segments.iter().map(|s| s.duration_90k()).sum();
+        Variant {
+            bandwidth: peak_bps,
+            average_bandwidth: bits_per_second(total_bytes, span_90k),
+            codecs: self
+                .index
+                .tracks()
+                .map(|t| match &t.codec {
+                    Codec::Video(v) => v.codec_string.clone(),
+                    Codec::Audio(a) => a.codec_string.clone(),
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            resolution: video_config.map(|v| (v.width, v.height)),
+            frame_rate,
+            kind_suffix: self.index.kind_suffix(),
+        }
+    }
+}
+
+fn bits_per_second(bytes: u64, duration_90k: i64) -> u64 {
+    (u128::from(bytes) * 8 * 90_000).div_ceil(duration_90k.max(1) as u128) as u64
+}

@@ -1,0 +1,289 @@
+//! The MPEG-TS segment writer (ISO/IEC 13818-1): one program with at most
+//! one video and one audio stream, PAT and PMT first in every segment, PES
+//! packets interleaved by decode time, PCR on the video PID.
+
+mod audio;
+mod packet;
+mod pes;
+mod psi;
+mod video;
+
+use std::ops::Range;
+
+use packet::{write_payload, Adaptation, ContinuityCounter, Pid, PACKET_LEN};
+use psi::EsInfo;
+
+use crate::packager::error::Result;
+use crate::packager::index::{Codec, MediaIndex, Track};
+use crate::packager::media::SegmentMedia;
+use crate::packager::segment::Segment;
+
+const VIDEO_PID: Pid = Pid::new(0x100);
+const AUDIO_PID: Pid = Pid::new(0x101);
+
+/// Audio frames are grouped into one PES up to this many payload bytes
+/// (ffmpeg's default `pes_payload_size`) ...
+const AUDIO_PES_MAX_BYTES: usize = 2930;
+/// ... or this much time, so that audio stays close to the video it goes with.
+const AUDIO_PES_MAX_90K: i64 = 9_000;
+
+/// What goes into the next PES packet of a segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Unit {
+    /// One video access unit.
+    Video(usize),
+    /// Consecutive audio frames.
+    Audio(Range<usize>),
+}
+
+/// The PES packets of a segment in the order they are written: by decode
+/// time, audio before video on a tie. Audio frames are grouped into one PES
+/// until it is full or reaches the next video frame's decode time. It uses
+/// the index only, so the size of a segment is known before it is made.
+fn schedule<'a>(index: &'a MediaIndex, segment: &'a Segment) -> impl Iterator<Item = Unit> + 'a {
+    let video = index.video.as_ref();
+    let audio = index.audio.as_ref();
+    let mut v = segment.video.start;
+    let mut a = segment.audio.start;
+    std::iter::from_fn(move || {
+        let next_video = video
+            .filter(|_| v < segment.video.end)
+            .map(|t| t.dts_90k(v));
+        let next_audio = audio
+            .filter(|_| a < segment.audio.end)
+            .map(|t| t.dts_90k(a));
+        match (next_video, next_audio) {
+            (Some(vt), Some(at)) if at <= vt => {
+                let end = audio_pes_end(audio?, a, segment.audio.end, vt);
+                let unit = Unit::Audio(a..end);
+                a = end;
+                Some(unit)
+            }
+            (Some(_), _) => {
+                v += 1;
+                Some(Unit::Video(v - 1))
+            }
+            (None, Some(_)) => {
+                let end = audio_pes_end(audio?, a, segment.audio.end, i64::MAX);
+                let unit = Unit::Audio(a..end);
+                a = end;
+                Some(unit)
+            }
+            (None, None) => None,
+        }
+    })
+}
+
+/// The end of the audio PES that starts with frame `start`: at most `end`,
+/// no frame decoded after `until_90k`, within the size and time limits.
+fn audio_pes_end(track: &Track, start: usize, end: usize, until_90k: i64) -> usize {
+    let first_90k = track.dts_90k(start);
+    let mut bytes = audio_frame_len(track, start);
+    let mut i = start + 1;
+    while i < end {
+        let t = track.dts_90k(i);
+        let len = audio_frame_len(track, i);
+        if t > until_90k || t - first_90k >= AUDIO_PES_MAX_90K || bytes + len > AUDIO_PES_MAX_BYTES
+        {
+            break;
+        }
+        bytes += len;
+        i += 1;
+    }
+    i
+}
+
+fn audio_frame_len(track: &Track, i: usize) -> usize {
+    let Codec::Audio(config) = &track.codec else {
+        unreachable!("audio track")
+    };
+    track.samples[i].size as usize + audio::header_len(config)
+}
+
+/// The exact size of segment `segment` as [`write_segment`] writes it, when
+/// video samples use 4-byte NAL lengths and hold no AUD (as muxers write
+/// them); close to it otherwise. For bitrates in playlists.
+pub fn segment_len_bytes(index: &MediaIndex, segment: &Segment) -> u64 {
+    let mut packets = 2; // PAT, PMT
+    for unit in schedule(index, segment) {
+        let (payload_len, af_len) = match unit {
+            Unit::Video(i) => {
+                let track = index.video.as_ref().expect("video unit");
+                let Codec::Video(config) = &track.codec else {
+                    unreachable!("video track")
+                };
+                let sync = track.is_sync(i);
+                let au = video::access_unit_len(config, track.samples[i].size as usize, sync);
+                let pes = pes::header_len(track.pts_90k(i) != track.dts_90k(i)) + au;
+                (
+                    pes,
+                    Adaptation {
+                        pcr_90k: Some(0),
+                        random_access: sync,
+                    }
+                    .len(),
+                )
+            }
+            Unit::Audio(frames) => {
+                let track = index.audio.as_ref().expect("audio unit");
+                let payload: usize = frames.map(|i| audio_frame_len(track, i)).sum();
+                let pes = pes::header_len(false) + payload;
+                let af = if index.video.is_none() {
+                    audio_only_adaptation(0).len()
+                } else {
+                    0
+                };
+                (pes, af)
+            }
+        };
+        packets += packet::packets_for(payload_len, af_len);
+    }
+    packets as u64 * PACKET_LEN as u64
+}
+
+fn audio_only_adaptation(pcr_90k: u64) -> Adaptation {
+    Adaptation {
+        pcr_90k: Some(pcr_90k),
+        random_access: true,
+    }
+}
+
+/// Writes segment `segment` of `index`, whose samples are in `media`;
+/// `offset_90k` is added to every timestamp.
+pub fn write_segment(
+    index: &MediaIndex,
+    segment: &Segment,
+    offset_90k: i64,
+    media: &SegmentMedia,
+) -> Result<Vec<u8>> {
+    let mut mux = Muxer::new(index, offset_90k, media.len_bytes());
+    for unit in schedule(index, segment) {
+        match unit {
+            Unit::Video(i) => {
+                let track = index.video.as_ref().expect("video unit");
+                mux.video(track, i, media.video(i - segment.video.start))?;
+            }
+            Unit::Audio(frames) => {
+                let track = index.audio.as_ref().expect("audio unit");
+                let first = segment.audio.start;
+                mux.audio(track, frames.clone(), |i| media.audio(i - first))?;
+            }
+        }
+    }
+    Ok(mux.out)
+}
+
+struct Muxer<'a> {
+    index: &'a MediaIndex,
+    offset_90k: i64,
+    out: Vec<u8>,
+    video_cc: ContinuityCounter,
+    audio_cc: ContinuityCounter,
+    pes: Vec<u8>,
+}
+
+impl<'a> Muxer<'a> {
+    fn new(index: &'a MediaIndex, offset_90k: i64, media_bytes: usize) -> Self {
+        let mut out = Vec::with_capacity(media_bytes + media_bytes / 16 + 4 * PACKET_LEN);
+        let mut streams = Vec::new();
+        if let Some(Codec::Video(v)) = index.video.as_ref().map(|t| &t.codec) {
+            streams.push(EsInfo {
+                stream_type: video::stream_type(v),
+                pid: VIDEO_PID,
+                descriptors: Vec::new(),
+            });
+        }
+        if let Some(Codec::Audio(a)) = index.audio.as_ref().map(|t| &t.codec) {
+            let (stream_type, _, descriptors) = audio::stream_info(a);
+            streams.push(EsInfo {
+                stream_type,
+                pid: AUDIO_PID,
+                descriptors,
+            });
+        }
+        let pcr_pid = if index.video.is_some() {
+            VIDEO_PID
+        } else {
+            AUDIO_PID
+        };
+        // Counters restart in every segment: each segment is a stream of its
+        // own, and players reset their demuxers at a discontinuity anyway.
+        psi::write_pat(&mut out, &mut ContinuityCounter::default());
+        psi::write_pmt(
+            &mut out,
+            &mut ContinuityCounter::default(),
+            pcr_pid,
+            &streams,
+        );
+        Muxer {
+            index,
+            offset_90k,
+            out,
+            video_cc: ContinuityCounter::default(),
+            audio_cc: ContinuityCounter::default(),
+            pes: Vec::new(),
+        }
+    }
+
+    /// One video access unit in one PES packet.
+    fn video(&mut self, track: &Track, i: usize, sample: &[u8]) -> Result<()> {
+        let Codec::Video(config) = &track.codec else {
+            unreachable!("video track")
+        };
+        let sync = track.is_sync(i);
+        let mut au = Vec::with_capacity(sample.len() + 64);
+        video::write_access_unit(&mut au, config, sample, sync, track.samples[i].offset)?;
+        let dts = track.dts_90k(i) + self.offset_90k;
+        let pts = track.pts_90k(i) + self.offset_90k;
+        self.pes.clear();
+        pes::write_header(&mut self.pes, pes::STREAM_ID_VIDEO, pts, dts, au.len());
+        self.pes.extend_from_slice(&au);
+        let first = Adaptation {
+            pcr_90k: Some(dts as u64),
+            random_access: sync,
+        };
+        write_payload(
+            &mut self.out,
+            VIDEO_PID,
+            &mut self.video_cc,
+            first,
+            &self.pes,
+        );
+        Ok(())
+    }
+
+    /// Audio frames in one PES packet; `frame(i)` gives frame `i`'s bytes.
+    fn audio<'m>(
+        &mut self,
+        track: &Track,
+        frames: Range<usize>,
+        frame: impl Fn(usize) -> &'m [u8],
+    ) -> Result<()> {
+        let Codec::Audio(config) = &track.codec else {
+            unreachable!("audio track")
+        };
+        let start = frames.start;
+        let mut payload = Vec::with_capacity(AUDIO_PES_MAX_BYTES + 64);
+        for i in frames {
+            audio::write_frame(&mut payload, config, frame(i), track.samples[i].offset)?;
+        }
+        let (_, stream_id, _) = audio::stream_info(config);
+        let pts = track.pts_90k(start) + self.offset_90k;
+        self.pes.clear();
+        pes::write_header(&mut self.pes, stream_id, pts, pts, payload.len());
+        self.pes.extend_from_slice(&payload);
+        let first = if self.index.video.is_none() {
+            audio_only_adaptation((track.dts_90k(start) + self.offset_90k) as u64)
+        } else {
+            Adaptation::default()
+        };
+        write_payload(
+            &mut self.out,
+            AUDIO_PID,
+            &mut self.audio_cc,
+            first,
+            &self.pes,
+        );
+        Ok(())
+    }
+}
