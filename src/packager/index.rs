@@ -130,9 +130,11 @@ impl Track {
     }
 }
 
-/// `t * to / from`, rounded down, without overflow for any media time.
+/// `t * to / from`, rounded down, without overflow for any media time. A
+/// timescale of 0 (a broken `mvhd`) is taken as 1.
 pub fn rescale(t: i64, from: u32, to: u32) -> i64 {
-    (i128::from(t) * i128::from(to)).div_euclid(i128::from(from)) as i64
+    let wide = (i128::from(t) * i128::from(to)).div_euclid(i128::from(from.max(1)));
+    wide.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
 }
 
 /// What we package of one source file.

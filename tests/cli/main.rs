@@ -1,2 +1,6 @@
-#[test]
-fn placeholder() {}
+//! casterpak driven as its users drive it: the binary, a temp dir per test,
+//! and validators we did not write (ffprobe, ffmpeg, m3u8-rs).
+
+mod package;
+mod shared_media;
+mod support;

@@ -14,6 +14,7 @@ use std::os::unix::fs::FileExt;
 
 use cursor::Cursor;
 use fragment::{FragmentTarget, Trex};
+use stbl::TrackSamples;
 use trak::Trak;
 
 use crate::packager::error::{Error, FourCc, Result};
@@ -22,6 +23,12 @@ use crate::packager::index::{rescale, Codec, MediaIndex, Track};
 /// Largest `moov` or `moof` we read into memory. A 10-hour file's moov is
 /// tens of megabytes; anything above this is hostile.
 const MAX_HEADER_BOX: u64 = 256 << 20;
+
+/// Boxes an MP4 or QuickTime file may begin with; anything else is not one.
+const FIRST_BOXES: [&[u8; 4]; 11] = [
+    b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"uuid", b"styp", b"sidx",
+    b"pdin",
+];
 
 /// Reads the index of an MP4 file.
 pub fn read_index(file: &File) -> Result<MediaIndex> {
@@ -80,12 +87,7 @@ fn read_header(src: &dyn ReadAt, pos: u64, file_len: u64) -> Result<Option<BoxHe
         ));
     }
     let fourcc = FourCc(buf[4..8].try_into().expect("4 bytes"));
-    if pos == 0
-        && !fourcc
-            .0
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b' ')
-    {
+    if pos == 0 && !FIRST_BOXES.contains(&&fourcc.0) {
         return Err(Error::Unsupported(
             "not an MP4 or MOV file (no box at its start)".into(),
         ));
@@ -280,7 +282,12 @@ fn select_tracks(movie: Movie, file_len: u64) -> Result<MediaIndex> {
             ));
             continue;
         }
-        *slot = Some(finish_track(t, movie.timescale, file_len)?);
+        *slot = Some(finish_track(
+            t,
+            movie.timescale,
+            movie.fragmented,
+            file_len,
+        )?);
     }
     if index.video.is_none() && index.audio.is_none() {
         let mut why = "no audio or video track that MPEG-TS can carry".to_string();
@@ -293,8 +300,35 @@ fn select_tracks(movie: Movie, file_len: u64) -> Result<MediaIndex> {
     Ok(index)
 }
 
-fn finish_track(t: Trak, movie_timescale: u32, file_len: u64) -> Result<Track> {
-    let samples = t.samples;
+/// Drops samples at the end (in decode order) that are presented at or
+/// after `end`, where the edit list ends the presentation. Only a suffix is
+/// dropped, so no kept frame loses a reference; one sample always stays.
+fn trim_after(samples: &mut TrackSamples, end: i64) {
+    let list = &mut samples.samples;
+    while list.len() > 1
+        && list
+            .last()
+            .is_some_and(|s| s.dts + i64::from(s.cts_offset) >= end)
+    {
+        samples.end_dts = list.pop().expect("not empty").dts;
+    }
+    if let Some(sync) = &mut samples.sync {
+        sync.retain(|&i| (i as usize) < list.len());
+    }
+}
+
+fn finish_track(t: Trak, movie_timescale: u32, fragmented: bool, file_len: u64) -> Result<Track> {
+    let mut samples = t.samples;
+    // In a fragmented file the edit's length may cover only the moov's
+    // samples (often none), so it only trims complete files.
+    if !fragmented && t.edit.media_duration_movie_units > 0 {
+        let duration = i64::try_from(t.edit.media_duration_movie_units).unwrap_or(i64::MAX / 2);
+        let end = t
+            .edit
+            .media_time
+            .saturating_add(rescale(duration, movie_timescale, t.timescale));
+        trim_after(&mut samples, end);
+    }
     for (i, s) in samples.samples.iter().enumerate() {
         if s.offset.saturating_add(u64::from(s.size)) > file_len {
             return Err(Error::corrupt(

@@ -15,6 +15,8 @@ pub struct Edit {
     pub empty_movie_units: u64,
     /// Media time where the first non-empty edit starts.
     pub media_time: i64,
+    /// Length of that edit in the movie timescale; 0 when unknown.
+    pub media_duration_movie_units: u64,
     /// More than one media edit was present.
     pub ignored_edits: bool,
 }
@@ -98,6 +100,7 @@ fn parse_edts(mut c: Cursor) -> Result<Edit> {
                 return Err(e.error(format!("negative edit media_time {media_time}")));
             } else {
                 edit.media_time = media_time;
+                edit.media_duration_movie_units = duration;
                 seen_media = true;
             }
         }

@@ -1,0 +1,263 @@
+//! `casterpak package`: the project's own fixtures, packaged and validated.
+
+use std::fs;
+use std::path::Path;
+
+use predicates::prelude::*;
+
+use crate::support::{
+    casterpak, fixture, have_ffmpeg, package, parse_master, parse_media, validate_package,
+};
+
+/// Every fixture with the kinds of rendition it makes.
+const FIXTURES: &[(&str, &str)] = &[
+    ("h264-aac-bframes.mp4", "av"),
+    ("h264-aac-moov-end.mp4", "av"),
+    ("h264-aac-fragmented.mp4", "av"),
+    ("hevc-aac.mp4", "av"),
+    ("aac-only.m4a", "a"),
+    ("ac3.mp4", "av"),
+    ("eac3-only.mp4", "a"),
+    ("mp3-only.mp4", "a"),
+];
+
+#[test]
+fn every_fixture_packages_and_validates() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, kind) in FIXTURES {
+        let source = fixture(name);
+        let dir = package(&[&source], &tmp.path().join(name), &[]);
+        assert!(
+            dir.join(format!("index_0_{kind}.m3u8")).exists(),
+            "{name} is {kind}"
+        );
+        validate_package(&[&source], &dir);
+    }
+}
+
+#[test]
+fn playlists_match_the_golden_files() {
+    // Set CASTERPAK_BLESS=1 to rewrite them after a deliberate change.
+    let bless = std::env::var_os("CASTERPAK_BLESS").is_some();
+    let tmp = tempfile::tempdir().unwrap();
+    let golden_root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/golden");
+    for (name, kind) in FIXTURES {
+        let dir = package(&[&fixture(name)], &tmp.path().join(name), &[]);
+        for file in ["master.m3u8".to_string(), format!("index_0_{kind}.m3u8")] {
+            let got = fs::read_to_string(dir.join(&file)).unwrap();
+            let golden = golden_root.join(name).join(&file);
+            if bless {
+                fs::create_dir_all(golden.parent().unwrap()).unwrap();
+                fs::write(&golden, &got).unwrap();
+            }
+            let want =
+                fs::read_to_string(&golden).unwrap_or_else(|e| panic!("{}: {e}", golden.display()));
+            assert_eq!(got, want, "{name}/{file} differs from {}", golden.display());
+        }
+    }
+}
+
+#[test]
+fn segments_follow_keyframes_and_the_target_duration() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 10 s with a keyframe every 2 s: 6 s + 4 s by default, five 2 s segments at 2.
+    let source = fixture("h264-aac-bframes.mp4");
+    let six =
+        parse_media(&package(&[&source], &tmp.path().join("six"), &[]).join("index_0_av.m3u8"));
+    let durations: Vec<f32> = six.segments.iter().map(|s| s.duration).collect();
+    assert_eq!(durations.len(), 2);
+    assert!((durations[1] - 4.0).abs() < 0.001, "{durations:?}");
+    let two = package(
+        &[&source],
+        &tmp.path().join("two"),
+        &["--segment-duration", "2"],
+    );
+    let two = parse_media(&two.join("index_0_av.m3u8"));
+    assert_eq!(two.segments.len(), 5);
+    assert_eq!(
+        two.target_duration, 3,
+        "2.023 s for the first segment rounds up to 3"
+    );
+    // Audio only is cut by time.
+    let audio = package(
+        &[&fixture("aac-only.m4a")],
+        &tmp.path().join("a"),
+        &["--segment-duration", "4"],
+    );
+    assert_eq!(parse_media(&audio.join("index_0_a.m3u8")).segments.len(), 3);
+}
+
+#[test]
+fn segments_are_identical_whatever_the_order_they_are_made_in() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source = fixture("hevc-aac.mp4");
+    let one = package(
+        &[&source],
+        &tmp.path().join("one"),
+        &["--jobs", "1", "--segment-duration", "2"],
+    );
+    let four = package(
+        &[&source],
+        &tmp.path().join("four"),
+        &["--jobs", "4", "--segment-duration", "2"],
+    );
+    let names: Vec<_> = fs::read_dir(&one)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 2 + 4);
+    for name in names {
+        assert_eq!(
+            fs::read(one.join(&name)).unwrap(),
+            fs::read(four.join(&name)).unwrap(),
+            "{name:?}"
+        );
+    }
+}
+
+#[test]
+fn several_inputs_make_one_master_with_a_rendition_each() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inputs = [
+        fixture("h264-aac-bframes.mp4"),
+        fixture("hevc-aac.mp4"),
+        fixture("aac-only.m4a"),
+    ];
+    let refs: Vec<&Path> = inputs.iter().map(|p| p.as_path()).collect();
+    let dir = package(&refs, &tmp.path().join("multi"), &[]);
+    let master = parse_master(&dir.join("master.m3u8"));
+    let uris: Vec<&str> = master.variants.iter().map(|v| v.uri.as_str()).collect();
+    assert_eq!(
+        uris,
+        ["index_0_av.m3u8", "index_1_av.m3u8", "index_2_a.m3u8"]
+    );
+    let codecs: Vec<_> = master
+        .variants
+        .iter()
+        .map(|v| v.codecs.clone().unwrap())
+        .collect();
+    assert_eq!(codecs[0], "avc1.64000d,mp4a.40.2");
+    assert!(codecs[1].starts_with("hvc1.1.6.L"), "{}", codecs[1]);
+    assert_eq!(codecs[2], "mp4a.40.2");
+    let first = &master.variants[0];
+    assert_eq!(
+        first.resolution.map(|r| (r.width, r.height)),
+        Some((320, 180))
+    );
+    assert_eq!(first.frame_rate, Some(30.0));
+    assert!(first.average_bandwidth.unwrap() <= first.bandwidth);
+    assert!(dir.join("segment2_1_av.ts").exists() && dir.join("segment1_2_a.ts").exists());
+    if have_ffmpeg() {
+        validate_package(&refs, &dir);
+    }
+}
+
+#[test]
+fn json_summary_describes_what_was_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("pkg");
+    let output = casterpak()
+        .args(["package", "--json", "--out"])
+        .arg(&out)
+        .arg(fixture("ac3.mp4"))
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let summary: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("stdout is JSON");
+    let ts_files: Vec<_> = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "ts"))
+        .collect();
+    let on_disk: u64 = ts_files
+        .iter()
+        .map(|p| fs::metadata(p).unwrap().len())
+        .sum();
+    assert_eq!(summary["segments"], ts_files.len());
+    assert_eq!(summary["bytes"], on_disk);
+    assert_eq!(summary["renditions"][0]["codecs"], "avc1.64000c,ac-3");
+    assert!(summary["seconds"].as_f64().unwrap() >= 0.0);
+}
+
+/// A failed run exits non-zero with one line naming the file and leaves
+/// nothing behind: neither the package nor its staging directory.
+fn assert_fails_cleanly(inputs: &[&Path], expected: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("pkg");
+    casterpak()
+        .arg("package")
+        .args(inputs)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(expected))
+        .stderr(predicate::str::contains("panicked").not());
+    let left: Vec<_> = fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn missing_input_is_a_clear_error() {
+    let missing = Path::new("/nonexistent/film.mp4");
+    assert_fails_cleanly(&[missing], "/nonexistent/film.mp4: I/O error: No such file");
+}
+
+#[test]
+fn a_file_that_is_not_mp4_is_a_clear_error() {
+    let readme = fixture("README.md");
+    assert_fails_cleanly(&[&readme], "not an MP4 or MOV file");
+}
+
+#[test]
+fn truncated_mp4_is_a_clear_error_and_leaves_no_partial_package() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = fs::read(fixture("h264-aac-bframes.mp4")).unwrap();
+    let truncated = tmp.path().join("truncated.mp4");
+    fs::write(&truncated, &data[..data.len() / 2]).unwrap();
+    // The good first input is not enough to leave a package behind.
+    assert_fails_cleanly(
+        &[&fixture("aac-only.m4a"), &truncated],
+        "truncated.mp4: corrupt media",
+    );
+}
+
+#[test]
+fn existing_output_is_kept_unless_forced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("pkg");
+    fs::create_dir(&out).unwrap();
+    fs::write(out.join("keep.txt"), "mine").unwrap();
+    casterpak()
+        .args(["package", "--out"])
+        .arg(&out)
+        .arg(fixture("aac-only.m4a"))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("already exists"));
+    assert_eq!(fs::read_to_string(out.join("keep.txt")).unwrap(), "mine");
+    package(&[&fixture("aac-only.m4a")], &out, &["--force"]);
+    assert!(!out.join("keep.txt").exists() && out.join("master.m3u8").exists());
+    let left: Vec<_> = fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["pkg"]);
+}
+
+#[test]
+fn bad_segment_duration_is_rejected() {
+    casterpak()
+        .args(["package", "--segment-duration", "0", "--out", "/tmp/never"])
+        .arg(fixture("aac-only.m4a"))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("between 0.1 and 3600"));
+}
