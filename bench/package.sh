@@ -161,7 +161,7 @@ if [ -n "$BUILD_ERR" ]; then
 elif [ ! -x "$CASTERPAK" ]; then
     ROWS+=("$(printf '%-10s  FAILED: %s' casterpak "no binary at $CASTERPAK")")
 else
-    bench casterpak "$CASTERPAK" package "$INPUT" --out "$OUT"
+    bench casterpak "$CASTERPAK" package "$INPUT" --out "$OUT/hls"
 fi
 
 bench ffmpeg ffmpeg -nostdin -v error -i "$INPUT" -c copy -f hls -hls_time 6 \
