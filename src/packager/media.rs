@@ -5,13 +5,18 @@ use std::fs::File;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 
-use crate::packager::error::Result;
+use crate::packager::error::{Error, Result};
 use crate::packager::index::{MediaIndex, Track};
 use crate::packager::segment::Segment;
 
 /// Samples closer than this in the file are read with one call; the bytes
 /// in between (usually the other track's samples) are read and ignored.
 const MAX_GAP_BYTES: u64 = 64 << 10;
+
+/// Samples of one segment may add up to this much. A 6 s segment of 100
+/// Mbit/s video is 75 MB; a file whose samples claim more (overlapping
+/// samples, say) would make us allocate without bound.
+const MAX_SEGMENT_MEDIA_BYTES: u64 = 1 << 30;
 
 /// The bytes of one segment's samples.
 pub struct SegmentMedia {
@@ -23,9 +28,41 @@ pub struct SegmentMedia {
 
 impl SegmentMedia {
     pub fn read(file: &File, index: &MediaIndex, segment: &Segment) -> Result<SegmentMedia> {
+        Self::read_with(
+            |buf, offset| file.read_exact_at(buf, offset),
+            index,
+            segment,
+        )
+    }
+
+    /// The same from a file held in memory (tests, fuzzing).
+    pub fn from_bytes(data: &[u8], index: &MediaIndex, segment: &Segment) -> Result<SegmentMedia> {
+        let read = |buf: &mut [u8], offset: u64| {
+            let bytes = usize::try_from(offset)
+                .ok()
+                .and_then(|start| data.get(start..start.checked_add(buf.len())?))
+                .ok_or(std::io::ErrorKind::UnexpectedEof)?;
+            buf.copy_from_slice(bytes);
+            Ok(())
+        };
+        Self::read_with(read, index, segment)
+    }
+
+    fn read_with(
+        read_exact_at: impl Fn(&mut [u8], u64) -> std::io::Result<()>,
+        index: &MediaIndex,
+        segment: &Segment,
+    ) -> Result<SegmentMedia> {
         let mut wanted: Vec<Wanted> = Vec::new();
         push_samples(&mut wanted, index.video.as_ref(), &segment.video, true);
         push_samples(&mut wanted, index.audio.as_ref(), &segment.audio, false);
+        let total: u64 = wanted.iter().map(|w| u64::from(w.size)).sum();
+        if total > MAX_SEGMENT_MEDIA_BYTES {
+            return Err(Error::Unsupported(format!(
+                "a segment would hold {total} bytes of samples, more than {MAX_SEGMENT_MEDIA_BYTES}; \
+                 use a shorter segment duration"
+            )));
+        }
         wanted.sort_unstable_by_key(|w| w.offset);
 
         let mut media = SegmentMedia {
@@ -45,7 +82,7 @@ impl SegmentMedia {
             }
             let base = media.buf.len();
             media.buf.resize(base + (span_end - span_start) as usize, 0);
-            file.read_exact_at(&mut media.buf[base..], span_start)?;
+            read_exact_at(&mut media.buf[base..], span_start)?;
             for w in &wanted[i..j] {
                 let from = base + (w.offset - span_start) as usize;
                 let slot = if w.video {

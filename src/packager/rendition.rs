@@ -53,6 +53,10 @@ impl Rendition {
         &self.index
     }
 
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
     pub fn segment_count(&self) -> usize {
         self.plan.segments.len()
     }

@@ -75,7 +75,10 @@ fn every_shared_media_file_packages_and_validates_or_fails_clearly() {
         match expect {
             Packages(kind) => {
                 package(&[&source], &out, &[]);
-                assert!(out.join(format!("index_0_{kind}.m3u8")).exists(), "{name} should be `{kind}`");
+                assert!(
+                    out.join(format!("index_0_{kind}.m3u8")).exists(),
+                    "{name} should be `{kind}`"
+                );
                 if validate {
                     validate_package(&[&source], &out);
                 }

@@ -287,3 +287,154 @@ impl<'a> Muxer<'a> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Write segments of the fixtures, read them back with a small demuxer
+    //! written here, and compare with the index.
+
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    use super::*;
+    use crate::packager::rendition::Rendition;
+
+    /// A PES read back: its PID, PTS, DTS and payload.
+    struct Pes {
+        pid: u16,
+        pts: i64,
+        dts: i64,
+        payload: Vec<u8>,
+        random_access: bool,
+        /// Number of the packet it starts in.
+        start: usize,
+    }
+
+    fn demux(ts: &[u8]) -> Vec<Pes> {
+        assert_eq!(ts.len() % PACKET_LEN, 0);
+        let mut counters: HashMap<u16, u8> = HashMap::new();
+        // PID -> (PES bytes so far, random access, packet number it started at)
+        let mut open: HashMap<u16, (Vec<u8>, bool, usize)> = HashMap::new();
+        let mut done = Vec::new();
+        for (n, p) in ts.chunks(PACKET_LEN).enumerate() {
+            assert_eq!(p[0], 0x47);
+            let pid = u16::from(p[1] & 0x1f) << 8 | u16::from(p[2]);
+            let start = p[1] & 0x40 != 0;
+            let cc = p[3] & 0x0f;
+            if let Some(prev) = counters.insert(pid, cc) {
+                assert_eq!(cc, (prev + 1) & 0x0f, "continuity on PID {pid}");
+            }
+            let (body, ra) = if p[3] & 0x20 != 0 {
+                let af_len = usize::from(p[4]);
+                (&p[5 + af_len..], af_len > 0 && p[5] & 0x40 != 0)
+            } else {
+                (&p[4..], false)
+            };
+            if pid == 0 || pid == psi::PMT_PID.value() {
+                continue;
+            }
+            if start {
+                if let Some((bytes, ra, started)) = open.remove(&pid) {
+                    done.push(parse_pes(pid, &bytes, ra, started));
+                }
+                open.insert(pid, (body.to_vec(), ra, n));
+            } else {
+                open.get_mut(&pid)
+                    .expect("PES continues")
+                    .0
+                    .extend_from_slice(body);
+            }
+        }
+        for (pid, (bytes, ra, started)) in open {
+            done.push(parse_pes(pid, &bytes, ra, started));
+        }
+        done.sort_by_key(|p| p.start);
+        done
+    }
+
+    fn parse_pes(pid: u16, b: &[u8], random_access: bool, start: usize) -> Pes {
+        assert_eq!(&b[..3], &[0, 0, 1]);
+        let declared = usize::from(u16::from_be_bytes([b[4], b[5]]));
+        let header_len = 9 + usize::from(b[8]);
+        if declared != 0 {
+            assert_eq!(declared + 6, b.len(), "PES_packet_length");
+        }
+        let pts = pes::read_timestamp(&b[9..14]);
+        let dts = if b[7] & 0x40 != 0 {
+            pes::read_timestamp(&b[14..19])
+        } else {
+            pts
+        };
+        Pes {
+            pid,
+            pts,
+            dts,
+            payload: b[header_len..].to_vec(),
+            random_access,
+            start,
+        }
+    }
+
+    fn fixture(name: &str) -> Rendition {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        Rendition::open(&path, 2.0).unwrap()
+    }
+
+    #[test]
+    fn video_and_audio_read_back_with_the_index_timestamps() {
+        for name in ["h264-aac-bframes.mp4", "hevc-aac.mp4", "ac3.mp4"] {
+            let r = fixture(name);
+            let (index, plan) = (r.index(), r.plan());
+            let video = index.video.as_ref().unwrap();
+            let audio = index.audio.as_ref().unwrap();
+            for (k, segment) in plan.segments.iter().enumerate() {
+                let bytes = r.segment(k).unwrap();
+                assert_eq!(
+                    bytes.len() as u64,
+                    segment_len_bytes(index, segment),
+                    "{name} {k}: size known ahead"
+                );
+                let pes = demux(&bytes);
+                let v: Vec<&Pes> = pes.iter().filter(|p| p.pid == VIDEO_PID.value()).collect();
+                assert_eq!(
+                    v.len(),
+                    segment.video.len(),
+                    "{name} {k}: one PES per frame"
+                );
+                for (p, i) in v.iter().zip(segment.video.clone()) {
+                    assert_eq!(p.pts, video.pts_90k(i) + plan.stream_offset_90k);
+                    assert_eq!(p.dts, video.dts_90k(i) + plan.stream_offset_90k);
+                    assert!(p.dts <= p.pts);
+                    assert_eq!(p.random_access, video.is_sync(i));
+                    assert_eq!(&p.payload[..4], &[0, 0, 0, 1], "Annex B");
+                }
+                assert!(v[0].random_access, "{name} {k} starts with a keyframe");
+                let a: Vec<&Pes> = pes.iter().filter(|p| p.pid == AUDIO_PID.value()).collect();
+                let first_audio = segment.audio.start;
+                assert_eq!(
+                    a[0].pts,
+                    audio.pts_90k(first_audio) + plan.stream_offset_90k
+                );
+                let payload: usize = a.iter().map(|p| p.payload.len()).sum();
+                let want: usize = segment
+                    .audio
+                    .clone()
+                    .map(|i| audio_frame_len(audio, i))
+                    .sum();
+                assert_eq!(payload, want, "{name} {k}: every audio frame");
+            }
+        }
+    }
+
+    #[test]
+    fn packets_are_in_decode_order_across_pids() {
+        let r = fixture("h264-aac-bframes.mp4");
+        let bytes = r.segment(1).unwrap();
+        let dts: Vec<i64> = demux(&bytes).iter().map(|p| p.dts).collect();
+        let mut sorted = dts.clone();
+        sorted.sort();
+        assert_eq!(dts, sorted);
+    }
+}
