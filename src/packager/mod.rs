@@ -9,3 +9,5 @@ pub mod mp4;
 pub mod rendition;
 pub mod segment;
 pub mod ts;
+#[doc(hidden)]
+pub mod fuzz_regressions;

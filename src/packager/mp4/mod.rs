@@ -317,6 +317,24 @@ fn trim_after(samples: &mut TrackSamples, end: i64) {
     }
 }
 
+/// Timestamps beyond this (ten years at 90 kHz) are taken as corrupt, so
+/// that timestamp arithmetic never overflows.
+const MAX_TIMESTAMP_90K: i64 = 90_000 * 86_400 * 3_660;
+
+/// Decode times must not go backwards and every time must be in range.
+fn check_timeline(samples: &TrackSamples, track_id: u32, timescale: u32, shift: i64) -> Result<()> {
+    let limit = rescale(MAX_TIMESTAMP_90K, 90_000, timescale);
+    let corrupt = |what: String| Error::corrupt(FourCc(*b"trak"), 0, format!("track {track_id}: {what}"));
+    if let Some(w) = samples.samples.windows(2).find(|w| w[1].dts < w[0].dts) {
+        return Err(corrupt(format!("decode time goes back from {} to {}", w[0].dts, w[1].dts)));
+    }
+    let first = samples.samples.first().map_or(0, |s| s.dts);
+    if [first, samples.end_dts, shift].iter().any(|t| t.abs() > limit) || samples.end_dts < first {
+        return Err(corrupt("timestamps out of range".into()));
+    }
+    Ok(())
+}
+
 fn finish_track(t: Trak, movie_timescale: u32, fragmented: bool, file_len: u64) -> Result<Track> {
     let mut samples = t.samples;
     // In a fragmented file the edit's length may cover only the moov's
@@ -355,6 +373,7 @@ fn finish_track(t: Trak, movie_timescale: u32, fragmented: bool, file_len: u64) 
         movie_timescale,
         t.timescale,
     );
+    check_timeline(&samples, t.track_id, t.timescale, empty - t.edit.media_time)?;
     let min_cts = samples
         .samples
         .iter()
