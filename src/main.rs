@@ -1,11 +1,15 @@
 //! casterpak, the caching stream packager: parses the command line and
 //! hands over to one of `src/commands/`.
 
+mod cache;
 mod commands;
+mod config;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+use config::{CommonArgs, Config};
 
 #[derive(Parser)]
 #[command(
@@ -17,6 +21,8 @@ struct Cli {
     /// More log detail on stderr (same as RUST_LOG=casterpak=debug).
     #[arg(short, long, global = true)]
     verbose: bool,
+    #[command(flatten)]
+    common: CommonArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -25,32 +31,39 @@ struct Cli {
 enum Command {
     /// Package MP4 files into a static HLS directory (master, playlists, segments).
     Package(commands::package::Args),
+    /// Serve HLS on demand from MP4 files under the media root, through the cache.
+    Serve(commands::serve::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
-    let result = match cli.command {
-        Command::Package(args) => commands::package::run(args),
+    let default_level = match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
     };
+    init_logging(cli.verbose, default_level);
+    let result = Config::load(&cli.common).and_then(|config| match cli.command {
+        Command::Package(args) => commands::package::run(args, &config),
+        Command::Serve(args) => commands::serve::run(args, config, cli.common.clock()),
+    });
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");
         ExitCode::FAILURE
     })
 }
 
-fn init_logging(verbose: bool) {
+fn init_logging(verbose: bool, level: &str) {
     let default = if verbose {
-        "casterpak=debug"
+        "casterpak=debug,access=debug".to_string()
     } else {
-        "casterpak=warn"
+        format!("casterpak={level},access={level}")
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .without_time()
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }

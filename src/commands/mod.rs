@@ -1,6 +1,8 @@
 //! One module per subcommand, each with its `Args` and `run`.
 
+pub mod origin;
 pub mod package;
+pub mod serve;
 
 use std::io::Write;
 

@@ -16,7 +16,9 @@ use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use casterpak::packager::hls;
-use casterpak::packager::rendition::{Rendition, DEFAULT_SEGMENT_SECONDS};
+use casterpak::packager::rendition::Rendition;
+
+use crate::config::Config;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -26,9 +28,10 @@ pub struct Args {
     /// Directory to create with the package.
     #[arg(short, long, value_name = "DIR")]
     out: PathBuf,
-    /// Target segment duration in seconds; segments start at keyframes.
-    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_SEGMENT_SECONDS, value_parser = parse_seconds)]
-    segment_duration: f64,
+    /// Target segment duration in seconds, segments start at keyframes
+    /// (default: media.segment_duration, 6).
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    segment_duration: Option<f64>,
     /// Replace DIR if it already exists.
     #[arg(long)]
     force: bool,
@@ -48,7 +51,7 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
     }
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args, config: &Config) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     if args.out.exists() && !args.force {
         bail!(
@@ -56,7 +59,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.out.display()
         );
     }
-    let renditions = open_all(&args.inputs, args.segment_duration)?;
+    let segment_seconds = args
+        .segment_duration
+        .unwrap_or(config.media.segment_duration);
+    let renditions = open_all(&args.inputs, segment_seconds)?;
     let staging = Staging::create(&args.out)?;
     write_playlists(&renditions, staging.path())?;
     let jobs = args.jobs.unwrap_or_else(default_jobs).max(1);
@@ -109,7 +115,7 @@ fn write_playlists(renditions: &[Rendition], dir: &Path) -> anyhow::Result<()> {
     )?;
     for (n, r) in renditions.iter().enumerate() {
         let name = hls::media_playlist_name(n, r.index().kind_suffix());
-        write_file(&dir.join(name), r.media_playlist(n).as_bytes())?;
+        write_file(&dir.join(name), r.media_playlist(n, "").as_bytes())?;
     }
     Ok(())
 }

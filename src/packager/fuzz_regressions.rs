@@ -1,13 +1,13 @@
 //! Replays the inputs the fuzz target once crashed on (`fuzz/regressions/`)
 //! through the same steps as the target: read, plan, size and mux.
 
-use std::path::Path;
-
 use crate::packager::{media::SegmentMedia, mp4, segment, ts};
 
 /// The body of `fuzz/fuzz_targets/mp4_reader.rs`.
 pub fn exercise(data: &[u8]) {
-    let Ok(index) = mp4::read_index_from_bytes(data) else { return };
+    let Ok(index) = mp4::read_index_from_bytes(data) else {
+        return;
+    };
     let plan = segment::plan(&index, 6 * 90_000);
     for seg in plan.segments.iter().take(4) {
         let _ = ts::segment_len_bytes(&index, seg);
@@ -19,7 +19,7 @@ pub fn exercise(data: &[u8]) {
 
 #[test]
 fn fuzz_regressions_do_not_panic() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
     let mut count = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();

@@ -28,8 +28,9 @@ pub fn segment_name(k: usize, n: usize, kind_suffix: &str) -> String {
     format!("segment{k}_{n}_{kind_suffix}.ts")
 }
 
-/// A VOD media playlist listing every segment of rendition `n`.
-pub fn media_playlist(segments: &[Segment], n: usize, kind_suffix: &str) -> String {
+/// A VOD media playlist listing every segment of rendition `n`; `prefix`
+/// goes before each segment's name (empty for relative URIs).
+pub fn media_playlist(segments: &[Segment], n: usize, kind_suffix: &str, prefix: &str) -> String {
     // EXTINF is written in milliseconds; TARGETDURATION is the largest of
     // those rounded up, so that no rounded EXTINF exceeds it (4.3.3.1).
     let millis: Vec<i64> = segments
@@ -43,6 +44,7 @@ pub fn media_playlist(segments: &[Segment], n: usize, kind_suffix: &str) -> Stri
     out.push_str("#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-PLAYLIST-TYPE:VOD\n");
     for (k, ms) in millis.iter().enumerate() {
         let _ = writeln!(out, "#EXTINF:{}.{:03},", ms / 1000, ms % 1000);
+        out.push_str(prefix);
         out.push_str(&segment_name(k + 1, n, kind_suffix));
         out.push('\n');
     }
@@ -86,13 +88,13 @@ mod tests {
 
     #[test]
     fn target_duration_is_the_rounded_up_longest_segment() {
-        let p = media_playlist(&[seg(0, 540_540), seg(540_540, 900_000)], 2, "av");
+        let p = media_playlist(&[seg(0, 540_540), seg(540_540, 900_000)], 2, "av", "");
         assert!(p.contains("#EXT-X-TARGETDURATION:7\n"), "{p}");
         assert!(
             p.contains("#EXTINF:6.006,\nsegment1_2_av.ts\n#EXTINF:3.994,\nsegment2_2_av.ts\n"),
             "{p}"
         );
-        let p = media_playlist(&[seg(0, 540_000)], 0, "a");
+        let p = media_playlist(&[seg(0, 540_000)], 0, "a", "");
         assert!(p.contains("#EXT-X-TARGETDURATION:6\n"), "{p}");
     }
 }

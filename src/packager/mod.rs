@@ -2,6 +2,8 @@
 //! It knows nothing of HTTP, SQLite or the disk cache.
 
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz_regressions;
 pub mod hls;
 pub mod index;
 pub mod media;
@@ -9,5 +11,9 @@ pub mod mp4;
 pub mod rendition;
 pub mod segment;
 pub mod ts;
-#[doc(hidden)]
-pub mod fuzz_regressions;
+pub mod url;
+
+/// Version of what the packager writes. Bump it whenever the bytes of any
+/// playlist or segment change: it is part of every cache key and ETag, so
+/// old cached objects are then neither served nor validated.
+pub const FORMAT_VERSION: u32 = 1;

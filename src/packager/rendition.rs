@@ -83,9 +83,10 @@ impl Rendition {
         ts::write_segment(&self.index, segment, self.plan.stream_offset_90k, &media)
     }
 
-    /// The media playlist of this rendition as rendition number `n`.
-    pub fn media_playlist(&self, n: usize) -> String {
-        hls::media_playlist(&self.plan.segments, n, self.index.kind_suffix())
+    /// The media playlist of this rendition as rendition number `n`, with
+    /// `prefix` before each segment name.
+    pub fn media_playlist(&self, n: usize, prefix: &str) -> String {
+        hls::media_playlist(&self.plan.segments, n, self.index.kind_suffix(), prefix)
     }
 
     /// This rendition's entry in a master playlist.

@@ -40,8 +40,8 @@ fn every_fixture_packages_and_validates() {
 
 #[test]
 fn playlists_match_the_golden_files() {
-    // Set CASTERPAK_BLESS=1 to rewrite them after a deliberate change.
-    let bless = std::env::var_os("CASTERPAK_BLESS").is_some();
+    // Set UPDATE_GOLDEN=1 to rewrite them after a deliberate change.
+    let bless = std::env::var_os("UPDATE_GOLDEN").is_some();
     let tmp = tempfile::tempdir().unwrap();
     let golden_root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/golden");
     for (name, kind) in FIXTURES {

@@ -324,12 +324,20 @@ const MAX_TIMESTAMP_90K: i64 = 90_000 * 86_400 * 3_660;
 /// Decode times must not go backwards and every time must be in range.
 fn check_timeline(samples: &TrackSamples, track_id: u32, timescale: u32, shift: i64) -> Result<()> {
     let limit = rescale(MAX_TIMESTAMP_90K, 90_000, timescale);
-    let corrupt = |what: String| Error::corrupt(FourCc(*b"trak"), 0, format!("track {track_id}: {what}"));
+    let corrupt =
+        |what: String| Error::corrupt(FourCc(*b"trak"), 0, format!("track {track_id}: {what}"));
     if let Some(w) = samples.samples.windows(2).find(|w| w[1].dts < w[0].dts) {
-        return Err(corrupt(format!("decode time goes back from {} to {}", w[0].dts, w[1].dts)));
+        return Err(corrupt(format!(
+            "decode time goes back from {} to {}",
+            w[0].dts, w[1].dts
+        )));
     }
     let first = samples.samples.first().map_or(0, |s| s.dts);
-    if [first, samples.end_dts, shift].iter().any(|t| t.abs() > limit) || samples.end_dts < first {
+    if [first, samples.end_dts, shift]
+        .iter()
+        .any(|t| t.abs() > limit)
+        || samples.end_dts < first
+    {
         return Err(corrupt("timestamps out of range".into()));
     }
     Ok(())

@@ -1,0 +1,131 @@
+//! The SQLite side of the cache: schema, upgrades and every statement.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{named_params, Connection, OptionalExtension};
+
+const SCHEMA_VERSION: i64 = 1;
+/// Upgrade steps: `UPGRADES[v]` takes the schema from version v to v + 1.
+const UPGRADES: [&str; 1] = [include_str!("schema.sql")];
+
+/// How long a statement waits for another process's write lock (a `gc`
+/// from cron while `serve` runs) before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn open(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`], one step at a time.
+pub fn upgrade(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
+            Some(format!(
+                "cache schema version {version} is newer than this casterpak ({SCHEMA_VERSION})"
+            )),
+        ));
+    }
+    for step in &UPGRADES[version as usize..] {
+        tx.execute_batch(step)?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()
+}
+
+/// What a lookup finds of a live object.
+pub struct Row {
+    pub file: String,
+    pub bytes: u64,
+}
+
+const LOOKUP: &str = "SELECT file, bytes FROM object WHERE key = :key AND expired = 0";
+
+pub fn lookup(conn: &Connection, key: &str) -> rusqlite::Result<Option<Row>> {
+    conn.prepare_cached(LOOKUP)?
+        .query_row(named_params! {":key": key}, |r| {
+            Ok(Row {
+                file: r.get(0)?,
+                bytes: r.get::<_, i64>(1)? as u64,
+            })
+        })
+        .optional()
+}
+
+const INSERT_OBJECT: &str =
+    "INSERT OR REPLACE INTO object (key, file, kind, bytes, created, accessed, expired)
+     VALUES (:key, :file, :kind, :bytes, :now, :now, 0)";
+const INSERT_SOURCE: &str = "INSERT OR REPLACE INTO object_source (key, path, size, mtime_ns)
+     VALUES (:key, :path, :size, :mtime_ns)";
+
+pub struct NewObject<'a> {
+    pub key: &'a str,
+    pub file: &'a str,
+    pub kind: &'a str,
+    pub bytes: u64,
+    /// (path, size, mtime_ns) of each source.
+    pub sources: &'a [(String, u64, i64)],
+}
+
+pub fn insert(conn: &mut Connection, o: &NewObject, now: i64) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    // REPLACE deletes the old row, and with it (cascade) its sources.
+    tx.prepare_cached(INSERT_OBJECT)?.execute(named_params! {
+        ":key": o.key, ":file": o.file, ":kind": o.kind, ":bytes": o.bytes as i64, ":now": now,
+    })?;
+    for (path, size, mtime_ns) in o.sources {
+        tx.prepare_cached(INSERT_SOURCE)?.execute(named_params! {
+            ":key": o.key, ":path": path, ":size": *size as i64, ":mtime_ns": mtime_ns,
+        })?;
+    }
+    tx.commit()
+}
+
+const DELETE_OBJECT: &str = "DELETE FROM object WHERE key = :key";
+
+pub fn delete(conn: &Connection, key: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(DELETE_OBJECT)?
+        .execute(named_params! {":key": key})?;
+    Ok(())
+}
+
+const TOUCH: &str = "UPDATE object SET accessed = max(accessed, :at) WHERE key = :key";
+const ADD_COUNTER: &str = "INSERT INTO counter (name, value) VALUES (:name, :add)
+     ON CONFLICT (name) DO UPDATE SET value = value + :add";
+
+/// Records a batch of accesses and counter increments in one transaction.
+pub fn record_use(
+    conn: &mut Connection,
+    accesses: &[(String, i64)],
+    counters: &[(&str, u64)],
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    for (key, at) in accesses {
+        tx.prepare_cached(TOUCH)?
+            .execute(named_params! {":key": key, ":at": at})?;
+    }
+    for (name, add) in counters.iter().filter(|(_, add)| *add > 0) {
+        tx.prepare_cached(ADD_COUNTER)?
+            .execute(named_params! {":name": name, ":add": *add as i64})?;
+    }
+    tx.commit()
+}
+
+const ALL_FILES: &str = "SELECT key, file, bytes FROM object";
+
+/// Every row's key, file and size, for reconciling with the disk.
+pub fn all_files(conn: &Connection) -> rusqlite::Result<Vec<(String, String, u64)>> {
+    let mut stmt = conn.prepare_cached(ALL_FILES)?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+    })?;
+    rows.collect()
+}

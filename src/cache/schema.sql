@@ -1,0 +1,45 @@
+-- The cache index of casterpak, schema version 1 (PRAGMA user_version).
+-- One row per object file under the cache directory; see src/cache/mod.rs
+-- for the order in which files and rows are written and removed.
+
+CREATE TABLE object (
+    -- What the object is, in full: format version, kind, parameters and the
+    -- identity (path, size, mtime) of every source it was made from.
+    key TEXT PRIMARY KEY NOT NULL,
+    -- Its file, relative to the cache directory.
+    file TEXT NOT NULL,
+    -- 'playlist', 'segment', 'index' or 'input'.
+    kind TEXT NOT NULL,
+    -- Size of the file in bytes.
+    bytes INTEGER NOT NULL,
+    -- Unix time (seconds) when it was made.
+    created INTEGER NOT NULL,
+    -- Unix time (seconds) of its last use; hits are recorded in batches, so
+    -- this can lag by a few seconds.
+    accessed INTEGER NOT NULL,
+    -- 1 once invalidated: never served again, removed by the next gc.
+    expired INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
+CREATE INDEX object_kind_accessed ON object (kind, accessed);
+
+-- The sources of each object (a multi-rendition master has several).
+CREATE TABLE object_source (
+    -- object.key
+    key TEXT NOT NULL REFERENCES object (key) ON DELETE CASCADE,
+    -- Source path relative to the media root, as in the URL.
+    path TEXT NOT NULL,
+    -- Its size in bytes and modification time (ns since the epoch) when the
+    -- object was made; a source that changes gets new objects.
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    PRIMARY KEY (key, path)
+) WITHOUT ROWID;
+
+CREATE INDEX object_source_path ON object_source (path);
+
+-- Persisted counters: 'hits', 'misses'.
+CREATE TABLE counter (
+    name TEXT PRIMARY KEY NOT NULL,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;

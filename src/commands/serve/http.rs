@@ -1,0 +1,177 @@
+//! The HTTP details a CDN origin needs and tiny_http leaves to us (RFC
+//! 9110): byte ranges, conditional requests and HTTP dates.
+
+use std::ops::Range;
+
+/// What a `Range` header asks of a body of `len` bytes (RFC 9110 14.2).
+#[derive(Debug, PartialEq, Eq)]
+pub enum RangeRequest {
+    /// No range, or one we answer with the whole body (several ranges, a
+    /// unit other than bytes, a malformed header: all allowed to be ignored).
+    Whole,
+    Partial(Range<u64>),
+    /// 416.
+    Unsatisfiable,
+}
+
+pub fn parse_range(header: Option<&str>, len: u64) -> RangeRequest {
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+        return RangeRequest::Whole;
+    };
+    if spec.contains(',') {
+        return RangeRequest::Whole;
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return RangeRequest::Whole;
+    };
+    let number = |s: &str| s.trim().parse::<u64>().ok();
+    let range = match (first.trim().is_empty(), number(first), number(last)) {
+        // bytes=-N: the last N bytes.
+        (true, _, Some(n)) if n > 0 => len.saturating_sub(n)..len,
+        (true, _, Some(_)) => return RangeRequest::Unsatisfiable,
+        (false, Some(a), None) if last.trim().is_empty() => a..len,
+        (false, Some(a), Some(b)) if a <= b => a..b.saturating_add(1).min(len),
+        _ => return RangeRequest::Whole,
+    };
+    if range.start >= len {
+        RangeRequest::Unsatisfiable
+    } else {
+        RangeRequest::Partial(range)
+    }
+}
+
+/// Whether a conditional GET/HEAD gets 304 (RFC 9110 13.2.2): If-None-Match
+/// decides when present, else If-Modified-Since.
+pub fn not_modified(
+    if_none_match: Option<&str>,
+    if_modified_since: Option<&str>,
+    etag: &str,
+    last_modified: i64,
+) -> bool {
+    if let Some(tags) = if_none_match {
+        return tags
+            .split(',')
+            .map(str::trim)
+            .any(|t| t == "*" || t.trim_start_matches("W/") == etag);
+    }
+    if_modified_since
+        .and_then(parse_http_date)
+        .is_some_and(|since| last_modified <= since)
+}
+
+const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
+pub fn http_date(unix: i64) -> String {
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{}, {d:02} {} {y} {:02}:{:02}:{:02} GMT",
+        DAYS[days.rem_euclid(7) as usize],
+        MONTHS[m as usize - 1],
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// Parses an IMF-fixdate; the obsolete formats are not accepted.
+pub fn parse_http_date(s: &str) -> Option<i64> {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    let [_, day, month, year, time, "GMT"] = parts[..] else {
+        return None;
+    };
+    let month = MONTHS.iter().position(|m| *m == month)? as i64 + 1;
+    let hms: Vec<i64> = time
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    let [h, min, sec] = hms[..] else { return None };
+    let days = days_from_civil(year.parse().ok()?, month, day.parse().ok()?);
+    Some(days * 86_400 + h * 3600 + min * 60 + sec)
+}
+
+/// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to (y, m, d).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use RangeRequest::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range(None, 100), Whole);
+        assert_eq!(parse_range(Some("bytes=0-9"), 100), Partial(0..10));
+        assert_eq!(parse_range(Some("bytes=90-"), 100), Partial(90..100));
+        assert_eq!(parse_range(Some("bytes=-10"), 100), Partial(90..100));
+        assert_eq!(parse_range(Some("bytes=-500"), 100), Partial(0..100));
+        assert_eq!(parse_range(Some("bytes=50-5000"), 100), Partial(50..100));
+        assert_eq!(parse_range(Some("bytes=100-"), 100), Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=-0"), 100), Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), Whole);
+        assert_eq!(parse_range(Some("bytes=9-1"), 100), Whole);
+        assert_eq!(parse_range(Some("items=0-1"), 100), Whole);
+    }
+
+    #[test]
+    fn dates_round_trip() {
+        assert_eq!(http_date(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        for t in [0, 951_782_400, 1_700_000_000, 4_102_444_800] {
+            assert_eq!(parse_http_date(&http_date(t)), Some(t));
+        }
+        assert_eq!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"), None);
+    }
+
+    #[test]
+    fn conditionals() {
+        assert!(not_modified(Some("\"abc\""), None, "\"abc\"", 0));
+        assert!(not_modified(Some("\"x\", W/\"abc\""), None, "\"abc\"", 0));
+        assert!(!not_modified(
+            Some("\"x\""),
+            Some("Sun, 06 Nov 1994 08:49:37 GMT"),
+            "\"abc\"",
+            0
+        ));
+        assert!(not_modified(
+            None,
+            Some("Sun, 06 Nov 1994 08:49:37 GMT"),
+            "\"abc\"",
+            784_111_777
+        ));
+        assert!(!not_modified(
+            None,
+            Some("Sun, 06 Nov 1994 08:49:37 GMT"),
+            "\"abc\"",
+            784_111_778
+        ));
+    }
+}

@@ -1,0 +1,363 @@
+//! Configuration shared by every subcommand: a TOML file, overridden by
+//! `CASTERPAK_<SECTION>_<KEY>` environment variables, overridden by flags.
+//!
+//! The file is `--config FILE`, else `./casterpak.toml`, else
+//! `/etc/casterpak/casterpak.toml`, else none (defaults). Unknown keys and
+//! bad values are errors that name the key.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub media: Media,
+    pub server: Server,
+    pub cache: Cache,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Media {
+    /// Directory that URL paths and source paths are relative to.
+    pub root: PathBuf,
+    /// Target segment duration, seconds.
+    pub segment_duration: f64,
+}
+
+impl Default for Media {
+    fn default() -> Self {
+        Media {
+            root: PathBuf::from("."),
+            segment_duration: 6.0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    /// Address and port to listen on.
+    pub listen: String,
+    /// URL path prefix of the MSOD URLs.
+    pub prefix: String,
+    /// When set, playlists use absolute URIs under this base
+    /// (e.g. `https://cdn.example.com`); otherwise relative ones.
+    pub base_url: String,
+    /// Threads answering requests.
+    pub workers: usize,
+    /// `Cache-Control: max-age` of playlists and segments, seconds.
+    pub max_age: u64,
+    /// `Access-Control-Allow-Origin`; empty for no CORS headers.
+    pub cors_origin: String,
+    /// A response write that makes no progress for this long is abandoned
+    /// (a stalled client), seconds.
+    pub send_timeout: u64,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            listen: "127.0.0.1:8080".into(),
+            prefix: "/i/".into(),
+            base_url: String::new(),
+            workers: 32,
+            max_age: 86_400,
+            cors_origin: "*".into(),
+            send_timeout: 30,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cache {
+    /// Cache directory (created on first use).
+    pub dir: PathBuf,
+    /// Outputs not accessed for this long are removed by gc (`3d`, `12h`, seconds).
+    pub output_ttl: Duration,
+    /// Cached remote inputs not accessed for this long are removed by gc.
+    pub input_ttl: Duration,
+    /// Size cap of outputs (`20G`, `500M`, bytes); 0 for none.
+    pub output_max_size: Size,
+    /// Size cap of cached inputs; 0 for none.
+    pub input_max_size: Size,
+    /// `serve` runs gc this often; 0 to leave it to cron.
+    pub gc_interval: Duration,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Cache {
+            dir: default_cache_dir(),
+            output_ttl: Duration(3 * 86_400),
+            input_ttl: Duration(6 * 86_400),
+            output_max_size: Size(0),
+            input_max_size: Size(0),
+            gc_interval: Duration(0),
+        }
+    }
+}
+
+fn default_cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("casterpak");
+    }
+    match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".cache/casterpak"),
+        None => std::env::temp_dir().join("casterpak-cache"),
+    }
+}
+
+/// A duration in seconds, written as a number of seconds or with a unit:
+/// `90s`, `30m`, `12h`, `3d`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "toml::Value", into = "toml::Value")]
+pub struct Duration(pub u64);
+
+/// A size in bytes, written as a number or with a unit: `500K`, `20M`, `2G`, `1T`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "toml::Value", into = "toml::Value")]
+pub struct Size(pub u64);
+
+fn with_unit(value: &toml::Value, units: &[(char, u64)], what: &str) -> Result<u64, String> {
+    match value {
+        toml::Value::Integer(n) if *n >= 0 => Ok(*n as u64),
+        toml::Value::String(s) => {
+            parse_with_unit(s, units).ok_or_else(|| format!("bad {what} {s:?}"))
+        }
+        other => Err(format!("bad {what} {other}")),
+    }
+}
+
+pub fn parse_with_unit(s: &str, units: &[(char, u64)]) -> Option<u64> {
+    let s = s.trim();
+    let (digits, factor) = match s.chars().last()? {
+        c if c.is_ascii_digit() => (s, 1),
+        c => {
+            let (_, factor) = units.iter().find(|(u, _)| u.eq_ignore_ascii_case(&c))?;
+            (&s[..s.len() - c.len_utf8()], *factor)
+        }
+    };
+    digits.trim().parse::<u64>().ok()?.checked_mul(factor)
+}
+
+pub const DURATION_UNITS: [(char, u64); 4] = [('s', 1), ('m', 60), ('h', 3_600), ('d', 86_400)];
+const SIZE_UNITS: [(char, u64); 4] = [
+    ('k', 1 << 10),
+    ('m', 1 << 20),
+    ('g', 1 << 30),
+    ('t', 1 << 40),
+];
+
+impl TryFrom<toml::Value> for Duration {
+    type Error = String;
+    fn try_from(v: toml::Value) -> Result<Self, String> {
+        with_unit(&v, &DURATION_UNITS, "duration").map(Duration)
+    }
+}
+
+impl From<Duration> for toml::Value {
+    fn from(d: Duration) -> toml::Value {
+        toml::Value::Integer(d.0 as i64)
+    }
+}
+
+impl TryFrom<toml::Value> for Size {
+    type Error = String;
+    fn try_from(v: toml::Value) -> Result<Self, String> {
+        with_unit(&v, &SIZE_UNITS, "size").map(Size)
+    }
+}
+
+impl From<Size> for toml::Value {
+    fn from(s: Size) -> toml::Value {
+        toml::Value::Integer(s.0 as i64)
+    }
+}
+
+/// Options every subcommand takes.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct CommonArgs {
+    /// Configuration file (default: ./casterpak.toml, then /etc/casterpak/casterpak.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Media root directory (media.root).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Cache directory (cache.dir).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Use this Unix time as the cache's clock (tests of TTLs and eviction).
+    #[arg(long, global = true, hide = true, value_name = "UNIX_SECONDS")]
+    pub now: Option<i64>,
+}
+
+impl CommonArgs {
+    pub fn clock(&self) -> std::sync::Arc<dyn crate::cache::Clock> {
+        match self.now {
+            Some(t) => std::sync::Arc::new(crate::cache::FixedClock(t)),
+            None => std::sync::Arc::new(crate::cache::SystemClock),
+        }
+    }
+}
+
+impl Config {
+    /// Loads the configuration: file, then environment, then `args`.
+    pub fn load(args: &CommonArgs) -> anyhow::Result<Config> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        let mut config = Self::load_from(args.config.as_deref(), &env)?;
+        if let Some(root) = &args.root {
+            config.media.root = root.clone();
+        }
+        if let Some(dir) = &args.cache_dir {
+            config.cache.dir = dir.clone();
+        }
+        config.check()?;
+        Ok(config)
+    }
+
+    fn load_from(file: Option<&Path>, env: &[(String, String)]) -> anyhow::Result<Config> {
+        let path = match file {
+            Some(p) => Some(p.to_owned()),
+            None => ["casterpak.toml", "/etc/casterpak/casterpak.toml"]
+                .iter()
+                .map(PathBuf::from)
+                .find(|p| p.exists()),
+        };
+        let mut table = match &path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading {}", p.display()))?;
+                text.parse::<toml::Table>()
+                    .with_context(|| format!("{}", p.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        apply_env(&mut table, env)?;
+        let origin = path.map_or("configuration".to_string(), |p| p.display().to_string());
+        // Through text, so that an error shows the offending `key = value`.
+        let text = toml::to_string(&table).expect("a table serializes");
+        toml::from_str::<Config>(&text).map_err(|e| {
+            let text = e.to_string();
+            let shown: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+            anyhow::anyhow!("{origin}: {}", shown.join(" "))
+        })
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        let d = self.media.segment_duration;
+        if !(0.1..=3600.0).contains(&d) {
+            bail!("media.segment_duration: {d} is not between 0.1 and 3600 seconds");
+        }
+        if !self.server.prefix.starts_with('/') || !self.server.prefix.ends_with('/') {
+            bail!(
+                "server.prefix: {:?} must start and end with '/'",
+                self.server.prefix
+            );
+        }
+        if self.server.workers == 0 {
+            bail!("server.workers: must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Applies `CASTERPAK_<SECTION>_<KEY>` variables to `table`. Values are
+/// read as TOML values (numbers, booleans) when they parse as one, else as
+/// strings. A variable naming no key is an error.
+fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> anyhow::Result<()> {
+    let defaults = toml::Table::try_from(Config::default()).expect("defaults serialize");
+    for (name, value) in env {
+        let Some(rest) = name.strip_prefix("CASTERPAK_") else {
+            continue;
+        };
+        let rest = rest.to_ascii_lowercase();
+        let found = defaults.iter().find_map(|(section, keys)| {
+            let key = rest.strip_prefix(section.as_str())?.strip_prefix('_')?;
+            keys.as_table()?
+                .contains_key(key)
+                .then(|| (section.clone(), key.to_string()))
+        });
+        let Some((section, key)) = found else {
+            bail!("{name}: no configuration key {rest:?} (see README, Configuration)");
+        };
+        let parsed = format!("v = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(value.clone()));
+        let section = table
+            .entry(section.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .with_context(|| format!("{section} is not a table"))?;
+        section.insert(key, parsed);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn file_then_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "[server]\nlisten = \"0.0.0.0:9000\"\nworkers = 4\n[cache]\noutput_ttl = \"2d\"\n",
+        )
+        .unwrap();
+        let c = Config::load_from(Some(&file), &env(&[("CASTERPAK_SERVER_WORKERS", "8")])).unwrap();
+        assert_eq!(c.server.listen, "0.0.0.0:9000");
+        assert_eq!(c.server.workers, 8);
+        assert_eq!(c.cache.output_ttl, Duration(2 * 86_400));
+        assert_eq!(c.media.segment_duration, 6.0);
+    }
+
+    #[test]
+    fn environment_strings_and_units() {
+        let c = Config::load_from(
+            None,
+            &env(&[
+                ("CASTERPAK_MEDIA_ROOT", "/srv/media"),
+                ("CASTERPAK_CACHE_OUTPUT_MAX_SIZE", "20G"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.media.root, PathBuf::from("/srv/media"));
+        assert_eq!(c.cache.output_max_size, Size(20 << 30));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[server]\nlisen = \"x\"\n").unwrap();
+        let err = Config::load_from(Some(&file), &[]).unwrap_err().to_string();
+        assert!(err.contains("lisen"), "{err}");
+        let err = Config::load_from(None, &env(&[("CASTERPAK_SERVER_LISEN", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("CASTERPAK_SERVER_LISEN"), "{err}");
+        let err = Config::load_from(None, &env(&[("CASTERPAK_CACHE_OUTPUT_TTL", "3 weeks")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bad duration"), "{err}");
+        let err = Config::load_from(None, &env(&[("CASTERPAK_SERVER_WORKERS", "many")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("workers"), "{err}");
+    }
+}

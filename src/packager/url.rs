@@ -1,0 +1,262 @@
+//! The Akamai MSOD URL grammar (what follows the `/i/` prefix):
+//!
+//! ```text
+//! <path>/<file>/master.m3u8                     one file, one rendition (0)
+//! <path>/<file>/index_0_<kind>.m3u8             its media playlist
+//! <path>/<file>/segment<K>_0_<kind>.ts          its segment K (from 1)
+//! <dir>/<prefix>,<l0>,<l1>,...,<suffix>.csmil/master.m3u8
+//!                                               renditions N = files <dir>/<prefix><lN><suffix>
+//! <dir>/<...>.csmil/index_<N>_<kind>.m3u8, .../segment<K>_<N>_<kind>.ts
+//! ```
+//!
+//! `<kind>` is `av`, `a` or `v`. Paths come out percent-decoded and checked:
+//! no `..` or `.` component, no backslash or NUL, nothing absolute.
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Master,
+    MediaPlaylist {
+        n: usize,
+        kind: String,
+    },
+    /// `k` as in the URL (1-based).
+    Segment {
+        k: usize,
+        n: usize,
+        kind: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// Source paths relative to the media root; rendition N is `sources[N]`.
+    pub sources: Vec<String>,
+    pub target: Target,
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    /// Not a URL of ours, or a malformed one: 400.
+    #[error("bad URL: {0}")]
+    Malformed(String),
+    /// Well-formed, but names nothing we serve (a raw file, rendition N of a
+    /// single file): 404.
+    #[error("not found: {0}")]
+    NotFound(String),
+}
+
+/// Parses the part of a URL path after the prefix (no query string).
+pub fn parse(path: &str) -> Result<Request, UrlError> {
+    let (dir, last) = path
+        .rsplit_once('/')
+        .ok_or_else(|| UrlError::NotFound(format!("{path:?} names no playlist or segment")))?;
+    let target = parse_target(last)
+        .ok_or_else(|| UrlError::NotFound(format!("{last:?} is not a playlist or segment name")))?;
+    let components = dir
+        .split('/')
+        .map(decode_component)
+        .collect::<Result<Vec<_>, _>>()?;
+    let (name, parent) = components.split_last().expect("split yields one item");
+    let sources = match name.strip_suffix(".csmil") {
+        Some(csmil) => csmil_sources(parent, csmil)?,
+        None => vec![components.join("/")],
+    };
+    let n = match &target {
+        Target::Master => 0,
+        Target::MediaPlaylist { n, .. } | Target::Segment { n, .. } => *n,
+    };
+    if n >= sources.len() {
+        return Err(UrlError::NotFound(format!(
+            "rendition {n} of {} in {path:?}",
+            sources.len()
+        )));
+    }
+    Ok(Request { sources, target })
+}
+
+fn parse_target(name: &str) -> Option<Target> {
+    if name == "master.m3u8" {
+        return Some(Target::Master);
+    }
+    if let Some(rest) = name
+        .strip_prefix("index_")
+        .and_then(|r| r.strip_suffix(".m3u8"))
+    {
+        let (n, kind) = rest.split_once('_')?;
+        return Some(Target::MediaPlaylist {
+            n: number(n)?,
+            kind: kind_of(kind)?,
+        });
+    }
+    let rest = name.strip_prefix("segment")?.strip_suffix(".ts")?;
+    let mut parts = rest.splitn(3, '_');
+    let (k, n, kind) = (
+        number(parts.next()?)?,
+        number(parts.next()?)?,
+        kind_of(parts.next()?)?,
+    );
+    (k >= 1).then_some(Target::Segment { k, n, kind })
+}
+
+fn number(s: &str) -> Option<usize> {
+    if s.is_empty() || s.len() > 9 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+fn kind_of(s: &str) -> Option<String> {
+    matches!(s, "av" | "a" | "v").then(|| s.to_string())
+}
+
+fn csmil_sources(parent: &[String], csmil: &str) -> Result<Vec<String>, UrlError> {
+    let parts: Vec<&str> = csmil.split(',').collect();
+    if parts.len() < 3 {
+        return Err(UrlError::Malformed(format!(
+            "{csmil:?}.csmil lists no renditions"
+        )));
+    }
+    let (prefix, suffix) = (parts[0], parts[parts.len() - 1]);
+    parts[1..parts.len() - 1]
+        .iter()
+        .map(|label| {
+            let file = format!("{prefix}{label}{suffix}");
+            check_component(&file)?;
+            Ok(parent
+                .iter()
+                .map(String::as_str)
+                .chain([file.as_str()])
+                .collect::<Vec<_>>()
+                .join("/"))
+        })
+        .collect()
+}
+
+/// Percent-decodes one path component and checks it.
+fn decode_component(raw: &str) -> Result<String, UrlError> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
+            let byte = hex.and_then(|h| u8::from_str_radix(h, 16).ok());
+            out.push(
+                byte.ok_or_else(|| {
+                    UrlError::Malformed(format!("bad percent-encoding in {raw:?}"))
+                })?,
+            );
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    let text =
+        String::from_utf8(out).map_err(|_| UrlError::Malformed(format!("{raw:?} is not UTF-8")))?;
+    check_component(&text)?;
+    Ok(text)
+}
+
+fn check_component(c: &str) -> Result<(), UrlError> {
+    if c.is_empty() || c == "." || c == ".." || c.contains(['/', '\\', '\0']) {
+        return Err(UrlError::Malformed(format!(
+            "path component {c:?} is not allowed"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(k: usize, n: usize, kind: &str) -> Target {
+        Target::Segment {
+            k,
+            n,
+            kind: kind.into(),
+        }
+    }
+
+    #[test]
+    fn single_file_urls() {
+        let r = parse("videos/film.mp4/master.m3u8").unwrap();
+        assert_eq!(r.sources, ["videos/film.mp4"]);
+        assert_eq!(r.target, Target::Master);
+        let r = parse("film.mp4/index_0_a.m3u8").unwrap();
+        assert_eq!(
+            r.target,
+            Target::MediaPlaylist {
+                n: 0,
+                kind: "a".into()
+            }
+        );
+        assert_eq!(
+            parse("a/b c.mp4/segment12_0_av.ts").unwrap().target,
+            seg(12, 0, "av")
+        );
+        assert_eq!(
+            parse("a/b%20c.mp4/master.m3u8").unwrap().sources,
+            ["a/b c.mp4"]
+        );
+    }
+
+    #[test]
+    fn csmil_urls_with_empty_labels() {
+        let r = parse("dir/a_,1500k,,600k,.mp4.csmil/master.m3u8").unwrap();
+        assert_eq!(
+            r.sources,
+            ["dir/a_1500k.mp4", "dir/a_.mp4", "dir/a_600k.mp4"]
+        );
+        let r = parse("x,1,2,.mp4.csmil/segment3_2_av.ts");
+        assert_eq!(
+            r.unwrap_err(),
+            UrlError::NotFound("rendition 2 of 2 in \"x,1,2,.mp4.csmil/segment3_2_av.ts\"".into())
+        );
+        assert_eq!(
+            parse("x,1,2,.mp4.csmil/segment3_1_v.ts").unwrap().target,
+            seg(3, 1, "v")
+        );
+    }
+
+    #[test]
+    fn traversal_and_junk_are_rejected() {
+        for bad in [
+            "../etc/passwd/master.m3u8",
+            "a/%2e%2e/b.mp4/master.m3u8",
+            "a/%2E%2E/b.mp4/master.m3u8",
+            "a//b.mp4/master.m3u8",
+            "/abs.mp4/master.m3u8",
+            "a/b%2fc.mp4/master.m3u8",
+            "a%5c..%5cb.mp4/master.m3u8",
+            "a/b%00.mp4/master.m3u8",
+            "a/b%zz.mp4/master.m3u8",
+            "dir/,..,.csmil/master.m3u8",
+            "dir/x.csmil/master.m3u8",
+        ] {
+            assert!(
+                matches!(parse(bad), Err(UrlError::Malformed(_))),
+                "{bad}: {:?}",
+                parse(bad)
+            );
+        }
+        for missing in [
+            "film.mp4",
+            "dir/film.mp4",
+            "film.mp4/index_1_av.m3u8",
+            "film.mp4/segment0_0_av.ts",
+            "film.mp4/segment1_0_xx.ts",
+            "film.mp4/index_0_av.m3u",
+            "film.mp4/segment1_0_av.ts.bak",
+        ] {
+            assert!(
+                matches!(parse(missing), Err(UrlError::NotFound(_))),
+                "{missing}: {:?}",
+                parse(missing)
+            );
+        }
+    }
+}
