@@ -242,7 +242,11 @@ impl Config {
         let text = toml::to_string(&table).expect("a table serializes");
         toml::from_str::<Config>(&text).map_err(|e| {
             let text = e.to_string();
-            let shown: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+            let shown: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
             anyhow::anyhow!("{origin}: {}", shown.join(" "))
         })
     }

@@ -177,7 +177,7 @@ impl Cache {
                     return Ok(Object {
                         len: bytes.len() as u64,
                         body: Body::Bytes(bytes),
-                        hit: false,
+                        state: State::Shared,
                         etag,
                     });
                 }
@@ -190,12 +190,15 @@ impl Cache {
                     }
                     self.misses.fetch_add(1, Ordering::Relaxed);
                     let bytes = Arc::new(make().map_err(Failure::Make)?);
-                    self.store(spec, &bytes).map_err(Failure::Cache)?;
+                    // A cache that cannot store (a full disk) still answers.
+                    if let Err(e) = self.store(spec, &bytes) {
+                        tracing::error!("not cached: {e}");
+                    }
                     leader.finish(Some(Arc::clone(&bytes)));
                     return Ok(Object {
                         len: bytes.len() as u64,
                         body: Body::Bytes(bytes),
-                        hit: false,
+                        state: State::Miss,
                         etag,
                     });
                 }
@@ -229,7 +232,7 @@ impl Cache {
         Ok(Some(Object {
             body: Body::File(file),
             len,
-            hit: true,
+            state: State::Hit,
             etag: etag.to_string(),
         }))
     }

@@ -160,7 +160,7 @@ fn object_response(
     headers.push(make_header("Accept-Ranges", "bytes"));
     headers.push(make_header(
         "X-Cache",
-        if object.hit { "HIT" } else { "MISS" },
+        &object.state.as_str().to_ascii_uppercase(),
     ));
     let len = object.len;
     if http::not_modified(
