@@ -1,0 +1,154 @@
+//! A minimal HTTP/1.1 client and a `casterpak serve` process for tests:
+//! raw enough to see exactly what the server sends (Content-Length, no
+//! chunking, status lines) and to send what browsers and CDNs send.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub struct Server {
+    child: Child,
+    pub addr: String,
+}
+
+impl Server {
+    /// Starts `casterpak serve` on a free port; `extra` are more arguments.
+    pub fn start(root: &Path, cache: &Path, extra: &[&str]) -> Server {
+        Self::start_with_env(root, cache, extra, &[])
+    }
+
+    pub fn start_with_env(
+        root: &Path,
+        cache: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_casterpak"))
+            .arg("serve")
+            .arg("--root")
+            .arg(root)
+            .arg("--cache-dir")
+            .arg(cache)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("casterpak serve starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_string();
+        Server { child, addr }
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        request(&self.addr, "GET", path, &[])
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One request on a new connection.
+pub fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    send(&mut stream, method, path, headers, true);
+    read_reply(&mut BufReader::new(stream), method == "HEAD")
+}
+
+pub fn send(
+    stream: &mut TcpStream,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    close: bool,
+) {
+    let mut text = format!("{method} {path} HTTP/1.1\r\nHost: test\r\n");
+    for (name, value) in headers {
+        text.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if close {
+        text.push_str("Connection: close\r\n");
+    }
+    text.push_str("\r\n");
+    stream.write_all(text.as_bytes()).unwrap();
+}
+
+/// Reads one response; the body must be delimited by Content-Length.
+pub fn read_reply(reader: &mut impl BufRead, head: bool) -> Reply {
+    let mut status_line = String::new();
+    reader.read_line(&mut status_line).unwrap();
+    let status: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("status line {status_line:?}"));
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = line.split_once(':').expect("header line");
+        headers.push((name.trim().to_string(), value.trim().to_string()));
+    }
+    let mut reply = Reply {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    assert!(
+        reply.header("Transfer-Encoding").is_none(),
+        "chunked body: {reply:?}"
+    );
+    let len: usize = reply
+        .header("Content-Length")
+        .unwrap_or_else(|| panic!("no Content-Length: {:?}", reply.headers))
+        .parse()
+        .unwrap();
+    if !head && status != 304 && status != 204 {
+        reply.body = vec![0; len];
+        reader.read_exact(&mut reply.body).unwrap();
+    }
+    reply
+}

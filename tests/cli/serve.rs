@@ -1,0 +1,430 @@
+//! `casterpak serve`: every URL form, HTTP behaviour a CDN relies on, error
+//! codes, path traversal, replaced sources, concurrent cold requests, and a
+//! whole stream decoded through the server by ffprobe.
+
+use std::fs;
+use std::io::BufReader;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+
+use crate::http_client::{read_reply, request, send, Server};
+use crate::support::{ffprobe_count, fixture, have_ffmpeg};
+
+/// A media root with renditions for a csmil URL (one of them missing), an
+/// audio-only file, a truncated file and a symlink leading outside.
+struct Media {
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+    root: PathBuf,
+    cache: PathBuf,
+}
+
+fn media() -> Media {
+    let root_dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let root = root_dir.path().join("media");
+    fs::create_dir_all(root.join("films")).unwrap();
+    fs::copy(
+        fixture("h264-aac-bframes.mp4"),
+        root.join("films/a_1500k.mp4"),
+    )
+    .unwrap();
+    fs::copy(fixture("hevc-aac.mp4"), root.join("films/a_.mp4")).unwrap();
+    fs::copy(fixture("aac-only.m4a"), root.join("films/audio.m4a")).unwrap();
+    fs::copy(fixture("ac3.mp4"), root.join("top.mp4")).unwrap();
+    let data = fs::read(fixture("h264-aac-bframes.mp4")).unwrap();
+    fs::write(root.join("films/broken.mp4"), &data[..data.len() / 2]).unwrap();
+    fs::write(outside.path().join("secret.mp4"), b"SECRET").unwrap();
+    std::os::unix::fs::symlink(
+        outside.path().join("secret.mp4"),
+        root.join("films/escape.mp4"),
+    )
+    .unwrap();
+    fs::write(root_dir.path().join("passwd"), b"SECRET").unwrap();
+    let cache = root_dir.path().join("cache");
+    Media {
+        _dirs: (root_dir, outside),
+        root,
+        cache,
+    }
+}
+
+fn start(m: &Media) -> Server {
+    Server::start(&m.root, &m.cache, &[])
+}
+
+#[test]
+fn single_file_urls() {
+    let m = media();
+    let s = start(&m);
+    let master = s.get("/i/films/a_1500k.mp4/master.m3u8");
+    assert_eq!(master.status, 200);
+    assert_eq!(
+        master.header("Content-Type"),
+        Some("application/vnd.apple.mpegurl")
+    );
+    assert!(
+        master.text().ends_with("\nindex_0_av.m3u8\n"),
+        "{}",
+        master.text()
+    );
+    let playlist = s.get("/i/films/a_1500k.mp4/index_0_av.m3u8");
+    assert_eq!(playlist.status, 200);
+    assert!(playlist.text().contains("\nsegment2_0_av.ts\n"));
+    let segment =
+        s.get("/i/films/a_1500k.mp4/segment2_0_av.ts?hdnea=st=1~exp=2~acl=/*~hmac=ab&null=0");
+    assert_eq!(segment.status, 200);
+    assert_eq!(segment.header("Content-Type"), Some("video/mp2t"));
+    assert_eq!(segment.body[0], 0x47);
+    assert_eq!(segment.body.len() % 188, 0);
+    // Audio only has `_a` names; asking for the wrong kind is a 404.
+    assert!(s
+        .get("/i/films/audio.m4a/master.m3u8")
+        .text()
+        .contains("index_0_a.m3u8"));
+    assert_eq!(s.get("/i/films/audio.m4a/segment1_0_a.ts").status, 200);
+    assert_eq!(s.get("/i/films/audio.m4a/segment1_0_av.ts").status, 404);
+    assert_eq!(
+        s.get("/i/films/a_1500k.mp4/segment3_0_av.ts").status,
+        404,
+        "only 2 segments"
+    );
+    assert_eq!(s.get("/i/films/a_1500k.mp4/index_1_av.m3u8").status, 404);
+    // The raw MP4 is not served.
+    assert_eq!(s.get("/i/films/a_1500k.mp4").status, 404);
+    assert_eq!(
+        s.get("/elsewhere/films/a_1500k.mp4/master.m3u8").status,
+        404
+    );
+}
+
+#[test]
+fn csmil_urls() {
+    let m = media();
+    let s = start(&m);
+    // a_1500k.mp4, a_.mp4 (empty label), a_600k.mp4 (missing: left out).
+    let master = s.get("/i/films/a_,1500k,,600k,.mp4.csmil/master.m3u8");
+    assert_eq!(master.status, 200);
+    let text = master.text();
+    let uris: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(uris, ["index_0_av.m3u8", "index_1_av.m3u8"]);
+    assert!(
+        text.contains("avc1.64000d") && text.contains("hvc1.1.6.L60.90"),
+        "{text}"
+    );
+    let second = s.get("/i/films/a_,1500k,,600k,.mp4.csmil/index_1_av.m3u8");
+    assert!(second.text().contains("segment2_1_av.ts"));
+    let seg = s.get("/i/films/a_,1500k,,600k,.mp4.csmil/segment2_1_av.ts");
+    assert_eq!(seg.status, 200);
+    // The same bytes as through the single-file URL of that rendition.
+    assert_eq!(seg.body, s.get("/i/films/a_.mp4/segment2_0_av.ts").body);
+    assert_eq!(
+        s.get("/i/films/a_,1500k,,600k,.mp4.csmil/index_2_av.m3u8")
+            .status,
+        404
+    );
+    assert_eq!(
+        s.get("/i/films/x_,1,2,.mp4.csmil/master.m3u8").status,
+        404,
+        "none exists"
+    );
+    // A csmil directly under the root.
+    assert_eq!(s.get("/i/,top,.mp4.csmil/master.m3u8").status, 200);
+}
+
+#[test]
+fn absolute_uris_with_base_url() {
+    let m = media();
+    let s = Server::start_with_env(
+        &m.root,
+        &m.cache,
+        &[],
+        &[("CASTERPAK_SERVER_BASE_URL", "https://cdn.example.com/")],
+    );
+    let master = s.get("/i/films/a_1500k.mp4/master.m3u8").text();
+    assert!(
+        master.contains("\nhttps://cdn.example.com/i/films/a_1500k.mp4/index_0_av.m3u8\n"),
+        "{master}"
+    );
+    let playlist = s.get("/i/films/a_1500k.mp4/index_0_av.m3u8").text();
+    assert!(
+        playlist.contains("\nhttps://cdn.example.com/i/films/a_1500k.mp4/segment1_0_av.ts\n"),
+        "{playlist}"
+    );
+}
+
+#[test]
+fn http_as_a_cdn_origin_needs_it() {
+    let m = media();
+    let s = start(&m);
+    let path = "/i/films/a_1500k.mp4/segment1_0_av.ts";
+    let full = s.get(path);
+    assert_eq!(full.status, 200);
+    assert!(
+        full.body.len() > 32 << 10,
+        "big enough that tiny_http would chunk it"
+    );
+    assert_eq!(full.header("X-Cache"), Some("MISS"));
+    assert_eq!(full.header("Accept-Ranges"), Some("bytes"));
+    assert_eq!(full.header("Access-Control-Allow-Origin"), Some("*"));
+    assert_eq!(full.header("Cache-Control"), Some("public, max-age=86400"));
+    let etag = full.header("ETag").unwrap().to_string();
+    let modified = full.header("Last-Modified").unwrap().to_string();
+
+    let head = request(&s.addr, "HEAD", path, &[]);
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("Content-Length"),
+        Some(full.body.len().to_string().as_str())
+    );
+    assert_eq!(head.header("X-Cache"), Some("HIT"));
+
+    let len = full.body.len();
+    let part = request(&s.addr, "GET", path, &[("Range", "bytes=100-299")]);
+    assert_eq!(part.status, 206);
+    assert_eq!(part.body, &full.body[100..300]);
+    assert_eq!(
+        part.header("Content-Range"),
+        Some(format!("bytes 100-299/{len}").as_str())
+    );
+    let tail = request(&s.addr, "GET", path, &[("Range", "bytes=-188")]);
+    assert_eq!(tail.body, &full.body[len - 188..]);
+    let open = request(
+        &s.addr,
+        "GET",
+        path,
+        &[("Range", &format!("bytes={}-", len - 10))],
+    );
+    assert_eq!(open.body, &full.body[len - 10..]);
+    let beyond = request(&s.addr, "GET", path, &[("Range", &format!("bytes={len}-"))]);
+    assert_eq!(beyond.status, 416);
+    assert_eq!(
+        beyond.header("Content-Range"),
+        Some(format!("bytes */{len}").as_str())
+    );
+    // A range on a miss (the bytes come from memory, not the file).
+    let miss_part = request(
+        &s.addr,
+        "GET",
+        "/i/films/a_1500k.mp4/segment2_0_av.ts",
+        &[("Range", "bytes=0-187")],
+    );
+    assert_eq!((miss_part.status, miss_part.body.len()), (206, 188));
+    assert_eq!(miss_part.header("X-Cache"), Some("MISS"));
+
+    assert_eq!(
+        request(&s.addr, "GET", path, &[("If-None-Match", &etag)]).status,
+        304
+    );
+    assert_eq!(
+        request(&s.addr, "GET", path, &[("If-None-Match", "\"other\"")]).status,
+        200
+    );
+    assert_eq!(
+        request(&s.addr, "GET", path, &[("If-Modified-Since", &modified)]).status,
+        304
+    );
+    assert_eq!(
+        request(
+            &s.addr,
+            "GET",
+            path,
+            &[("If-Modified-Since", "Sat, 01 Jan 2000 00:00:00 GMT")]
+        )
+        .status,
+        200
+    );
+
+    let preflight = request(
+        &s.addr,
+        "OPTIONS",
+        path,
+        &[
+            ("Origin", "https://player.example"),
+            ("Access-Control-Request-Headers", "range"),
+        ],
+    );
+    assert_eq!(preflight.status, 204);
+    assert!(preflight
+        .header("Access-Control-Allow-Headers")
+        .unwrap()
+        .contains("Range"));
+    let post = request(&s.addr, "POST", path, &[("Content-Length", "0")]);
+    assert_eq!(post.status, 405);
+    assert_eq!(post.header("Allow"), Some("GET, HEAD, OPTIONS"));
+}
+
+#[test]
+fn keep_alive_serves_several_requests_on_one_connection() {
+    let m = media();
+    let s = start(&m);
+    let stream = TcpStream::connect(&s.addr).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    for path in [
+        "/i/films/a_1500k.mp4/master.m3u8",
+        "/i/films/a_1500k.mp4/segment1_0_av.ts",
+        "/i/films/nope.mp4/master.m3u8",
+    ] {
+        send(&mut writer, "GET", path, &[], false);
+        let reply = read_reply(&mut reader, false);
+        assert!(matches!(reply.status, 200 | 404), "{path}");
+    }
+}
+
+#[test]
+fn errors_map_to_statuses_and_never_take_the_server_down() {
+    let m = media();
+    let s = start(&m);
+    let broken = s.get("/i/films/broken.mp4/master.m3u8");
+    assert_eq!(broken.status, 422);
+    assert!(
+        broken.text().contains("films/broken.mp4: corrupt media")
+            && broken.text().contains("truncated"),
+        "{}",
+        broken.text()
+    );
+    assert_eq!(broken.text().lines().count(), 1);
+    assert_eq!(s.get("/i/films/missing.mp4/master.m3u8").status, 404);
+    assert_eq!(s.get("/i/films/a%zz.mp4/master.m3u8").status, 400);
+    assert_eq!(
+        s.get("/i/films/a_1500k.mp4/segment99999999999_0_av.ts")
+            .status,
+        404
+    );
+    // Still fine afterwards.
+    assert_eq!(s.get("/i/films/a_1500k.mp4/master.m3u8").status, 200);
+}
+
+#[test]
+fn path_traversal_never_reads_outside_the_root() {
+    let m = media();
+    let s = start(&m);
+    for path in [
+        "/i/../passwd/master.m3u8",
+        "/i/%2e%2e/passwd/master.m3u8",
+        "/i/films/%2E%2E/%2E%2E/passwd/master.m3u8",
+        "/i/films/..%2f..%2fpasswd/master.m3u8",
+        "/i//etc/passwd/master.m3u8",
+        "/i/%2Fetc%2Fpasswd/master.m3u8",
+        "/i/films/escape.mp4/master.m3u8",
+        "/i/films/escape.mp4/segment1_0_av.ts",
+        "/i/films/,escape,.mp4.csmil/master.m3u8",
+        "/i/films/..%5c..%5cpasswd/master.m3u8",
+    ] {
+        let reply = s.get(path);
+        assert!(
+            matches!(reply.status, 400 | 404),
+            "{path}: {}",
+            reply.status
+        );
+        assert!(!reply.text().contains("SECRET"), "{path}");
+    }
+}
+
+#[test]
+fn a_replaced_source_is_never_answered_from_stale_entries() {
+    let m = media();
+    let s = start(&m);
+    let file = m.root.join("films/a_1500k.mp4");
+    let before = s.get("/i/films/a_1500k.mp4/index_0_av.m3u8");
+    let seg_before = s.get("/i/films/a_1500k.mp4/segment1_0_av.ts");
+    assert_eq!(
+        s.get("/i/films/a_1500k.mp4/segment1_0_av.ts")
+            .header("X-Cache"),
+        Some("HIT")
+    );
+    // Replace it (a new file renamed over the old, as deployments do).
+    let replacement = m.root.join("films/.new.mp4");
+    fs::copy(fixture("hevc-aac.mp4"), &replacement).unwrap();
+    fs::rename(&replacement, &file).unwrap();
+    let after = s.get("/i/films/a_1500k.mp4/index_0_av.m3u8");
+    assert_ne!(after.header("ETag"), before.header("ETag"));
+    assert_ne!(after.body, before.body, "8 s file: other durations");
+    let seg_after = s.get("/i/films/a_1500k.mp4/segment1_0_av.ts");
+    assert_eq!(seg_after.header("X-Cache"), Some("MISS"));
+    assert_ne!(seg_after.body, seg_before.body);
+}
+
+#[test]
+fn concurrent_misses_for_one_segment_package_it_once() {
+    let m = media();
+    let s = start(&m);
+    let path = "/i/films/a_1500k.mp4/segment1_0_av.ts";
+    let replies: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..16).map(|_| scope.spawn(|| s.get(path))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let states: Vec<&str> = replies
+        .iter()
+        .map(|r| r.header("X-Cache").unwrap())
+        .collect();
+    assert_eq!(
+        states.iter().filter(|s| **s == "MISS").count(),
+        1,
+        "{states:?}"
+    );
+    assert!(replies
+        .iter()
+        .all(|r| r.status == 200 && r.body == replies[0].body));
+}
+
+#[test]
+fn the_cache_survives_a_restart() {
+    let m = media();
+    let path = "/i/films/a_1500k.mp4/segment2_0_av.ts";
+    let first = start(&m).get(path);
+    assert_eq!(first.header("X-Cache"), Some("MISS"));
+    let again = start(&m).get(path);
+    assert_eq!(again.header("X-Cache"), Some("HIT"));
+    assert_eq!(again.body, first.body);
+    assert_eq!(again.header("ETag"), first.header("ETag"));
+}
+
+#[test]
+fn a_corrupted_cache_file_is_made_again() {
+    let m = media();
+    let path = "/i/films/a_1500k.mp4/segment1_0_av.ts";
+    let first = start(&m).get(path);
+    // Truncate every cached object behind the server's back.
+    for entry in walk(&m.cache.join("objects")) {
+        let f = fs::OpenOptions::new().write(true).open(&entry).unwrap();
+        f.set_len(10).unwrap();
+    }
+    let s = start(&m);
+    let again = s.get(path);
+    assert_eq!(again.body, first.body);
+    assert_eq!(again.header("X-Cache"), Some("MISS"));
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn ffprobe_decodes_the_stream_through_the_server() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let m = media();
+    let s = start(&m);
+    let source = m.root.join("films/a_1500k.mp4");
+    let url = format!("http://{}/i/films/a_1500k.mp4/master.m3u8", s.addr);
+    let url = Path::new(&url);
+    assert_eq!(
+        ffprobe_count(url, "v:0", true),
+        ffprobe_count(&source, "v:0", false)
+    );
+    assert_eq!(
+        ffprobe_count(url, "a:0", false),
+        ffprobe_count(&source, "a:0", false)
+    );
+}
