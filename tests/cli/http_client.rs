@@ -2,7 +2,7 @@
 //! raw enough to see exactly what the server sends (Content-Length, no
 //! chunking, status lines) and to send what browsers and CDNs send.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
