@@ -1,6 +1,7 @@
 //! casterpak driven as its users drive it: the binary, a temp dir per test,
 //! and validators we did not write (ffprobe, ffmpeg, m3u8-rs).
 
+mod browser;
 mod http_client;
 mod package;
 mod serve;
