@@ -33,6 +33,14 @@ enum Command {
     Package(commands::package::Args),
     /// Serve HLS on demand from MP4 files under the media root, through the cache.
     Serve(commands::serve::Args),
+    /// Delete cached objects past their TTL or over the size cap, and orphans.
+    Gc(commands::gc::Args),
+    /// Show what the cache holds.
+    Stat(commands::stat::Args),
+    /// Expire (or delete) cached objects by source, age or all.
+    Invalidate(commands::invalidate::Args),
+    /// Print the master playlist serve would answer for a file or csmil path.
+    Master(commands::master::Args),
 }
 
 fn main() -> ExitCode {
@@ -42,9 +50,14 @@ fn main() -> ExitCode {
         _ => "warn",
     };
     init_logging(cli.verbose, default_level);
+    let clock = cli.common.clock();
     let result = Config::load(&cli.common).and_then(|config| match cli.command {
-        Command::Package(args) => commands::package::run(args, &config),
-        Command::Serve(args) => commands::serve::run(args, config, cli.common.clock()),
+        Command::Package(args) => commands::package::run(args, config, clock),
+        Command::Serve(args) => commands::serve::run(args, config, clock),
+        Command::Gc(args) => commands::gc::run(args, &config, clock),
+        Command::Stat(args) => commands::stat::run(args, &config, clock),
+        Command::Invalidate(args) => commands::invalidate::run(args, &config, clock),
+        Command::Master(args) => commands::master::run(args, config, clock),
     });
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");

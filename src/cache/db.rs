@@ -129,3 +129,95 @@ pub fn all_files(conn: &Connection) -> rusqlite::Result<Vec<(String, String, u64
     })?;
     rows.collect()
 }
+
+/// An object as gc, stat and invalidate see it.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub key: String,
+    pub file: String,
+    pub kind: String,
+    pub bytes: u64,
+    pub created: i64,
+    pub accessed: i64,
+    pub expired: bool,
+}
+
+const ALL_ENTRIES: &str =
+    "SELECT key, file, kind, bytes, created, accessed, expired FROM object ORDER BY accessed";
+
+/// Every object, least recently used first.
+pub fn entries(conn: &Connection) -> rusqlite::Result<Vec<Entry>> {
+    let mut stmt = conn.prepare_cached(ALL_ENTRIES)?;
+    let rows = stmt.query_map([], |r| {
+        Ok(Entry {
+            key: r.get(0)?,
+            file: r.get(1)?,
+            kind: r.get(2)?,
+            bytes: r.get::<_, i64>(3)? as u64,
+            created: r.get(4)?,
+            accessed: r.get(5)?,
+            expired: r.get::<_, i64>(6)? != 0,
+        })
+    })?;
+    rows.collect()
+}
+
+const KEYS_BY_SOURCE_GLOB: &str = "SELECT DISTINCT key FROM object_source WHERE path GLOB :pattern";
+
+/// Keys of objects made from a source whose path matches `pattern`
+/// (SQLite GLOB: `*`, `?`, `[...]`, case-sensitive).
+pub fn keys_by_source(conn: &Connection, pattern: &str) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(KEYS_BY_SOURCE_GLOB)?;
+    let rows = stmt.query_map(named_params! {":pattern": pattern}, |r| r.get(0))?;
+    rows.collect()
+}
+
+const EXPIRE: &str = "UPDATE object SET expired = 1 WHERE key = :key";
+
+pub fn expire(conn: &mut Connection, keys: &[String]) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    for key in keys {
+        tx.prepare_cached(EXPIRE)?
+            .execute(named_params! {":key": key})?;
+    }
+    tx.commit()
+}
+
+const DELETE_IF_FILE: &str =
+    "DELETE FROM object WHERE key = :key AND file = :file AND created = :created";
+
+/// Deletes rows, each only if it is still the row that was read (a
+/// concurrent `serve` may have made the object again meanwhile).
+pub fn delete_entries(conn: &mut Connection, entries: &[Entry]) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    for e in entries {
+        tx.prepare_cached(DELETE_IF_FILE)?
+            .execute(named_params! {":key": e.key, ":file": e.file, ":created": e.created})?;
+    }
+    tx.commit()
+}
+
+const COUNTERS: &str = "SELECT name, value FROM counter";
+
+pub fn counters(conn: &Connection) -> rusqlite::Result<Vec<(String, u64)>> {
+    let mut stmt = conn.prepare_cached(COUNTERS)?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+    rows.collect()
+}
+
+const TOP_SOURCES: &str =
+    "SELECT s.path, count(*), sum(o.bytes) FROM object_source s JOIN object o USING (key)
+     GROUP BY s.path ORDER BY sum(o.bytes) DESC, s.path LIMIT :limit";
+
+/// Sources with the most cached bytes: (path, objects, bytes).
+pub fn top_sources(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<(String, u64, u64)>> {
+    let mut stmt = conn.prepare_cached(TOP_SOURCES)?;
+    let rows = stmt.query_map(named_params! {":limit": limit as i64}, |r| {
+        Ok((
+            r.get(0)?,
+            r.get::<_, i64>(1)? as u64,
+            r.get::<_, i64>(2)? as u64,
+        ))
+    })?;
+    rows.collect()
+}

@@ -21,6 +21,7 @@
 //! Last-access times and hit/miss counters are kept in memory and written
 //! in batches ([`Cache::flush_use`]), so a hit costs no SQLite write.
 
+mod admin;
 mod clock;
 mod db;
 mod flight;
@@ -36,6 +37,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 
+pub use admin::{GcPolicy, GcReport, Stats};
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use source::{resolve_local, SourceId};
 
@@ -105,6 +107,22 @@ pub struct Object {
     pub etag: String,
 }
 
+impl Object {
+    /// The whole body in memory.
+    pub fn into_bytes(self) -> std::io::Result<Vec<u8>> {
+        match self.body {
+            Body::Bytes(bytes) => {
+                Ok(Arc::try_unwrap(bytes).unwrap_or_else(|shared| (*shared).clone()))
+            }
+            Body::File(mut file) => {
+                let mut out = Vec::with_capacity(self.len as usize);
+                std::io::Read::read_to_end(&mut file, &mut out)?;
+                Ok(out)
+            }
+        }
+    }
+}
+
 /// Why [`Cache::get_or_make`] failed: making the object, or the cache.
 #[derive(Debug)]
 pub enum Failure<E> {
@@ -143,6 +161,10 @@ impl Cache {
             misses: AtomicU64::new(0),
             temp_counter: AtomicU64::new(0),
         })
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
     }
 
     /// Runs `f` with a connection from the pool.

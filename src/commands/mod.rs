@@ -1,8 +1,12 @@
 //! One module per subcommand, each with its `Args` and `run`.
 
+pub mod gc;
+pub mod invalidate;
+pub mod master;
 pub mod origin;
 pub mod package;
 pub mod serve;
+pub mod stat;
 
 use std::io::Write;
 

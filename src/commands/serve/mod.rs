@@ -8,6 +8,8 @@
 
 mod http;
 
+pub use http::http_date;
+
 use std::io::{Read, Seek, SeekFrom};
 use std::net::TcpListener;
 use std::panic::AssertUnwindSafe;
@@ -73,6 +75,22 @@ pub fn run(args: Args, mut config: Config, clock: Arc<dyn Clock>) -> anyhow::Res
             tracing::warn!("recording cache use: {e}");
         }
     });
+    let gc_interval = origin.config().cache.gc_interval.0;
+    if gc_interval > 0 {
+        let collector = Arc::clone(&origin);
+        std::thread::spawn(move || loop {
+            std::thread::sleep(Duration::from_secs(gc_interval));
+            let policy = super::gc::policy(collector.config());
+            match collector.cache().gc(&policy, false) {
+                Ok(r) => tracing::info!(
+                    "gc: deleted {} objects ({} bytes)",
+                    r.deleted.len(),
+                    r.deleted_bytes
+                ),
+                Err(e) => tracing::warn!("gc: {e}"),
+            }
+        });
+    }
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| loop {

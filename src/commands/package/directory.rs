@@ -13,73 +13,38 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use casterpak::packager::hls;
 use casterpak::packager::rendition::Rendition;
 
+use super::{progress_bar, Args};
 use crate::config::Config;
 
-#[derive(clap::Args)]
-pub struct Args {
-    /// MP4, MOV, M4A or M4V files; the N-th input is rendition N (0-based).
-    #[arg(required = true, value_name = "INPUT")]
-    inputs: Vec<PathBuf>,
-    /// Directory to create with the package.
-    #[arg(short, long, value_name = "DIR")]
-    out: PathBuf,
-    /// Target segment duration in seconds, segments start at keyframes
-    /// (default: media.segment_duration, 6).
-    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
-    segment_duration: Option<f64>,
-    /// Replace DIR if it already exists.
-    #[arg(long)]
-    force: bool,
-    /// Segments made in parallel (default: CPUs, at most 4).
-    #[arg(short, long, value_name = "N")]
-    jobs: Option<usize>,
-    /// Print a JSON summary on stdout.
-    #[arg(long)]
-    json: bool,
-}
-
-fn parse_seconds(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if (0.1..=3600.0).contains(&v) => Ok(v),
-        Ok(_) => Err("must be between 0.1 and 3600 seconds".into()),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-pub fn run(args: Args, config: &Config) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args, out: &Path, config: &Config) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    if args.out.exists() && !args.force {
+    if out.exists() && !args.force {
         bail!(
             "{} already exists (use --force to replace it)",
-            args.out.display()
+            out.display()
         );
     }
     let segment_seconds = args
         .segment_duration
         .unwrap_or(config.media.segment_duration);
-    let renditions = open_all(&args.inputs, segment_seconds)?;
-    let staging = Staging::create(&args.out)?;
+    let inputs: Vec<PathBuf> = args.inputs.iter().map(PathBuf::from).collect();
+    let renditions = open_all(&inputs, segment_seconds)?;
+    let staging = Staging::create(out)?;
     write_playlists(&renditions, staging.path())?;
-    let jobs = args.jobs.unwrap_or_else(default_jobs).max(1);
+    let jobs = args.jobs();
     let bytes = write_segments(&renditions, staging.path(), jobs)?;
-    staging.commit(&args.out)?;
-    let summary = summary(
-        &args.out,
-        &renditions,
-        &bytes,
-        started.elapsed().as_secs_f64(),
-    );
+    staging.commit(out)?;
+    let summary = summary(out, &renditions, &bytes, started.elapsed().as_secs_f64());
     if args.json {
-        super::print(&format!("{summary:#}\n"))?;
+        super::super::print(&format!("{summary:#}\n"))?;
     } else {
-        super::print(&format!(
+        super::super::print(&format!(
             "{}: {} renditions, {} segments, {} bytes in {:.2} s\n",
-            args.out.join("master.m3u8").display(),
+            out.join("master.m3u8").display(),
             renditions.len(),
             summary["segments"],
             summary["bytes"],
@@ -175,20 +140,6 @@ fn write_segment(r: &Rendition, n: usize, k: usize, dir: &Path) -> anyhow::Resul
 
 fn write_file(path: &Path, data: &[u8]) -> anyhow::Result<()> {
     fs::write(path, data).with_context(|| format!("writing {}", path.display()))
-}
-
-fn default_jobs() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
-}
-
-/// A bar on stderr when it is a terminal; hidden in scripts and pipes.
-fn progress_bar(len: u64) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} segments {elapsed} (eta {eta})")
-            .expect("valid template"),
-    );
-    bar
 }
 
 fn summary(out: &Path, renditions: &[Rendition], bytes: &[u64], seconds: f64) -> serde_json::Value {

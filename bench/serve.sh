@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Origin benchmark: casterpak serve on the 10-minute 1080p file, next to
+# nginx serving one of the same segments as a static file.
+#
+#   bench/serve.sh
+#
+# Reports, in one run:
+#   - cold segment latency: median over SEGMENTS different segments, cache
+#     emptied first (the first request, which also reads the moov, apart);
+#   - cached segment latency: the same segments again;
+#   - nginx's latency for the same segment bytes as a static file;
+#   - requests per second with wrk for a cached playlist and a cached
+#     segment, and for nginx serving that segment file.
+#
+# Environment: BENCH_DIR (as bench/package.sh), SEGMENTS (default 40),
+# DURATION of each wrk run in seconds (default 10), CONNECTIONS (default 32),
+# NO_BUILD=1, CASTERPAK.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/.." && pwd)"
+BENCH_DIR="${BENCH_DIR:-$HOME/.cache/casterpak-bench}"
+INPUT="$BENCH_DIR/input-1080p30-5M-10min.mp4"
+CASTERPAK="${CASTERPAK:-$REPO/target/release/casterpak}"
+SEGMENTS="${SEGMENTS:-40}"
+DURATION="${DURATION:-10}"
+CONNECTIONS="${CONNECTIONS:-32}"
+PORT=18480
+NGINX_PORT=18481
+
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+command -v curl >/dev/null || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+fi
+[ -f "$INPUT" ] || "$HERE/package.sh" --prepare
+[ -n "${NO_BUILD:-}" ] || (cd "$REPO" && cargo build --release -q)
+
+WORK="$BENCH_DIR/serve"
+rm -rf "$WORK"
+mkdir -p "$WORK/media" "$WORK/nginx/html" "$WORK/nginx/tmp"
+ln -f "$INPUT" "$WORK/media/film.mp4" 2>/dev/null || cp "$INPUT" "$WORK/media/film.mp4"
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+RUST_LOG=warn "$CASTERPAK" serve --root "$WORK/media" --cache-dir "$WORK/cache" \
+    --listen "127.0.0.1:$PORT" >/dev/null &
+pids+=($!)
+BASE="http://127.0.0.1:$PORT/i/film.mp4"
+for _ in $(seq 50); do curl -fs "$BASE/master.m3u8" -o /dev/null 2>/dev/null && break; sleep 0.1; done
+
+median() { sort -g | awk '{a[NR]=$1} END{ if (NR%2) print a[(NR+1)/2]; else printf "%.6f\n", (a[NR/2]+a[NR/2+1])/2 }'; }
+ms() { awk '{printf "%.2f", $1*1000}'; }
+fetch() { curl -fs -o /dev/null -w '%{time_total}\n' "$1"; }
+
+# Restart with an empty cache so the first request parses the moov cold.
+cleanup; pids=()
+rm -rf "$WORK/cache"
+RUST_LOG=warn "$CASTERPAK" serve --root "$WORK/media" --cache-dir "$WORK/cache" \
+    --listen "127.0.0.1:$PORT" >/dev/null &
+pids+=($!)
+for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+
+COUNT=$(curl -fs "$BASE/index_0_av.m3u8" | grep -c '^segment')
+FIRST_MS=$(fetch "$BASE/segment1_0_av.ts" | ms)
+step=$(( (COUNT - 1) / SEGMENTS )); [ "$step" -ge 1 ] || step=1
+picked=()
+for ((k = 2; k <= COUNT && ${#picked[@]} < SEGMENTS; k += step)); do picked+=("$k"); done
+COLD_MS=$(for k in "${picked[@]}"; do fetch "$BASE/segment${k}_0_av.ts"; done | median | ms)
+CACHED_MS=$(for k in "${picked[@]}"; do fetch "$BASE/segment${k}_0_av.ts"; done | median | ms)
+SEG="segment${picked[0]}_0_av.ts"
+curl -fs "$BASE/$SEG" -o "$WORK/nginx/html/$SEG"
+SEG_BYTES=$(stat -c %s "$WORK/nginx/html/$SEG")
+
+cat > "$WORK/nginx/nginx.conf" <<CONF
+worker_processes auto;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    client_body_temp_path $WORK/nginx/tmp;
+    proxy_temp_path $WORK/nginx/tmp;
+    fastcgi_temp_path $WORK/nginx/tmp;
+    uwsgi_temp_path $WORK/nginx/tmp;
+    scgi_temp_path $WORK/nginx/tmp;
+    server { listen 127.0.0.1:$NGINX_PORT; root $WORK/nginx/html; }
+}
+CONF
+nginx -c "$WORK/nginx/nginx.conf" -g 'daemon off;' &
+pids+=($!)
+for _ in $(seq 50); do curl -fs "http://127.0.0.1:$NGINX_PORT/$SEG" -o /dev/null 2>/dev/null && break; sleep 0.1; done
+NGINX_MS=$(for _ in "${picked[@]}"; do fetch "http://127.0.0.1:$NGINX_PORT/$SEG"; done | median | ms)
+
+rps() { wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" "$1" | awk '/Requests\/sec/ {print $2} /Transfer\/sec/ {print $2}' | paste -sd' '; }
+PLAYLIST_RPS=$(rps "$BASE/index_0_av.m3u8")
+SEGMENT_RPS=$(rps "$BASE/$SEG")
+NGINX_RPS=$(rps "http://127.0.0.1:$NGINX_PORT/$SEG")
+
+echo
+echo "input: $INPUT ($COUNT segments); segment $SEG is $SEG_BYTES bytes"
+echo "latency (curl, median of ${#picked[@]} segments):"
+printf '  %-44s %8s ms\n' "first segment, cold (includes moov parse)" "$FIRST_MS"
+printf '  %-44s %8s ms\n' "cold segment (cache emptied)" "$COLD_MS"
+printf '  %-44s %8s ms\n' "cached segment" "$CACHED_MS"
+printf '  %-44s %8s ms\n' "nginx, same segment as a static file" "$NGINX_MS"
+echo "throughput (wrk -t2 -c$CONNECTIONS -d${DURATION}s: requests/s, transfer/s):"
+printf '  %-44s %s\n' "casterpak cached playlist" "$PLAYLIST_RPS"
+printf '  %-44s %s\n' "casterpak cached segment" "$SEGMENT_RPS"
+printf '  %-44s %s\n' "nginx static segment" "$NGINX_RPS"

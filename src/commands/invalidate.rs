@@ -1,0 +1,59 @@
+//! `casterpak invalidate`: marks cached objects expired (the next request
+//! makes them again, the next gc deletes them), or deletes them now.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+
+use crate::cache::{Cache, Clock};
+use crate::config::{parse_with_unit, Config, DURATION_UNITS};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Source paths (relative to the media root) whose objects go; globs
+    /// with `*`, `?` and `[...]`, e.g. 'films/*.mp4'.
+    #[arg(value_name = "PATTERN")]
+    patterns: Vec<String>,
+    /// Every object.
+    #[arg(long, conflicts_with = "patterns")]
+    all: bool,
+    /// Only objects made longer ago than this (`90s`, `30m`, `12h`, `3d`).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    older_than: Option<u64>,
+    /// Delete now instead of marking expired.
+    #[arg(long)]
+    hard: bool,
+    /// Print a JSON report on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_duration(s: &str) -> Result<u64, String> {
+    parse_with_unit(s, &DURATION_UNITS)
+        .ok_or_else(|| format!("bad duration {s:?} (e.g. 90s, 30m, 12h, 3d)"))
+}
+
+pub fn run(
+    args: Args,
+    config: &Config,
+    clock: std::sync::Arc<dyn Clock>,
+) -> anyhow::Result<ExitCode> {
+    if args.patterns.is_empty() && !args.all && args.older_than.is_none() {
+        bail!("say what to invalidate: PATTERN..., --all or --older-than DURATION");
+    }
+    let cache = Cache::open(&config.cache.dir, clock)
+        .with_context(|| format!("opening the cache in {}", config.cache.dir.display()))?;
+    let count = cache
+        .invalidate(&args.patterns, args.all, args.older_than, args.hard)
+        .context("invalidating")?;
+    let action = if args.hard { "deleted" } else { "expired" };
+    if args.json {
+        super::print(&format!(
+            "{}\n",
+            serde_json::json!({ action: count, "hard": args.hard })
+        ))?;
+    } else {
+        super::print(&format!("{action} {count} objects\n"))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

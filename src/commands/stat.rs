@@ -1,0 +1,63 @@
+//! `casterpak stat`: what the cache holds.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::cache::{Cache, Clock, Stats};
+use crate::commands::serve::http_date;
+use crate::config::Config;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Print JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(
+    args: Args,
+    config: &Config,
+    clock: std::sync::Arc<dyn Clock>,
+) -> anyhow::Result<ExitCode> {
+    let cache = Cache::open(&config.cache.dir, clock)
+        .with_context(|| format!("opening the cache in {}", config.cache.dir.display()))?;
+    let stats = cache.stats().context("reading the cache")?;
+    if args.json {
+        super::print(&format!("{}\n", serde_json::to_string_pretty(&stats)?))?;
+    } else {
+        super::print(&human(&stats))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn human(s: &Stats) -> String {
+    let mut out = format!(
+        "cache {}\n\n{:<10} {:>9} {:>14} {:>8}\n",
+        s.dir, "kind", "objects", "bytes", "expired"
+    );
+    for (kind, k) in &s.by_kind {
+        out.push_str(&format!(
+            "{kind:<10} {:>9} {:>14} {:>8}\n",
+            k.objects, k.bytes, k.expired
+        ));
+    }
+    out.push_str(&format!(
+        "{:<10} {:>9} {:>14}\n\n",
+        "total", s.objects, s.bytes
+    ));
+    let when = |t: Option<i64>| t.map_or("-".to_string(), http_date);
+    out.push_str(&format!(
+        "oldest access  {}\nnewest access  {}\n",
+        when(s.oldest_access),
+        when(s.newest_access)
+    ));
+    out.push_str(&format!("hits {}  misses {}\n", s.hits, s.misses));
+    if !s.top_sources.is_empty() {
+        out.push_str("\ntop sources by bytes\n");
+        for t in &s.top_sources {
+            out.push_str(&format!("{:>14} {:>7}  {}\n", t.bytes, t.objects, t.path));
+        }
+    }
+    out
+}
