@@ -2,6 +2,7 @@
 //! and validators we did not write (ffprobe, ffmpeg, m3u8-rs).
 
 mod browser;
+mod cache_admin;
 mod http_client;
 mod package;
 mod serve;
