@@ -7,7 +7,7 @@ mod config;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use config::{CommonArgs, Config};
 
@@ -41,6 +41,12 @@ enum Command {
     Invalidate(commands::invalidate::Args),
     /// Print the master playlist serve would answer for a file or csmil path.
     Master(commands::master::Args),
+    /// Print a shell completion script (the files in completions/ are made so).
+    #[command(hide = true)]
+    Completions { shell: clap_complete::Shell },
+    /// Print a man page: casterpak(1), or casterpak-SUBCOMMAND(1) (the files in man/ are made so).
+    #[command(hide = true)]
+    Man { subcommand: Option<String> },
 }
 
 fn main() -> ExitCode {
@@ -50,6 +56,15 @@ fn main() -> ExitCode {
         _ => "warn",
     };
     init_logging(cli.verbose, default_level);
+    match cli.command {
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "casterpak", &mut out);
+            return print_or_fail(&String::from_utf8_lossy(&out));
+        }
+        Command::Man { subcommand } => return man_page(subcommand.as_deref()),
+        _ => {}
+    }
     let clock = cli.common.clock();
     let result = Config::load(&cli.common).and_then(|config| match cli.command {
         Command::Package(args) => commands::package::run(args, config, clock),
@@ -58,11 +73,33 @@ fn main() -> ExitCode {
         Command::Stat(args) => commands::stat::run(args, &config, clock),
         Command::Invalidate(args) => commands::invalidate::run(args, &config, clock),
         Command::Master(args) => commands::master::run(args, config, clock),
+        Command::Completions { .. } | Command::Man { .. } => unreachable!("handled above"),
     });
-    result.unwrap_or_else(|e| {
-        eprintln!("error: {e:#}");
-        ExitCode::FAILURE
-    })
+    result.unwrap_or_else(print_or_fail_err)
+}
+
+fn man_page(subcommand: Option<&str>) -> ExitCode {
+    let mut command = Cli::command();
+    if let Some(name) = subcommand {
+        let Some(sub) = command.find_subcommand(name) else {
+            return print_or_fail_err(anyhow::anyhow!("no subcommand {name:?}"));
+        };
+        command = sub.clone().name(format!("casterpak-{name}"));
+    }
+    let mut out = Vec::new();
+    match clap_mangen::Man::new(command).render(&mut out) {
+        Ok(()) => print_or_fail(&String::from_utf8_lossy(&out)),
+        Err(e) => print_or_fail_err(e.into()),
+    }
+}
+
+fn print_or_fail(text: &str) -> ExitCode {
+    commands::print(text).map_or_else(print_or_fail_err, |()| ExitCode::SUCCESS)
+}
+
+fn print_or_fail_err(e: anyhow::Error) -> ExitCode {
+    eprintln!("error: {e:#}");
+    ExitCode::FAILURE
 }
 
 fn init_logging(verbose: bool, level: &str) {

@@ -3,6 +3,7 @@
 
 mod browser;
 mod cache_admin;
+mod docs;
 mod http_client;
 mod package;
 mod serve;
