@@ -7,9 +7,10 @@ use std::fs::File;
 use std::sync::{Arc, Mutex};
 
 use casterpak::packager::error::Error as PackagerError;
+use casterpak::packager::index::MediaIndex;
 use casterpak::packager::rendition::Rendition;
 use casterpak::packager::url::{self, Target, UrlError};
-use casterpak::packager::{hls, FORMAT_VERSION};
+use casterpak::packager::{hls, index_codec, mp4, FORMAT_VERSION};
 
 use crate::cache::{self, Cache, CacheError, Failure, Object, ObjectSpec, SourceId};
 use crate::config::Config;
@@ -289,8 +290,7 @@ impl Origin {
             return Ok(Arc::clone(r));
         }
         let file = File::open(&source.path).map_err(|e| packager_error(source, e.into()))?;
-        let index =
-            casterpak::packager::mp4::read_index(&file).map_err(|e| packager_error(source, e))?;
+        let index = self.index(source, &file)?;
         let rendition = Arc::new(Rendition::from_index(
             &source.path,
             file,
@@ -309,6 +309,41 @@ impl Origin {
         }
         map.insert(source.clone(), (Arc::clone(&rendition), tick));
         Ok(rendition)
+    }
+}
+
+impl Origin {
+    /// The index of `source`, from the cache (so that a restart skips the
+    /// moov work) or read from `file` and stored.
+    fn index(&self, source: &SourceId, file: &File) -> Result<MediaIndex, OriginError> {
+        let parsed = Mutex::new(None);
+        let make = || {
+            let index = mp4::read_index(file).map_err(|e| packager_error(source, e))?;
+            let bytes = index_codec::encode(&index);
+            *parsed.lock().expect("lock") = Some(index);
+            Ok(bytes)
+        };
+        let key = self.key("index", &[&source.key_part()]);
+        let spec = ObjectSpec {
+            key,
+            kind: "index",
+            ext: "idx",
+            sources: std::slice::from_ref(source),
+        };
+        let object = self.cache.get_or_make(&spec, make)?;
+        if let Some(index) = parsed.into_inner().expect("lock") {
+            return Ok(index);
+        }
+        let bytes = object
+            .into_bytes()
+            .map_err(|e| OriginError::Internal(format!("reading the cache: {e}")))?;
+        index_codec::decode(&bytes).or_else(|e| {
+            tracing::warn!(
+                "{}: cached index unreadable ({e}), reading the source",
+                source.rel
+            );
+            mp4::read_index(file).map_err(|e| packager_error(source, e))
+        })
     }
 }
 

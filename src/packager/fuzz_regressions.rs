@@ -1,10 +1,11 @@
 //! Replays the inputs the fuzz target once crashed on (`fuzz/regressions/`)
 //! through the same steps as the target: read, plan, size and mux.
 
-use crate::packager::{media::SegmentMedia, mp4, segment, ts};
+use crate::packager::{index_codec, media::SegmentMedia, mp4, segment, ts};
 
 /// The body of `fuzz/fuzz_targets/mp4_reader.rs`.
 pub fn exercise(data: &[u8]) {
+    let _ = index_codec::decode(data);
     let Ok(index) = mp4::read_index_from_bytes(data) else {
         return;
     };

@@ -6,6 +6,7 @@ pub mod error;
 pub mod fuzz_regressions;
 pub mod hls;
 pub mod index;
+pub mod index_codec;
 pub mod media;
 pub mod mp4;
 pub mod rendition;

@@ -139,9 +139,13 @@ fn stat_totals_equal_what_is_on_disk() {
     assert_eq!(stat["bytes"], disk_bytes(&files));
     assert_eq!(stat["by_kind"]["segment"]["objects"], 2 + 2 + 2);
     assert_eq!(stat["by_kind"]["playlist"]["objects"], 3 + 2);
+    assert_eq!(
+        stat["by_kind"]["index"]["objects"], 3,
+        "one parsed index per source"
+    );
     assert_eq!(stat["oldest_access"], T0);
     assert_eq!(stat["newest_access"], T0 + 100);
-    assert_eq!(stat["misses"], 11);
+    assert_eq!(stat["misses"], 14);
     assert_eq!(stat["top_sources"][0]["path"], "films/a_hi.mp4");
     // The human table says the same totals.
     let text = s.run(T0, &["stat"]).success().get_output().stdout.clone();
@@ -206,10 +210,14 @@ fn gc_enforces_the_size_cap_least_recently_used_first() {
         .into_iter()
         .filter(|f| !first.contains(f))
         .collect();
-    // Use the first again: the radio objects become the least recently used.
+    // Use the first again: the radio objects (and the first's parsed index,
+    // which hits do not need) become the least recently used.
     s.warm(T0 + 120, "films/a_hi.mp4");
-    // Deleting down to 90 % of the cap keeps exactly the first source.
-    let cap = (disk_bytes(&first) + 100) * 100 / 90;
+    let (first_index, first): (Vec<PathBuf>, Vec<PathBuf>) = first
+        .into_iter()
+        .partition(|f| f.extension().is_some_and(|e| e == "idx"));
+    // Deleting down to 90 % of the cap keeps exactly the recently used.
+    let cap = disk_bytes(&first).div_ceil(90) * 100;
     assert!(disk_bytes(&first) + disk_bytes(&second) > cap);
     let out = casterpak()
         .env("CASTERPAK_CACHE_OUTPUT_MAX_SIZE", cap.to_string())
@@ -225,7 +233,7 @@ fn gc_enforces_the_size_cap_least_recently_used_first() {
         .iter()
         .all(|d| d["reason"] == "size"));
     assert!(
-        second.iter().all(|f| !f.exists()),
+        second.iter().chain(&first_index).all(|f| !f.exists()),
         "least recently used went"
     );
     assert!(first.iter().all(|f| f.exists()), "recently used stayed");
@@ -268,7 +276,11 @@ fn invalidate_by_glob_age_all_and_hard() {
     // By glob: every object made from a_hi.mp4 (its playlist, segments and
     // the csmil master that lists it).
     let r = s.json(T0 + DAY, &["invalidate", "--json", "films/*_hi.mp4"]);
-    assert_eq!(count(&r, "expired"), 1 + 2 + 1);
+    assert_eq!(
+        count(&r, "expired"),
+        1 + 2 + 1 + 1,
+        "playlist, segments, master, index"
+    );
     assert_eq!(s.stat()["by_kind"]["segment"]["expired"], 2);
     // gc removes them...
     let gc = s.json(T0 + DAY, &["gc", "--json"]);
@@ -277,7 +289,7 @@ fn invalidate_by_glob_age_all_and_hard() {
         .unwrap()
         .iter()
         .all(|d| d["reason"] == "invalidated"));
-    assert_eq!(gc["deleted"].as_array().unwrap().len(), 4);
+    assert_eq!(gc["deleted"].as_array().unwrap().len(), 5);
     // ...and the next request makes them again.
     let warm = s.warm(T0 + DAY, "films/a_,hi,lo,.mp4.csmil");
     assert_eq!(
@@ -291,8 +303,8 @@ fn invalidate_by_glob_age_all_and_hard() {
     );
     assert_eq!(
         count(&r, "expired"),
-        3,
-        "the lo rendition's playlist and segments, made at T0"
+        4,
+        "the lo rendition's playlist, segments and index, made at T0"
     );
     // Hard: files go now.
     let before = s.files().len();
@@ -300,11 +312,15 @@ fn invalidate_by_glob_age_all_and_hard() {
         T0 + DAY,
         &["invalidate", "--json", "--hard", "films/radio.m4a"],
     );
-    assert_eq!(count(&r, "deleted"), 4, "master, playlist, 2 segments");
-    assert_eq!(s.files().len(), before - 4);
+    assert_eq!(
+        count(&r, "deleted"),
+        5,
+        "master, playlist, 2 segments, index"
+    );
+    assert_eq!(s.files().len(), before - 5);
     // All.
     let r = s.json(T0 + DAY, &["invalidate", "--json", "--all", "--hard"]);
-    assert_eq!(count(&r, "deleted") as usize, before - 4);
+    assert_eq!(count(&r, "deleted") as usize, before - 5);
     assert!(s.files().is_empty());
     s.run(T0, &["invalidate"])
         .failure()

@@ -428,3 +428,58 @@ fn ffprobe_decodes_the_stream_through_the_server() {
         ffprobe_count(&source, "a:0", false)
     );
 }
+
+#[test]
+fn a_restarted_server_reuses_the_parsed_index_from_the_cache() {
+    let m = media();
+    let file = m.root.join("films/a_1500k.mp4");
+    let expected = start(&m).get("/i/films/a_1500k.mp4/segment2_0_av.ts").body;
+    // Only the master was cached (with the index); now ruin the moov but
+    // keep the size and mtime: only a cached index can still make segment 2.
+    let first = start(&m).get("/i/films/a_1500k.mp4/master.m3u8");
+    assert_eq!(first.status, 200);
+    let mtime = fs::metadata(&file).unwrap().modified().unwrap();
+    let mut data = fs::read(&file).unwrap();
+    let moov = data.windows(4).position(|w| w == b"moov").unwrap();
+    data[moov + 4..moov + 200].fill(0xff);
+    fs::write(&file, &data).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    // Drop the cached segment so that it must be made again.
+    let out = crate::support::casterpak()
+        .arg("--cache-dir")
+        .arg(&m.cache)
+        .args(["invalidate", "--hard", "films/a_1500k.mp4"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    // ...which also dropped the index: the ruined moov now shows.
+    assert_eq!(
+        start(&m)
+            .get("/i/films/a_1500k.mp4/segment2_0_av.ts")
+            .status,
+        422
+    );
+    // Again, with the index cached before the damage.
+    fs::copy(fixture("h264-aac-bframes.mp4"), &file).unwrap();
+    let mtime = fs::metadata(&file).unwrap().modified().unwrap();
+    assert_eq!(
+        start(&m).get("/i/films/a_1500k.mp4/master.m3u8").status,
+        200
+    );
+    fs::write(&file, &data).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let s = start(&m);
+    let segment = s.get("/i/films/a_1500k.mp4/segment2_0_av.ts");
+    assert_eq!(segment.status, 200, "{}", segment.text());
+    assert_eq!(segment.body, expected);
+}

@@ -3,7 +3,7 @@
 //! and turns them into a [`MediaIndex`].
 
 mod aac;
-mod cursor;
+pub(crate) mod cursor;
 mod fragment;
 mod stbl;
 mod stsd;
