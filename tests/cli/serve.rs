@@ -483,3 +483,50 @@ fn a_restarted_server_reuses_the_parsed_index_from_the_cache() {
     assert_eq!(segment.status, 200, "{}", segment.text());
     assert_eq!(segment.body, expected);
 }
+
+#[test]
+fn a_stalled_client_does_not_hold_up_the_others() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let m = media();
+    // One worker, so that a stalled response would block everything, and a
+    // one-second send timeout to free it.
+    let s = Server::start_with_env(
+        &m.root,
+        &m.cache,
+        &["--workers", "1"],
+        &[
+            ("CASTERPAK_SERVER_SEND_TIMEOUT", "1"),
+            ("CASTERPAK_MEDIA_SEGMENT_DURATION", "60"),
+        ],
+    );
+    let path = "/i/films/a_1500k.mp4/segment1_0_av.ts";
+    let whole = s.get(path).body;
+    // A client with a tiny receive window that asks and never reads: the
+    // server's writes stall once the socket buffers are full.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(1024).unwrap();
+    socket
+        .connect(&s.addr.parse::<std::net::SocketAddr>().unwrap().into())
+        .unwrap();
+    let mut stalled: std::net::TcpStream = socket.into();
+    let mut pipelined = String::new();
+    for _ in 0..40 {
+        pipelined.push_str(&format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"));
+    }
+    stalled.write_all(pipelined.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let reply = s.get("/i/films/a_1500k.mp4/master.m3u8");
+    assert_eq!(reply.status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        whole.len() * 40 > 4 << 20,
+        "more than the socket buffers hold"
+    );
+    drop(stalled);
+}

@@ -3,18 +3,20 @@
 //! answers from the cache or packages on a miss.
 //!
 //! A stalled client cannot hold a worker for long: every socket inherits a
-//! send timeout from the listening socket (`server.send_timeout`), and
-//! there are many workers (`server.workers`).
+//! send timeout from the listening socket (`server.send_timeout`), requests
+//! pipelined behind a timed-out response are dropped, and there are many
+//! workers (`server.workers`).
 
 mod http;
 
 pub use http::http_date;
 
-use std::io::{Read, Seek, SeekFrom};
-use std::net::TcpListener;
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read, Seek, SeekFrom};
+use std::net::{SocketAddr, TcpListener};
 use std::panic::AssertUnwindSafe;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -64,6 +66,7 @@ pub fn run(args: Args, mut config: Config, clock: Arc<dyn Clock>) -> anyhow::Res
     let root = config.media.root.display().to_string();
     let prefix = config.server.prefix.clone();
     let origin = Arc::new(Origin::new(config, cache));
+    let dead = DeadConnections::default();
     super::print(&format!(
         "casterpak serving {root} at http://{addr}{prefix}\n"
     ))?;
@@ -95,7 +98,7 @@ pub fn run(args: Args, mut config: Config, clock: Arc<dyn Clock>) -> anyhow::Res
         for _ in 0..workers {
             scope.spawn(|| loop {
                 match server.recv() {
-                    Ok(request) => handle(&origin, request),
+                    Ok(request) => handle(&origin, &dead, request),
                     Err(e) => {
                         // tiny_http stops accepting after an accept error (say,
                         // out of file descriptors): exit so that a supervisor
@@ -110,8 +113,43 @@ pub fn run(args: Args, mut config: Config, clock: Arc<dyn Clock>) -> anyhow::Res
     Ok(ExitCode::SUCCESS)
 }
 
-fn handle(origin: &Origin, request: Request) {
+/// Connections whose client stopped reading. tiny_http goes on reading
+/// requests pipelined on such a connection, and each response would wait
+/// out the send timeout again; they are dropped unanswered instead.
+#[derive(Default)]
+struct DeadConnections(Mutex<HashMap<SocketAddr, Instant>>);
+
+/// How long a connection stays marked (the client's port is not reused
+/// sooner: it has yet to close the connection and wait out TIME_WAIT).
+const DEAD_FOR: Duration = Duration::from_secs(60);
+
+impl DeadConnections {
+    fn contains(&self, addr: Option<&SocketAddr>) -> bool {
+        let Some(addr) = addr else { return false };
+        let mut dead = self.0.lock().expect("dead connections lock");
+        dead.retain(|_, since| since.elapsed() < DEAD_FOR);
+        dead.contains_key(addr)
+    }
+
+    fn insert(&self, addr: Option<&SocketAddr>) {
+        if let Some(addr) = addr {
+            self.0
+                .lock()
+                .expect("dead connections lock")
+                .insert(*addr, Instant::now());
+        }
+    }
+}
+
+fn handle(origin: &Origin, dead: &DeadConnections, request: Request) {
     let started = Instant::now();
+    let peer = request.remote_addr().copied();
+    if dead.contains(peer.as_ref()) {
+        // Taking the writer and dropping it answers nothing (dropping the
+        // request itself would write a 500).
+        drop(request.into_writer());
+        return;
+    }
     let method = request.method().clone();
     let url = request.url().to_string();
     let path = url.split(['?', '#']).next().unwrap_or_default();
@@ -149,6 +187,15 @@ fn handle(origin: &Origin, request: Request) {
     tracing::info!(target: "access", "{method} {url} {status} {bytes} {ms:.1}ms {cache_state}");
     if let Err(e) = result {
         tracing::debug!("{url}: sending the response: {e}");
+        if matches!(
+            e.kind(),
+            ErrorKind::WouldBlock
+                | ErrorKind::TimedOut
+                | ErrorKind::BrokenPipe
+                | ErrorKind::ConnectionReset
+        ) {
+            dead.insert(peer.as_ref());
+        }
     }
 }
 
