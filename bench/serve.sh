@@ -76,7 +76,12 @@ SEG="segment${picked[0]}_0_av.ts"
 curl -fs "$BASE/$SEG" -o "$WORK/nginx/html/$SEG"
 SEG_BYTES=$(stat -c %s "$WORK/nginx/html/$SEG")
 
+# nginx's workers drop to www-data unless told otherwise, and could not
+# read files under /root.
+NGINX_USER=""
+[ "$(id -u)" -ne 0 ] || NGINX_USER="user root;"
 cat > "$WORK/nginx/nginx.conf" <<CONF
+$NGINX_USER
 worker_processes auto;
 pid $WORK/nginx/nginx.pid;
 error_log $WORK/nginx/error.log;

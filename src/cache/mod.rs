@@ -211,11 +211,20 @@ impl Cache {
                         return Ok(object);
                     }
                     self.misses.fetch_add(1, Ordering::Relaxed);
+                    let started = std::time::Instant::now();
                     let bytes = Arc::new(make().map_err(Failure::Make)?);
+                    let made = started.elapsed();
                     // A cache that cannot store (a full disk) still answers.
                     if let Err(e) = self.store(spec, &bytes) {
                         tracing::error!("not cached: {e}");
                     }
+                    tracing::debug!(
+                        "{} of {} bytes made in {:.2} ms, stored in {:.2} ms",
+                        spec.kind,
+                        bytes.len(),
+                        made.as_secs_f64() * 1e3,
+                        (started.elapsed() - made).as_secs_f64() * 1e3
+                    );
                     leader.finish(Some(Arc::clone(&bytes)));
                     return Ok(Object {
                         len: bytes.len() as u64,

@@ -231,13 +231,14 @@ impl<'a> Muxer<'a> {
             unreachable!("video track")
         };
         let sync = track.is_sync(i);
-        let mut au = Vec::with_capacity(sample.len() + 64);
-        video::write_access_unit(&mut au, config, sample, sync, track.samples[i].offset)?;
         let dts = track.dts_90k(i) + self.offset_90k;
         let pts = track.pts_90k(i) + self.offset_90k;
+        // The access unit goes straight after the header, whose length
+        // field is filled in once the access unit's size is known.
         self.pes.clear();
-        pes::write_header(&mut self.pes, pes::STREAM_ID_VIDEO, pts, dts, au.len());
-        self.pes.extend_from_slice(&au);
+        pes::write_header(&mut self.pes, pes::STREAM_ID_VIDEO, pts, dts, 0);
+        video::write_access_unit(&mut self.pes, config, sample, sync, track.samples[i].offset)?;
+        pes::set_packet_length(&mut self.pes);
         let first = Adaptation {
             pcr_90k: Some(dts as u64),
             random_access: sync,

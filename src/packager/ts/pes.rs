@@ -51,6 +51,12 @@ pub fn write_header(
     }
 }
 
+/// Sets PES_packet_length of the PES packet that is all of `pes`.
+pub fn set_packet_length(pes: &mut [u8]) {
+    let len = u16::try_from(pes.len() - 6).unwrap_or(0);
+    pes[4..6].copy_from_slice(&len.to_be_bytes());
+}
+
 /// A 33-bit timestamp in 5 bytes: a 4-bit prefix, then 3, 15 and 15 bits
 /// each followed by a marker bit.
 fn write_timestamp(out: &mut Vec<u8>, prefix: u8, t_90k: i64) {
@@ -106,6 +112,15 @@ mod tests {
         assert_eq!(out.len(), 14);
         let mut out = Vec::new();
         write_header(&mut out, STREAM_ID_VIDEO, 90_000, 87_000, 70_000);
+        assert_eq!(u16::from_be_bytes([out[4], out[5]]), 0);
+        // Filled in afterwards.
+        let mut out = Vec::new();
+        write_header(&mut out, STREAM_ID_VIDEO, 90_000, 87_000, 0);
+        out.resize(19 + 1000, 0);
+        set_packet_length(&mut out);
+        assert_eq!(u16::from_be_bytes([out[4], out[5]]), 13 + 1000);
+        out.resize(19 + 70_000, 0);
+        set_packet_length(&mut out);
         assert_eq!(u16::from_be_bytes([out[4], out[5]]), 0);
     }
 }
