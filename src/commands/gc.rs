@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::cache::{Cache, Clock, GcPolicy, GcReport};
+use crate::cache::{Clock, GcPolicy, GcReport};
 use crate::config::Config;
 
 #[derive(clap::Args)]
@@ -33,16 +33,11 @@ pub fn run(
     config: &Config,
     clock: std::sync::Arc<dyn Clock>,
 ) -> anyhow::Result<ExitCode> {
-    let cache = Cache::open(&config.cache.dir, clock)
-        .with_context(|| format!("opening the cache in {}", config.cache.dir.display()))?;
+    let cache = super::open_cache(config, clock)?;
     let report = cache
         .gc(&policy(config), args.dry_run)
         .context("collecting garbage")?;
-    if args.json {
-        super::print(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
-    } else {
-        super::print(&human(&report))?;
-    }
+    super::print_report(args.json, &report, || human(&report))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 
-use crate::cache::{Cache, Clock};
+use crate::cache::Clock;
 use crate::config::{parse_with_unit, Config, DURATION_UNITS};
 
 #[derive(clap::Args)]
@@ -41,8 +41,7 @@ pub fn run(
     if args.patterns.is_empty() && !args.all && args.older_than.is_none() {
         bail!("say what to invalidate: PATTERN..., --all or --older-than DURATION");
     }
-    let cache = Cache::open(&config.cache.dir, clock)
-        .with_context(|| format!("opening the cache in {}", config.cache.dir.display()))?;
+    let cache = super::open_cache(config, clock)?;
     let count = cache
         .invalidate(&args.patterns, args.all, args.older_than, args.hard)
         .context("invalidating")?;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 
-use crate::cache::{Cache, Clock};
+use crate::cache::Clock;
 use crate::commands::origin::Origin;
 use crate::config::Config;
 
@@ -38,8 +38,7 @@ pub fn run(
     clock: std::sync::Arc<dyn Clock>,
 ) -> anyhow::Result<ExitCode> {
     let path = master_path(&config, &args.path);
-    let cache = Cache::open(&config.cache.dir, clock)
-        .with_context(|| format!("opening the cache in {}", config.cache.dir.display()))?;
+    let cache = crate::commands::open_cache(&config, clock)?;
     let origin = Origin::new(config, cache);
     let answer = match origin.answer(&path) {
         Ok(a) => a,

@@ -9,6 +9,31 @@ pub mod serve;
 pub mod stat;
 
 use std::io::Write;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::cache::{Cache, Clock};
+use crate::config::Config;
+
+/// The cache of `config`, opened (and created if needed).
+pub fn open_cache(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Cache> {
+    Cache::open(&config.cache.dir, clock)
+        .with_context(|| format!("opening the cache in {}", config.cache.dir.display()))
+}
+
+/// Prints `report` as JSON when `json`, else the text `human` makes.
+pub fn print_report(
+    json: bool,
+    report: &impl serde::Serialize,
+    human: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
+    if json {
+        print(&format!("{}\n", serde_json::to_string_pretty(report)?))
+    } else {
+        print(&human())
+    }
+}
 
 /// Writes `text` to stdout; a closed pipe (`casterpak ... | head`) is not
 /// an error.

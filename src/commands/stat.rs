@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::cache::{Cache, Clock, Stats};
+use crate::cache::{Clock, Stats};
 use crate::commands::serve::http_date;
 use crate::config::Config;
 
@@ -20,14 +20,9 @@ pub fn run(
     config: &Config,
     clock: std::sync::Arc<dyn Clock>,
 ) -> anyhow::Result<ExitCode> {
-    let cache = Cache::open(&config.cache.dir, clock)
-        .with_context(|| format!("opening the cache in {}", config.cache.dir.display()))?;
+    let cache = super::open_cache(config, clock)?;
     let stats = cache.stats().context("reading the cache")?;
-    if args.json {
-        super::print(&format!("{}\n", serde_json::to_string_pretty(&stats)?))?;
-    } else {
-        super::print(&human(&stats))?;
-    }
+    super::print_report(args.json, &stats, || human(&stats))?;
     Ok(ExitCode::SUCCESS)
 }
 

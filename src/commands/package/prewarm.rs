@@ -10,15 +10,14 @@ use std::time::Instant;
 use anyhow::Context;
 
 use super::{progress_bar, Args};
-use crate::cache::{Cache, Clock, State};
+use crate::cache::{Clock, State};
 use crate::commands::master::master_path;
 use crate::commands::origin::Origin;
 use crate::config::Config;
 
 pub fn run(args: Args, config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let cache = Cache::open(&config.cache.dir, clock)
-        .with_context(|| format!("opening the cache in {}", config.cache.dir.display()))?;
+    let cache = crate::commands::open_cache(&config, clock)?;
     let masters: Vec<String> = args
         .inputs
         .iter()

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tiny_http::{Header, Method, Request, Response, StatusCode};
 
-use crate::cache::{Body, Cache, Clock};
+use crate::cache::{Body, Clock};
 use crate::commands::origin::{Answer, Origin, OriginError};
 use crate::config::Config;
 use http::RangeRequest;
@@ -61,8 +61,7 @@ pub fn run(args: Args, mut config: Config, clock: Arc<dyn Clock>) -> anyhow::Res
     if let Some(workers) = args.workers {
         config.server.workers = workers.max(1);
     }
-    let cache = Cache::open(&config.cache.dir, clock)
-        .with_context(|| format!("opening the cache in {}", config.cache.dir.display()))?;
+    let cache = crate::commands::open_cache(&config, clock)?;
     let removed = cache.reconcile().context("reconciling the cache")?;
     if removed > 0 {
         tracing::info!("removed {removed} leftovers of interrupted runs from the cache");
