@@ -530,3 +530,34 @@ fn a_stalled_client_does_not_hold_up_the_others() {
     );
     drop(stalled);
 }
+
+#[test]
+fn a_wrong_configuration_key_or_value_stops_startup_naming_it() {
+    let m = media();
+    let run = |env: (&str, &str)| {
+        crate::support::casterpak()
+            .env(env.0, env.1)
+            .args(["serve", "--listen", "127.0.0.1:0", "--root"])
+            .arg(&m.root)
+            .arg("--cache-dir")
+            .arg(&m.cache)
+            .timeout(std::time::Duration::from_secs(20))
+            .assert()
+            .failure()
+    };
+    run(("CASTERPAK_SERVER_LISEN", "x"))
+        .stderr(predicates::str::contains("CASTERPAK_SERVER_LISEN"));
+    run(("CASTERPAK_SERVER_WORKERS", "many"))
+        .stderr(predicates::str::contains("workers = \"many\""));
+    run(("CASTERPAK_SERVER_PREFIX", "hls")).stderr(predicates::str::contains("server.prefix"));
+    let file = m.cache.with_extension("toml");
+    fs::write(&file, "[media]\nsegment_duraton = 4\n").unwrap();
+    crate::support::casterpak()
+        .arg("--config")
+        .arg(&file)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .timeout(std::time::Duration::from_secs(20))
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("segment_duraton"));
+}
