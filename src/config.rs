@@ -86,6 +86,10 @@ pub struct Cache {
     pub input_max_size: Size,
     /// `serve` runs gc this often; 0 to leave it to cron.
     pub gc_interval: Duration,
+    /// fsync every cached object before it is renamed into place, so that
+    /// even a power loss leaves no object with unwritten data. Costs about
+    /// 10 ms per 4 MB segment on a virtual disk.
+    pub fsync: bool,
 }
 
 impl Default for Cache {
@@ -97,6 +101,7 @@ impl Default for Cache {
             output_max_size: Size(0),
             input_max_size: Size(0),
             gc_interval: Duration(0),
+            fsync: false,
         }
     }
 }

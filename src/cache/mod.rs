@@ -4,12 +4,16 @@
 //! Lifecycle of an object, in this order so that a crash or a kill at any
 //! moment never leaves something a request would serve wrongly:
 //!
-//! 1. Make the bytes; write them to `tmp/<unique>`.
+//! 1. Make the bytes; write them to `tmp/<unique>` (and fsync it when
+//!    `cache.fsync` is set).
 //! 2. Rename that file to `objects/<hh>/<hash>.<ext>` (atomic).
 //! 3. Insert the row (key, file, kind, bytes, times, sources).
 //!
 //! A hit needs the row *and* a file of the row's size; anything else is a
-//! miss and is made again. Removal (gc, invalidate --hard) deletes the file
+//! miss and is made again. Without fsync, a killed or crashed process still
+//! never leaves a partial object (the rename comes after the whole write);
+//! only a power loss could, on some filesystems, keep a renamed file whose
+//! data never reached the disk. Removal (gc, invalidate --hard) deletes the file
 //! first, then the row. A reader that already opened the file keeps reading
 //! it: files are only ever unlinked, never truncated or rewritten.
 //!
@@ -139,6 +143,8 @@ pub struct Cache {
     hits: AtomicU64,
     misses: AtomicU64,
     temp_counter: AtomicU64,
+    /// fsync each object before it is renamed into place.
+    fsync: bool,
 }
 
 impl Cache {
@@ -160,7 +166,15 @@ impl Cache {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             temp_counter: AtomicU64::new(0),
+            fsync: false,
         })
+    }
+
+    /// Makes every stored object durable (fsync before the rename) rather
+    /// than only atomic. See `cache.fsync` in the README.
+    pub fn with_fsync(mut self, fsync: bool) -> Self {
+        self.fsync = fsync;
+        self
     }
 
     pub fn now(&self) -> i64 {
@@ -281,6 +295,9 @@ impl Cache {
         let written = (|| {
             let mut f = File::create(&temp)?;
             f.write_all(bytes)?;
+            if self.fsync {
+                f.sync_data()?;
+            }
             std::fs::create_dir_all(final_path.parent().expect("objects/<hh>"))?;
             std::fs::rename(&temp, &final_path)
         })();

@@ -18,8 +18,9 @@ use crate::config::Config;
 
 /// The cache of `config`, opened (and created if needed).
 pub fn open_cache(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Cache> {
-    Cache::open(&config.cache.dir, clock)
-        .with_context(|| format!("opening the cache in {}", config.cache.dir.display()))
+    let cache = Cache::open(&config.cache.dir, clock)
+        .with_context(|| format!("opening the cache in {}", config.cache.dir.display()))?;
+    Ok(cache.with_fsync(config.cache.fsync))
 }
 
 /// Prints `report` as JSON when `json`, else the text `human` makes.

@@ -5,6 +5,10 @@
 //! segment needs is answered from here by index arithmetic or binary search;
 //! the media bytes themselves stay in the file until a segment asks for them.
 
+/// Most samples a packaged track may have: 4 Mi samples is 38 hours of 30
+/// fps video or 24 hours of 48 kHz AAC, and 96 MiB of index.
+pub const MAX_TRACK_SAMPLES: usize = 1 << 22;
+
 /// One access unit: where its bytes are and when it is decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sample {

@@ -18,6 +18,10 @@ const MAX_GAP_BYTES: u64 = 64 << 10;
 /// samples, say) would make us allocate without bound.
 const MAX_SEGMENT_MEDIA_BYTES: u64 = 1 << 30;
 
+/// Samples one segment may hold: an hour of 30 fps video and 48 kHz audio
+/// is under 300 000.
+const MAX_SEGMENT_SAMPLES: usize = 1 << 19;
+
 /// The bytes of one segment's samples.
 pub struct SegmentMedia {
     buf: Vec<u8>,
@@ -56,6 +60,12 @@ impl SegmentMedia {
         let mut wanted: Vec<Wanted> = Vec::new();
         push_samples(&mut wanted, index.video.as_ref(), &segment.video, true);
         push_samples(&mut wanted, index.audio.as_ref(), &segment.audio, false);
+        if wanted.len() > MAX_SEGMENT_SAMPLES {
+            return Err(Error::Unsupported(format!(
+                "a segment would hold {} samples, more than {MAX_SEGMENT_SAMPLES}",
+                wanted.len()
+            )));
+        }
         let total: u64 = wanted.iter().map(|w| u64::from(w.size)).sum();
         if total > MAX_SEGMENT_MEDIA_BYTES {
             return Err(Error::Unsupported(format!(
@@ -79,6 +89,15 @@ impl SegmentMedia {
             while j < wanted.len() && wanted[j].offset <= span_end + MAX_GAP_BYTES {
                 span_end = span_end.max(wanted[j].end());
                 j += 1;
+            }
+            // Gaps count too: tiny samples far apart must not make us read
+            // most of a huge file.
+            if (media.buf.len() as u64).saturating_add(span_end - span_start)
+                > MAX_SEGMENT_MEDIA_BYTES
+            {
+                return Err(Error::Unsupported(format!(
+                    "a segment's samples are spread over more than {MAX_SEGMENT_MEDIA_BYTES} bytes"
+                )));
             }
             let base = media.buf.len();
             media.buf.resize(base + (span_end - span_start) as usize, 0);

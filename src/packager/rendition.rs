@@ -19,6 +19,8 @@ pub struct Rendition {
     file: File,
     index: MediaIndex,
     plan: Plan,
+    /// Continuity counters each segment starts with.
+    continuity: Vec<ts::Continuity>,
 }
 
 impl Rendition {
@@ -37,11 +39,13 @@ impl Rendition {
         segment_seconds: f64,
     ) -> Rendition {
         let plan = segment::plan(&index, (segment_seconds * 90_000.0).round() as i64);
+        let continuity = ts::continuity(&index, &plan.segments);
         Rendition {
             path: path.to_owned(),
             file,
             index,
             plan,
+            continuity,
         }
     }
 
@@ -80,7 +84,13 @@ impl Rendition {
             ))
         })?;
         let media = SegmentMedia::read(&self.file, &self.index, segment)?;
-        ts::write_segment(&self.index, segment, self.plan.stream_offset_90k, &media)
+        ts::write_segment(
+            &self.index,
+            segment,
+            self.plan.stream_offset_90k,
+            self.continuity[k],
+            &media,
+        )
     }
 
     /// The media playlist of this rendition as rendition number `n`, with

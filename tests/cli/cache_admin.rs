@@ -411,3 +411,20 @@ fn serve_runs_gc_on_an_interval_when_configured() {
         Some("MISS")
     );
 }
+
+#[test]
+fn prewarm_with_fsync_makes_the_same_objects() {
+    let s = setup();
+    let out = casterpak()
+        .env("CASTERPAK_CACHE_FSYNC", "true")
+        .arg("--root")
+        .arg(&s.root)
+        .arg("--cache-dir")
+        .arg(&s.cache)
+        .args(["package", "--json", "films/a_hi.mp4"])
+        .assert()
+        .success();
+    let summary: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(summary["made"], 4);
+    assert_eq!(s.warm(T0, "films/a_hi.mp4")["already_cached"], 4);
+}

@@ -207,6 +207,7 @@ pub fn validate_package(sources: &[&Path], dir: &Path) {
             }
             previous = Some(start);
         }
+        assert_continuous(dir, &media);
         // BANDWIDTH is the peak segment bitrate of the TS as written.
         let declared = variant.bandwidth as f64;
         assert!(
@@ -228,4 +229,29 @@ pub fn validate_package(sources: &[&Path], dir: &Path) {
             }
         }
     }
+}
+
+/// The segments of a playlist, joined, are one transport stream: ffmpeg
+/// finds no continuity-counter break at the boundaries (RFC 8216 3).
+fn assert_continuous(dir: &Path, media: &MediaPlaylist) {
+    let joined: Vec<u8> = media
+        .segments
+        .iter()
+        .flat_map(|s| std::fs::read(dir.join(&s.uri)).unwrap())
+        .collect();
+    let path = dir.join("joined.ts.check");
+    std::fs::write(&path, joined).unwrap();
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "debug", "-f", "mpegts", "-i"])
+        .arg(&path)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    std::fs::remove_file(&path).unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    let breaks: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("Continuity check failed"))
+        .collect();
+    assert!(breaks.is_empty(), "{}: {breaks:?}", dir.display());
 }

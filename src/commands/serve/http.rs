@@ -91,8 +91,17 @@ pub fn parse_http_date(s: &str) -> Option<i64> {
         .map(|p| p.parse().ok())
         .collect::<Option<_>>()?;
     let [h, min, sec] = hms[..] else { return None };
-    let days = days_from_civil(year.parse().ok()?, month, day.parse().ok()?);
-    Some(days * 86_400 + h * 3600 + min * 60 + sec)
+    let (year, day): (i64, i64) = (year.parse().ok()?, day.parse().ok()?);
+    // Out-of-range fields are not a date (and would overflow below).
+    if !(1..=9999).contains(&year)
+        || !(1..=31).contains(&day)
+        || !(0..24).contains(&h)
+        || !(0..60).contains(&min)
+        || !(0..61).contains(&sec)
+    {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) * 86_400 + h * 3600 + min * 60 + sec)
 }
 
 /// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to (y, m, d).
@@ -149,6 +158,14 @@ mod tests {
             assert_eq!(parse_http_date(&http_date(t)), Some(t));
         }
         assert_eq!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"), None);
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 99999999999999 00:00:00 GMT"),
+            None
+        );
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 9223372036854775807:00:00 GMT"),
+            None
+        );
     }
 
     #[test]

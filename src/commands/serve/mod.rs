@@ -138,9 +138,10 @@ pub fn run(args: Args, mut config: Config, clock: Arc<dyn Clock>) -> anyhow::Res
 #[derive(Default)]
 struct DeadConnections(Mutex<HashMap<SocketAddr, Instant>>);
 
-/// How long a connection stays marked (the client's port is not reused
-/// sooner: it has yet to close the connection and wait out TIME_WAIT).
-const DEAD_FOR: Duration = Duration::from_secs(60);
+/// How long a connection stays marked: long enough for the requests it
+/// pipelined to be dropped, short because a stalled client that finally
+/// closes frees its address for reuse.
+const DEAD_FOR: Duration = Duration::from_secs(10);
 
 impl DeadConnections {
     fn contains(&self, addr: Option<&SocketAddr>) -> bool {
@@ -208,10 +209,10 @@ fn handle(origin: &Origin, dead: &DeadConnections, request: Request) {
         tracing::debug!("{url}: sending the response: {e}");
         if matches!(
             e.kind(),
-            ErrorKind::WouldBlock
-                | ErrorKind::TimedOut
-                | ErrorKind::BrokenPipe
-                | ErrorKind::ConnectionReset
+            // Only a stalled reader: after a reset or a closed pipe, further
+            // writes on that socket fail at once, and the address may be
+            // reused by a new connection right away.
+            ErrorKind::WouldBlock | ErrorKind::TimedOut
         ) {
             dead.insert(peer.as_ref());
         }

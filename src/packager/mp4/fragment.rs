@@ -4,7 +4,7 @@
 use super::cursor::Cursor;
 use super::stbl::TrackSamples;
 use crate::packager::error::Result;
-use crate::packager::index::Sample;
+use crate::packager::index::{Sample, MAX_TRACK_SAMPLES};
 
 /// Track extends defaults (8.8.3).
 #[derive(Clone, Copy, Default)]
@@ -32,6 +32,9 @@ pub struct FragmentTarget<'t> {
     pub track_id: u32,
     pub trex: Trex,
     pub samples: &'t mut TrackSamples,
+    /// False for a track that is not packaged: its samples are only
+    /// walked, to find where the next traf's data starts.
+    pub keep: bool,
 }
 
 /// Most samples one trun without per-sample fields may declare.
@@ -134,13 +137,14 @@ fn parse_traf(
         size: tfhd.size.unwrap_or(target.trex.size),
         flags: tfhd.flags.unwrap_or(target.trex.flags),
     };
+    let keep = target.keep;
     let track = &mut *target.samples;
     if let Some(t) = tfdt {
         track.end_dts = i64::try_from(t).map_err(|_| c.error("tfdt out of range"))?;
     }
     let mut data_pos = base;
     for trun in truns {
-        data_pos = parse_trun(trun, base, data_pos, &defaults, track)?;
+        data_pos = parse_trun(trun, base, data_pos, &defaults, track, keep)?;
     }
     Ok(data_pos)
 }
@@ -152,6 +156,7 @@ fn parse_trun(
     data_pos: u64,
     defaults: &Trex,
     track: &mut TrackSamples,
+    keep: bool,
 ) -> Result<u64> {
     let (_, flags) = c.full_box()?;
     let entry_len = [0x100, 0x200, 0x400, 0x800]
@@ -185,12 +190,24 @@ fn parse_trun(
             format!("sample_count {count} does not fit in the box"),
         ));
     }
+    if keep && track.samples.len().saturating_add(count) > MAX_TRACK_SAMPLES {
+        return Err(crate::packager::error::Error::corrupt(
+            c.fourcc(),
+            count_pos,
+            format!(
+                "track {} has more than {MAX_TRACK_SAMPLES} samples",
+                defaults.track_id
+            ),
+        ));
+    }
     if track.sync.is_none() && !track.samples.is_empty() {
         // Sync samples were implicit so far; from here they are listed.
         track.sync = Some((0..track.samples.len() as u32).collect());
     }
     let sync = track.sync.get_or_insert_with(Vec::new);
-    track.samples.reserve(count);
+    if keep {
+        track.samples.reserve(count);
+    }
     for i in 0..count {
         let duration = if flags & 0x100 != 0 {
             c.u32("sample_duration")?
@@ -217,17 +234,61 @@ fn parse_trun(
         } else {
             0
         };
-        if sample_flags & NON_SYNC == 0 {
-            sync.push(track.samples.len() as u32);
+        if keep {
+            if sample_flags & NON_SYNC == 0 {
+                sync.push(track.samples.len() as u32);
+            }
+            track.samples.push(Sample {
+                offset: pos,
+                dts: track.end_dts,
+                size,
+                cts_offset,
+            });
         }
-        track.samples.push(Sample {
-            offset: pos,
-            dts: track.end_dts,
-            size,
-            cts_offset,
-        });
         pos = pos.saturating_add(u64::from(size));
-        track.end_dts += i64::from(duration);
+        track.end_dts = track
+            .end_dts
+            .checked_add(i64::from(duration))
+            .ok_or_else(|| c.error("decode time overflows"))?;
     }
     Ok(pos)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::packager::mp4::read_index_from_bytes;
+
+    fn boxed(fourcc: &[u8; 4], body: &[u8]) -> Vec<u8> {
+        [&(8 + body.len() as u32).to_be_bytes()[..], fourcc, body].concat()
+    }
+
+    /// A 16-byte trun may declare a million samples of the default size 0;
+    /// many of them must not add up to gigabytes of index.
+    #[test]
+    fn many_implicit_truns_cannot_demand_gigabytes() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/h264-aac-fragmented.mp4");
+        let mut data = std::fs::read(path).unwrap();
+        // tfhd: track 1, default-base-is-moof, default sample size 0.
+        let tfhd = boxed(
+            b"tfhd",
+            &[
+                &[0, 0x02, 0x00, 0x10][..],
+                &1u32.to_be_bytes(),
+                &0u32.to_be_bytes(),
+            ]
+            .concat(),
+        );
+        let trun = boxed(
+            b"trun",
+            &[&[0u8, 0, 0, 0][..], &(1u32 << 20).to_be_bytes()].concat(),
+        );
+        let mut traf = tfhd;
+        for _ in 0..40 {
+            traf.extend_from_slice(&trun);
+        }
+        data.extend_from_slice(&boxed(b"moof", &boxed(b"traf", &traf)));
+        let err = read_index_from_bytes(&data).unwrap_err().to_string();
+        assert!(err.contains("more than"), "{err}");
+    }
 }

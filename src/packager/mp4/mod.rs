@@ -191,6 +191,7 @@ fn parse(src: &dyn ReadAt, file_len: u64) -> Result<MediaIndex> {
                             .find(|x| x.track_id == t.track_id)
                             .unwrap_or_default(),
                         samples: &mut t.samples,
+                        keep: t.codec.is_ok(),
                     })
                     .collect();
                 let c = Cursor::new(&body, pos + h.header_len, h.fourcc);

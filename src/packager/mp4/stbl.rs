@@ -2,8 +2,8 @@
 //! stco/co64 and stss, expanded into one flat array of samples.
 
 use super::cursor::Cursor;
-use crate::packager::error::{FourCc, Result};
-use crate::packager::index::Sample;
+use crate::packager::error::{Error, FourCc, Result};
+use crate::packager::index::{Sample, MAX_TRACK_SAMPLES};
 
 /// The raw sample table boxes of one track, each still unparsed.
 #[derive(Default)]
@@ -58,6 +58,9 @@ pub fn expand(t: &SampleTables, file_len: u64) -> Result<TrackSamples> {
         (None, None) => return Ok(TrackSamples::default()),
     };
     let count = sizes.len();
+    if count > MAX_TRACK_SAMPLES {
+        return Err(too_many(count));
+    }
     let mut samples: Vec<Sample> = sizes
         .into_iter()
         .map(|size| Sample {
@@ -105,6 +108,12 @@ fn missing(name: &str) -> crate::packager::error::Error {
     )
 }
 
+fn too_many(count: usize) -> Error {
+    Error::Unsupported(format!(
+        "a track of {count} samples (at most {MAX_TRACK_SAMPLES})"
+    ))
+}
+
 fn read_stsz(mut c: Cursor, file_len: u64) -> Result<Vec<u32>> {
     c.full_box()?;
     let sample_size = c.u32("sample_size")?;
@@ -115,6 +124,9 @@ fn read_stsz(mut c: Cursor, file_len: u64) -> Result<Vec<u32>> {
             return Err(c.error(format!(
                 "{count} samples of {sample_size} bytes cannot fit in a {file_len}-byte file"
             )));
+        }
+        if count > MAX_TRACK_SAMPLES as u64 {
+            return Err(too_many(count as usize));
         }
         return Ok(vec![sample_size; count as usize]);
     }

@@ -52,7 +52,12 @@ pub fn parse_trak(mut c: Cursor, file_len: u64) -> Result<Trak> {
         Some(stsd) => stsd::parse_stsd(stsd.clone())?,
         None => Err("track has no sample description".to_string()),
     };
-    let samples = stbl::expand(&tables, file_len)?;
+    // A track left out is not expanded: an uncompressed audio track (QuickTime
+    // `sowt`, `lpcm`) has a "sample" per PCM frame, hundreds of millions.
+    let samples = match &codec {
+        Ok(_) => stbl::expand(&tables, file_len)?,
+        Err(_) => stbl::TrackSamples::default(),
+    };
     Ok(Trak {
         track_id,
         enabled,

@@ -19,6 +19,10 @@ use crate::packager::media::SegmentMedia;
 use crate::packager::segment::Segment;
 
 const VIDEO_PID: Pid = Pid::new(0x100);
+/// The PCR runs this far ahead of the decode times (ffmpeg's default mux
+/// delay), so that an access unit arrives before it is due to be decoded
+/// in the T-STD model (2.4.2). The stream offset keeps PCRs positive.
+const PCR_LEAD_90K: i64 = 63_000;
 const AUDIO_PID: Pid = Pid::new(0x101);
 
 /// Audio frames are grouped into one PES up to this many payload bytes
@@ -100,13 +104,14 @@ fn audio_frame_len(track: &Track, i: usize) -> usize {
     track.samples[i].size as usize + audio::header_len(config)
 }
 
-/// The exact size of segment `segment` as [`write_segment`] writes it, when
-/// video samples use 4-byte NAL lengths and hold no AUD (as muxers write
-/// them); close to it otherwise. For bitrates in playlists.
-pub fn segment_len_bytes(index: &MediaIndex, segment: &Segment) -> u64 {
-    let mut packets = 2; // PAT, PMT
+/// Payload-carrying packets of a segment on the video and on the audio
+/// PID, as [`write_segment`] writes them: exact when video samples use
+/// 4-byte NAL lengths (as muxers write them), since access units that come
+/// out shorter (an AUD dropped) are padded to the predicted length.
+fn packet_counts(index: &MediaIndex, segment: &Segment) -> (u64, u64) {
+    let (mut video, mut audio) = (0, 0);
     for unit in schedule(index, segment) {
-        let (payload_len, af_len) = match unit {
+        match unit {
             Unit::Video(i) => {
                 let track = index.video.as_ref().expect("video unit");
                 let Codec::Video(config) = &track.codec else {
@@ -115,14 +120,12 @@ pub fn segment_len_bytes(index: &MediaIndex, segment: &Segment) -> u64 {
                 let sync = track.is_sync(i);
                 let au = video::access_unit_len(config, track.samples[i].size as usize, sync);
                 let pes = pes::header_len(track.pts_90k(i) != track.dts_90k(i)) + au;
-                (
-                    pes,
-                    Adaptation {
-                        pcr_90k: Some(0),
-                        random_access: sync,
-                    }
-                    .len(),
-                )
+                let af = Adaptation {
+                    pcr_90k: Some(0),
+                    random_access: sync,
+                }
+                .len();
+                video += packet::packets_for(pes, af) as u64;
             }
             Unit::Audio(frames) => {
                 let track = index.audio.as_ref().expect("audio unit");
@@ -133,12 +136,46 @@ pub fn segment_len_bytes(index: &MediaIndex, segment: &Segment) -> u64 {
                 } else {
                     0
                 };
-                (pes, af)
+                audio += packet::packets_for(pes, af) as u64;
             }
-        };
-        packets += packet::packets_for(payload_len, af_len);
+        }
     }
-    packets as u64 * PACKET_LEN as u64
+    (video, audio)
+}
+
+/// The size of segment `segment` as [`write_segment`] writes it (see
+/// [`packet_counts`]), for bitrates in playlists.
+pub fn segment_len_bytes(index: &MediaIndex, segment: &Segment) -> u64 {
+    let (video, audio) = packet_counts(index, segment);
+    (2 + video + audio) * PACKET_LEN as u64
+}
+
+/// Continuity counters at the start of a segment. RFC 8216 (3) wants them
+/// to run on from one segment to the next, as in one transport stream, so
+/// segment K starts where segment K-1 left off; computed from the index, so
+/// that any segment can still be made alone.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Continuity {
+    /// PAT and PMT: one packet each per segment.
+    psi: u8,
+    video: u8,
+    audio: u8,
+}
+
+/// The counters each of `segments` starts with.
+pub fn continuity(index: &MediaIndex, segments: &[Segment]) -> Vec<Continuity> {
+    let mut at = Continuity::default();
+    let mut out = Vec::with_capacity(segments.len());
+    for segment in segments {
+        out.push(at);
+        let (video, audio) = packet_counts(index, segment);
+        at = Continuity {
+            psi: (at.psi + 1) & 0x0f,
+            video: ((u64::from(at.video) + video) & 0x0f) as u8,
+            audio: ((u64::from(at.audio) + audio) & 0x0f) as u8,
+        };
+    }
+    out
 }
 
 fn audio_only_adaptation(pcr_90k: u64) -> Adaptation {
@@ -154,9 +191,10 @@ pub fn write_segment(
     index: &MediaIndex,
     segment: &Segment,
     offset_90k: i64,
+    continuity: Continuity,
     media: &SegmentMedia,
 ) -> Result<Vec<u8>> {
-    let mut mux = Muxer::new(index, offset_90k, media.len_bytes());
+    let mut mux = Muxer::new(index, offset_90k, continuity, media.len_bytes());
     for unit in schedule(index, segment) {
         match unit {
             Unit::Video(i) => {
@@ -183,7 +221,12 @@ struct Muxer<'a> {
 }
 
 impl<'a> Muxer<'a> {
-    fn new(index: &'a MediaIndex, offset_90k: i64, media_bytes: usize) -> Self {
+    fn new(
+        index: &'a MediaIndex,
+        offset_90k: i64,
+        continuity: Continuity,
+        media_bytes: usize,
+    ) -> Self {
         let mut out = Vec::with_capacity(media_bytes + media_bytes / 16 + 4 * PACKET_LEN);
         let mut streams = Vec::new();
         if let Some(Codec::Video(v)) = index.video.as_ref().map(|t| &t.codec) {
@@ -206,12 +249,13 @@ impl<'a> Muxer<'a> {
         } else {
             AUDIO_PID
         };
-        // Counters restart in every segment: each segment is a stream of its
-        // own, and players reset their demuxers at a discontinuity anyway.
-        psi::write_pat(&mut out, &mut ContinuityCounter::default());
+        psi::write_pat(
+            &mut out,
+            &mut ContinuityCounter::starting_at(continuity.psi),
+        );
         psi::write_pmt(
             &mut out,
-            &mut ContinuityCounter::default(),
+            &mut ContinuityCounter::starting_at(continuity.psi),
             pcr_pid,
             &streams,
         );
@@ -219,8 +263,8 @@ impl<'a> Muxer<'a> {
             index,
             offset_90k,
             out,
-            video_cc: ContinuityCounter::default(),
-            audio_cc: ContinuityCounter::default(),
+            video_cc: ContinuityCounter::starting_at(continuity.video),
+            audio_cc: ContinuityCounter::starting_at(continuity.audio),
             pes: Vec::new(),
         }
     }
@@ -237,10 +281,18 @@ impl<'a> Muxer<'a> {
         // field is filled in once the access unit's size is known.
         self.pes.clear();
         pes::write_header(&mut self.pes, pes::STREAM_ID_VIDEO, pts, dts, 0);
+        let au_start = self.pes.len();
         video::write_access_unit(&mut self.pes, config, sample, sync, track.samples[i].offset)?;
+        // An access unit shorter than predicted (it held an AUD of its own)
+        // is padded with trailing_zero_8bits (H.264 / H.265 B.2), so that
+        // packet counts, and so continuity counters, are as predicted.
+        let predicted = au_start + video::access_unit_len(config, sample.len(), sync);
+        if self.pes.len() < predicted {
+            self.pes.resize(predicted, 0);
+        }
         pes::set_packet_length(&mut self.pes);
         let first = Adaptation {
-            pcr_90k: Some(dts as u64),
+            pcr_90k: Some((dts - PCR_LEAD_90K) as u64),
             random_access: sync,
         };
         write_payload(
@@ -274,7 +326,7 @@ impl<'a> Muxer<'a> {
         pes::write_header(&mut self.pes, stream_id, pts, pts, payload.len());
         self.pes.extend_from_slice(&payload);
         let first = if self.index.video.is_none() {
-            audio_only_adaptation((track.dts_90k(start) + self.offset_90k) as u64)
+            audio_only_adaptation((track.dts_90k(start) + self.offset_90k - PCR_LEAD_90K) as u64)
         } else {
             Adaptation::default()
         };
@@ -425,6 +477,48 @@ mod tests {
                     .map(|i| audio_frame_len(audio, i))
                     .sum();
                 assert_eq!(payload, want, "{name} {k}: every audio frame");
+            }
+        }
+    }
+
+    #[test]
+    fn continuity_counters_run_on_across_segments() {
+        // demux() checks every PID's counter, PAT and PMT included.
+        for name in [
+            "h264-aac-bframes.mp4",
+            "hevc-aac.mp4",
+            "ac3.mp4",
+            "aac-only.m4a",
+            "eac3-only.mp4",
+        ] {
+            let r = fixture(name);
+            let joined: Vec<u8> = (0..r.segment_count())
+                .flat_map(|k| r.segment(k).unwrap())
+                .collect();
+            let pes = demux(&joined);
+            assert!(pes.len() > 10, "{name}");
+        }
+    }
+
+    #[test]
+    fn pcr_runs_ahead_of_decode_times() {
+        let r = fixture("h264-aac-bframes.mp4");
+        let bytes = r.segment(1).unwrap();
+        for p in bytes.chunks(PACKET_LEN) {
+            let pid = u16::from(p[1] & 0x1f) << 8 | u16::from(p[2]);
+            if pid == VIDEO_PID.value() && p[3] & 0x20 != 0 && p[4] > 0 && p[5] & 0x10 != 0 {
+                let pcr = (u64::from(p[6]) << 25)
+                    | (u64::from(p[7]) << 17)
+                    | (u64::from(p[8]) << 9)
+                    | (u64::from(p[9]) << 1)
+                    | u64::from(p[10] >> 7);
+                let pes = &p[5 + usize::from(p[4])..];
+                let dts = pes::read_timestamp(if pes[7] & 0x40 != 0 {
+                    &pes[14..19]
+                } else {
+                    &pes[9..14]
+                });
+                assert_eq!(dts - pcr as i64, PCR_LEAD_90K);
             }
         }
     }

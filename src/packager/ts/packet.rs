@@ -26,6 +26,10 @@ impl Pid {
 pub struct ContinuityCounter(u8);
 
 impl ContinuityCounter {
+    pub fn starting_at(value: u8) -> Self {
+        ContinuityCounter(value & 0x0f)
+    }
+
     fn next(&mut self) -> u8 {
         let cc = self.0;
         self.0 = (self.0 + 1) & 0x0f;
