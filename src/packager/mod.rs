@@ -17,4 +17,4 @@ pub mod url;
 /// Version of what the packager writes. Bump it whenever the bytes of any
 /// playlist or segment change: it is part of every cache key and ETag, so
 /// old cached objects are then neither served nor validated.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;

@@ -122,9 +122,12 @@ fn parse_traf(
         }
     }
     let tfhd = tfhd.ok_or_else(|| c.error("traf has no 'tfhd'"))?;
-    let Some(target) = targets.iter_mut().find(|t| t.track_id == tfhd.track_id) else {
-        // A fragment of a track we do not package.
-        return Ok(default_base);
+    // A fragment of a track the moov does not list: its samples are walked
+    // all the same, to find where the next traf's data starts.
+    let mut stray_samples = TrackSamples::default();
+    let (trex, keep, track) = match targets.iter_mut().find(|t| t.track_id == tfhd.track_id) {
+        Some(t) => (t.trex, t.keep, &mut *t.samples),
+        None => (Trex::default(), false, &mut stray_samples),
     };
     let base = match (tfhd.base, tfhd.base_is_moof) {
         (Some(b), _) => b,
@@ -133,12 +136,10 @@ fn parse_traf(
     };
     let defaults = Trex {
         track_id: tfhd.track_id,
-        duration: tfhd.duration.unwrap_or(target.trex.duration),
-        size: tfhd.size.unwrap_or(target.trex.size),
-        flags: tfhd.flags.unwrap_or(target.trex.flags),
+        duration: tfhd.duration.unwrap_or(trex.duration),
+        size: tfhd.size.unwrap_or(trex.size),
+        flags: tfhd.flags.unwrap_or(trex.flags),
     };
-    let keep = target.keep;
-    let track = &mut *target.samples;
     if let Some(t) = tfdt {
         track.end_dts = i64::try_from(t).map_err(|_| c.error("tfdt out of range"))?;
     }
