@@ -10,11 +10,10 @@ pub fn exercise(data: &[u8]) {
         return;
     };
     let plan = segment::plan(&index, 6 * 90_000);
-    let continuity = ts::continuity(&index, &plan.segments);
-    for (seg, &cc) in plan.segments.iter().zip(&continuity).take(4) {
-        let _ = ts::segment_len_bytes(&index, seg);
+    let layout = ts::layout(&index, &plan.segments);
+    for (seg, at) in plan.segments.iter().zip(&layout).take(4) {
         if let Ok(media) = SegmentMedia::from_bytes(data, &index, seg) {
-            let _ = ts::write_segment(&index, seg, plan.stream_offset_90k, cc, &media);
+            let _ = ts::write_segment(&index, seg, plan.stream_offset_90k, at.continuity, &media);
         }
     }
 }

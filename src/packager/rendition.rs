@@ -19,8 +19,8 @@ pub struct Rendition {
     file: File,
     index: MediaIndex,
     plan: Plan,
-    /// Continuity counters each segment starts with.
-    continuity: Vec<ts::Continuity>,
+    /// Continuity counters and size of each segment, known ahead.
+    layout: Vec<ts::SegmentLayout>,
 }
 
 impl Rendition {
@@ -39,13 +39,13 @@ impl Rendition {
         segment_seconds: f64,
     ) -> Rendition {
         let plan = segment::plan(&index, (segment_seconds * 90_000.0).round() as i64);
-        let continuity = ts::continuity(&index, &plan.segments);
+        let layout = ts::layout(&index, &plan.segments);
         Rendition {
             path: path.to_owned(),
             file,
             index,
             plan,
-            continuity,
+            layout,
         }
     }
 
@@ -88,7 +88,7 @@ impl Rendition {
             &self.index,
             segment,
             self.plan.stream_offset_90k,
-            self.continuity[k],
+            self.layout[k].continuity,
             &media,
         )
     }
@@ -103,8 +103,8 @@ impl Rendition {
     pub fn variant(&self) -> Variant {
         let mut peak_bps = 0u64;
         let mut total_bytes = 0u64;
-        for segment in &self.plan.segments {
-            let bytes = ts::segment_len_bytes(&self.index, segment);
+        for (segment, layout) in self.plan.segments.iter().zip(&self.layout) {
+            let bytes = layout.len_bytes;
             total_bytes += bytes;
             peak_bps = peak_bps.max(bits_per_second(bytes, segment.duration_90k()));
         }

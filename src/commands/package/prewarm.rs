@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::Context;
 
 use super::{progress_bar, Args};
-use crate::cache::{Clock, State};
+use crate::cache::{Clock, Object, State};
 use crate::commands::master::master_path;
 use crate::commands::origin::Origin;
 use crate::config::Config;
@@ -87,8 +87,8 @@ struct Counts {
     bytes: AtomicU64,
 }
 
-/// Answers `path` as serve would; returns the body.
-fn fetch(origin: &Origin, path: &str, counts: &Counts) -> anyhow::Result<Vec<u8>> {
+/// Answers `path` as serve would, counting what it made or found.
+fn fetch(origin: &Origin, path: &str, counts: &Counts) -> anyhow::Result<Object> {
     let answer = origin
         .answer(path)
         .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
@@ -98,15 +98,15 @@ fn fetch(origin: &Origin, path: &str, counts: &Counts) -> anyhow::Result<Vec<u8>
         State::Hit => counts.hits.fetch_add(1, Ordering::Relaxed),
         State::Miss | State::Shared => counts.made.fetch_add(1, Ordering::Relaxed),
     };
-    answer
-        .object
-        .into_bytes()
-        .with_context(|| format!("{path}: reading the cache"))
+    Ok(answer.object)
 }
 
 /// Fetches playlist `path` and returns the URL paths of what it lists.
 fn children(origin: &Origin, path: &str, counts: &Counts) -> anyhow::Result<Vec<String>> {
-    let text = String::from_utf8(fetch(origin, path, counts)?).context("playlist is not UTF-8")?;
+    let body = fetch(origin, path, counts)?
+        .into_bytes()
+        .with_context(|| format!("{path}: reading the cache"))?;
+    let text = String::from_utf8(body).context("playlist is not UTF-8")?;
     let dir = &path[..path.rfind('/').expect("a URL path")];
     Ok(text
         .lines()

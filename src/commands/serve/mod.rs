@@ -144,19 +144,20 @@ struct DeadConnections(Mutex<HashMap<SocketAddr, Instant>>);
 const DEAD_FOR: Duration = Duration::from_secs(10);
 
 impl DeadConnections {
+    /// Checked on every request: a lookup, no sweep.
     fn contains(&self, addr: Option<&SocketAddr>) -> bool {
         let Some(addr) = addr else { return false };
-        let mut dead = self.0.lock().expect("dead connections lock");
-        dead.retain(|_, since| since.elapsed() < DEAD_FOR);
-        dead.contains_key(addr)
+        let dead = self.0.lock().expect("dead connections lock");
+        dead.get(addr)
+            .is_some_and(|since| since.elapsed() < DEAD_FOR)
     }
 
+    /// Expired entries are swept here, on the rare stalled write.
     fn insert(&self, addr: Option<&SocketAddr>) {
         if let Some(addr) = addr {
-            self.0
-                .lock()
-                .expect("dead connections lock")
-                .insert(*addr, Instant::now());
+            let mut dead = self.0.lock().expect("dead connections lock");
+            dead.retain(|_, since| since.elapsed() < DEAD_FOR);
+            dead.insert(*addr, Instant::now());
         }
     }
 }

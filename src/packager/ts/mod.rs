@@ -143,13 +143,6 @@ fn packet_counts(index: &MediaIndex, segment: &Segment) -> (u64, u64) {
     (video, audio)
 }
 
-/// The size of segment `segment` as [`write_segment`] writes it (see
-/// [`packet_counts`]), for bitrates in playlists.
-pub fn segment_len_bytes(index: &MediaIndex, segment: &Segment) -> u64 {
-    let (video, audio) = packet_counts(index, segment);
-    (2 + video + audio) * PACKET_LEN as u64
-}
-
 /// Continuity counters at the start of a segment. RFC 8216 (3) wants them
 /// to run on from one segment to the next, as in one transport stream, so
 /// segment K starts where segment K-1 left off; computed from the index, so
@@ -162,13 +155,26 @@ pub struct Continuity {
     audio: u8,
 }
 
-/// The counters each of `segments` starts with.
-pub fn continuity(index: &MediaIndex, segments: &[Segment]) -> Vec<Continuity> {
+/// What is known of a segment before it is made, from the index alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentLayout {
+    /// The counters the segment starts with.
+    pub continuity: Continuity,
+    /// Its size as [`write_segment`] writes it (see [`packet_counts`]),
+    /// for bitrates in playlists.
+    pub len_bytes: u64,
+}
+
+/// The layout of each of `segments`, in one walk over their samples.
+pub fn layout(index: &MediaIndex, segments: &[Segment]) -> Vec<SegmentLayout> {
     let mut at = Continuity::default();
     let mut out = Vec::with_capacity(segments.len());
     for segment in segments {
-        out.push(at);
         let (video, audio) = packet_counts(index, segment);
+        out.push(SegmentLayout {
+            continuity: at,
+            len_bytes: (2 + video + audio) * PACKET_LEN as u64,
+        });
         at = Continuity {
             psi: (at.psi + 1) & 0x0f,
             video: ((u64::from(at.video) + video) & 0x0f) as u8,
@@ -218,6 +224,8 @@ struct Muxer<'a> {
     video_cc: ContinuityCounter,
     audio_cc: ContinuityCounter,
     pes: Vec<u8>,
+    /// PES stream_id of the audio stream (unused without audio).
+    audio_stream_id: u8,
 }
 
 impl<'a> Muxer<'a> {
@@ -229,6 +237,7 @@ impl<'a> Muxer<'a> {
     ) -> Self {
         let mut out = Vec::with_capacity(media_bytes + media_bytes / 16 + 4 * PACKET_LEN);
         let mut streams = Vec::new();
+        let mut audio_stream_id = 0;
         if let Some(Codec::Video(v)) = index.video.as_ref().map(|t| &t.codec) {
             streams.push(EsInfo {
                 stream_type: video::stream_type(v),
@@ -237,7 +246,8 @@ impl<'a> Muxer<'a> {
             });
         }
         if let Some(Codec::Audio(a)) = index.audio.as_ref().map(|t| &t.codec) {
-            let (stream_type, _, descriptors) = audio::stream_info(a);
+            let (stream_type, stream_id, descriptors) = audio::stream_info(a);
+            audio_stream_id = stream_id;
             streams.push(EsInfo {
                 stream_type,
                 pid: AUDIO_PID,
@@ -265,6 +275,7 @@ impl<'a> Muxer<'a> {
             out,
             video_cc: ContinuityCounter::starting_at(continuity.video),
             audio_cc: ContinuityCounter::starting_at(continuity.audio),
+            audio_stream_id,
             pes: Vec::new(),
         }
     }
@@ -316,15 +327,14 @@ impl<'a> Muxer<'a> {
             unreachable!("audio track")
         };
         let start = frames.start;
-        let mut payload = Vec::with_capacity(AUDIO_PES_MAX_BYTES + 64);
-        for i in frames {
-            audio::write_frame(&mut payload, config, frame(i), track.samples[i].offset)?;
-        }
-        let (_, stream_id, _) = audio::stream_info(config);
         let pts = track.pts_90k(start) + self.offset_90k;
+        // Frames go straight after the header, as in `video`.
         self.pes.clear();
-        pes::write_header(&mut self.pes, stream_id, pts, pts, payload.len());
-        self.pes.extend_from_slice(&payload);
+        pes::write_header(&mut self.pes, self.audio_stream_id, pts, pts, 0);
+        for i in frames {
+            audio::write_frame(&mut self.pes, config, frame(i), track.samples[i].offset)?;
+        }
+        pes::set_packet_length(&mut self.pes);
         let first = if self.index.video.is_none() {
             audio_only_adaptation((track.dts_90k(start) + self.offset_90k - PCR_LEAD_90K) as u64)
         } else {
@@ -440,13 +450,14 @@ mod tests {
         for name in ["h264-aac-bframes.mp4", "hevc-aac.mp4", "ac3.mp4"] {
             let r = fixture(name);
             let (index, plan) = (r.index(), r.plan());
+            let layout = layout(index, &plan.segments);
             let video = index.video.as_ref().unwrap();
             let audio = index.audio.as_ref().unwrap();
             for (k, segment) in plan.segments.iter().enumerate() {
                 let bytes = r.segment(k).unwrap();
                 assert_eq!(
                     bytes.len() as u64,
-                    segment_len_bytes(index, segment),
+                    layout[k].len_bytes,
                     "{name} {k}: size known ahead"
                 );
                 let pes = demux(&bytes);
