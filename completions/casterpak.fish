@@ -52,7 +52,7 @@ complete -c casterpak -n "__fish_casterpak_using_subcommand package" -l json -d 
 complete -c casterpak -n "__fish_casterpak_using_subcommand package" -s v -l verbose -d 'More log detail on stderr (same as RUST_LOG=casterpak=debug)'
 complete -c casterpak -n "__fish_casterpak_using_subcommand package" -s h -l help -d 'Print help'
 complete -c casterpak -n "__fish_casterpak_using_subcommand serve" -l listen -d 'Address and port to listen on (server.listen); port 0 picks a free one' -r
-complete -c casterpak -n "__fish_casterpak_using_subcommand serve" -l workers -d 'Worker threads (server.workers)' -r
+complete -c casterpak -n "__fish_casterpak_using_subcommand serve" -l workers -d 'Requests answered at the same time (server.workers)' -r
 complete -c casterpak -n "__fish_casterpak_using_subcommand serve" -l config -d 'Configuration file (default: ./casterpak.toml, then /etc/casterpak/casterpak.toml)' -r -F
 complete -c casterpak -n "__fish_casterpak_using_subcommand serve" -l root -d 'Media root directory (media.root)' -r -F
 complete -c casterpak -n "__fish_casterpak_using_subcommand serve" -l cache-dir -d 'Cache directory (cache.dir)' -r -F

@@ -25,6 +25,9 @@ pub struct Media {
     pub root: PathBuf,
     /// Target segment duration, seconds.
     pub segment_duration: f64,
+    /// A source that failed to parse fails at once, with the same error,
+    /// for this long (unless it changes); 0 to parse again every time.
+    pub failure_ttl: Duration,
 }
 
 impl Default for Media {
@@ -32,6 +35,7 @@ impl Default for Media {
         Media {
             root: PathBuf::from("."),
             segment_duration: 6.0,
+            failure_ttl: Duration(30),
         }
     }
 }
@@ -46,15 +50,26 @@ pub struct Server {
     /// When set, playlists use absolute URIs under this base
     /// (e.g. `https://cdn.example.com`); otherwise relative ones.
     pub base_url: String,
-    /// Threads answering requests.
+    /// Requests packaged or read from the cache at the same time (threads).
     pub workers: usize,
+    /// Open connections at most; 0 sizes it from the file descriptor limit.
+    pub max_connections: usize,
     /// `Cache-Control: max-age` of playlists and segments, seconds.
     pub max_age: u64,
+    /// `Cache-Control: max-age` of error responses (4xx), seconds.
+    pub error_max_age: u64,
     /// `Access-Control-Allow-Origin`; empty for no CORS headers.
     pub cors_origin: String,
     /// A response write that makes no progress for this long is abandoned
-    /// (a stalled client), seconds.
-    pub send_timeout: u64,
+    /// (a stalled client).
+    pub send_timeout: Duration,
+    /// A request's whole header must arrive within this.
+    pub header_timeout: Duration,
+    /// An idle keep-alive connection is closed after this.
+    pub keepalive_timeout: Duration,
+    /// A request waits this long at most for another request making the
+    /// same object, then gets 503.
+    pub wait_timeout: Duration,
 }
 
 impl Default for Server {
@@ -64,9 +79,14 @@ impl Default for Server {
             prefix: "/i/".into(),
             base_url: String::new(),
             workers: 32,
+            max_connections: 0,
             max_age: 86_400,
+            error_max_age: 10,
             cors_origin: "*".into(),
-            send_timeout: 30,
+            send_timeout: Duration(30),
+            header_timeout: Duration(10),
+            keepalive_timeout: Duration(60),
+            wait_timeout: Duration(30),
         }
     }
 }
@@ -90,6 +110,9 @@ pub struct Cache {
     /// even a power loss leaves no object with unwritten data. Costs about
     /// 10 ms per 4 MB segment on a virtual disk.
     pub fsync: bool,
+    /// Free space to keep on the cache's filesystem: below it, gc runs
+    /// early and deletes least recently used objects; 0 for none.
+    pub min_free: Size,
 }
 
 impl Default for Cache {
@@ -102,6 +125,7 @@ impl Default for Cache {
             input_max_size: Size(0),
             gc_interval: Duration(0),
             fsync: false,
+            min_free: Size(0),
         }
     }
 }
@@ -121,6 +145,12 @@ fn default_cache_dir() -> PathBuf {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "toml::Value", into = "toml::Value")]
 pub struct Duration(pub u64);
+
+impl Duration {
+    pub fn as_std(self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.0)
+    }
+}
 
 /// A size in bytes, written as a number or with a unit: `500K`, `20M`, `2G`, `1T`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -232,28 +262,18 @@ impl Config {
                 .map(PathBuf::from)
                 .find(|p| p.exists()),
         };
-        let mut table = match &path {
+        let config = match &path {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
                     .with_context(|| format!("reading {}", p.display()))?;
-                text.parse::<toml::Table>()
-                    .with_context(|| format!("{}", p.display()))?
+                // Straight from the file's text, so that an error points at
+                // the right line of it.
+                toml::from_str::<Config>(&text)
+                    .map_err(|e| anyhow::anyhow!("{}: {}", p.display(), e.to_string().trim_end()))?
             }
-            None => toml::Table::new(),
+            None => Config::default(),
         };
-        apply_env(&mut table, env)?;
-        let origin = path.map_or("configuration".to_string(), |p| p.display().to_string());
-        // Through text, so that an error shows the offending `key = value`.
-        let text = toml::to_string(&table).expect("a table serializes");
-        toml::from_str::<Config>(&text).map_err(|e| {
-            let text = e.to_string();
-            let shown: Vec<&str> = text
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .collect();
-            anyhow::anyhow!("{origin}: {}", shown.join(" "))
-        })
+        apply_env(config, env)
     }
 
     fn check(&self) -> anyhow::Result<()> {
@@ -274,17 +294,19 @@ impl Config {
     }
 }
 
-/// Applies `CASTERPAK_<SECTION>_<KEY>` variables to `table`. Values are
+/// Applies `CASTERPAK_<SECTION>_<KEY>` variables to `config`. Values are
 /// read as TOML values (numbers, booleans) when they parse as one, else as
-/// strings. A variable naming no key is an error.
-fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> anyhow::Result<()> {
-    let defaults = toml::Table::try_from(Config::default()).expect("defaults serialize");
+/// strings. A variable naming no key, or with a bad value, is an error that
+/// names the variable.
+fn apply_env(config: Config, env: &[(String, String)]) -> anyhow::Result<Config> {
+    let mut table = toml::Table::try_from(&config).expect("a configuration serializes");
+    let mut config = config;
     for (name, value) in env {
         let Some(rest) = name.strip_prefix("CASTERPAK_") else {
             continue;
         };
         let rest = rest.to_ascii_lowercase();
-        let found = defaults.iter().find_map(|(section, keys)| {
+        let found = table.iter().find_map(|(section, keys)| {
             let key = rest.strip_prefix(section.as_str())?.strip_prefix('_')?;
             keys.as_table()?
                 .contains_key(key)
@@ -298,14 +320,19 @@ fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> anyhow::Resul
             .ok()
             .and_then(|mut t| t.remove("v"))
             .unwrap_or_else(|| toml::Value::String(value.clone()));
-        let section = table
-            .entry(section.clone())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-            .as_table_mut()
-            .with_context(|| format!("{section} is not a table"))?;
-        section.insert(key, parsed);
+        table
+            .get_mut(&section)
+            .and_then(toml::Value::as_table_mut)
+            .expect("found above")
+            .insert(key.clone(), parsed);
+        // One variable at a time, so that a bad value is blamed on its own.
+        config = toml::Value::Table(table.clone())
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                anyhow::anyhow!("{name}={value:?}: {section}.{key}: {}", e.message())
+            })?;
     }
-    Ok(())
+    Ok(config)
 }
 
 #[cfg(test)]

@@ -1,4 +1,18 @@
-//! casterpak's library: the packager, shared by every subcommand of the
-//! binary and by the fuzz targets.
+//! casterpak, the caching stream packager, as a library: the binary
+//! (`src/main.rs`) parses the command line and calls into [`commands`]; the
+//! fuzz targets call the parsers directly.
+//!
+//! - [`packager`]: media in, bytes out (MP4 reader, segmenter, TS writer,
+//!   playlists, URL grammar). No HTTP, no SQLite.
+//! - [`cache`]: the disk cache and its SQLite index, and source files. No
+//!   MP4 boxes.
+//! - [`origin`]: a URL path in, an object out, through the cache; shared by
+//!   `serve`, `master` and pre-warming.
+//! - [`commands`]: one module per subcommand.
 
+pub mod cache;
+pub mod commands;
+pub mod config;
+pub mod dates;
+pub mod origin;
 pub mod packager;

@@ -1,15 +1,12 @@
 //! casterpak, the caching stream packager: parses the command line and
 //! hands over to one of `src/commands/`.
 
-mod cache;
-mod commands;
-mod config;
-
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
-use config::{CommonArgs, Config};
+use casterpak::commands;
+use casterpak::config::{CommonArgs, Config};
 
 #[derive(Parser)]
 #[command(

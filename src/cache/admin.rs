@@ -9,7 +9,12 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::cache::db::{self, Entry};
+use std::path::Path;
+
 use crate::cache::{Cache, CacheError};
+
+/// Files without a row younger than this are left alone by reconcile.
+const ORPHAN_GRACE_SECONDS: u64 = 60;
 
 /// Kinds that are outputs (made from sources) rather than cached inputs.
 const INPUT_KIND: &str = "input";
@@ -116,7 +121,7 @@ impl Cache {
             match std::fs::remove_file(self.dir.join(&e.file)) {
                 Ok(()) => {}
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                Err(err) => return Err(CacheError::Io(format!("removing {}: {err}", e.file))),
+                Err(err) => return Err(CacheError::io(format!("removing {}", e.file), err)),
             }
         }
         for chunk in entries.chunks(500) {
@@ -223,4 +228,64 @@ pub struct Stats {
     pub hits: u64,
     pub misses: u64,
     pub top_sources: Vec<SourceStats>,
+}
+
+impl Cache {
+    /// Removes what interrupted runs left: temporary files, rows whose file
+    /// is missing or of the wrong size, files without a row. Returns the
+    /// number of files and rows removed.
+    pub fn reconcile(&self) -> Result<usize, CacheError> {
+        let mut removed = 0;
+        let tmp = self.dir.join("tmp");
+        let listing = std::fs::read_dir(&tmp)
+            .map_err(|e| CacheError::io(format!("listing {}", tmp.display()), e))?;
+        for entry in listing {
+            let Ok(entry) = entry else { continue };
+            if is_older_than(&entry.path(), ORPHAN_GRACE_SECONDS)
+                && std::fs::remove_file(entry.path()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+        let rows = self.with_db(|c| db::all_files(c))?;
+        let mut known = std::collections::HashSet::with_capacity(rows.len());
+        for (key, file, bytes) in rows {
+            let len = std::fs::metadata(self.dir.join(&file))
+                .map(|m| m.len())
+                .ok();
+            if len != Some(bytes) {
+                let _ = std::fs::remove_file(self.dir.join(&file));
+                self.with_db(|c| db::delete(c, &key))?;
+                removed += 1;
+            } else {
+                known.insert(file);
+            }
+        }
+        for entry in walkdir::WalkDir::new(self.dir.join("objects"))
+            .min_depth(2)
+            .max_depth(2)
+        {
+            let Ok(entry) = entry else { continue };
+            let rel = entry
+                .path()
+                .strip_prefix(&self.dir)
+                .expect("under the cache dir");
+            let rel = rel.to_string_lossy();
+            if !known.contains(rel.as_ref())
+                && is_older_than(entry.path(), ORPHAN_GRACE_SECONDS)
+                && std::fs::remove_file(entry.path()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+fn is_older_than(path: &Path, seconds: u64) -> bool {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age.as_secs() >= seconds)
 }

@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use rusqlite::{named_params, Connection, OptionalExtension};
 
+/// The database file in the cache directory.
+pub const FILE_NAME: &str = "cache.db";
+
 const SCHEMA_VERSION: i64 = 1;
 /// Upgrade steps: `UPGRADES[v]` takes the schema from version v to v + 1.
 const UPGRADES: [&str; 1] = [include_str!("schema.sql")];

@@ -1,10 +1,14 @@
 //! Single flight: concurrent requests for the same missing object make it
-//! once; the others wait and get the same bytes.
+//! once; the others wait, for a bounded time, and get the same body.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
-type Outcome = Option<Arc<Vec<u8>>>;
+use super::Body;
+
+/// The leader's body and its length, or `None` when it failed.
+type Outcome = Option<(Body, u64)>;
 
 #[derive(Default)]
 pub struct Flights {
@@ -21,13 +25,16 @@ struct Flight {
 pub enum Role<'a> {
     /// Make the object, then call [`Leader::finish`].
     Leader(Leader<'a>),
-    /// Another request made it: these are its bytes, or `None` if it failed
+    /// Another request made it: this is its body, or `None` if it failed
     /// (then try again, as a leader).
     Follower(Outcome),
+    /// The leader did not finish within the wait.
+    TimedOut,
 }
 
 impl Flights {
-    pub fn join(&self, key: &str) -> Role<'_> {
+    /// Leads the making of `key`, or waits at most `wait` for its leader.
+    pub fn join(&self, key: &str, wait: Duration) -> Role<'_> {
         let flight = {
             let mut running = self.running.lock().expect("flights lock");
             match running.get(key) {
@@ -42,9 +49,18 @@ impl Flights {
                 }
             }
         };
+        let deadline = Instant::now() + wait;
         let mut outcome = flight.outcome.lock().expect("flight lock");
         while outcome.is_none() {
-            outcome = flight.done.wait(outcome).expect("flight lock");
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Role::TimedOut;
+            }
+            outcome = flight
+                .done
+                .wait_timeout(outcome, left)
+                .expect("flight lock")
+                .0;
         }
         Role::Follower(outcome.clone().flatten())
     }
@@ -57,11 +73,11 @@ pub struct Leader<'a> {
 }
 
 impl Leader<'_> {
-    pub fn finish(mut self, bytes: Option<Arc<Vec<u8>>>) {
-        self.release(bytes);
+    pub fn finish(mut self, outcome: Outcome) {
+        self.release(outcome);
     }
 
-    fn release(&mut self, bytes: Outcome) {
+    fn release(&mut self, outcome: Outcome) {
         self.finished = true;
         let flight = self
             .flights
@@ -70,7 +86,7 @@ impl Leader<'_> {
             .expect("flights lock")
             .remove(&self.key);
         if let Some(flight) = flight {
-            *flight.outcome.lock().expect("flight lock") = Some(bytes);
+            *flight.outcome.lock().expect("flight lock") = Some(outcome);
             flight.done.notify_all();
         }
     }
@@ -82,5 +98,56 @@ impl Drop for Leader<'_> {
         if !self.finished {
             self.release(None);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_follower_of_a_stuck_leader_gives_up_after_its_wait() {
+        let flights = Flights::default();
+        let leader = match flights.join("k", Duration::from_secs(1)) {
+            Role::Leader(l) => l,
+            _ => panic!("the first is the leader"),
+        };
+        std::thread::scope(|scope| {
+            let follower = scope.spawn(|| flights.join("k", Duration::from_millis(50)));
+            assert!(matches!(follower.join().unwrap(), Role::TimedOut));
+        });
+        leader.finish(None);
+        // The key is free again.
+        assert!(matches!(
+            flights.join("k", Duration::from_millis(1)),
+            Role::Leader(_)
+        ));
+    }
+
+    #[test]
+    fn followers_get_the_leaders_body() {
+        let flights = Flights::default();
+        let Role::Leader(leader) = flights.join("k", Duration::from_secs(1)) else {
+            panic!("the first is the leader")
+        };
+        std::thread::scope(|scope| {
+            let follower = scope.spawn(|| flights.join("k", Duration::from_secs(30)));
+            // Let the follower start waiting, then finish.
+            while flights
+                .running
+                .lock()
+                .unwrap()
+                .get("k")
+                .map(Arc::strong_count)
+                != Some(2)
+            {
+                std::thread::yield_now();
+            }
+            leader.finish(Some((Body::Bytes(Arc::new(vec![1, 2, 3])), 3)));
+            match follower.join().unwrap() {
+                Role::Follower(Some((Body::Bytes(b), 3))) => assert_eq!(*b, [1, 2, 3]),
+                _ => panic!("the follower gets the bytes"),
+            }
+        });
     }
 }

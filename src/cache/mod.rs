@@ -4,8 +4,8 @@
 //! Lifecycle of an object, in this order so that a crash or a kill at any
 //! moment never leaves something a request would serve wrongly:
 //!
-//! 1. Make the bytes; write them to `tmp/<unique>` (and fsync it when
-//!    `cache.fsync` is set).
+//! 1. Make the bytes straight into `tmp/<unique>`, a bounded buffer at a
+//!    time (and fsync it when `cache.fsync` is set).
 //! 2. Rename that file to `objects/<hh>/<hash>.<ext>` (atomic).
 //! 3. Insert the row (key, file, kind, bytes, times, sources).
 //!
@@ -17,10 +17,14 @@
 //! first, then the row. A reader that already opened the file keeps reading
 //! it: files are only ever unlinked, never truncated or rewritten.
 //!
-//! On start-up, [`Cache::reconcile`] removes leftovers of interrupted runs:
-//! temporary files, rows without a file (or with a file of another size),
-//! and files without a row (older than a minute, so that another process's
-//! step 2-3 in progress is not mistaken for one).
+//! When the object cannot be stored (a full disk, a read-only cache), it is
+//! made again into memory and answered all the same; nothing already cached
+//! is touched.
+//!
+//! [`Cache::reconcile`] removes leftovers of interrupted runs: temporary
+//! files, rows without a file (or with a file of another size), and files
+//! without a row (older than a minute, so that another process's step 2-3
+//! in progress is not mistaken for one).
 //!
 //! Last-access times and hit/miss counters are kept in memory and written
 //! in batches ([`Cache::flush_use`]), so a hit costs no SQLite write.
@@ -30,13 +34,16 @@ mod clock;
 mod db;
 mod flight;
 mod source;
+mod store;
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
@@ -47,22 +54,49 @@ pub use source::{resolve_local, SourceId};
 
 use flight::{Flights, Role};
 
-/// Files without a row younger than this are left alone by reconcile.
-const ORPHAN_GRACE_SECONDS: u64 = 60;
+/// How long a request waits for a concurrent request making the same
+/// object before it gives up (a leader stuck on a hung network mount).
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
     #[error("no such source: {0}")]
     NotFound(String),
-    #[error("cache I/O: {0}")]
-    Io(String),
+    /// A file operation failed. The error keeps its kind, so that a full
+    /// disk is still `StorageFull` where it is handled.
+    #[error("{context}: {error}")]
+    Io {
+        context: String,
+        error: std::io::Error,
+    },
     #[error("cache database: {0}")]
-    Db(#[from] rusqlite::Error),
+    Db(rusqlite::Error),
+    /// Another request has been making this object for longer than the wait
+    /// allows.
+    #[error("still being made by another request after {0:?}")]
+    Busy(Duration),
 }
 
-impl From<std::io::Error> for CacheError {
-    fn from(e: std::io::Error) -> Self {
-        CacheError::Io(e.to_string())
+impl CacheError {
+    pub fn io(context: impl Into<String>, error: std::io::Error) -> Self {
+        CacheError::Io {
+            context: context.into(),
+            error,
+        }
+    }
+
+    /// The kind of an I/O failure.
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        match self {
+            CacheError::Io { error, .. } => Some(error.kind()),
+            _ => None,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for CacheError {
+    fn from(e: rusqlite::Error) -> Self {
+        CacheError::Db(e)
     }
 }
 
@@ -77,9 +111,30 @@ pub struct ObjectSpec<'a> {
     pub sources: &'a [SourceId],
 }
 
+/// An object's bytes: its cache file, or memory when it could not be
+/// stored. Read with positional reads, so one body can be shared by every
+/// request waiting for it.
+#[derive(Clone)]
 pub enum Body {
-    File(File),
+    File(Arc<File>),
     Bytes(Arc<Vec<u8>>),
+}
+
+impl Body {
+    /// Reads into `buf` from `offset`; 0 at the end.
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        match self {
+            Body::File(file) => file.read_at(buf, offset),
+            Body::Bytes(bytes) => {
+                let start = usize::try_from(offset)
+                    .unwrap_or(usize::MAX)
+                    .min(bytes.len());
+                let n = buf.len().min(bytes.len() - start);
+                buf[..n].copy_from_slice(&bytes[start..start + n]);
+                Ok(n)
+            }
+        }
+    }
 }
 
 /// Where an object's bytes came from.
@@ -114,16 +169,18 @@ pub struct Object {
 impl Object {
     /// The whole body in memory.
     pub fn into_bytes(self) -> std::io::Result<Vec<u8>> {
-        match self.body {
-            Body::Bytes(bytes) => {
-                Ok(Arc::try_unwrap(bytes).unwrap_or_else(|shared| (*shared).clone()))
-            }
-            Body::File(mut file) => {
-                let mut out = Vec::with_capacity(self.len as usize);
-                std::io::Read::read_to_end(&mut file, &mut out)?;
-                Ok(out)
+        if let Body::Bytes(bytes) = self.body {
+            return Ok(Arc::try_unwrap(bytes).unwrap_or_else(|shared| (*shared).clone()));
+        }
+        let mut out = vec![0; usize::try_from(self.len).unwrap_or(usize::MAX)];
+        let mut done = 0;
+        while done < out.len() {
+            match self.body.read_at(&mut out[done..], done as u64)? {
+                0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                n => done += n,
             }
         }
+        Ok(out)
     }
 }
 
@@ -145,17 +202,39 @@ pub struct Cache {
     temp_counter: AtomicU64,
     /// fsync each object before it is renamed into place.
     fsync: bool,
+    /// How long a request waits for a concurrent one making the same object.
+    wait: Duration,
+    /// When a failure to store was last logged (they are logged at most
+    /// once a minute, not on every miss of a full disk).
+    store_warned: Mutex<Option<std::time::Instant>>,
 }
 
 impl Cache {
-    /// Opens (creating if needed) the cache in `dir`.
+    /// Opens the cache in `dir`, creating it if needed.
     pub fn open(dir: &Path, clock: Arc<dyn Clock>) -> Result<Cache, CacheError> {
         for sub in ["objects", "tmp"] {
-            std::fs::create_dir_all(dir.join(sub)).map_err(|e| {
-                CacheError::Io(format!("creating {}: {e}", dir.join(sub).display()))
-            })?;
+            let path = dir.join(sub);
+            std::fs::create_dir_all(&path)
+                .map_err(|e| CacheError::io(format!("creating {}", path.display()), e))?;
         }
-        let mut conn = db::open(&dir.join("cache.db"))?;
+        Self::open_dir(dir, clock)
+    }
+
+    /// Opens an existing cache; a directory that holds none is an error
+    /// rather than a new, empty cache (a mistyped `--cache-dir`).
+    pub fn open_existing(dir: &Path, clock: Arc<dyn Clock>) -> Result<Cache, CacheError> {
+        let db = dir.join(db::FILE_NAME);
+        if !db.is_file() {
+            return Err(CacheError::io(
+                format!("no cache in {} (no {})", dir.display(), db::FILE_NAME),
+                std::io::ErrorKind::NotFound.into(),
+            ));
+        }
+        Self::open_dir(dir, clock)
+    }
+
+    fn open_dir(dir: &Path, clock: Arc<dyn Clock>) -> Result<Cache, CacheError> {
+        let mut conn = db::open(&dir.join(db::FILE_NAME))?;
         db::upgrade(&mut conn)?;
         Ok(Cache {
             dir: dir.to_owned(),
@@ -167,6 +246,8 @@ impl Cache {
             misses: AtomicU64::new(0),
             temp_counter: AtomicU64::new(0),
             fsync: false,
+            wait: DEFAULT_WAIT,
+            store_warned: Mutex::default(),
         })
     }
 
@@ -175,6 +256,16 @@ impl Cache {
     pub fn with_fsync(mut self, fsync: bool) -> Self {
         self.fsync = fsync;
         self
+    }
+
+    /// How long a request waits for another one making the same object.
+    pub fn with_wait(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     pub fn now(&self) -> i64 {
@@ -189,63 +280,62 @@ impl Cache {
         let pooled = self.pool.lock().expect("pool lock").pop();
         let mut conn = match pooled {
             Some(c) => c,
-            None => db::open(&self.dir.join("cache.db"))?,
+            None => db::open(&self.dir.join(db::FILE_NAME))?,
         };
         let result = f(&mut conn);
         self.pool.lock().expect("pool lock").push(conn);
         Ok(result?)
     }
 
-    /// The object for `spec`: from the cache, or made by `make` and stored.
-    /// Concurrent calls for the same key make it once.
-    pub fn get_or_make<E>(
+    /// The object for `spec`: from the cache, or made by `make` into the
+    /// writer it is given and stored. Concurrent calls for the same key make
+    /// it once. `make` may run twice, the second time into memory, when
+    /// the first attempt could not be stored. What `make` returns comes back
+    /// with the object when this call made it.
+    pub fn get_or_make<T, E>(
         &self,
         spec: &ObjectSpec,
-        make: impl Fn() -> Result<Vec<u8>, E>,
-    ) -> Result<Object, Failure<E>> {
+        make: impl Fn(&mut dyn Write) -> Result<T, E>,
+    ) -> Result<(Object, Option<T>), Failure<E>> {
         let etag = etag_of(&spec.key);
         loop {
             if let Some(object) = self.lookup(&spec.key, &etag).map_err(Failure::Cache)? {
-                return Ok(object);
+                return Ok((object, None));
             }
-            match self.flights.join(&spec.key) {
-                Role::Follower(Some(bytes)) => {
-                    return Ok(Object {
-                        len: bytes.len() as u64,
-                        body: Body::Bytes(bytes),
-                        state: State::Shared,
-                        etag,
-                    });
+            match self.flights.join(&spec.key, self.wait) {
+                Role::Follower(Some((body, len))) => {
+                    let state = State::Shared;
+                    return Ok((
+                        Object {
+                            body,
+                            len,
+                            state,
+                            etag,
+                        },
+                        None,
+                    ));
                 }
                 Role::Follower(None) => continue,
+                Role::TimedOut => return Err(Failure::Cache(CacheError::Busy(self.wait))),
                 Role::Leader(leader) => {
                     // It may have been stored between our lookup and joining.
                     if let Some(object) = self.lookup(&spec.key, &etag).map_err(Failure::Cache)? {
                         leader.finish(None);
-                        return Ok(object);
+                        return Ok((object, None));
                     }
                     self.misses.fetch_add(1, Ordering::Relaxed);
-                    let started = std::time::Instant::now();
-                    let bytes = Arc::new(make().map_err(Failure::Make)?);
-                    let made = started.elapsed();
-                    // A cache that cannot store (a full disk) still answers.
-                    if let Err(e) = self.store(spec, &bytes) {
-                        tracing::error!("not cached: {e}");
-                    }
-                    tracing::debug!(
-                        "{} of {} bytes made in {:.2} ms, stored in {:.2} ms",
-                        spec.kind,
-                        bytes.len(),
-                        made.as_secs_f64() * 1e3,
-                        (started.elapsed() - made).as_secs_f64() * 1e3
-                    );
-                    leader.finish(Some(Arc::clone(&bytes)));
-                    return Ok(Object {
-                        len: bytes.len() as u64,
-                        body: Body::Bytes(bytes),
-                        state: State::Miss,
-                        etag,
-                    });
+                    let (body, len, made) = self.make_and_store(spec, &make)?;
+                    leader.finish(Some((body.clone(), len)));
+                    let state = State::Miss;
+                    return Ok((
+                        Object {
+                            body,
+                            len,
+                            state,
+                            etag,
+                        },
+                        Some(made),
+                    ));
                 }
             }
         }
@@ -255,12 +345,16 @@ impl Cache {
         let Some(row) = self.with_db(|c| db::lookup(c, key))? else {
             return Ok(None);
         };
-        let file = match File::open(self.dir.join(&row.file)) {
+        let path = self.dir.join(&row.file);
+        let file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(CacheError::io(format!("opening {}", path.display()), e)),
         };
-        let len = file.metadata()?.len();
+        let len = file
+            .metadata()
+            .map_err(|e| CacheError::io(format!("reading {}", path.display()), e))?
+            .len();
         if len != row.bytes {
             tracing::warn!(
                 "cache file {} has {len} bytes, its row says {}: making it again",
@@ -275,53 +369,11 @@ impl Cache {
             .expect("access lock")
             .insert(key.to_string(), self.clock.now());
         Ok(Some(Object {
-            body: Body::File(file),
+            body: Body::File(Arc::new(file)),
             len,
             state: State::Hit,
             etag: etag.to_string(),
         }))
-    }
-
-    /// Steps 1-3 of the lifecycle.
-    fn store(&self, spec: &ObjectSpec, bytes: &[u8]) -> Result<(), CacheError> {
-        let hash = hex(&Sha256::digest(spec.key.as_bytes()));
-        let rel = format!("objects/{}/{hash}.{}", &hash[..2], spec.ext);
-        let final_path = self.dir.join(&rel);
-        let temp = self.dir.join("tmp").join(format!(
-            "{hash}.{}.{}",
-            std::process::id(),
-            self.temp_counter.fetch_add(1, Ordering::Relaxed)
-        ));
-        let written = (|| {
-            let mut f = File::create(&temp)?;
-            f.write_all(bytes)?;
-            if self.fsync {
-                f.sync_data()?;
-            }
-            std::fs::create_dir_all(final_path.parent().expect("objects/<hh>"))?;
-            std::fs::rename(&temp, &final_path)
-        })();
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&temp);
-            return Err(CacheError::Io(format!(
-                "storing {}: {e}",
-                final_path.display()
-            )));
-        }
-        let sources: Vec<(String, u64, i64)> = spec
-            .sources
-            .iter()
-            .map(|s| (s.rel.clone(), s.size, s.mtime_ns))
-            .collect();
-        let row = db::NewObject {
-            key: &spec.key,
-            file: &rel,
-            kind: spec.kind,
-            bytes: bytes.len() as u64,
-            sources: &sources,
-        };
-        let now = self.clock.now();
-        self.with_db(|c| db::insert(c, &row, now))
     }
 
     /// Writes the last-access times and counters gathered since the last call.
@@ -337,61 +389,6 @@ impl Cache {
         }
         self.with_db(|c| db::record_use(c, &accesses, &[("hits", hits), ("misses", misses)]))
     }
-
-    /// Removes what interrupted runs left: temporary files, rows whose file
-    /// is missing or of the wrong size, files without a row. Returns the
-    /// number of files and rows removed.
-    pub fn reconcile(&self) -> Result<usize, CacheError> {
-        let mut removed = 0;
-        for entry in std::fs::read_dir(self.dir.join("tmp"))? {
-            let entry = entry?;
-            if is_older_than(&entry.path(), ORPHAN_GRACE_SECONDS)
-                && std::fs::remove_file(entry.path()).is_ok()
-            {
-                removed += 1;
-            }
-        }
-        let rows = self.with_db(|c| db::all_files(c))?;
-        let mut known = std::collections::HashSet::with_capacity(rows.len());
-        for (key, file, bytes) in rows {
-            let len = std::fs::metadata(self.dir.join(&file))
-                .map(|m| m.len())
-                .ok();
-            if len != Some(bytes) {
-                let _ = std::fs::remove_file(self.dir.join(&file));
-                self.with_db(|c| db::delete(c, &key))?;
-                removed += 1;
-            } else {
-                known.insert(file);
-            }
-        }
-        for entry in walkdir::WalkDir::new(self.dir.join("objects"))
-            .min_depth(2)
-            .max_depth(2)
-        {
-            let Ok(entry) = entry else { continue };
-            let rel = entry
-                .path()
-                .strip_prefix(&self.dir)
-                .expect("under the cache dir");
-            let rel = rel.to_string_lossy();
-            if !known.contains(rel.as_ref())
-                && is_older_than(entry.path(), ORPHAN_GRACE_SECONDS)
-                && std::fs::remove_file(entry.path()).is_ok()
-            {
-                removed += 1;
-            }
-        }
-        Ok(removed)
-    }
-}
-
-fn is_older_than(path: &Path, seconds: u64) -> bool {
-    std::fs::metadata(path)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.elapsed().ok())
-        .is_some_and(|age| age.as_secs() >= seconds)
 }
 
 fn hex(bytes: &[u8]) -> String {

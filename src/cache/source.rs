@@ -1,12 +1,15 @@
 //! Local sources: a path from a URL, resolved under the media root without
 //! ever leaving it, and the identity that goes into cache keys.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
 
 use crate::cache::CacheError;
 
-/// A source file as it is now: a replaced file has another identity.
+/// A source file as it is now: a replaced or rewritten file has another
+/// identity. Size and mtime alone miss a file rewritten in place within the
+/// same clock tick at the same size; the inode and the change time (which
+/// no user-space call can set back) catch it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SourceId {
     /// Path relative to the media root, as in the URL.
@@ -15,12 +18,35 @@ pub struct SourceId {
     pub path: PathBuf,
     pub size: u64,
     pub mtime_ns: i64,
+    pub inode: u64,
+    pub ctime_ns: i64,
 }
 
 impl SourceId {
-    /// `rel:size:mtime`, for cache keys.
+    /// `rel:size:mtime:inode:ctime`, for cache keys.
     pub fn key_part(&self) -> String {
-        format!("{}:{}:{}", self.rel, self.size, self.mtime_ns)
+        format!(
+            "{}:{}:{}:{}:{}",
+            self.rel, self.size, self.mtime_ns, self.inode, self.ctime_ns
+        )
+    }
+
+    /// The identity of `path` now, under the same name.
+    pub fn of_file(rel: &str, path: PathBuf, meta: &std::fs::Metadata) -> SourceId {
+        SourceId {
+            rel: rel.to_string(),
+            path,
+            size: meta.len(),
+            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+            inode: meta.ino(),
+            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+        }
+    }
+
+    /// Whether the file still has this identity.
+    pub fn is_current(&self) -> bool {
+        std::fs::metadata(&self.path)
+            .is_ok_and(|meta| SourceId::of_file(&self.rel, self.path.clone(), &meta) == *self)
     }
 }
 
@@ -30,7 +56,7 @@ pub fn resolve_local(root: &Path, rel: &str) -> Result<SourceId, CacheError> {
     let not_found = || CacheError::NotFound(rel.to_string());
     let root = root
         .canonicalize()
-        .map_err(|e| CacheError::Io(format!("media root {}: {e}", root.display())))?;
+        .map_err(|e| CacheError::io(format!("media root {}", root.display()), e))?;
     let path = root.join(rel).canonicalize().map_err(|_| not_found())?;
     if !path.starts_with(&root) {
         tracing::warn!("{rel}: leads outside the media root, to {}", path.display());
@@ -40,17 +66,7 @@ pub fn resolve_local(root: &Path, rel: &str) -> Result<SourceId, CacheError> {
     if !meta.is_file() {
         return Err(not_found());
     }
-    let mtime_ns = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos() as i64);
-    Ok(SourceId {
-        rel: rel.to_string(),
-        path,
-        size: meta.len(),
-        mtime_ns,
-    })
+    Ok(SourceId::of_file(rel, path, &meta))
 }
 
 #[cfg(test)]

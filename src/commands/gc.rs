@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::cache::{Clock, GcPolicy, GcReport};
+use crate::cache::{Clock, GcReport};
 use crate::config::Config;
 
 #[derive(clap::Args)]
@@ -19,23 +19,14 @@ pub struct Args {
     json: bool,
 }
 
-pub fn policy(config: &Config) -> GcPolicy {
-    GcPolicy {
-        output_ttl_seconds: config.cache.output_ttl.0,
-        input_ttl_seconds: config.cache.input_ttl.0,
-        output_max_bytes: config.cache.output_max_size.0,
-        input_max_bytes: config.cache.input_max_size.0,
-    }
-}
-
 pub fn run(
     args: Args,
     config: &Config,
     clock: std::sync::Arc<dyn Clock>,
 ) -> anyhow::Result<ExitCode> {
-    let cache = super::open_cache(config, clock)?;
+    let cache = super::open_existing_cache(config, clock)?;
     let report = cache
-        .gc(&policy(config), args.dry_run)
+        .gc(&super::gc_policy(config), args.dry_run)
         .context("collecting garbage")?;
     super::print_report(args.json, &report, || human(&report))?;
     Ok(ExitCode::SUCCESS)

@@ -41,7 +41,7 @@ pub fn run(
     if args.patterns.is_empty() && !args.all && args.older_than.is_none() {
         bail!("say what to invalidate: PATTERN..., --all or --older-than DURATION");
     }
-    let cache = super::open_cache(config, clock)?;
+    let cache = super::open_existing_cache(config, clock)?;
     let count = cache
         .invalidate(&args.patterns, args.all, args.older_than, args.hard)
         .context("invalidating")?;

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 
 use crate::cache::Clock;
-use crate::commands::origin::Origin;
 use crate::config::Config;
+use crate::origin::{master_path, Origin};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -15,21 +15,6 @@ pub struct Args {
     /// `films/a.mp4`, `/i/films/a_,1500k,600k,.mp4.csmil/master.m3u8`.
     #[arg(value_name = "URL-PATH")]
     path: String,
-}
-
-/// The full URL path of a master playlist for `path`.
-pub fn master_path(config: &Config, path: &str) -> String {
-    let prefix = &config.server.prefix;
-    let path = path.split(['?', '#']).next().unwrap_or_default();
-    let mut full = if path.starts_with(prefix.as_str()) {
-        path.to_string()
-    } else {
-        format!("{prefix}{}", path.trim_start_matches('/'))
-    };
-    if !full.ends_with("/master.m3u8") {
-        full = format!("{}/master.m3u8", full.trim_end_matches('/'));
-    }
-    full
 }
 
 pub fn run(

@@ -1,9 +1,9 @@
-//! One module per subcommand, each with its `Args` and `run`.
+//! One module per subcommand, each with its `Args` and `run`, and the
+//! helpers they share. Subcommands do not use each other.
 
 pub mod gc;
 pub mod invalidate;
 pub mod master;
-pub mod origin;
 pub mod package;
 pub mod serve;
 pub mod stat;
@@ -13,14 +13,33 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::cache::{Cache, Clock};
+use crate::cache::{Cache, Clock, GcPolicy};
 use crate::config::Config;
 
-/// The cache of `config`, opened (and created if needed).
+/// The cache of `config`, opened (and created if needed), for commands
+/// that fill it.
 pub fn open_cache(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Cache> {
     let cache = Cache::open(&config.cache.dir, clock)
         .with_context(|| format!("opening the cache in {}", config.cache.dir.display()))?;
-    Ok(cache.with_fsync(config.cache.fsync))
+    Ok(cache
+        .with_fsync(config.cache.fsync)
+        .with_wait(config.server.wait_timeout.as_std()))
+}
+
+/// The existing cache of `config`, for commands that only look at it or
+/// clean it: a directory without a cache is an error, not a new cache.
+pub fn open_existing_cache(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Cache> {
+    Ok(Cache::open_existing(&config.cache.dir, clock)?)
+}
+
+/// What gc keeps and deletes, from the configuration.
+pub fn gc_policy(config: &Config) -> GcPolicy {
+    GcPolicy {
+        output_ttl_seconds: config.cache.output_ttl.0,
+        input_ttl_seconds: config.cache.input_ttl.0,
+        output_max_bytes: config.cache.output_max_size.0,
+        input_max_bytes: config.cache.input_max_size.0,
+    }
 }
 
 /// Prints `report` as JSON when `json`, else the text `human` makes.

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::cache::{Clock, Stats};
-use crate::commands::serve::http_date;
 use crate::config::Config;
+use crate::dates::http_date;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -20,7 +20,7 @@ pub fn run(
     config: &Config,
     clock: std::sync::Arc<dyn Clock>,
 ) -> anyhow::Result<ExitCode> {
-    let cache = super::open_cache(config, clock)?;
+    let cache = super::open_existing_cache(config, clock)?;
     let stats = cache.stats().context("reading the cache")?;
     super::print_report(args.json, &stats, || human(&stats))?;
     Ok(ExitCode::SUCCESS)

@@ -35,8 +35,16 @@ pub enum Error {
     /// A request for something the source does not have (segment out of range).
     #[error("not found: {0}")]
     NotFound(String),
+    /// Reading the file failed. The message includes the OS error, so it
+    /// is not also a `source` (which would print it twice in a chain).
     #[error("I/O error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io(e)
+    }
 }
 
 impl Error {

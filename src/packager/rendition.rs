@@ -93,6 +93,13 @@ impl Rendition {
         )
     }
 
+    /// Writes MPEG-TS segment `k` (0-based) to `out`; returns its length.
+    pub fn write_segment(&self, k: usize, out: &mut dyn std::io::Write) -> Result<u64> {
+        let bytes = self.segment(k)?;
+        out.write_all(&bytes)?;
+        Ok(bytes.len() as u64)
+    }
+
     /// The media playlist of this rendition as rendition number `n`, with
     /// `prefix` before each segment name.
     pub fn media_playlist(&self, n: usize, prefix: &str) -> String {

@@ -12,6 +12,10 @@
 //! `<kind>` is `av`, `a` or `v`. Paths come out percent-decoded and checked:
 //! no `..` or `.` component, no backslash or NUL, nothing absolute.
 
+/// Most renditions a csmil URL may list. A master lists each of them, and
+/// each is a source to resolve and parse; real ladders have under a dozen.
+pub const MAX_RENDITIONS: usize = 64;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
     Master,
@@ -114,6 +118,12 @@ fn csmil_sources(parent: &[String], csmil: &str) -> Result<Vec<String>, UrlError
     if parts.len() < 3 {
         return Err(UrlError::Malformed(format!(
             "{csmil:?}.csmil lists no renditions"
+        )));
+    }
+    if parts.len() - 2 > MAX_RENDITIONS {
+        return Err(UrlError::Malformed(format!(
+            "a csmil URL lists {} renditions, at most {MAX_RENDITIONS}",
+            parts.len() - 2
         )));
     }
     let (prefix, suffix) = (parts[0], parts[parts.len() - 1]);
@@ -236,6 +246,10 @@ mod tests {
             "a/b%zz.mp4/master.m3u8",
             "dir/,..,.csmil/master.m3u8",
             "dir/x.csmil/master.m3u8",
+            &format!(
+                "dir/a_{},.mp4.csmil/master.m3u8",
+                ",x".repeat(MAX_RENDITIONS + 1)
+            ),
         ] {
             assert!(
                 matches!(parse(bad), Err(UrlError::Malformed(_))),

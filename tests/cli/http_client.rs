@@ -25,6 +25,23 @@ impl Server {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Server {
+        Self::spawn(root, cache, extra, env, Stdio::inherit())
+    }
+
+    /// Starts a server whose log (at `level`) goes to the file `log`.
+    pub fn start_logging(root: &Path, cache: &Path, level: &str, log: &Path) -> Server {
+        let file = std::fs::File::create(log).expect("a log file");
+        let env = [("RUST_LOG", level)];
+        Self::spawn(root, cache, &[], &env, Stdio::from(file))
+    }
+
+    fn spawn(
+        root: &Path,
+        cache: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_casterpak"))
             .arg("serve")
             .arg("--root")
@@ -33,10 +50,10 @@ impl Server {
             .arg(cache)
             .args(["--listen", "127.0.0.1:0"])
             .args(extra)
-            .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("casterpak serve starts");
         let mut line = String::new();
@@ -141,12 +158,17 @@ pub fn read_reply(reader: &mut impl BufRead, head: bool) -> Reply {
         reply.header("Transfer-Encoding").is_none(),
         "chunked body: {reply:?}"
     );
+    // 1xx, 204 and 304 have no body (RFC 9110 6.4.1), whatever a
+    // Content-Length says; every other response must have one.
+    if status == 304 || status == 204 {
+        return reply;
+    }
     let len: usize = reply
         .header("Content-Length")
         .unwrap_or_else(|| panic!("no Content-Length: {:?}", reply.headers))
         .parse()
         .unwrap();
-    if !head && status != 304 && status != 204 {
+    if !head {
         reply.body = vec![0; len];
         reader.read_exact(&mut reply.body).unwrap();
     }

@@ -33,6 +33,8 @@ fn media() -> Media {
     fs::copy(fixture("ac3.mp4"), root.join("top.mp4")).unwrap();
     let data = fs::read(fixture("h264-aac-bframes.mp4")).unwrap();
     fs::write(root.join("films/broken.mp4"), &data[..data.len() / 2]).unwrap();
+    // Broken for good, not being written: modified an hour ago.
+    set_age(&root.join("films/broken.mp4"), 3600);
     fs::write(outside.path().join("secret.mp4"), b"SECRET").unwrap();
     std::os::unix::fs::symlink(
         outside.path().join("secret.mp4"),
@@ -46,6 +48,17 @@ fn media() -> Media {
         root,
         cache,
     }
+}
+
+/// Sets the modification time of `path` to `seconds` ago.
+fn set_age(path: &Path, seconds: u64) {
+    let when = std::time::SystemTime::now() - std::time::Duration::from_secs(seconds);
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
 }
 
 fn start(m: &Media) -> Server {
@@ -260,14 +273,15 @@ fn keep_alive_serves_several_requests_on_one_connection() {
     let stream = TcpStream::connect(&s.addr).unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut writer = stream;
-    for path in [
-        "/i/films/a_1500k.mp4/master.m3u8",
-        "/i/films/a_1500k.mp4/segment1_0_av.ts",
-        "/i/films/nope.mp4/master.m3u8",
+    for (path, status) in [
+        ("/i/films/a_1500k.mp4/master.m3u8", 200),
+        ("/i/films/a_1500k.mp4/segment1_0_av.ts", 200),
+        ("/i/films/nope.mp4/master.m3u8", 404),
+        ("/i/films/a_1500k.mp4/index_0_av.m3u8", 200),
     ] {
         send(&mut writer, "GET", path, &[], false);
         let reply = read_reply(&mut reader, false);
-        assert!(matches!(reply.status, 200 | 404), "{path}");
+        assert_eq!(reply.status, status, "{path}");
     }
 }
 
@@ -432,56 +446,62 @@ fn ffprobe_decodes_the_stream_through_the_server() {
 #[test]
 fn a_restarted_server_reuses_the_parsed_index_from_the_cache() {
     let m = media();
-    let file = m.root.join("films/a_1500k.mp4");
-    let expected = start(&m).get("/i/films/a_1500k.mp4/segment2_0_av.ts").body;
-    // Only the master was cached (with the index); now ruin the moov but
-    // keep the size and mtime: only a cached index can still make segment 2.
-    let first = start(&m).get("/i/films/a_1500k.mp4/master.m3u8");
-    assert_eq!(first.status, 200);
-    let mtime = fs::metadata(&file).unwrap().modified().unwrap();
-    let mut data = fs::read(&file).unwrap();
-    let moov = data.windows(4).position(|w| w == b"moov").unwrap();
-    data[moov + 4..moov + 200].fill(0xff);
-    fs::write(&file, &data).unwrap();
-    fs::File::options()
-        .write(true)
-        .open(&file)
-        .unwrap()
-        .set_modified(mtime)
-        .unwrap();
-    // Drop the cached segment so that it must be made again.
-    let out = crate::support::casterpak()
-        .arg("--cache-dir")
-        .arg(&m.cache)
-        .args(["invalidate", "--hard", "films/a_1500k.mp4"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    // ...which also dropped the index: the ruined moov now shows.
-    assert_eq!(
-        start(&m)
-            .get("/i/films/a_1500k.mp4/segment2_0_av.ts")
-            .status,
-        422
+    let log = m.cache.with_extension("log");
+    let index_log = |server: Server| {
+        drop(server);
+        fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("index"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let s = Server::start_logging(&m.root, &m.cache, "casterpak=debug", &log);
+    let expected = s.get("/i/films/a_1500k.mp4/segment2_0_av.ts").body;
+    let lines = index_log(s);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("films/a_1500k.mp4: index read from the file")),
+        "{lines:?}"
     );
-    // Again, with the index cached before the damage.
-    fs::copy(fixture("h264-aac-bframes.mp4"), &file).unwrap();
-    let mtime = fs::metadata(&file).unwrap().modified().unwrap();
-    assert_eq!(
-        start(&m).get("/i/films/a_1500k.mp4/master.m3u8").status,
-        200
+    // A new process has nothing in memory: the index comes from the cache.
+    let s = Server::start_logging(&m.root, &m.cache, "casterpak=debug", &log);
+    assert_eq!(s.get("/i/films/a_1500k.mp4/segment1_0_av.ts").status, 200);
+    let lines = index_log(s);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("films/a_1500k.mp4: index from the cache")),
+        "{lines:?}"
     );
-    fs::write(&file, &data).unwrap();
-    fs::File::options()
-        .write(true)
-        .open(&file)
-        .unwrap()
-        .set_modified(mtime)
-        .unwrap();
-    let s = start(&m);
-    let segment = s.get("/i/films/a_1500k.mp4/segment2_0_av.ts");
-    assert_eq!(segment.status, 200, "{}", segment.text());
-    assert_eq!(segment.body, expected);
+    assert!(
+        !lines.iter().any(|l| l.contains("read from the file")),
+        "{lines:?}"
+    );
+    // A cached index that is not one (same size, other bytes) is read
+    // again from the file, and the segments come out the same.
+    for object in walk(&m.cache.join("objects")) {
+        match object.extension().and_then(|e| e.to_str()) {
+            Some("idx") => {
+                let len = fs::metadata(&object).unwrap().len() as usize;
+                fs::write(&object, vec![0x5a; len]).unwrap();
+            }
+            // Segments must be made again, so that the index is needed.
+            Some("ts") => fs::remove_file(&object).unwrap(),
+            _ => {}
+        }
+    }
+    let s = Server::start_logging(&m.root, &m.cache, "casterpak=debug", &log);
+    let again = s.get("/i/films/a_1500k.mp4/segment2_0_av.ts");
+    assert_eq!((again.status, &again.body), (200, &expected));
+    let lines = index_log(s);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("films/a_1500k.mp4: index read from the file")),
+        "{lines:?}"
+    );
 }
 
 #[test]
@@ -548,7 +568,8 @@ fn a_wrong_configuration_key_or_value_stops_startup_naming_it() {
     run(("CASTERPAK_SERVER_LISEN", "x"))
         .stderr(predicates::str::contains("CASTERPAK_SERVER_LISEN"));
     run(("CASTERPAK_SERVER_WORKERS", "many"))
-        .stderr(predicates::str::contains("workers = \"many\""));
+        .stderr(predicates::str::contains("CASTERPAK_SERVER_WORKERS"))
+        .stderr(predicates::str::contains("server.workers"));
     run(("CASTERPAK_SERVER_PREFIX", "hls")).stderr(predicates::str::contains("server.prefix"));
     let file = m.cache.with_extension("toml");
     fs::write(&file, "[media]\nsegment_duraton = 4\n").unwrap();

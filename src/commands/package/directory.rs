@@ -14,8 +14,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 
-use casterpak::packager::hls;
-use casterpak::packager::rendition::Rendition;
+use crate::packager::hls;
+use crate::packager::rendition::Rendition;
 
 use super::{progress_bar, Args};
 use crate::config::Config;

@@ -11,9 +11,8 @@ use anyhow::Context;
 
 use super::{progress_bar, Args};
 use crate::cache::{Clock, Object, State};
-use crate::commands::master::master_path;
-use crate::commands::origin::Origin;
 use crate::config::Config;
+use crate::origin::{master_path, Origin};
 
 pub fn run(args: Args, config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<ExitCode> {
     let started = Instant::now();

@@ -1,41 +1,61 @@
-//! `casterpak serve`: the HTTP origin. tiny_http parses requests; worker
-//! threads share one server and hand each request to the [`Origin`], which
-//! answers from the cache or packages on a miss.
+//! `casterpak serve`: the HTTP origin.
 //!
-//! A stalled client cannot hold a worker for long: every socket inherits a
-//! send timeout from the listening socket (`server.send_timeout`), requests
-//! pipelined behind a timed-out response are dropped, and there are many
-//! workers (`server.workers`).
+//! HTTP/1.1 by hyper on a small tokio runtime: a few threads carry every
+//! connection, however many there are, and each request's work (a cache
+//! lookup, or packaging on a miss) runs on a bounded pool of blocking
+//! threads (`server.workers`). The front door keeps the limits of a server
+//! facing the internet: request line and header sizes, a header deadline,
+//! idle and send timeouts ([`io`]), a connection cap that closes idle
+//! connections first, and an accept loop that survives running out of
+//! descriptors ([`listener`]). The origin behind it ([`crate::origin`])
+//! answers from the cache or packages on a miss.
 
+mod body;
 mod http;
+mod io;
+mod listener;
+mod respond;
 
-pub use http::http_date;
+pub use http::{parse_range, RangeRequest};
 
-use std::collections::HashMap;
-use std::io::{ErrorKind, Read, Seek, SeekFrom};
-use std::net::{SocketAddr, TcpListener};
-use std::panic::AssertUnwindSafe;
+use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
-use tiny_http::{Header, Method, Request, Response, StatusCode};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 
-use crate::cache::{Body, Clock};
-use crate::commands::origin::{Answer, Origin, OriginError};
+use crate::cache::Clock;
 use crate::config::Config;
-use http::RangeRequest;
+use crate::origin::Origin;
+use io::{Guarded, Timeouts};
+use listener::{Connections, Registered};
+use respond::Shared;
 
 /// Last-access times and counters reach SQLite this often.
 const FLUSH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Threads that carry the connections (the blocking pool does the work).
+const MAX_ASYNC_THREADS: usize = 4;
+
+/// Blocking threads beyond `server.workers`: they read cache files for
+/// responses going out, so that those never wait for packaging.
+const READER_THREADS: usize = 16;
+
+/// Request header buffer: the request line and header fields together.
+const MAX_HEAD_BYTES: usize = respond::MAX_TARGET_BYTES + respond::MAX_HEADER_BYTES;
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Address and port to listen on (server.listen); port 0 picks a free one.
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Option<String>,
-    /// Worker threads (server.workers).
+    /// Requests answered at the same time (server.workers).
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
 }
@@ -61,48 +81,157 @@ pub fn run(args: Args, mut config: Config, clock: Arc<dyn Clock>) -> anyhow::Res
     if let Some(workers) = args.workers {
         config.server.workers = workers.max(1);
     }
-    let cache = crate::commands::open_cache(&config, clock)?;
-    let removed = cache.reconcile().context("reconciling the cache")?;
-    if removed > 0 {
-        tracing::info!("removed {removed} leftovers of interrupted runs from the cache");
+    let root = &config.media.root;
+    if !root.is_dir() {
+        anyhow::bail!(
+            "media root {}: {}",
+            root.display(),
+            if root.exists() {
+                "not a directory".to_string()
+            } else {
+                "no such directory".to_string()
+            }
+        );
     }
-    let listener = TcpListener::bind(&config.server.listen)
-        .with_context(|| format!("listening on {}", config.server.listen))?;
-    // Accepted sockets inherit these from the listener (Linux): a send
-    // timeout for stalled clients, and no Nagle delay, which would hold the
-    // body of a small response behind its headers for up to 40 ms.
-    let socket = socket2::SockRef::from(&listener);
-    socket
-        .set_write_timeout(Some(Duration::from_secs(config.server.send_timeout.max(1))))
-        .context("setting the send timeout")?;
-    socket
-        .set_tcp_nodelay(true)
-        .context("setting TCP_NODELAY")?;
-    let addr = listener.local_addr()?;
-    let server =
-        tiny_http::Server::from_listener(listener, None).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let fd_limit = listener::raise_fd_limit();
+    let max_connections = match config.server.max_connections {
+        0 => listener::default_max_connections(fd_limit, config.server.workers),
+        n => n,
+    };
+    let cache = super::open_cache(&config, clock)?;
     let workers = config.server.workers;
-    let root = config.media.root.display().to_string();
-    let prefix = config.server.prefix.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(
+            std::thread::available_parallelism().map_or(2, |n| n.get().min(MAX_ASYNC_THREADS)),
+        )
+        .max_blocking_threads(workers + READER_THREADS)
+        // Blocking threads stay once started, so that a low thread limit
+        // met later cannot leave the pool with none.
+        .thread_keep_alive(Duration::from_secs(24 * 3600))
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let listener = runtime
+        .block_on(async { tokio::net::TcpListener::bind(&config.server.listen).await })
+        .with_context(|| format!("listening on {}", config.server.listen))?;
+    let addr = listener.local_addr()?;
     let origin = Arc::new(Origin::new(config, cache));
-    let dead = DeadConnections::default();
+    start_background_jobs(&origin);
+    runtime.block_on(prestart_blocking_threads(workers + READER_THREADS));
     super::print(&format!(
-        "casterpak serving {root} at http://{addr}{prefix}\n"
+        "casterpak serving {} at http://{addr}{} (at most {max_connections} connections)\n",
+        origin.config().media.root.display(),
+        origin.config().server.prefix
     ))?;
+    let server = &origin.config().server;
+    let timeouts = Timeouts {
+        keepalive: server.keepalive_timeout.as_std(),
+        header: server.header_timeout.as_std(),
+        send: server.send_timeout.as_std().max(Duration::from_secs(1)),
+    };
+    let shared = Arc::new(Shared {
+        origin: Arc::clone(&origin),
+        work: Arc::new(Semaphore::new(workers)),
+    });
+    let connections = Connections::new(max_connections);
+    runtime.block_on(listener::accept_loop(
+        listener,
+        connections,
+        move |stream, peer, registered| {
+            serve_connection(stream, peer, registered, Arc::clone(&shared), timeouts)
+        },
+    ));
+    Ok(ExitCode::SUCCESS)
+}
 
-    let flusher = Arc::clone(&origin);
+/// Starts every blocking thread the pool may have, now, while thread
+/// limits allow; they then stay (see `thread_keep_alive`).
+async fn prestart_blocking_threads(count: usize) {
+    let barrier = Arc::new(std::sync::Barrier::new(count));
+    let started: Vec<_> = (0..count)
+        .map(|_| {
+            let barrier = Arc::clone(&barrier);
+            tokio::task::spawn_blocking(move || {
+                barrier.wait();
+            })
+        })
+        .collect();
+    for handle in started {
+        let _ = handle.await;
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    registered: Registered,
+    shared: Arc<Shared>,
+    timeouts: Timeouts,
+) {
+    // No Nagle delay: it would hold the body of a small response behind
+    // its headers for up to 40 ms.
+    let _ = stream.set_nodelay(true);
+    let state = Arc::clone(&registered.state);
+    let io = TokioIo::new(Guarded::new(stream, Arc::clone(&state), timeouts));
+    let service_state = Arc::clone(&state);
+    let service = service_fn(move |request| {
+        respond::handle(
+            request,
+            Arc::clone(&shared),
+            Arc::clone(&service_state),
+            peer,
+        )
+    });
+    let connection = http1::Builder::new()
+        .max_buf_size(MAX_HEAD_BYTES.max(8192) * 2)
+        .max_header_size(MAX_HEAD_BYTES)
+        .max_headers(respond::MAX_HEADER_FIELDS)
+        // Our own deadlines (`io`) tell idle from a header in progress.
+        .header_read_timeout(None)
+        .serve_connection(io, service);
+    tokio::pin!(connection);
+    loop {
+        tokio::select! {
+            result = &mut connection => {
+                if let Err(e) = result {
+                    tracing::debug!("{peer}: {e}");
+                }
+                break;
+            }
+            () = state.evicted() => {
+                if state.is_idle() {
+                    tracing::debug!("{peer}: idle connection closed to make room");
+                    break;
+                }
+            }
+        }
+    }
+    drop(registered);
+}
+
+/// Flushing use records to SQLite, and gc when `cache.gc_interval` is set.
+fn start_background_jobs(origin: &Arc<Origin>) {
+    let flusher = Arc::clone(origin);
     std::thread::spawn(move || loop {
         std::thread::sleep(FLUSH_INTERVAL);
         if let Err(e) = flusher.cache().flush_use() {
             tracing::warn!("recording cache use: {e}");
         }
     });
+    let reconciler = Arc::clone(origin);
+    std::thread::spawn(move || match reconciler.cache().reconcile() {
+        Ok(0) => {}
+        Ok(removed) => {
+            tracing::info!("removed {removed} leftovers of interrupted runs from the cache")
+        }
+        Err(e) => tracing::warn!("reconciling the cache: {e}"),
+    });
     let gc_interval = origin.config().cache.gc_interval.0;
     if gc_interval > 0 {
-        let collector = Arc::clone(&origin);
+        let collector = Arc::clone(origin);
         std::thread::spawn(move || loop {
             std::thread::sleep(Duration::from_secs(gc_interval));
-            let policy = super::gc::policy(collector.config());
+            let policy = super::gc_policy(collector.config());
             match collector.cache().gc(&policy, false) {
                 Ok(r) => tracing::info!(
                     "gc: deleted {} objects ({} bytes)",
@@ -112,259 +241,5 @@ pub fn run(args: Args, mut config: Config, clock: Arc<dyn Clock>) -> anyhow::Res
                 Err(e) => tracing::warn!("gc: {e}"),
             }
         });
-    }
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| loop {
-                match server.recv() {
-                    Ok(request) => handle(&origin, &dead, request),
-                    Err(e) => {
-                        // tiny_http stops accepting after an accept error (say,
-                        // out of file descriptors): exit so that a supervisor
-                        // restarts us rather than hang with a dead listener.
-                        tracing::error!("accepting connections failed, exiting: {e}");
-                        std::process::exit(2);
-                    }
-                }
-            });
-        }
-    });
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Connections whose client stopped reading. tiny_http goes on reading
-/// requests pipelined on such a connection, and each response would wait
-/// out the send timeout again; they are dropped unanswered instead.
-#[derive(Default)]
-struct DeadConnections(Mutex<HashMap<SocketAddr, Instant>>);
-
-/// How long a connection stays marked: long enough for the requests it
-/// pipelined to be dropped, short because a stalled client that finally
-/// closes frees its address for reuse.
-const DEAD_FOR: Duration = Duration::from_secs(10);
-
-impl DeadConnections {
-    /// Checked on every request: a lookup, no sweep.
-    fn contains(&self, addr: Option<&SocketAddr>) -> bool {
-        let Some(addr) = addr else { return false };
-        let dead = self.0.lock().expect("dead connections lock");
-        dead.get(addr)
-            .is_some_and(|since| since.elapsed() < DEAD_FOR)
-    }
-
-    /// Expired entries are swept here, on the rare stalled write.
-    fn insert(&self, addr: Option<&SocketAddr>) {
-        if let Some(addr) = addr {
-            let mut dead = self.0.lock().expect("dead connections lock");
-            dead.retain(|_, since| since.elapsed() < DEAD_FOR);
-            dead.insert(*addr, Instant::now());
-        }
-    }
-}
-
-fn handle(origin: &Origin, dead: &DeadConnections, request: Request) {
-    let started = Instant::now();
-    let peer = request.remote_addr().copied();
-    if dead.contains(peer.as_ref()) {
-        // Taking the writer and dropping it answers nothing (dropping the
-        // request itself would write a 500).
-        drop(request.into_writer());
-        return;
-    }
-    let method = request.method().clone();
-    let url = request.url().to_string();
-    let path = url.split(['?', '#']).next().unwrap_or_default();
-    let header = |name: &str| {
-        let field = |h: &&Header| h.field.as_str().as_str().eq_ignore_ascii_case(name);
-        request
-            .headers()
-            .iter()
-            .find(field)
-            .map(|h| h.value.as_str().to_string())
-    };
-    let (response, cache_state) = match method {
-        Method::Get | Method::Head => {
-            let answer = std::panic::catch_unwind(AssertUnwindSafe(|| origin.answer(path)))
-                .unwrap_or_else(|_| Err(OriginError::Internal("internal error (panic)".into())));
-            match answer {
-                Ok(answer) => {
-                    let state = answer.object.state.as_str();
-                    (object_response(origin, answer, &header), state)
-                }
-                Err(e) => (error_response(origin, &e), "-"),
-            }
-        }
-        Method::Options => (preflight_response(origin), "-"),
-        _ => (error_response(origin, &OriginError::MethodNotAllowed), "-"),
-    };
-    let status = response.status_code().0;
-    let bytes = if method == Method::Head {
-        0
-    } else {
-        response.data_length().unwrap_or(0)
-    };
-    let result = request.respond(response);
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
-    tracing::info!(target: "access", "{method} {url} {status} {bytes} {ms:.1}ms {cache_state}");
-    if let Err(e) = result {
-        tracing::debug!("{url}: sending the response: {e}");
-        if matches!(
-            e.kind(),
-            // Only a stalled reader: after a reset or a closed pipe, further
-            // writes on that socket fail at once, and the address may be
-            // reused by a new connection right away.
-            ErrorKind::WouldBlock | ErrorKind::TimedOut
-        ) {
-            dead.insert(peer.as_ref());
-        }
-    }
-}
-
-type Reply = Response<Box<dyn Read + Send>>;
-
-fn object_response(
-    origin: &Origin,
-    answer: Answer,
-    header: &dyn Fn(&str) -> Option<String>,
-) -> Reply {
-    let Answer {
-        object,
-        content_type,
-        last_modified,
-    } = answer;
-    let mut headers = common_headers(origin);
-    headers.push(make_header("Content-Type", content_type));
-    headers.push(make_header("ETag", &object.etag));
-    headers.push(make_header(
-        "Last-Modified",
-        &http::http_date(last_modified),
-    ));
-    headers.push(make_header(
-        "Cache-Control",
-        &format!("public, max-age={}", origin.config().server.max_age),
-    ));
-    headers.push(make_header("Accept-Ranges", "bytes"));
-    headers.push(make_header(
-        "X-Cache",
-        &object.state.as_str().to_ascii_uppercase(),
-    ));
-    let len = object.len;
-    if http::not_modified(
-        header("If-None-Match").as_deref(),
-        header("If-Modified-Since").as_deref(),
-        &object.etag,
-        last_modified,
-    ) {
-        return reply(304, headers, Box::new(std::io::empty()), len);
-    }
-    let range = match header("If-Range") {
-        Some(tag) if tag != object.etag => RangeRequest::Whole,
-        _ => http::parse_range(header("Range").as_deref(), len),
-    };
-    let (status, range) = match range {
-        RangeRequest::Whole => (200, 0..len),
-        RangeRequest::Partial(r) => {
-            headers.push(make_header(
-                "Content-Range",
-                &format!("bytes {}-{}/{len}", r.start, r.end - 1),
-            ));
-            (206, r)
-        }
-        RangeRequest::Unsatisfiable => {
-            headers.push(make_header("Content-Range", &format!("bytes */{len}")));
-            return reply(416, headers, Box::new(std::io::empty()), 0);
-        }
-    };
-    let body: Box<dyn Read + Send> = match object.body {
-        Body::File(mut file) => match file.seek(SeekFrom::Start(range.start)) {
-            Ok(_) => Box::new(file.take(range.end - range.start)),
-            Err(e) => {
-                return error_response(
-                    origin,
-                    &OriginError::Internal(format!("reading the cache: {e}")),
-                )
-            }
-        },
-        Body::Bytes(bytes) => Box::new(SharedSlice {
-            bytes,
-            pos: range.start as usize,
-            end: range.end as usize,
-        }),
-    };
-    reply(status, headers, body, range.end - range.start)
-}
-
-fn error_response(origin: &Origin, e: &OriginError) -> Reply {
-    if e.status() >= 500 {
-        tracing::error!("{e}");
-    }
-    let mut headers = common_headers(origin);
-    headers.push(make_header("Content-Type", "text/plain; charset=utf-8"));
-    headers.push(make_header("Cache-Control", "no-store"));
-    if matches!(e, OriginError::MethodNotAllowed) {
-        headers.push(make_header("Allow", "GET, HEAD, OPTIONS"));
-    }
-    let body = format!("{e}\n").into_bytes();
-    let len = body.len() as u64;
-    reply(
-        e.status(),
-        headers,
-        Box::new(std::io::Cursor::new(body)),
-        len,
-    )
-}
-
-/// The answer to a CORS preflight (Fetch standard, CORS protocol).
-fn preflight_response(origin: &Origin) -> Reply {
-    let mut headers = common_headers(origin);
-    headers.push(make_header(
-        "Access-Control-Allow-Methods",
-        "GET, HEAD, OPTIONS",
-    ));
-    headers.push(make_header(
-        "Access-Control-Allow-Headers",
-        "Range, If-None-Match, If-Modified-Since",
-    ));
-    headers.push(make_header("Access-Control-Max-Age", "86400"));
-    reply(204, headers, Box::new(std::io::empty()), 0)
-}
-
-fn common_headers(origin: &Origin) -> Vec<Header> {
-    let cors = &origin.config().server.cors_origin;
-    if cors.is_empty() {
-        return Vec::new();
-    }
-    vec![
-        make_header("Access-Control-Allow-Origin", cors),
-        make_header(
-            "Access-Control-Expose-Headers",
-            "Content-Length, Content-Range, ETag",
-        ),
-    ]
-}
-
-fn reply(status: u16, headers: Vec<Header>, body: Box<dyn Read + Send>, len: u64) -> Reply {
-    // A known length, never chunked: tiny_http chunks above 32 KiB otherwise.
-    Response::new(StatusCode(status), headers, body, Some(len as usize), None)
-        .with_chunked_threshold(usize::MAX)
-}
-
-fn make_header(name: &str, value: &str) -> Header {
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("valid header")
-}
-
-/// A part of bytes that several responses share (waiters of one miss).
-struct SharedSlice {
-    bytes: Arc<Vec<u8>>,
-    pos: usize,
-    end: usize,
-}
-
-impl Read for SharedSlice {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = buf.len().min(self.end - self.pos);
-        buf[..n].copy_from_slice(&self.bytes[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
     }
 }

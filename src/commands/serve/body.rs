@@ -1,0 +1,203 @@
+//! Response bodies: an object's bytes read from its cache file a chunk at a
+//! time on the blocking threads (so a response in flight holds one chunk,
+//! whatever the object's size), and the access log line, written when the
+//! body is done or dropped, with what was actually handed to the socket.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
+use tokio::task::JoinHandle;
+
+use super::io::InFlight;
+use crate::cache;
+
+/// Bytes read from a cache file per step.
+const CHUNK_BYTES: usize = 256 << 10;
+/// Longest request target written to the access log.
+const LOGGED_TARGET_BYTES: usize = 512;
+
+/// Where a body's bytes come from.
+pub enum Source {
+    Empty,
+    Bytes(Bytes),
+    /// A range of a cached object.
+    Object {
+        body: cache::Body,
+        range: Range<u64>,
+    },
+}
+
+/// What the access log says of one request.
+pub struct AccessLog {
+    peer: SocketAddr,
+    method: http::Method,
+    target: String,
+    pub status: u16,
+    pub cache: &'static str,
+    started: Instant,
+}
+
+impl AccessLog {
+    pub fn new(peer: SocketAddr, method: &http::Method, uri: &http::Uri) -> Self {
+        let mut target = uri.to_string();
+        if target.len() > LOGGED_TARGET_BYTES {
+            let mut end = LOGGED_TARGET_BYTES;
+            while !target.is_char_boundary(end) {
+                end -= 1;
+            }
+            target.truncate(end);
+            target.push_str("...");
+        }
+        AccessLog {
+            peer,
+            method: method.clone(),
+            target,
+            status: 0,
+            cache: "-",
+            started: Instant::now(),
+        }
+    }
+}
+
+/// A response body that logs the request once it is done or dropped,
+/// and keeps the connection busy until then.
+pub struct TrackedBody {
+    source: Source,
+    /// Next byte of an object range to read, and the read in progress.
+    pos: u64,
+    reading: Option<JoinHandle<io::Result<Bytes>>>,
+    /// Bytes of body handed to the connection so far, and of all of it.
+    sent: u64,
+    len: u64,
+    failed: bool,
+    log: AccessLog,
+    _in_flight: InFlight,
+}
+
+impl TrackedBody {
+    pub fn new(source: Source, log: AccessLog, in_flight: InFlight) -> Self {
+        let (pos, len) = match &source {
+            Source::Empty => (0, 0),
+            Source::Bytes(b) => (0, b.len() as u64),
+            Source::Object { range, .. } => (range.start, range.end - range.start),
+        };
+        TrackedBody {
+            source,
+            pos,
+            reading: None,
+            sent: 0,
+            len,
+            failed: false,
+            log,
+            _in_flight: in_flight,
+        }
+    }
+
+    fn poll_object(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+        let Source::Object { body, range } = &self.source else {
+            unreachable!("an object body")
+        };
+        if self.reading.is_none() {
+            if self.pos >= range.end {
+                return Poll::Ready(None);
+            }
+            let want = (range.end - self.pos).min(CHUNK_BYTES as u64) as usize;
+            let (body, pos) = (body.clone(), self.pos);
+            self.reading = Some(tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0; want];
+                let mut done = 0;
+                while done < want {
+                    match body.read_at(&mut buf[done..], pos + done as u64)? {
+                        0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                        n => done += n,
+                    }
+                }
+                Ok(Bytes::from(buf))
+            }));
+        }
+        let reading = self.reading.as_mut().expect("a read in progress");
+        let result = match Pin::new(reading).poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(joined) => joined.unwrap_or_else(|e| Err(io::Error::other(e))),
+        };
+        self.reading = None;
+        if let Ok(chunk) = &result {
+            self.pos += chunk.len() as u64;
+        }
+        Poll::Ready(Some(result))
+    }
+}
+
+impl Body for TrackedBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = &mut *self;
+        let next = match &mut this.source {
+            Source::Empty => Poll::Ready(None),
+            Source::Bytes(bytes) if bytes.is_empty() => Poll::Ready(None),
+            Source::Bytes(bytes) => Poll::Ready(Some(Ok(std::mem::take(bytes)))),
+            Source::Object { .. } => this.poll_object(cx),
+        };
+        next.map(|chunk| {
+            chunk.map(|result| match result {
+                Ok(chunk) => {
+                    this.sent += chunk.len() as u64;
+                    Ok(Frame::data(chunk))
+                }
+                Err(e) => {
+                    this.failed = true;
+                    tracing::error!("{}: reading the cache: {e}", this.log.target);
+                    Err(e)
+                }
+            })
+        })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.sent >= self.len
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.len - self.sent.min(self.len))
+    }
+}
+
+impl Drop for TrackedBody {
+    fn drop(&mut self) {
+        if let Some(reading) = self.reading.take() {
+            reading.abort();
+        }
+        let log = &self.log;
+        // `cut`: the connection ended (or a read failed) before all of the
+        // body was handed to it.
+        let cut = if self.sent < self.len || self.failed {
+            " cut"
+        } else {
+            ""
+        };
+        tracing::info!(
+            target: "access",
+            "{} \"{} {}\" {} {}/{} {:.1}ms {}{cut}",
+            log.peer,
+            log.method,
+            log.target,
+            log.status,
+            self.sent,
+            self.len,
+            log.started.elapsed().as_secs_f64() * 1e3,
+            log.cache,
+        );
+    }
+}

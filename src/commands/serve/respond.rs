@@ -1,0 +1,323 @@
+//! One request in, one response out: the limits a request must keep, the
+//! statuses the origin's errors map to, and the headers a CDN origin needs
+//! (RFC 9110: ranges, validators, CORS). Nothing of a request body is ever
+//! read or allocated: a request that declares one is refused.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use tokio::sync::Semaphore;
+
+use super::body::{AccessLog, Source, TrackedBody};
+use super::http::{not_modified, parse_range, RangeRequest};
+use super::io::ConnState;
+use crate::dates::http_date;
+use crate::origin::{Answer, Origin, OriginError};
+
+/// Longest request target we answer; longer gets 414 (nginx's default
+/// `large_client_header_buffers` is 8 KiB a line too).
+pub const MAX_TARGET_BYTES: usize = 8 << 10;
+/// Most bytes of header fields a request may send; more gets 431.
+pub const MAX_HEADER_BYTES: usize = 32 << 10;
+/// Most header fields a request may send (hyper answers 431 past it).
+pub const MAX_HEADER_FIELDS: usize = 100;
+
+/// What every request handler shares.
+pub struct Shared {
+    pub origin: Arc<Origin>,
+    /// Slots for work on blocking threads (packaging, cache lookups):
+    /// `server.workers`.
+    pub work: Arc<Semaphore>,
+}
+
+/// What a response is before it becomes one.
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    source: Source,
+    /// Value of Content-Length (for HEAD, of the body GET would get).
+    len: u64,
+    cache: &'static str,
+}
+
+impl Reply {
+    fn new(status: u16, headers: HeaderMap) -> Reply {
+        Reply {
+            status: StatusCode::from_u16(status).expect("a valid status"),
+            headers,
+            source: Source::Empty,
+            len: 0,
+            cache: "-",
+        }
+    }
+}
+
+pub async fn handle(
+    request: Request<hyper::body::Incoming>,
+    shared: Arc<Shared>,
+    conn: Arc<ConnState>,
+    peer: SocketAddr,
+) -> Result<Response<TrackedBody>, Infallible> {
+    let in_flight = conn.start_request();
+    let mut log = AccessLog::new(peer, request.method(), request.uri());
+    // The body, if any, is dropped unread: hyper then closes the
+    // connection rather than read it.
+    let (parts, _) = request.into_parts();
+    let mut reply = match refusal(&shared, &parts) {
+        Some(reply) => reply,
+        None => route(&shared, &parts).await,
+    };
+    if parts.method == Method::HEAD {
+        reply.source = Source::Empty;
+    }
+    log.status = reply.status.as_u16();
+    log.cache = reply.cache;
+    let len = reply.len;
+    let status = reply.status;
+    let mut response = Response::new(TrackedBody::new(reply.source, log, in_flight));
+    *response.status_mut() = status;
+    *response.headers_mut() = reply.headers;
+    // Always a length, never a chunked body (RFC 9110 8.6; none on 204).
+    if status != StatusCode::NO_CONTENT {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    Ok(response)
+}
+
+/// A request we do not answer as asked: a body, an over-long target or
+/// header, a method other than GET, HEAD and OPTIONS.
+fn refusal(shared: &Shared, parts: &http::request::Parts) -> Option<Reply> {
+    let config = &shared.origin.config().server;
+    let has_body = parts.headers.contains_key(header::TRANSFER_ENCODING)
+        || parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    let target_len = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
+    let header_bytes: usize = parts
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    let (status, message) = if has_body {
+        (413, "a request body is not accepted")
+    } else if target_len > MAX_TARGET_BYTES {
+        (414, "the request target is too long")
+    } else if header_bytes > MAX_HEADER_BYTES {
+        (431, "the request header is too large")
+    } else if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        let mut reply = text(config, 405, "method not allowed");
+        reply.headers.insert(
+            header::ALLOW,
+            HeaderValue::from_static("GET, HEAD, OPTIONS"),
+        );
+        return Some(reply);
+    } else {
+        return None;
+    };
+    let mut reply = text(config, status, message);
+    reply
+        .headers
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    Some(reply)
+}
+
+async fn route(shared: &Shared, parts: &http::request::Parts) -> Reply {
+    let config = &shared.origin.config().server;
+    if parts.method == Method::OPTIONS {
+        return preflight(config);
+    }
+    let path = parts.uri.path().to_string();
+    let origin = Arc::clone(&shared.origin);
+    let answer = match Arc::clone(&shared.work).acquire_owned().await {
+        Ok(permit) => tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            origin.answer(&path)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(OriginError::Internal(format!(
+                "internal error ({})",
+                if e.is_panic() { "panic" } else { "cancelled" }
+            )))
+        }),
+        Err(_) => Err(OriginError::Internal("shutting down".into())),
+    };
+    match answer {
+        Ok(answer) => object(config, answer, &parts.headers),
+        Err(e) => error(config, &e),
+    }
+}
+
+fn object(config: &crate::config::Server, answer: Answer, request: &HeaderMap) -> Reply {
+    let Answer {
+        object,
+        content_type,
+        last_modified,
+    } = answer;
+    let mut headers = common_headers(config);
+    put(&mut headers, header::CONTENT_TYPE, content_type);
+    put(&mut headers, header::ETAG, &object.etag);
+    put(
+        &mut headers,
+        header::LAST_MODIFIED,
+        &http_date(last_modified),
+    );
+    put(
+        &mut headers,
+        header::CACHE_CONTROL,
+        &format!("public, max-age={}", config.max_age),
+    );
+    put(&mut headers, header::ACCEPT_RANGES, "bytes");
+    put(
+        &mut headers,
+        HeaderName::from_static("x-cache"),
+        &object.state.as_str().to_ascii_uppercase(),
+    );
+    let value = |name: header::HeaderName| request.get(name).and_then(|v| v.to_str().ok());
+    let len = object.len;
+    let cache = object.state.as_str();
+    if not_modified(
+        value(header::IF_NONE_MATCH),
+        value(header::IF_MODIFIED_SINCE),
+        &object.etag,
+        last_modified,
+    ) {
+        // Content-Length of a 304 is that of the body a 200 would have.
+        let mut reply = Reply::new(304, headers);
+        reply.len = len;
+        reply.cache = cache;
+        return reply;
+    }
+    let range = match value(header::IF_RANGE) {
+        Some(tag) if tag != object.etag => RangeRequest::Whole,
+        _ => parse_range(value(header::RANGE), len),
+    };
+    let (status, range): (u16, Range<u64>) = match range {
+        RangeRequest::Whole => (200, 0..len),
+        RangeRequest::Partial(r) => {
+            let value = format!("bytes {}-{}/{len}", r.start, r.end - 1);
+            put(&mut headers, header::CONTENT_RANGE, &value);
+            (206, r)
+        }
+        RangeRequest::Unsatisfiable => {
+            put(
+                &mut headers,
+                header::CONTENT_RANGE,
+                &format!("bytes */{len}"),
+            );
+            let mut reply = Reply::new(416, headers);
+            reply.cache = cache;
+            return reply;
+        }
+    };
+    Reply {
+        status: StatusCode::from_u16(status).expect("valid"),
+        headers,
+        len: range.end - range.start,
+        source: Source::Object {
+            body: object.body,
+            range,
+        },
+        cache,
+    }
+}
+
+/// The status of each kind of origin error, and its headers: client
+/// errors may be cached briefly (`server.error_max_age`), so that a CDN
+/// does not send every request for a missing file on; ours may not.
+fn error(config: &crate::config::Server, e: &OriginError) -> Reply {
+    let status = match e {
+        OriginError::BadRequest(_) => 400,
+        OriginError::NotFound(_) => 404,
+        OriginError::Unprocessable(_) => 422,
+        OriginError::Unavailable { .. } => 503,
+        OriginError::Internal(_) => 500,
+    };
+    if status >= 500 {
+        tracing::error!("{e}");
+    }
+    let mut reply = text(config, status, &e.to_string());
+    if let OriginError::Unavailable {
+        retry_after_seconds,
+        ..
+    } = e
+    {
+        put(
+            &mut reply.headers,
+            header::RETRY_AFTER,
+            &retry_after_seconds.to_string(),
+        );
+    }
+    reply
+}
+
+/// A short plain-text answer (an error).
+fn text(config: &crate::config::Server, status: u16, message: &str) -> Reply {
+    let mut headers = common_headers(config);
+    put(
+        &mut headers,
+        header::CONTENT_TYPE,
+        "text/plain; charset=utf-8",
+    );
+    let cache_control = if status < 500 {
+        format!("public, max-age={}", config.error_max_age)
+    } else {
+        "no-store".to_string()
+    };
+    put(&mut headers, header::CACHE_CONTROL, &cache_control);
+    let body = Bytes::from(format!("{message}\n"));
+    let mut reply = Reply::new(status, headers);
+    reply.len = body.len() as u64;
+    reply.source = Source::Bytes(body);
+    reply
+}
+
+/// The answer to a CORS preflight (Fetch standard, CORS protocol).
+fn preflight(config: &crate::config::Server) -> Reply {
+    let mut headers = common_headers(config);
+    put(
+        &mut headers,
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        "GET, HEAD, OPTIONS",
+    );
+    put(
+        &mut headers,
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        "Range, If-None-Match, If-Modified-Since",
+    );
+    put(&mut headers, header::ACCESS_CONTROL_MAX_AGE, "86400");
+    Reply::new(204, headers)
+}
+
+fn common_headers(config: &crate::config::Server) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if !config.cors_origin.is_empty() {
+        put(
+            &mut headers,
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            &config.cors_origin,
+        );
+        put(
+            &mut headers,
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            "Content-Length, Content-Range, ETag",
+        );
+    }
+    headers
+}
+
+/// Sets a header; a value that is not a valid header value (it cannot be,
+/// all come from us or the configuration) is left out.
+fn put(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(name, value);
+    }
+}

@@ -1,0 +1,72 @@
+//! What can go wrong answering a request, by kind. The origin knows no
+//! HTTP: `serve` turns each kind into a status, in one place.
+
+use crate::cache::{CacheError, Failure, SourceId};
+use crate::packager::error::Error as PackagerError;
+use crate::packager::url::UrlError;
+
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum OriginError {
+    /// A malformed request.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No such source, rendition or segment.
+    #[error("{0}")]
+    NotFound(String),
+    /// Unsupported or corrupt media.
+    #[error("{0}")]
+    Unprocessable(String),
+    /// Try again soon: the source is being written, or another request has
+    /// been making this object for too long.
+    #[error("{reason}")]
+    Unavailable {
+        reason: String,
+        retry_after_seconds: u64,
+    },
+    /// Our failure, or the machine's (a disk error).
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// `Retry-After` of a source that is changing or an object still being made.
+pub const RETRY_AFTER_SECONDS: u64 = 5;
+
+impl From<UrlError> for OriginError {
+    fn from(e: UrlError) -> Self {
+        match e {
+            UrlError::Malformed(m) => OriginError::BadRequest(m),
+            UrlError::NotFound(m) => OriginError::NotFound(m),
+        }
+    }
+}
+
+impl From<CacheError> for OriginError {
+    fn from(e: CacheError) -> Self {
+        match e {
+            CacheError::NotFound(path) => OriginError::NotFound(format!("no such file: {path}")),
+            CacheError::Busy(_) => OriginError::Unavailable {
+                reason: e.to_string(),
+                retry_after_seconds: RETRY_AFTER_SECONDS,
+            },
+            other => OriginError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<Failure<OriginError>> for OriginError {
+    fn from(f: Failure<OriginError>) -> Self {
+        match f {
+            Failure::Make(e) => e,
+            Failure::Cache(e) => e.into(),
+        }
+    }
+}
+
+/// A packager error about `source`, by kind.
+pub fn packager_error(source: &SourceId, e: PackagerError) -> OriginError {
+    match e {
+        PackagerError::NotFound(m) => OriginError::NotFound(m),
+        PackagerError::Io(e) => OriginError::Internal(format!("{}: {e}", source.rel)),
+        other => OriginError::Unprocessable(format!("{}: {other}", source.rel)),
+    }
+}

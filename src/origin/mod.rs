@@ -1,0 +1,234 @@
+//! The origin: an MSOD URL path in, the bytes of a playlist or segment out,
+//! through the cache. `serve` puts HTTP around it; `master` and the cache
+//! mode of `package` call it directly. It knows no HTTP: its errors say
+//! what went wrong, and `serve` maps them to statuses.
+
+mod error;
+mod sources;
+
+pub use error::OriginError;
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use crate::cache::{self, Cache, CacheError, Object, ObjectSpec, SourceId};
+use crate::config::Config;
+use crate::packager::rendition::Rendition;
+use crate::packager::url::{self, Target};
+use crate::packager::{hls, FORMAT_VERSION};
+
+pub struct Answer {
+    pub object: Object,
+    pub content_type: &'static str,
+    /// Newest modification time of the sources, seconds since the epoch.
+    pub last_modified: i64,
+}
+
+pub const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
+pub const SEGMENT_TYPE: &str = "video/mp2t";
+
+pub struct Origin {
+    config: Config,
+    cache: Cache,
+    parsed: sources::ParsedSources,
+    failures: sources::Failures,
+    uses: AtomicU64,
+}
+
+impl Origin {
+    pub fn new(config: Config, cache: Cache) -> Origin {
+        Origin {
+            config,
+            cache,
+            parsed: Default::default(),
+            failures: Default::default(),
+            uses: Default::default(),
+        }
+    }
+
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Answers a URL path (with the prefix, without the query string).
+    pub fn answer(&self, path: &str) -> Result<Answer, OriginError> {
+        let rest = path
+            .strip_prefix(self.config.server.prefix.as_str())
+            .ok_or_else(|| {
+                OriginError::NotFound(format!("{path}: not under {}", self.config.server.prefix))
+            })?;
+        let request = url::parse(rest)?;
+        // Where relative URIs in playlists resolve: the directory of `path`.
+        let uri_prefix = match self.config.server.base_url.trim_end_matches('/') {
+            "" => String::new(),
+            base => format!("{base}{}/", &path[..path.rfind('/').expect("has a slash")]),
+        };
+        match &request.target {
+            Target::Master => self.master(&request.sources, &uri_prefix),
+            Target::MediaPlaylist { n, kind } => {
+                self.media_playlist(&request.sources[*n], *n, kind, &uri_prefix)
+            }
+            Target::Segment { k, n, kind } => self.segment(&request.sources[*n], *k, kind),
+        }
+    }
+
+    fn master(&self, rels: &[String], uri_prefix: &str) -> Result<Answer, OriginError> {
+        let mut sources = Vec::new();
+        let mut numbers = Vec::new();
+        for (n, rel) in rels.iter().enumerate() {
+            match self.resolve(rel) {
+                Ok(source) => {
+                    sources.push(source);
+                    numbers.push(n);
+                }
+                Err(OriginError::NotFound(_)) if rels.len() > 1 => {
+                    tracing::info!(
+                        "{rel}: listed in a csmil URL but missing, left out of the master"
+                    );
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if sources.is_empty() {
+            return Err(OriginError::NotFound(format!(
+                "none of the {} files exists",
+                rels.len()
+            )));
+        }
+        let ids: Vec<String> = numbers
+            .iter()
+            .zip(&sources)
+            .map(|(n, s)| format!("{n}={}", s.key_part()))
+            .collect();
+        let key = self.key("master", &[uri_prefix, &ids.join("|")]);
+        let spec = ObjectSpec {
+            key,
+            kind: "playlist",
+            ext: "m3u8",
+            sources: &sources,
+        };
+        self.get(&spec, PLAYLIST_TYPE, |out| {
+            let mut variants = Vec::with_capacity(sources.len());
+            for (n, source) in numbers.iter().zip(&sources) {
+                variants.push((*n, self.rendition(source)?.variant()));
+            }
+            write_all(out, hls::master_playlist(&variants, uri_prefix).as_bytes())
+        })
+    }
+
+    fn media_playlist(
+        &self,
+        rel: &str,
+        n: usize,
+        kind: &str,
+        uri_prefix: &str,
+    ) -> Result<Answer, OriginError> {
+        let source = self.resolve(rel)?;
+        let key = self.key(
+            "playlist",
+            &[uri_prefix, &n.to_string(), kind, &source.key_part()],
+        );
+        let spec = ObjectSpec {
+            key,
+            kind: "playlist",
+            ext: "m3u8",
+            sources: std::slice::from_ref(&source),
+        };
+        self.get(&spec, PLAYLIST_TYPE, |out| {
+            let rendition = self.rendition_of_kind(&source, kind)?;
+            write_all(out, rendition.media_playlist(n, uri_prefix).as_bytes())
+        })
+    }
+
+    fn segment(&self, rel: &str, k: usize, kind: &str) -> Result<Answer, OriginError> {
+        let source = self.resolve(rel)?;
+        let key = self.key("segment", &[&k.to_string(), kind, &source.key_part()]);
+        let spec = ObjectSpec {
+            key,
+            kind: "segment",
+            ext: "ts",
+            sources: std::slice::from_ref(&source),
+        };
+        self.get(&spec, SEGMENT_TYPE, |out| {
+            let rendition = self.rendition_of_kind(&source, kind)?;
+            rendition
+                .write_segment(k - 1, out)
+                .map(|_| ())
+                .map_err(|e| self.failed(&source, error::packager_error(&source, e)))
+        })
+    }
+
+    fn resolve(&self, rel: &str) -> Result<SourceId, OriginError> {
+        Ok(cache::resolve_local(&self.config.media.root, rel)?)
+    }
+
+    fn get(
+        &self,
+        spec: &ObjectSpec,
+        content_type: &'static str,
+        make: impl Fn(&mut dyn std::io::Write) -> Result<(), OriginError>,
+    ) -> Result<Answer, OriginError> {
+        let last_modified = spec
+            .sources
+            .iter()
+            .map(|s| s.mtime_ns.div_euclid(1_000_000_000))
+            .max()
+            .unwrap_or(0);
+        let (object, _) = self.cache.get_or_make(spec, make)?;
+        Ok(Answer {
+            object,
+            content_type,
+            last_modified,
+        })
+    }
+
+    /// A cache key: format version, what, segment duration, then `parts`.
+    fn key(&self, what: &str, parts: &[&str]) -> String {
+        format!(
+            "v{FORMAT_VERSION}|{what}|{}|{}",
+            self.config.media.segment_duration,
+            parts.join("|")
+        )
+    }
+
+    fn rendition_of_kind(
+        &self,
+        source: &SourceId,
+        kind: &str,
+    ) -> Result<Arc<Rendition>, OriginError> {
+        let rendition = self.rendition(source)?;
+        let actual = rendition.index().kind_suffix();
+        if actual != kind {
+            return Err(OriginError::NotFound(format!(
+                "{} is `{actual}`, not `{kind}`",
+                source.rel
+            )));
+        }
+        Ok(rendition)
+    }
+}
+
+fn write_all(out: &mut dyn std::io::Write, bytes: &[u8]) -> Result<(), OriginError> {
+    out.write_all(bytes)
+        .map_err(|e| OriginError::Internal(CacheError::io("writing", e).to_string()))
+}
+
+/// The full URL path of the master playlist of `path`: a source or csmil
+/// path, with or without the prefix and `/master.m3u8`.
+pub fn master_path(config: &Config, path: &str) -> String {
+    let prefix = &config.server.prefix;
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let mut full = if path.starts_with(prefix.as_str()) {
+        path.to_string()
+    } else {
+        format!("{prefix}{}", path.trim_start_matches('/'))
+    };
+    if !full.ends_with("/master.m3u8") {
+        full = format!("{}/master.m3u8", full.trim_end_matches('/'));
+    }
+    full
+}

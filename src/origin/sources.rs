@@ -1,0 +1,195 @@
+//! Parsed sources: each source's index and segment plan, from memory, from
+//! the cache (a restarted origin skips the moov work), or read from the
+//! file; and failures, remembered for a while so that a corrupt file is
+//! not parsed again on every request for it.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::error::{packager_error, OriginError, RETRY_AFTER_SECONDS};
+use super::Origin;
+use crate::cache::{ObjectSpec, SourceId};
+use crate::packager::index::{MediaIndex, Sample};
+use crate::packager::rendition::Rendition;
+use crate::packager::{index_codec, mp4};
+
+/// Parsed sources kept in memory: at most this many ...
+const RENDITIONS_IN_MEMORY: usize = 64;
+/// ... and at most this many bytes of sample index between them.
+const RENDITION_MEMORY_BYTES: usize = 512 << 20;
+
+/// Remembered failures: at most this many sources.
+const FAILURES_REMEMBERED: usize = 4096;
+
+/// A source modified this recently that fails to parse is taken to be
+/// still being written (a copy in progress): 503, not 422.
+const SETTLE_TIME: Duration = Duration::from_secs(10);
+
+/// Parsed sources, least recently used out first.
+#[derive(Default)]
+pub(super) struct Parsed {
+    map: HashMap<SourceId, (Arc<Rendition>, u64)>,
+    bytes: usize,
+}
+
+impl Origin {
+    /// The parsed source, from memory or read now. A source that failed
+    /// recently fails again at once, with the same error.
+    pub fn rendition(&self, source: &SourceId) -> Result<Arc<Rendition>, OriginError> {
+        let tick = self.uses.fetch_add(1, Ordering::Relaxed);
+        if let Some((r, used)) = self.parsed.lock().expect("parsed lock").map.get_mut(source) {
+            *used = tick;
+            return Ok(Arc::clone(r));
+        }
+        if let Some(e) = self.remembered_failure(source) {
+            return Err(e);
+        }
+        let rendition = self.open(source).map_err(|e| self.failed(source, e))?;
+        let rendition = Arc::new(rendition);
+        self.keep(source, &rendition, tick);
+        Ok(rendition)
+    }
+
+    fn open(&self, source: &SourceId) -> Result<Rendition, OriginError> {
+        let file = File::open(&source.path).map_err(|e| packager_error(source, e.into()))?;
+        let index = self.index(source, &file)?;
+        Ok(Rendition::from_index(
+            &source.path,
+            file,
+            index,
+            self.config.media.segment_duration,
+        ))
+    }
+
+    /// The index of `source`, from the cache or read from `file` and
+    /// stored. An index from the cache is checked as a freshly read one
+    /// is; one that fails the check is read again from the source.
+    fn index(&self, source: &SourceId, file: &File) -> Result<MediaIndex, OriginError> {
+        let spec = ObjectSpec {
+            key: self.key("index", &[&source.key_part()]),
+            kind: "index",
+            ext: "idx",
+            sources: std::slice::from_ref(source),
+        };
+        let (object, made) = self.cache.get_or_make(&spec, |out| {
+            let index = mp4::read_index(file).map_err(|e| packager_error(source, e))?;
+            out.write_all(&index_codec::encode(&index))
+                .map_err(|e| packager_error(source, e.into()))?;
+            Ok(index)
+        })?;
+        if let Some(index) = made {
+            tracing::debug!("{}: index read from the file", source.rel);
+            return Ok(index);
+        }
+        let bytes = object
+            .into_bytes()
+            .map_err(|e| OriginError::Internal(format!("reading the cache: {e}")))?;
+        match index_codec::decode(&bytes) {
+            Ok(index) => {
+                tracing::debug!("{}: index from the cache", source.rel);
+                Ok(index)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "{}: cached index unusable ({e}), reading the source",
+                    source.rel
+                );
+                let index = mp4::read_index(file).map_err(|e| packager_error(source, e))?;
+                tracing::debug!("{}: index read from the file", source.rel);
+                Ok(index)
+            }
+        }
+    }
+
+    fn keep(&self, source: &SourceId, rendition: &Arc<Rendition>, tick: u64) {
+        let bytes = index_bytes(rendition.index());
+        let mut parsed = self.parsed.lock().expect("parsed lock");
+        while !parsed.map.is_empty()
+            && (parsed.map.len() >= RENDITIONS_IN_MEMORY
+                || parsed.bytes + bytes > RENDITION_MEMORY_BYTES)
+        {
+            let oldest = parsed
+                .map
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone())
+                .expect("not empty");
+            if let Some((r, _)) = parsed.map.remove(&oldest) {
+                parsed.bytes -= index_bytes(r.index());
+            }
+        }
+        parsed.bytes += bytes;
+        if let Some((old, _)) = parsed
+            .map
+            .insert(source.clone(), (Arc::clone(rendition), tick))
+        {
+            parsed.bytes -= index_bytes(old.index());
+        }
+    }
+
+    /// What a failure to make something of `source` is answered with: 503
+    /// when the source is changing under us (it will be whole soon), else
+    /// `e`, remembered when the media itself is bad.
+    pub(super) fn failed(&self, source: &SourceId, e: OriginError) -> OriginError {
+        if !matches!(e, OriginError::Unprocessable(_) | OriginError::Internal(_)) {
+            return e;
+        }
+        if is_changing(source) {
+            return OriginError::Unavailable {
+                reason: format!("{}: the file is being written ({e})", source.rel),
+                retry_after_seconds: RETRY_AFTER_SECONDS,
+            };
+        }
+        if matches!(e, OriginError::Unprocessable(_)) {
+            self.remember_failure(source, &e);
+        }
+        e
+    }
+
+    fn remembered_failure(&self, source: &SourceId) -> Option<OriginError> {
+        let failures = self.failures.lock().expect("failures lock");
+        let (at, e) = failures.get(&source.key_part())?;
+        (at.elapsed() < self.config.media.failure_ttl.as_std()).then(|| e.clone())
+    }
+
+    fn remember_failure(&self, source: &SourceId, e: &OriginError) {
+        let ttl = self.config.media.failure_ttl.as_std();
+        if ttl.is_zero() {
+            return;
+        }
+        let mut failures = self.failures.lock().expect("failures lock");
+        if failures.len() >= FAILURES_REMEMBERED {
+            failures.retain(|_, (at, _)| at.elapsed() < ttl);
+            if failures.len() >= FAILURES_REMEMBERED {
+                failures.clear();
+            }
+        }
+        failures.insert(source.key_part(), (Instant::now(), e.clone()));
+    }
+}
+
+/// Whether `source` changed since it was resolved, or was modified so
+/// recently that it may still be being written.
+fn is_changing(source: &SourceId) -> bool {
+    if !source.is_current() {
+        return true;
+    }
+    let modified = std::time::UNIX_EPOCH + Duration::from_nanos(source.mtime_ns.max(0) as u64);
+    SystemTime::now()
+        .duration_since(modified)
+        .map_or(true, |age| age < SETTLE_TIME)
+}
+
+/// Memory the sample index of `index` takes.
+fn index_bytes(index: &MediaIndex) -> usize {
+    index
+        .tracks()
+        .map(|t| t.samples.len() * std::mem::size_of::<Sample>())
+        .sum()
+}
+
+pub(super) type Failures = Mutex<HashMap<String, (Instant, OriginError)>>;
+pub(super) type ParsedSources = Mutex<Parsed>;
