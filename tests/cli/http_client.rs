@@ -28,11 +28,11 @@ impl Server {
         Self::spawn(root, cache, extra, env, Stdio::inherit())
     }
 
-    /// Starts a server whose log (at `level`) goes to the file `log`.
-    pub fn start_logging(root: &Path, cache: &Path, level: &str, log: &Path) -> Server {
+    /// Starts a server whose log goes to the file `log` (set its level
+    /// with `RUST_LOG` in `env`).
+    pub fn start_logging(root: &Path, cache: &Path, env: &[(&str, &str)], log: &Path) -> Server {
         let file = std::fs::File::create(log).expect("a log file");
-        let env = [("RUST_LOG", level)];
-        Self::spawn(root, cache, &[], &env, Stdio::from(file))
+        Self::spawn(root, cache, &[], env, Stdio::from(file))
     }
 
     fn spawn(

@@ -1,7 +1,8 @@
 //! Response bodies: an object's bytes read from its cache file a chunk at a
 //! time on the blocking threads (so a response in flight holds one chunk,
-//! whatever the object's size), and the access log line, written when the
-//! body is done or dropped, with what was actually handed to the socket.
+//! whatever the object's size), and the access log line, written once the
+//! socket has taken the whole response, or when the connection ends first
+//! (`cut`), with the body bytes the socket is known to have taken.
 
 use std::future::Future;
 use std::io;
@@ -76,9 +77,14 @@ pub struct TrackedBody {
     /// Bytes of body handed to the connection so far, and of all of it.
     sent: u64,
     len: u64,
+    /// Bytes of body the socket is known to have taken: all that was
+    /// handed before its last flush.
+    confirmed: u64,
+    flushes_seen: u64,
     failed: bool,
-    log: AccessLog,
-    _in_flight: InFlight,
+    /// Taken when the body is dropped.
+    log: Option<AccessLog>,
+    in_flight: InFlight,
 }
 
 impl TrackedBody {
@@ -88,15 +94,18 @@ impl TrackedBody {
             Source::Bytes(b) => (0, b.len() as u64),
             Source::Object { range, .. } => (range.start, range.end - range.start),
         };
+        let flushes_seen = in_flight.conn().flushes();
         TrackedBody {
             source,
             pos,
             reading: None,
             sent: 0,
             len,
+            confirmed: 0,
+            flushes_seen,
             failed: false,
-            log,
-            _in_flight: in_flight,
+            log: Some(log),
+            in_flight,
         }
     }
 
@@ -144,6 +153,11 @@ impl Body for TrackedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = &mut *self;
+        let flushes = this.in_flight.conn().flushes();
+        if flushes != this.flushes_seen {
+            this.flushes_seen = flushes;
+            this.confirmed = this.sent;
+        }
         let next = match &mut this.source {
             Source::Empty => Poll::Ready(None),
             Source::Bytes(bytes) if bytes.is_empty() => Poll::Ready(None),
@@ -158,7 +172,8 @@ impl Body for TrackedBody {
                 }
                 Err(e) => {
                     this.failed = true;
-                    tracing::error!("{}: reading the cache: {e}", this.log.target);
+                    let target = this.log.as_ref().map_or("", |l| l.target.as_str());
+                    tracing::error!("{target}: reading the cache: {e}");
                     Err(e)
                 }
             })
@@ -179,25 +194,49 @@ impl Drop for TrackedBody {
         if let Some(reading) = self.reading.take() {
             reading.abort();
         }
-        let log = &self.log;
-        // `cut`: the connection ended (or a read failed) before all of the
-        // body was handed to it.
-        let cut = if self.sent < self.len || self.failed {
-            " cut"
-        } else {
-            ""
+        let Some(log) = self.log.take() else { return };
+        let record = Record {
+            log,
+            confirmed: self.confirmed,
+            len: self.len,
         };
+        if self.sent < self.len || self.failed {
+            record.write(true);
+        } else {
+            self.in_flight.conn().log_when_flushed(record);
+        }
+    }
+}
+
+/// A finished request, waiting for its access log line.
+pub struct Record {
+    log: AccessLog,
+    /// Body bytes the socket is known to have taken.
+    confirmed: u64,
+    len: u64,
+}
+
+impl Record {
+    /// Writes the access log line. `cut`: the connection ended before the
+    /// socket took the whole response; the count is what it did take, to
+    /// the last flush.
+    pub fn write(mut self, cut: bool) {
+        if !cut {
+            self.confirmed = self.len;
+        }
+        let log = &self.log;
         tracing::info!(
             target: "access",
-            "{} \"{} {}\" {} {}/{} {:.1}ms {}{cut}",
+            "{} \"{} {}\" {} {}/{} {:.1}ms {}{}",
             log.peer,
             log.method,
             log.target,
             log.status,
-            self.sent,
+            self.confirmed,
             self.len,
             log.started.elapsed().as_secs_f64() * 1e3,
             log.cache,
+            if cut { " cut" } else { "" },
         );
     }
 }

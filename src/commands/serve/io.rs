@@ -14,7 +14,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -42,6 +42,13 @@ pub struct ConnState {
     /// Set by the connection cap: close as soon as the connection is idle.
     evict: AtomicBool,
     evicted: tokio::sync::Notify,
+    /// Times everything handed to the socket was accepted by it (hyper
+    /// flushes only once its own buffer is empty).
+    flushes: AtomicU64,
+    /// The access log line of a response whose body is all handed to the
+    /// connection, written once the socket has taken all of it, or, if the
+    /// connection ends first, as cut.
+    pending_log: Mutex<Option<super::body::Record>>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -89,6 +96,28 @@ impl ConnState {
         self.evict.load(Ordering::Acquire)
     }
 
+    /// How many times the socket took everything handed to it so far.
+    pub fn flushes(&self) -> u64 {
+        self.flushes.load(Ordering::Acquire)
+    }
+
+    /// Holds `record` until the socket has taken the whole response.
+    pub fn log_when_flushed(&self, record: super::body::Record) {
+        let previous = self.pending_log.lock().expect("log lock").replace(record);
+        // Two in a row without a flush between: the first went out before
+        // the second was made (responses are sequential).
+        if let Some(previous) = previous {
+            previous.write(false);
+        }
+    }
+
+    fn flushed(&self) {
+        self.flushes.fetch_add(1, Ordering::AcqRel);
+        if let Some(record) = self.pending_log.lock().expect("log lock").take() {
+            record.write(false);
+        }
+    }
+
     /// Resolves once [`ConnState::evict`] was called.
     pub async fn evicted(&self) {
         self.evicted.notified().await;
@@ -113,9 +142,25 @@ impl ConnState {
     }
 }
 
+impl Drop for ConnState {
+    /// The connection is gone: a response not yet all taken by the socket
+    /// was cut.
+    fn drop(&mut self) {
+        if let Some(record) = self.pending_log.get_mut().expect("log lock").take() {
+            record.write(true);
+        }
+    }
+}
+
 /// A request in flight; dropping it makes the connection idle again when it
 /// was the last one.
 pub struct InFlight(Arc<ConnState>);
+
+impl InFlight {
+    pub fn conn(&self) -> &ConnState {
+        &self.0
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -238,7 +283,11 @@ impl AsyncWrite for Guarded {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        let flushed = Pin::new(&mut self.stream).poll_flush(cx);
+        if let Poll::Ready(Ok(())) = flushed {
+            self.state.flushed();
+        }
+        flushed
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -1,0 +1,80 @@
+//! Tells the tests which outside tools this machine lacks, so that a test
+//! needing one is reported as ignored, with the reason, rather than as
+//! passed (`#[cfg_attr(casterpak_no_ffmpeg, ignore = "...")]`). Under
+//! `CI=true` nothing is ever missing: such a test runs, and fails loudly.
+//! The binary itself does not depend on any of this.
+
+use std::path::{Path, PathBuf};
+
+fn main() {
+    for (cfg, _) in MISSING {
+        println!("cargo::rustc-check-cfg=cfg({cfg})");
+    }
+    println!("cargo::rerun-if-env-changed=CI");
+    println!("cargo::rerun-if-env-changed=PATH");
+    println!("cargo::rerun-if-env-changed=CHROMIUM");
+    println!("cargo::rerun-if-changed=build.rs");
+    let on_ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    for (cfg, present) in MISSING {
+        if !on_ci && !present() {
+            println!("cargo::rustc-cfg={cfg}");
+        }
+    }
+}
+
+type Probe = fn() -> bool;
+
+const MISSING: [(&str, Probe); 3] = [
+    ("casterpak_no_ffmpeg", || {
+        on_path("ffmpeg") && on_path("ffprobe")
+    }),
+    ("casterpak_no_browser", browser),
+    // Not watched while missing: `touch build.rs` after adding it.
+    ("casterpak_no_shared_media", || {
+        let manifest = Path::new("../shared/media/MANIFEST.tsv");
+        watch(manifest);
+        manifest.is_file()
+    }),
+];
+
+/// Whether `tool` is on the PATH; watched where it is, or, while missing,
+/// every PATH directory it could be installed into.
+fn on_path(tool: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+    match dirs.iter().map(|d| d.join(tool)).find(|p| p.is_file()) {
+        Some(found) => {
+            watch(&found);
+            true
+        }
+        None => {
+            dirs.iter().for_each(|d| watch(d));
+            false
+        }
+    }
+}
+
+fn browser() -> bool {
+    let chromium =
+        PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
+    // While it is missing, the folder it would be installed into.
+    watch(if chromium.exists() {
+        &chromium
+    } else {
+        chromium.parent().unwrap_or(Path::new("/"))
+    });
+    let modules = Path::new("tests/browser/node_modules");
+    watch(Path::new("tests/browser"));
+    chromium.is_file()
+        && on_path("node")
+        && modules.join("hls.js").is_dir()
+        && modules.join("playwright-core").is_dir()
+}
+
+/// Re-runs this script when `path` changes (a tool installed or removed).
+/// Only existing paths are watched: a missing one would re-run it always.
+fn watch(path: &Path) {
+    if path.exists() {
+        println!("cargo::rerun-if-changed={}", path.display());
+    }
+}
