@@ -22,9 +22,6 @@ _casterpak() {
             casterpak,gc)
                 cmd="casterpak__subcmd__gc"
                 ;;
-            casterpak,help)
-                cmd="casterpak__subcmd__help"
-                ;;
             casterpak,invalidate)
                 cmd="casterpak__subcmd__invalidate"
                 ;;
@@ -43,33 +40,6 @@ _casterpak() {
             casterpak,stat)
                 cmd="casterpak__subcmd__stat"
                 ;;
-            casterpak__subcmd__help,completions)
-                cmd="casterpak__subcmd__help__subcmd__completions"
-                ;;
-            casterpak__subcmd__help,gc)
-                cmd="casterpak__subcmd__help__subcmd__gc"
-                ;;
-            casterpak__subcmd__help,help)
-                cmd="casterpak__subcmd__help__subcmd__help"
-                ;;
-            casterpak__subcmd__help,invalidate)
-                cmd="casterpak__subcmd__help__subcmd__invalidate"
-                ;;
-            casterpak__subcmd__help,man)
-                cmd="casterpak__subcmd__help__subcmd__man"
-                ;;
-            casterpak__subcmd__help,master)
-                cmd="casterpak__subcmd__help__subcmd__master"
-                ;;
-            casterpak__subcmd__help,package)
-                cmd="casterpak__subcmd__help__subcmd__package"
-                ;;
-            casterpak__subcmd__help,serve)
-                cmd="casterpak__subcmd__help__subcmd__serve"
-                ;;
-            casterpak__subcmd__help,stat)
-                cmd="casterpak__subcmd__help__subcmd__stat"
-                ;;
             *)
                 ;;
         esac
@@ -77,7 +47,7 @@ _casterpak() {
 
     case "${cmd}" in
         casterpak)
-            opts="-v -h -V --verbose --config --root --cache-dir --now --help --version package serve gc stat invalidate master completions man help"
+            opts="-v -h -V --verbose --config --root --cache-dir --help --version package serve gc stat invalidate master completions man"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -95,10 +65,6 @@ _casterpak() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --now)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -107,7 +73,7 @@ _casterpak() {
             return 0
             ;;
         casterpak__subcmd__completions)
-            opts="-v -h --verbose --config --root --cache-dir --now --help bash elvish fish powershell zsh"
+            opts="-v -h --verbose --config --root --cache-dir --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -122,10 +88,6 @@ _casterpak() {
                     return 0
                     ;;
                 --cache-dir)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --now)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -137,7 +99,7 @@ _casterpak() {
             return 0
             ;;
         casterpak__subcmd__gc)
-            opts="-v -h --dry-run --json --verbose --config --root --cache-dir --now --help"
+            opts="-v -h --dry-run --json --verbose --config --root --cache-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -155,150 +117,6 @@ _casterpak() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --now)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        casterpak__subcmd__help)
-            opts="package serve gc stat invalidate master completions man help"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        casterpak__subcmd__help__subcmd__completions)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        casterpak__subcmd__help__subcmd__gc)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        casterpak__subcmd__help__subcmd__help)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        casterpak__subcmd__help__subcmd__invalidate)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        casterpak__subcmd__help__subcmd__man)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        casterpak__subcmd__help__subcmd__master)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        casterpak__subcmd__help__subcmd__package)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        casterpak__subcmd__help__subcmd__serve)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        casterpak__subcmd__help__subcmd__stat)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
                 *)
                     COMPREPLY=()
                     ;;
@@ -307,7 +125,7 @@ _casterpak() {
             return 0
             ;;
         casterpak__subcmd__invalidate)
-            opts="-v -h --all --older-than --hard --json --verbose --config --root --cache-dir --now --help"
+            opts="-v -h --all --older-than --hard --json --verbose --config --root --cache-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -329,10 +147,6 @@ _casterpak() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --now)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -341,7 +155,7 @@ _casterpak() {
             return 0
             ;;
         casterpak__subcmd__man)
-            opts="-v -h --verbose --config --root --cache-dir --now --help"
+            opts="-v -h --verbose --config --root --cache-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -356,10 +170,6 @@ _casterpak() {
                     return 0
                     ;;
                 --cache-dir)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --now)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -371,7 +181,7 @@ _casterpak() {
             return 0
             ;;
         casterpak__subcmd__master)
-            opts="-v -h --verbose --config --root --cache-dir --now --help"
+            opts="-v -h --verbose --config --root --cache-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -389,10 +199,6 @@ _casterpak() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --now)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -401,7 +207,7 @@ _casterpak() {
             return 0
             ;;
         casterpak__subcmd__package)
-            opts="-o -j -v -h --out --segment-duration --force --jobs --json --verbose --config --root --cache-dir --now --help"
+            opts="-o -j -v -h --out --segment-duration --force --jobs --json --verbose --config --root --cache-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -439,10 +245,6 @@ _casterpak() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --now)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -451,7 +253,7 @@ _casterpak() {
             return 0
             ;;
         casterpak__subcmd__serve)
-            opts="-v -h --listen --workers --verbose --config --root --cache-dir --now --help"
+            opts="-v -h --listen --workers --verbose --config --root --cache-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -477,10 +279,6 @@ _casterpak() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --now)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -489,7 +287,7 @@ _casterpak() {
             return 0
             ;;
         casterpak__subcmd__stat)
-            opts="-v -h --json --verbose --config --root --cache-dir --now --help"
+            opts="-v -h --json --verbose --config --root --cache-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -504,10 +302,6 @@ _casterpak() {
                     return 0
                     ;;
                 --cache-dir)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --now)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

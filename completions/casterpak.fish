@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_casterpak_global_optspecs
-    string join \n v/verbose config= root= cache-dir= now= h/help V/version
+    string join \n v/verbose config= root= cache-dir= h/help V/version
 end
 
 function __fish_casterpak_needs_command
@@ -27,7 +27,6 @@ end
 complete -c casterpak -n "__fish_casterpak_needs_command" -l config -d 'Configuration file (default: ./casterpak.toml, then /etc/casterpak/casterpak.toml)' -r -F
 complete -c casterpak -n "__fish_casterpak_needs_command" -l root -d 'Media root directory (media.root)' -r -F
 complete -c casterpak -n "__fish_casterpak_needs_command" -l cache-dir -d 'Cache directory (cache.dir)' -r -F
-complete -c casterpak -n "__fish_casterpak_needs_command" -l now -d 'Use this Unix time as the cache\'s clock (tests of TTLs and eviction)' -r
 complete -c casterpak -n "__fish_casterpak_needs_command" -s v -l verbose -d 'More log detail on stderr (same as RUST_LOG=casterpak=debug)'
 complete -c casterpak -n "__fish_casterpak_needs_command" -s h -l help -d 'Print help'
 complete -c casterpak -n "__fish_casterpak_needs_command" -s V -l version -d 'Print version'
@@ -39,14 +38,12 @@ complete -c casterpak -n "__fish_casterpak_needs_command" -f -a "invalidate" -d 
 complete -c casterpak -n "__fish_casterpak_needs_command" -f -a "master" -d 'Print the master playlist serve would answer for a file or csmil path'
 complete -c casterpak -n "__fish_casterpak_needs_command" -f -a "completions" -d 'Print a shell completion script (the files in completions/ are made so)'
 complete -c casterpak -n "__fish_casterpak_needs_command" -f -a "man" -d 'Print a man page: casterpak(1), or casterpak-SUBCOMMAND(1) (the files in man/ are made so)'
-complete -c casterpak -n "__fish_casterpak_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c casterpak -n "__fish_casterpak_using_subcommand package" -s o -l out -d 'Directory to create with a static package; without it, the serve cache is filled instead' -r -F
 complete -c casterpak -n "__fish_casterpak_using_subcommand package" -l segment-duration -d 'Target segment duration in seconds, segments start at keyframes (default: media.segment_duration, 6)' -r
 complete -c casterpak -n "__fish_casterpak_using_subcommand package" -s j -l jobs -d 'Segments made in parallel (default: CPUs, at most 4)' -r
 complete -c casterpak -n "__fish_casterpak_using_subcommand package" -l config -d 'Configuration file (default: ./casterpak.toml, then /etc/casterpak/casterpak.toml)' -r -F
 complete -c casterpak -n "__fish_casterpak_using_subcommand package" -l root -d 'Media root directory (media.root)' -r -F
 complete -c casterpak -n "__fish_casterpak_using_subcommand package" -l cache-dir -d 'Cache directory (cache.dir)' -r -F
-complete -c casterpak -n "__fish_casterpak_using_subcommand package" -l now -d 'Use this Unix time as the cache\'s clock (tests of TTLs and eviction)' -r
 complete -c casterpak -n "__fish_casterpak_using_subcommand package" -l force -d 'Replace DIR if it already exists'
 complete -c casterpak -n "__fish_casterpak_using_subcommand package" -l json -d 'Print a JSON summary on stdout'
 complete -c casterpak -n "__fish_casterpak_using_subcommand package" -s v -l verbose -d 'More log detail on stderr (same as RUST_LOG=casterpak=debug)'
@@ -56,13 +53,11 @@ complete -c casterpak -n "__fish_casterpak_using_subcommand serve" -l workers -d
 complete -c casterpak -n "__fish_casterpak_using_subcommand serve" -l config -d 'Configuration file (default: ./casterpak.toml, then /etc/casterpak/casterpak.toml)' -r -F
 complete -c casterpak -n "__fish_casterpak_using_subcommand serve" -l root -d 'Media root directory (media.root)' -r -F
 complete -c casterpak -n "__fish_casterpak_using_subcommand serve" -l cache-dir -d 'Cache directory (cache.dir)' -r -F
-complete -c casterpak -n "__fish_casterpak_using_subcommand serve" -l now -d 'Use this Unix time as the cache\'s clock (tests of TTLs and eviction)' -r
 complete -c casterpak -n "__fish_casterpak_using_subcommand serve" -s v -l verbose -d 'More log detail on stderr (same as RUST_LOG=casterpak=debug)'
 complete -c casterpak -n "__fish_casterpak_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c casterpak -n "__fish_casterpak_using_subcommand gc" -l config -d 'Configuration file (default: ./casterpak.toml, then /etc/casterpak/casterpak.toml)' -r -F
 complete -c casterpak -n "__fish_casterpak_using_subcommand gc" -l root -d 'Media root directory (media.root)' -r -F
 complete -c casterpak -n "__fish_casterpak_using_subcommand gc" -l cache-dir -d 'Cache directory (cache.dir)' -r -F
-complete -c casterpak -n "__fish_casterpak_using_subcommand gc" -l now -d 'Use this Unix time as the cache\'s clock (tests of TTLs and eviction)' -r
 complete -c casterpak -n "__fish_casterpak_using_subcommand gc" -l dry-run -d 'List what would be deleted, delete nothing'
 complete -c casterpak -n "__fish_casterpak_using_subcommand gc" -l json -d 'Print a JSON report on stdout'
 complete -c casterpak -n "__fish_casterpak_using_subcommand gc" -s v -l verbose -d 'More log detail on stderr (same as RUST_LOG=casterpak=debug)'
@@ -70,7 +65,6 @@ complete -c casterpak -n "__fish_casterpak_using_subcommand gc" -s h -l help -d 
 complete -c casterpak -n "__fish_casterpak_using_subcommand stat" -l config -d 'Configuration file (default: ./casterpak.toml, then /etc/casterpak/casterpak.toml)' -r -F
 complete -c casterpak -n "__fish_casterpak_using_subcommand stat" -l root -d 'Media root directory (media.root)' -r -F
 complete -c casterpak -n "__fish_casterpak_using_subcommand stat" -l cache-dir -d 'Cache directory (cache.dir)' -r -F
-complete -c casterpak -n "__fish_casterpak_using_subcommand stat" -l now -d 'Use this Unix time as the cache\'s clock (tests of TTLs and eviction)' -r
 complete -c casterpak -n "__fish_casterpak_using_subcommand stat" -l json -d 'Print JSON on stdout'
 complete -c casterpak -n "__fish_casterpak_using_subcommand stat" -s v -l verbose -d 'More log detail on stderr (same as RUST_LOG=casterpak=debug)'
 complete -c casterpak -n "__fish_casterpak_using_subcommand stat" -s h -l help -d 'Print help'
@@ -78,7 +72,6 @@ complete -c casterpak -n "__fish_casterpak_using_subcommand invalidate" -l older
 complete -c casterpak -n "__fish_casterpak_using_subcommand invalidate" -l config -d 'Configuration file (default: ./casterpak.toml, then /etc/casterpak/casterpak.toml)' -r -F
 complete -c casterpak -n "__fish_casterpak_using_subcommand invalidate" -l root -d 'Media root directory (media.root)' -r -F
 complete -c casterpak -n "__fish_casterpak_using_subcommand invalidate" -l cache-dir -d 'Cache directory (cache.dir)' -r -F
-complete -c casterpak -n "__fish_casterpak_using_subcommand invalidate" -l now -d 'Use this Unix time as the cache\'s clock (tests of TTLs and eviction)' -r
 complete -c casterpak -n "__fish_casterpak_using_subcommand invalidate" -l all -d 'Every object'
 complete -c casterpak -n "__fish_casterpak_using_subcommand invalidate" -l hard -d 'Delete now instead of marking expired'
 complete -c casterpak -n "__fish_casterpak_using_subcommand invalidate" -l json -d 'Print a JSON report on stdout'
@@ -87,27 +80,15 @@ complete -c casterpak -n "__fish_casterpak_using_subcommand invalidate" -s h -l 
 complete -c casterpak -n "__fish_casterpak_using_subcommand master" -l config -d 'Configuration file (default: ./casterpak.toml, then /etc/casterpak/casterpak.toml)' -r -F
 complete -c casterpak -n "__fish_casterpak_using_subcommand master" -l root -d 'Media root directory (media.root)' -r -F
 complete -c casterpak -n "__fish_casterpak_using_subcommand master" -l cache-dir -d 'Cache directory (cache.dir)' -r -F
-complete -c casterpak -n "__fish_casterpak_using_subcommand master" -l now -d 'Use this Unix time as the cache\'s clock (tests of TTLs and eviction)' -r
 complete -c casterpak -n "__fish_casterpak_using_subcommand master" -s v -l verbose -d 'More log detail on stderr (same as RUST_LOG=casterpak=debug)'
 complete -c casterpak -n "__fish_casterpak_using_subcommand master" -s h -l help -d 'Print help'
 complete -c casterpak -n "__fish_casterpak_using_subcommand completions" -l config -d 'Configuration file (default: ./casterpak.toml, then /etc/casterpak/casterpak.toml)' -r -F
 complete -c casterpak -n "__fish_casterpak_using_subcommand completions" -l root -d 'Media root directory (media.root)' -r -F
 complete -c casterpak -n "__fish_casterpak_using_subcommand completions" -l cache-dir -d 'Cache directory (cache.dir)' -r -F
-complete -c casterpak -n "__fish_casterpak_using_subcommand completions" -l now -d 'Use this Unix time as the cache\'s clock (tests of TTLs and eviction)' -r
 complete -c casterpak -n "__fish_casterpak_using_subcommand completions" -s v -l verbose -d 'More log detail on stderr (same as RUST_LOG=casterpak=debug)'
 complete -c casterpak -n "__fish_casterpak_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c casterpak -n "__fish_casterpak_using_subcommand man" -l config -d 'Configuration file (default: ./casterpak.toml, then /etc/casterpak/casterpak.toml)' -r -F
 complete -c casterpak -n "__fish_casterpak_using_subcommand man" -l root -d 'Media root directory (media.root)' -r -F
 complete -c casterpak -n "__fish_casterpak_using_subcommand man" -l cache-dir -d 'Cache directory (cache.dir)' -r -F
-complete -c casterpak -n "__fish_casterpak_using_subcommand man" -l now -d 'Use this Unix time as the cache\'s clock (tests of TTLs and eviction)' -r
 complete -c casterpak -n "__fish_casterpak_using_subcommand man" -s v -l verbose -d 'More log detail on stderr (same as RUST_LOG=casterpak=debug)'
 complete -c casterpak -n "__fish_casterpak_using_subcommand man" -s h -l help -d 'Print help'
-complete -c casterpak -n "__fish_casterpak_using_subcommand help; and not __fish_seen_subcommand_from package serve gc stat invalidate master completions man help" -f -a "package" -d 'Package MP4 files into a static HLS directory (master, playlists, segments)'
-complete -c casterpak -n "__fish_casterpak_using_subcommand help; and not __fish_seen_subcommand_from package serve gc stat invalidate master completions man help" -f -a "serve" -d 'Serve HLS on demand from MP4 files under the media root, through the cache'
-complete -c casterpak -n "__fish_casterpak_using_subcommand help; and not __fish_seen_subcommand_from package serve gc stat invalidate master completions man help" -f -a "gc" -d 'Delete cached objects past their TTL or over the size cap, and orphans'
-complete -c casterpak -n "__fish_casterpak_using_subcommand help; and not __fish_seen_subcommand_from package serve gc stat invalidate master completions man help" -f -a "stat" -d 'Show what the cache holds'
-complete -c casterpak -n "__fish_casterpak_using_subcommand help; and not __fish_seen_subcommand_from package serve gc stat invalidate master completions man help" -f -a "invalidate" -d 'Expire (or delete) cached objects by source, age or all'
-complete -c casterpak -n "__fish_casterpak_using_subcommand help; and not __fish_seen_subcommand_from package serve gc stat invalidate master completions man help" -f -a "master" -d 'Print the master playlist serve would answer for a file or csmil path'
-complete -c casterpak -n "__fish_casterpak_using_subcommand help; and not __fish_seen_subcommand_from package serve gc stat invalidate master completions man help" -f -a "completions" -d 'Print a shell completion script (the files in completions/ are made so)'
-complete -c casterpak -n "__fish_casterpak_using_subcommand help; and not __fish_seen_subcommand_from package serve gc stat invalidate master completions man help" -f -a "man" -d 'Print a man page: casterpak(1), or casterpak-SUBCOMMAND(1) (the files in man/ are made so)'
-complete -c casterpak -n "__fish_casterpak_using_subcommand help; and not __fish_seen_subcommand_from package serve gc stat invalidate master completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -225,18 +225,6 @@ pub struct CommonArgs {
     /// Cache directory (cache.dir).
     #[arg(long, global = true, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
-    /// Use this Unix time as the cache's clock (tests of TTLs and eviction).
-    #[arg(long, global = true, hide = true, value_name = "UNIX_SECONDS")]
-    pub now: Option<i64>,
-}
-
-impl CommonArgs {
-    pub fn clock(&self) -> std::sync::Arc<dyn crate::cache::Clock> {
-        match self.now {
-            Some(t) => std::sync::Arc::new(crate::cache::FixedClock(t)),
-            None => std::sync::Arc::new(crate::cache::SystemClock),
-        }
-    }
 }
 
 impl Config {

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{Arg, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use casterpak::commands;
 use casterpak::config::{CommonArgs, Config};
@@ -12,7 +12,8 @@ use casterpak::config::{CommonArgs, Config};
 #[command(
     name = "casterpak",
     version,
-    about = "The caching stream packager: MP4 renditions to HLS"
+    about = "The caching stream packager: MP4 renditions to HLS",
+    disable_help_subcommand = true
 )]
 struct Cli {
     /// More log detail on stderr (same as RUST_LOG=casterpak=debug).
@@ -46,52 +47,53 @@ enum Command {
     Man { subcommand: Option<String> },
 }
 
+/// `--now UNIX_SECONDS`: the cache's clock, for tests of TTLs and eviction.
+/// Added only when parsing, so completions and man pages never offer it.
+const NOW: &str = "now";
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command()
+        .arg(
+            Arg::new(NOW)
+                .long(NOW)
+                .global(true)
+                .hide(true)
+                .value_parser(clap::value_parser!(i64)),
+        )
+        .get_matches();
+    let now = matches.get_one::<i64>(NOW).copied();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let default_level = match cli.command {
         Command::Serve(_) => "info",
         _ => "warn",
     };
     init_logging(cli.verbose, default_level);
-    match cli.command {
+    let clock = casterpak::cache::clock_at(now);
+    let result = match cli.command {
         Command::Completions { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "casterpak", &mut out);
-            return print_or_fail(&String::from_utf8_lossy(&out));
+            commands::print(&String::from_utf8_lossy(&out)).map(|()| ExitCode::SUCCESS)
         }
-        Command::Man { subcommand } => return man_page(subcommand.as_deref()),
-        _ => {}
-    }
-    let clock = cli.common.clock();
-    let result = Config::load(&cli.common).and_then(|config| match cli.command {
-        Command::Package(args) => commands::package::run(args, config, clock),
-        Command::Serve(args) => commands::serve::run(args, config, clock),
-        Command::Gc(args) => commands::gc::run(args, &config, clock),
-        Command::Stat(args) => commands::stat::run(args, &config, clock),
-        Command::Invalidate(args) => commands::invalidate::run(args, &config, clock),
-        Command::Master(args) => commands::master::run(args, config, clock),
-        Command::Completions { .. } | Command::Man { .. } => unreachable!("handled above"),
-    });
+        Command::Man { subcommand } => {
+            commands::docs::man_page(Cli::command(), subcommand.as_deref())
+                .and_then(|page| commands::print(&page))
+                .map(|()| ExitCode::SUCCESS)
+        }
+        command => Config::load(&cli.common).and_then(|config| match command {
+            Command::Package(args) => commands::package::run(args, config, clock),
+            Command::Serve(args) => commands::serve::run(args, config, clock),
+            Command::Gc(args) => commands::gc::run(args, &config, clock),
+            Command::Stat(args) => commands::stat::run(args, &config, clock),
+            Command::Invalidate(args) => commands::invalidate::run(args, &config, clock),
+            Command::Master(args) => commands::master::run(args, config, clock),
+            Command::Completions { .. } | Command::Man { .. } => unreachable!("matched above"),
+        }),
+    };
     result.unwrap_or_else(print_or_fail_err)
-}
-
-fn man_page(subcommand: Option<&str>) -> ExitCode {
-    let mut command = Cli::command();
-    if let Some(name) = subcommand {
-        let Some(sub) = command.find_subcommand(name) else {
-            return print_or_fail_err(anyhow::anyhow!("no subcommand {name:?}"));
-        };
-        command = sub.clone().name(format!("casterpak-{name}"));
-    }
-    let mut out = Vec::new();
-    match clap_mangen::Man::new(command).render(&mut out) {
-        Ok(()) => print_or_fail(&String::from_utf8_lossy(&out)),
-        Err(e) => print_or_fail_err(e.into()),
-    }
-}
-
-fn print_or_fail(text: &str) -> ExitCode {
-    commands::print(text).map_or_else(print_or_fail_err, |()| ExitCode::SUCCESS)
 }
 
 fn print_or_fail_err(e: anyhow::Error) -> ExitCode {

@@ -26,3 +26,11 @@ impl Clock for FixedClock {
         self.0
     }
 }
+
+/// The clock at `now` (Unix seconds) when given, else the system's.
+pub fn clock_at(now: Option<i64>) -> std::sync::Arc<dyn Clock> {
+    match now {
+        Some(t) => std::sync::Arc::new(FixedClock(t)),
+        None => std::sync::Arc::new(SystemClock),
+    }
+}

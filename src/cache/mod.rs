@@ -49,7 +49,7 @@ use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 
 pub use admin::{GcPolicy, GcReport, Stats};
-pub use clock::{Clock, FixedClock, SystemClock};
+pub use clock::{clock_at, Clock, FixedClock, SystemClock};
 pub use source::{resolve_local, SourceId};
 
 use flight::{Flights, Role};
@@ -71,6 +71,9 @@ pub enum CacheError {
     },
     #[error("cache database: {0}")]
     Db(rusqlite::Error),
+    /// A directory given as a cache holds none.
+    #[error("{0}: no cache here (no {file}); `serve` and `package` create one", file = db::FILE_NAME)]
+    NoCache(String),
     /// Another request has been making this object for longer than the wait
     /// allows.
     #[error("still being made by another request after {0:?}")]
@@ -225,10 +228,7 @@ impl Cache {
     pub fn open_existing(dir: &Path, clock: Arc<dyn Clock>) -> Result<Cache, CacheError> {
         let db = dir.join(db::FILE_NAME);
         if !db.is_file() {
-            return Err(CacheError::io(
-                format!("no cache in {} (no {})", dir.display(), db::FILE_NAME),
-                std::io::ErrorKind::NotFound.into(),
-            ));
+            return Err(CacheError::NoCache(dir.display().to_string()));
         }
         Self::open_dir(dir, clock)
     }

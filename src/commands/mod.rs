@@ -1,6 +1,7 @@
 //! One module per subcommand, each with its `Args` and `run`, and the
 //! helpers they share. Subcommands do not use each other.
 
+pub mod docs;
 pub mod gc;
 pub mod invalidate;
 pub mod master;

@@ -25,24 +25,46 @@ impl Server {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Server {
-        Self::spawn(root, cache, extra, env, Stdio::inherit())
+        Self::spawn(&[], root, cache, extra, env, Stdio::inherit())
+    }
+
+    /// Starts a server through `wrapper` (a program and its arguments, to
+    /// which the server's command line is appended: `prlimit`, `sh -c`).
+    pub fn start_wrapped(
+        wrapper: &[&str],
+        root: &Path,
+        cache: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
+        Self::spawn(wrapper, root, cache, extra, env, Stdio::inherit())
     }
 
     /// Starts a server whose log goes to the file `log` (set its level
     /// with `RUST_LOG` in `env`).
     pub fn start_logging(root: &Path, cache: &Path, env: &[(&str, &str)], log: &Path) -> Server {
         let file = std::fs::File::create(log).expect("a log file");
-        Self::spawn(root, cache, &[], env, Stdio::from(file))
+        Self::spawn(&[], root, cache, &[], env, Stdio::from(file))
     }
 
     fn spawn(
+        wrapper: &[&str],
         root: &Path,
         cache: &Path,
         extra: &[&str],
         env: &[(&str, &str)],
         stderr: Stdio,
     ) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_casterpak"))
+        let binary = env!("CARGO_BIN_EXE_casterpak");
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(binary);
+                c
+            }
+            None => Command::new(binary),
+        };
+        let mut child = command
             .arg("serve")
             .arg("--root")
             .arg(root)
@@ -67,6 +89,18 @@ impl Server {
             .unwrap_or_else(|| panic!("no address in {line:?}"))
             .to_string();
         Server { child, addr }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running (it has not exited or died).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .try_wait()
+            .expect("waiting on the server")
+            .is_none()
     }
 
     pub fn get(&self, path: &str) -> Reply {

@@ -4,7 +4,9 @@
 mod browser;
 mod cache_admin;
 mod docs;
+mod front_door;
 mod http_client;
+mod operator;
 mod package;
 mod serve;
 mod shared_media;

@@ -60,6 +60,10 @@ pub fn run(args: Args, mut config: Config, clock: Arc<dyn Clock>) -> anyhow::Res
         config.media.segment_duration = seconds;
     }
     match args.out.clone() {
+        Some(out) if out.exists() && !out.is_dir() => anyhow::bail!(
+            "--out {}: a file, not a package directory; nothing was changed",
+            out.display()
+        ),
         Some(out) => directory::run(args, &out, &config),
         None => prewarm::run(args, config, clock),
     }

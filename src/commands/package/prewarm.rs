@@ -2,6 +2,7 @@
 //! every playlist and segment of each path, exactly as requests to `serve`
 //! would, so that the first viewer gets cache hits.
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,12 +17,20 @@ use crate::origin::{master_path, Origin};
 
 pub fn run(args: Args, config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let cache = crate::commands::open_cache(&config, clock)?;
     let masters: Vec<String> = args
         .inputs
         .iter()
-        .map(|p| master_path(&config, p))
-        .collect();
+        .map(|input| Ok(master_path(&config, &under_root(&config, input)?)))
+        .collect::<anyhow::Result<_>>()?;
+    let cache = crate::commands::open_cache(&config, clock)?;
+    // Say what is filled: without --out nothing is written but the cache,
+    // which only a serve with this root and cache will use.
+    eprintln!(
+        "pre-warming the cache in {} for serve with the media root {} (give --out DIR for a \
+         static package instead)",
+        config.cache.dir.display(),
+        config.media.root.display()
+    );
     let origin = Origin::new(config, cache);
     let counts = Counts::default();
     // Playlists first (in order), then every segment they list.
@@ -76,6 +85,40 @@ pub fn run(args: Args, config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<
         ))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `input` as a path under the media root, as in serve's URLs. A
+/// filesystem path (absolute, or `./`) must lead under the root.
+fn under_root(config: &Config, input: &str) -> anyhow::Result<String> {
+    let is_url = input.starts_with(config.server.prefix.as_str());
+    let path = Path::new(input);
+    if is_url || !(path.is_absolute() || input.starts_with("./") || input.starts_with("../")) {
+        return Ok(input.to_string());
+    }
+    let root = config
+        .media
+        .root
+        .canonicalize()
+        .with_context(|| format!("media root {}", config.media.root.display()))?;
+    let outside = || {
+        anyhow::anyhow!(
+            "{input}: not under the media root {}; pre-warming fills the cache for paths \
+             under the root (set it with --root), and --out DIR writes a static package",
+            root.display()
+        )
+    };
+    // The file may be a csmil name that exists only as a URL: resolve its
+    // folder.
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(outside());
+    };
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("{input}: its folder"))?;
+    let rel = dir.strip_prefix(&root).map_err(|_| outside())?.join(name);
+    rel.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("{input}: not UTF-8"))
 }
 
 #[derive(Default)]

@@ -144,17 +144,13 @@ pub fn run(args: Args, mut config: Config, clock: Arc<dyn Clock>) -> anyhow::Res
     Ok(ExitCode::SUCCESS)
 }
 
-/// Starts every blocking thread the pool may have, now, while thread
-/// limits allow; they then stay (see `thread_keep_alive`).
+/// Starts the blocking threads the pool may have, now, while thread limits
+/// allow; they then stay (see `thread_keep_alive`). Tasks that overlap make
+/// the pool start a thread each; under a low limit fewer start, and the
+/// pool queues work on those (it never waits on all of them).
 async fn prestart_blocking_threads(count: usize) {
-    let barrier = Arc::new(std::sync::Barrier::new(count));
     let started: Vec<_> = (0..count)
-        .map(|_| {
-            let barrier = Arc::clone(&barrier);
-            tokio::task::spawn_blocking(move || {
-                barrier.wait();
-            })
-        })
+        .map(|_| tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(20))))
         .collect();
     for handle in started {
         let _ = handle.await;

@@ -1,0 +1,142 @@
+//! Man pages and shell completions, generated from the command-line
+//! definition (the files in `man/` and `completions/` are made so, and a
+//! test keeps them current). A subcommand's page carries the options every
+//! subcommand takes, and the sections an operator looks for: the
+//! configuration file, the environment, and the URLs `serve` answers.
+
+use clap_mangen::roff::{bold, italic, roman, Roff};
+use clap_mangen::Man;
+
+/// The man page of `command`, or of its subcommand `sub`.
+pub fn man_page(mut command: clap::Command, sub: Option<&str>) -> anyhow::Result<String> {
+    // Propagates the global options into every subcommand.
+    command.build();
+    let subcommands: Vec<String> = command
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set())
+        .map(|s| s.get_name().to_string())
+        .collect();
+    let page = match sub {
+        Some(name) => command
+            .find_subcommand(name)
+            .ok_or_else(|| anyhow::anyhow!("no subcommand {name:?}"))?
+            .clone()
+            .name(format!("casterpak-{name}")),
+        None => command,
+    };
+    let has_version = page.get_version().is_some();
+    let man = Man::new(page);
+    let mut out = Vec::new();
+    man.render_title(&mut out)?;
+    man.render_name_section(&mut out)?;
+    man.render_synopsis_section(&mut out)?;
+    man.render_description_section(&mut out)?;
+    man.render_options_section(&mut out)?;
+    if sub.is_none() {
+        man.render_subcommands_section(&mut out)?;
+    }
+    let mut roff = Roff::new();
+    configuration(&mut roff);
+    environment(&mut roff);
+    if matches!(sub, None | Some("serve" | "master" | "package")) {
+        urls(&mut roff);
+    }
+    see_also(&mut roff, sub, &subcommands);
+    roff.to_writer(&mut out)?;
+    if has_version {
+        man.render_version_section(&mut out)?;
+    }
+    Ok(String::from_utf8(out)?)
+}
+
+fn configuration(roff: &mut Roff) {
+    roff.control("SH", ["CONFIGURATION"]);
+    roff.text([
+        roman("Every subcommand reads the same configuration: the TOML file given with "),
+        bold("--config"),
+        roman(", else "),
+        italic("./casterpak.toml"),
+        roman(", else "),
+        italic("/etc/casterpak/casterpak.toml"),
+        roman(
+            ", else none; then the environment; then the options. An unknown key or a bad \
+               value stops the program with an error naming it. Sections and keys: ",
+        ),
+        bold("[media]"),
+        roman(" root, segment_duration, failure_ttl; "),
+        bold("[server]"),
+        roman(
+            " listen, prefix, base_url, workers, max_connections, max_age, error_max_age, \
+               cors_origin, send_timeout, header_timeout, keepalive_timeout, wait_timeout; ",
+        ),
+        bold("[cache]"),
+        roman(
+            " dir, output_ttl, input_ttl, output_max_size, input_max_size, gc_interval, \
+               fsync, min_free. Durations take s, m, h or d; sizes K, M, G or T. \
+               README.md describes each key.",
+        ),
+    ]);
+}
+
+fn environment(roff: &mut Roff) {
+    roff.control("SH", ["ENVIRONMENT"]);
+    roff.control("TP", []);
+    roff.text([bold("CASTERPAK_<SECTION>_<KEY>")]);
+    roff.text([roman(
+        "Overrides one configuration key, e.g. CASTERPAK_SERVER_LISTEN=0.0.0.0:80 or \
+         CASTERPAK_CACHE_OUTPUT_MAX_SIZE=20G. A variable naming no key is an error.",
+    )]);
+    roff.control("TP", []);
+    roff.text([bold("RUST_LOG")]);
+    roff.text([roman(
+        "What is logged on stderr, e.g. casterpak=debug; the access log of serve is \
+         the target access.",
+    )]);
+    roff.control("TP", []);
+    roff.text([bold("XDG_CACHE_HOME"), roman(", "), bold("HOME")]);
+    roff.text([roman(
+        "The default cache directory is $XDG_CACHE_HOME/casterpak, else \
+         $HOME/.cache/casterpak.",
+    )]);
+}
+
+fn urls(roff: &mut Roff) {
+    roff.control("SH", ["URLS"]);
+    roff.text([roman(
+        "Akamai MSOD names, under server.prefix (/i/), for a file or a csmil set of files:",
+    )]);
+    for (url, what) in [
+        (
+            "/i/<path>/<file>/master.m3u8",
+            "the master playlist of one file",
+        ),
+        (
+            "/i/<path>/<file>/index_0_av.m3u8",
+            "its media playlist (_a audio only, _v video only)",
+        ),
+        (
+            "/i/<path>/<file>/segment<K>_0_av.ts",
+            "its segment K, from 1",
+        ),
+        (
+            "/i/<dir>/<prefix>,<l0>,<l1>,...,<suffix>.csmil/master.m3u8",
+            "a master of the files <dir>/<prefix><lN><suffix>, at most 64; \
+             index_<N>_av.m3u8 and segment<K>_<N>_av.ts are rendition N's",
+        ),
+    ] {
+        roff.control("TP", []);
+        roff.text([bold(url)]);
+        roff.text([roman(what)]);
+    }
+}
+
+fn see_also(roff: &mut Roff, sub: Option<&str>, subcommands: &[String]) {
+    roff.control("SH", ["SEE ALSO"]);
+    let pages: Vec<String> = std::iter::once("casterpak".to_string())
+        .chain(subcommands.iter().map(|s| format!("casterpak-{s}")))
+        .filter(|page| sub.is_none_or(|s| *page != format!("casterpak-{s}")))
+        .filter(|page| sub.is_some() || page != "casterpak")
+        .map(|page| format!("{page}(1)"))
+        .collect();
+    roff.text([roman(pages.join(", "))]);
+}

@@ -1,0 +1,520 @@
+//! The front door under attack, all at once, on loopback: idle connections,
+//! slowloris clients, clients that never read, bodies declared and never
+//! sent, absurd lengths and headers, and pooled keep-alive players, while a
+//! well-behaved client fetches a playlist and a cached segment every half
+//! second. Every request of the good client and of each player must
+//! succeed, every attacker must be refused or cut off, and the server's
+//! threads, descriptors and memory must stay under the bounds stated here.
+//! The figures (latency loaded and unloaded, peaks) are printed.
+//!
+//! Set `FRONT_DOOR_SECONDS` to run the attack longer (the benchmark does).
+
+use std::io::{BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::http_client::{read_reply, send, Server};
+use crate::support::fixture;
+
+/// Bounds on the server process under the whole attack: threads (a few
+/// carry the connections; the blocking pool is `workers` + 16), open
+/// descriptors (one per connection, about 670 here, plus files), memory.
+const MAX_THREADS: u64 = 64;
+const MAX_FDS: u64 = 1_000;
+const MAX_RSS_MB: u64 = 256;
+
+const IDLE: usize = 500;
+const SLOWLORIS: usize = 50;
+const NON_READERS: usize = 64;
+const SILENT_BODIES: usize = 32;
+const PLAYERS: usize = 20;
+
+const HEADER_TIMEOUT: u64 = 3;
+const SEND_TIMEOUT: u64 = 3;
+
+const PLAYLIST: &str = "/i/film.mp4/index_0_av.m3u8";
+const SEGMENT: &str = "/i/film.mp4/segment2_0_av.ts";
+const BIG_SEGMENT: &str = "/i/big.mp4/segment1_0_v.ts";
+
+#[test]
+#[cfg_attr(casterpak_no_ffmpeg, ignore = "needs ffmpeg (to make a 4 MB segment)")]
+fn the_front_door_holds_under_every_attack_at_once() {
+    raise_fd_limit();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("media");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::copy(fixture("h264-aac-bframes.mp4"), root.join("film.mp4")).unwrap();
+    make_big_source(&root.join("big.mp4"));
+    let timeouts = [
+        (
+            "CASTERPAK_SERVER_HEADER_TIMEOUT",
+            HEADER_TIMEOUT.to_string(),
+        ),
+        ("CASTERPAK_SERVER_SEND_TIMEOUT", SEND_TIMEOUT.to_string()),
+    ];
+    let env: Vec<(&str, &str)> = timeouts.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut server = Server::start_with_env(&root, &dir.path().join("cache"), &[], &env);
+    let addr: SocketAddr = server.addr.parse().unwrap();
+    // Warm the cache: the good client and the players fetch cached objects.
+    for path in [PLAYLIST, SEGMENT, BIG_SEGMENT] {
+        assert_eq!(server.get(path).status, 200, "{path}");
+    }
+    let big_len = server.get(BIG_SEGMENT).body.len();
+    assert!(big_len >= 4 << 20, "the big segment has {big_len} bytes");
+
+    let unloaded = good_client(&server.addr, 20, Duration::from_millis(100));
+    let seconds = std::env::var("FRONT_DOOR_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(12);
+    let sampler = Sampler::start(server.pid());
+    let stop = AtomicBool::new(false);
+    let (loaded, attack) = std::thread::scope(|scope| {
+        let idle: Vec<TcpStream> = (0..IDLE)
+            .map(|_| TcpStream::connect(addr).unwrap())
+            .collect();
+        let slowloris: Vec<_> = (0..SLOWLORIS)
+            .map(|_| scope.spawn(|| slowloris(addr, &stop)))
+            .collect();
+        let non_readers: Vec<TcpStream> = (0..NON_READERS).map(|_| non_reader(addr)).collect();
+        let players: Vec<_> = (0..PLAYERS)
+            .map(|_| scope.spawn(|| player(addr, &stop)))
+            .collect();
+        let refusals = hostile_requests(addr);
+        let rounds = (seconds * 2) as usize;
+        let loaded = good_client(&server.addr, rounds, Duration::from_millis(500));
+        stop.store(true, Ordering::Relaxed);
+        let attack = Attack {
+            slowloris: slowloris.into_iter().map(|h| h.join().unwrap()).collect(),
+            players: players.into_iter().map(|h| h.join().unwrap()).collect(),
+            non_readers: non_readers.into_iter().map(drain).collect(),
+            refusals,
+        };
+        drop(idle);
+        (loaded, attack)
+    });
+    let peaks = sampler.stop();
+    let alive = server.is_running();
+
+    report(&format!(
+        "front door: good client p50/p99 {:.1}/{:.1} ms unloaded, {:.1}/{:.1} ms under attack; \
+         {} pooled player requests; peaks: {} threads, {} descriptors, {} MB RSS",
+        percentile(&unloaded, 50.0),
+        percentile(&unloaded, 99.0),
+        percentile(&loaded, 50.0),
+        percentile(&loaded, 99.0),
+        attack.players.iter().sum::<u64>(),
+        peaks.threads,
+        peaks.fds,
+        peaks.rss_kb / 1024,
+    ));
+    assert!(alive, "the server is still running");
+    assert!(
+        attack.slowloris.iter().all(|&closed| closed),
+        "every slowloris client was cut off: {:?}",
+        attack.slowloris
+    );
+    assert!(
+        attack.players.iter().all(|&n| n > 0),
+        "every player was answered: {:?}",
+        attack.players
+    );
+    for (received, closed) in &attack.non_readers {
+        assert!(*closed, "a client that stopped reading was cut off");
+        assert!(*received < big_len, "and got less than the segment");
+    }
+    for (what, status) in &attack.refusals {
+        let allowed: &[u16] = match *what {
+            "body never sent" | "Content-Length 10^11" => &[413],
+            "Content-Length 2^64-1" => &[400, 413, 431],
+            _ => &[431],
+        };
+        assert!(allowed.contains(status), "{what}: {status}");
+    }
+    assert!(peaks.threads <= MAX_THREADS, "{} threads", peaks.threads);
+    assert!(peaks.fds <= MAX_FDS, "{} descriptors", peaks.fds);
+    assert!(peaks.rss_kb / 1024 <= MAX_RSS_MB, "{} kB RSS", peaks.rss_kb);
+    // Still answering once the attack is over.
+    assert_eq!(server.get(SEGMENT).status, 200);
+}
+
+struct Attack {
+    /// Per slowloris client: whether the server closed it.
+    slowloris: Vec<bool>,
+    /// Per player: requests answered (a failure panics the player).
+    players: Vec<u64>,
+    /// Per non-reader: bytes it had received, and whether it was closed.
+    non_readers: Vec<(usize, bool)>,
+    /// The hostile single requests and the status each got.
+    refusals: Vec<(&'static str, u16)>,
+}
+
+/// Latencies in milliseconds of `rounds` fetches of a playlist and a cached
+/// segment, each on a new connection, `every` apart; any failure panics.
+fn good_client(addr: &str, rounds: usize, every: Duration) -> Vec<f64> {
+    let mut latencies = Vec::with_capacity(rounds * 2);
+    for _ in 0..rounds {
+        let next = Instant::now() + every;
+        for path in [PLAYLIST, SEGMENT] {
+            let started = Instant::now();
+            let reply = crate::http_client::request(addr, "GET", path, &[]);
+            assert_eq!(reply.status, 200, "good client: {path}");
+            latencies.push(started.elapsed().as_secs_f64() * 1e3);
+        }
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+    latencies
+}
+
+/// A header sent a byte a second; returns whether the server closed the
+/// connection before `stop`.
+fn slowloris(addr: SocketAddr, stop: &AtomicBool) -> bool {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(10)))
+        .unwrap();
+    let head = b"GET /i/film.mp4/master.m3u8 HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+    for byte in head.iter().chain(std::iter::repeat(&b'a')) {
+        if stream.write_all(&[*byte]).is_err() || server_closed(&mut stream) {
+            return true;
+        }
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    unreachable!("the header never ends")
+}
+
+/// Whether the peer has closed `stream` (an answer before that is fine).
+fn server_closed(stream: &mut TcpStream) -> bool {
+    let mut buf = [0; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return false,
+            Err(_) => return true,
+        }
+    }
+}
+
+/// A client with a tiny receive window that asks for the big segment and
+/// never reads.
+fn non_reader(addr: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(1024).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let mut stream: TcpStream = socket.into();
+    send(&mut stream, "GET", BIG_SEGMENT, &[], false);
+    stream
+}
+
+/// Reads what a non-reader was sent until the server's close; returns the
+/// bytes and whether the connection was closed.
+fn drain(mut stream: TcpStream) -> (usize, bool) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut received = 0;
+    let mut buf = vec![0; 64 << 10];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return (received, true),
+            Ok(n) => received += n,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return (received, true),
+            Err(_) => return (received, false),
+        }
+    }
+}
+
+/// A player on one keep-alive connection: playlist, then segments, again
+/// and again until `stop`; returns how many requests were answered.
+fn player(addr: SocketAddr, stop: &AtomicBool) -> u64 {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut answered = 0;
+    while !stop.load(Ordering::Relaxed) {
+        for path in [PLAYLIST, SEGMENT, "/i/film.mp4/segment1_0_av.ts"] {
+            send(&mut writer, "GET", path, &[], false);
+            let reply = read_reply(&mut reader, false);
+            assert_eq!(reply.status, 200, "player: {path}");
+            answered += 1;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    answered
+}
+
+/// Requests the server must refuse: each gets its status (0: closed
+/// without one).
+fn hostile_requests(addr: SocketAddr) -> Vec<(&'static str, u16)> {
+    let target = "GET /i/film.mp4/master.m3u8 HTTP/1.1\r\nHost: x\r\n";
+    let many_fields: String = (0..10_000).map(|i| format!("X-F{i}: v\r\n")).collect();
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "Content-Length 10^11",
+            format!("{target}Content-Length: 100000000000\r\n\r\n"),
+        ),
+        (
+            "Content-Length 2^64-1",
+            format!("{target}Content-Length: 18446744073709551615\r\n\r\n"),
+        ),
+        (
+            "1 MB header line",
+            format!("{target}X-Big: {}\r\n\r\n", "a".repeat(1 << 20)),
+        ),
+        ("10,000 header fields", format!("{target}{many_fields}\r\n")),
+    ];
+    let mut statuses: Vec<(&str, u16)> = Vec::new();
+    let silent: Vec<TcpStream> = (0..SILENT_BODIES)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(format!("{target}Content-Length: 5000\r\n\r\n").as_bytes())
+                .unwrap();
+            s
+        })
+        .collect();
+    for s in silent {
+        statuses.push(("body never sent", status_of(s)));
+    }
+    for (what, request) in cases {
+        let mut s = TcpStream::connect(addr).unwrap();
+        // The server may close before reading it all.
+        let _ = s.write_all(request.as_bytes());
+        statuses.push((what, status_of(s)));
+    }
+    statuses
+}
+
+fn status_of(stream: TcpStream) -> u16 {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut line = String::new();
+    let _ = std::io::BufRead::read_line(&mut BufReader::new(stream), &mut line);
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A source whose only segment is over 4 MB: 2 s of noise in one GOP.
+fn make_big_source(path: &Path) {
+    let made = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-f", "lavfi", "-i"])
+        .arg("nullsrc=s=320x240:r=30:d=2,geq=random(1)*255:128:128")
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-qp",
+            "10",
+            "-g",
+            "300",
+        ])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(made.success(), "ffmpeg made the big source");
+}
+
+#[derive(Default, Clone, Copy)]
+struct Peaks {
+    threads: u64,
+    fds: u64,
+    rss_kb: u64,
+}
+
+/// Samples the server's threads, descriptors and RSS from /proc.
+struct Sampler {
+    stop: Arc<AtomicBool>,
+    peaks: Arc<Mutex<Peaks>>,
+    thread: std::thread::JoinHandle<()>,
+    _samples: Arc<AtomicU64>,
+}
+
+impl Sampler {
+    fn start(pid: u32) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let peaks = Arc::new(Mutex::new(Peaks::default()));
+        let samples = Arc::new(AtomicU64::new(0));
+        let thread = {
+            let (stop, peaks, samples) = (stop.clone(), peaks.clone(), samples.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let now = sample(pid);
+                    let mut p = peaks.lock().unwrap();
+                    p.threads = p.threads.max(now.threads);
+                    p.fds = p.fds.max(now.fds);
+                    p.rss_kb = p.rss_kb.max(now.rss_kb);
+                    samples.fetch_add(1, Ordering::Relaxed);
+                    drop(p);
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+        };
+        Sampler {
+            stop,
+            peaks,
+            thread,
+            _samples: samples,
+        }
+    }
+
+    fn stop(self) -> Peaks {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap();
+        *self.peaks.lock().unwrap()
+    }
+}
+
+fn sample(pid: u32) -> Peaks {
+    let count = |dir: String| std::fs::read_dir(dir).map_or(0, |d| d.count() as u64);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss_kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    Peaks {
+        threads: count(format!("/proc/{pid}/task")),
+        fds: count(format!("/proc/{pid}/fd")),
+        rss_kb,
+    }
+}
+
+fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank]
+}
+
+/// This test holds about 700 sockets open at once, and the server as
+/// many: raise the soft descriptor limit to the hard one (the server
+/// inherits it).
+fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write `limit`.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+    assert!(
+        limit.rlim_max >= 2_048,
+        "the test needs a descriptor limit of at least 2048 (the hard limit is {})",
+        limit.rlim_max
+    );
+}
+
+/// Prints a line where `cargo test` shows it (the output of passing tests
+/// is captured, but not what is written to the stderr handle directly).
+fn report(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// Under a low descriptor limit and a low task limit (a pids cgroup), with
+/// every descriptor taken by clients that hold their connection mid-header,
+/// the server goes on: it backs off on EMFILE rather than exit or go deaf,
+/// and answers again once the connections are released.
+#[test]
+fn low_descriptor_and_task_limits_do_not_take_the_server_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("media");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::copy(fixture("h264-aac-bframes.mp4"), root.join("film.mp4")).unwrap();
+    let cgroup = PidsCgroup::create(16);
+    let join = format!("echo $$ > {}/cgroup.procs && exec \"$@\"", cgroup.path);
+    let mut server = Server::start_wrapped(
+        &["sh", "-c", &join, "sh", "prlimit", "--nofile=96:96", "--"],
+        &root,
+        &dir.path().join("cache"),
+        &["--workers", "4"],
+        // No cap of its own: the descriptor limit is what it meets.
+        &[
+            ("CASTERPAK_SERVER_MAX_CONNECTIONS", "10000"),
+            ("CASTERPAK_SERVER_HEADER_TIMEOUT", "60"),
+        ],
+    );
+    let addr: SocketAddr = server.addr.parse().unwrap();
+    assert_eq!(server.get(SEGMENT).status, 200);
+    // Hold more connections than there are descriptors, each mid-header
+    // (not idle, so the server cannot close them to make room).
+    let held: Vec<TcpStream> = (0..200)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(b"GET /i/film.mp4/master.m3u8 HTTP/1.1\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(server.is_running(), "the server survives running out");
+    drop(held);
+    // Once they are gone it answers again (retrying while it backs off).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let answered = loop {
+        let reply = std::panic::catch_unwind(|| server.get(SEGMENT));
+        match reply {
+            Ok(r) if r.status == 200 => break true,
+            _ if Instant::now() > deadline => break false,
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    };
+    assert!(
+        answered,
+        "answering again after the connections were released"
+    );
+    assert!(server.is_running());
+    let peak = std::fs::read_to_string(format!("{}/pids.peak", cgroup.path))
+        .or_else(|_| std::fs::read_to_string(format!("{}/pids.current", cgroup.path)))
+        .unwrap();
+    report(&format!(
+        "low limits: answered again with 96 descriptors and {} of 16 tasks in use at most",
+        peak.trim()
+    ));
+}
+
+/// A cgroup (v1 `pids` controller) that limits the tasks of what is
+/// started in it; removed when dropped.
+struct PidsCgroup {
+    path: String,
+}
+
+impl PidsCgroup {
+    fn create(max: u32) -> PidsCgroup {
+        let path = format!("/sys/fs/cgroup/pids/casterpak-test-{}", std::process::id());
+        std::fs::create_dir(&path).unwrap_or_else(|e| {
+            panic!("a pids cgroup is needed ({path}: {e}); run as root on cgroup v1 pids")
+        });
+        std::fs::write(format!("{path}/pids.max"), max.to_string()).unwrap();
+        PidsCgroup { path }
+    }
+}
+
+impl Drop for PidsCgroup {
+    fn drop(&mut self) {
+        // Its processes must be gone first (the server is dropped before).
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.path).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
