@@ -113,7 +113,7 @@ impl Cache {
         if last.is_none_or(|t| t.elapsed() >= STORE_WARNING_INTERVAL) {
             *last = Some(Instant::now());
             tracing::error!(
-                "not cached (answered from memory; logged once a minute): {} {}: {e}",
+                "not cached, still answered (logged once a minute): {} {}: {e}",
                 spec.kind,
                 spec.key
             );

@@ -45,6 +45,7 @@ impl Origin {
             return Ok(Arc::clone(r));
         }
         if let Some(e) = self.remembered_failure(source) {
+            tracing::debug!("{}: failed recently, not read again: {e}", source.rel);
             return Err(e);
         }
         let rendition = self.open(source).map_err(|e| self.failed(source, e))?;

@@ -603,3 +603,146 @@ fn a_wrong_configuration_key_or_value_stops_startup_naming_it() {
         .failure()
         .stderr(predicates::str::contains("segment_duraton"));
 }
+
+#[test]
+fn a_source_being_written_gets_503_and_a_corrupt_one_is_not_read_again() {
+    let m = media();
+    let log = m.cache.with_extension("log");
+    let s = Server::start_logging(&m.root, &m.cache, &[("RUST_LOG", "casterpak=debug")], &log);
+    // Half a file, written just now: a copy in progress.
+    let good = fs::read(fixture("h264-aac-bframes.mp4")).unwrap();
+    let copying = m.root.join("films/copying.mp4");
+    fs::write(&copying, &good[..good.len() / 2]).unwrap();
+    let reply = s.get("/i/films/copying.mp4/master.m3u8");
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert_eq!(reply.header("Retry-After"), Some("5"));
+    assert_eq!(reply.header("Cache-Control"), Some("no-store"));
+    // The copy completes: answered at once, nothing remembered of it.
+    fs::write(&copying, &good).unwrap();
+    assert_eq!(s.get("/i/films/copying.mp4/master.m3u8").status, 200);
+    // A file broken for good (modified an hour ago) is 422, briefly
+    // cacheable, and its failure is remembered rather than read again.
+    for _ in 0..3 {
+        let broken = s.get("/i/films/broken.mp4/master.m3u8");
+        assert_eq!(broken.status, 422);
+        assert_eq!(broken.header("Cache-Control"), Some("public, max-age=10"));
+    }
+    // Replaced by a good file (a new identity), it is read again.
+    let fixed = m.root.join("films/.fixed.mp4");
+    fs::write(&fixed, &good).unwrap();
+    fs::rename(&fixed, m.root.join("films/broken.mp4")).unwrap();
+    assert_eq!(s.get("/i/films/broken.mp4/master.m3u8").status, 200);
+    drop(s);
+    let logged = fs::read_to_string(&log).unwrap();
+    let remembered = logged
+        .lines()
+        .filter(|l| l.contains("films/broken.mp4: failed recently, not read again"))
+        .count();
+    assert_eq!(remembered, 2, "{logged}");
+}
+
+#[test]
+fn a_failure_is_read_again_every_time_when_failure_ttl_is_0() {
+    let m = media();
+    let log = m.cache.with_extension("log");
+    let s = Server::start_logging(
+        &m.root,
+        &m.cache,
+        &[
+            ("RUST_LOG", "casterpak=debug"),
+            ("CASTERPAK_MEDIA_FAILURE_TTL", "0"),
+        ],
+        &log,
+    );
+    for _ in 0..2 {
+        assert_eq!(s.get("/i/films/broken.mp4/master.m3u8").status, 422);
+    }
+    drop(s);
+    let logged = fs::read_to_string(&log).unwrap();
+    assert!(!logged.contains("not read again"), "{logged}");
+}
+
+#[test]
+fn a_full_cache_disk_still_answers_and_keeps_what_it_has() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("media");
+    fs::create_dir(&root).unwrap();
+    for n in 0..12 {
+        fs::copy(
+            fixture("h264-aac-bframes.mp4"),
+            root.join(format!("film{n}.mp4")),
+        )
+        .unwrap();
+    }
+    let cache = dir.path().join("cache");
+    let _disk = SmallDisk::mount(&cache, "1m");
+    let log = dir.path().join("serve.log");
+    // One segment of the whole file, about 180 kB: a few fill the disk.
+    let s = Server::start_logging(
+        &root,
+        &cache,
+        &[
+            ("RUST_LOG", "warn"),
+            ("CASTERPAK_MEDIA_SEGMENT_DURATION", "60"),
+        ],
+        &log,
+    );
+    let first = s.get("/i/film0.mp4/segment1_0_av.ts");
+    assert_eq!((first.status, first.header("X-Cache")), (200, Some("MISS")));
+    for n in 1..12 {
+        let reply = s.get(&format!("/i/film{n}.mp4/segment1_0_av.ts"));
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(reply.body, first.body, "film{n}: whole, as if cached");
+    }
+    let stored = walk(&cache.join("objects"))
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "ts"))
+        .count();
+    assert!(stored < 12, "the disk took {stored} of 12 segments");
+    // What was cached before the disk filled is still there, whole.
+    let again = s.get("/i/film0.mp4/segment1_0_av.ts");
+    assert_eq!(
+        (again.header("X-Cache"), &again.body),
+        (Some("HIT"), &first.body)
+    );
+    drop(s);
+    let logged = fs::read_to_string(&log).unwrap();
+    let warnings: Vec<&str> = logged
+        .lines()
+        .filter(|l| l.contains("not cached"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "logged once a minute at most: {logged}");
+    assert!(
+        warnings[0].contains("No space left on device") || warnings[0].contains("disk is full"),
+        "the cause: {}",
+        warnings[0]
+    );
+}
+
+/// A tmpfs of `size` mounted on `path` (needs root), unmounted when dropped.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(path: &Path, size: &str) -> SmallDisk {
+        fs::create_dir_all(path).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "mounting a {size} tmpfs (this test runs as root)"
+        );
+        SmallDisk(path.to_owned())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
