@@ -518,3 +518,188 @@ impl Drop for PidsCgroup {
         }
     }
 }
+
+/// Serves `film.mp4` (and the big source when `big`) with `env`.
+fn small_server(env: &[(&str, &str)], big: bool) -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("media");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::copy(fixture("h264-aac-bframes.mp4"), root.join("film.mp4")).unwrap();
+    if big {
+        make_big_source(&root.join("big.mp4"));
+    }
+    let server = Server::start_with_env(&root, &dir.path().join("cache"), &[], env);
+    (dir, server)
+}
+
+/// Sockets the server process has open (its listener included).
+fn open_sockets(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| {
+            fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+                .filter(|target| target.to_string_lossy().starts_with("socket:"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn the_connection_cap_holds_under_busy_keep_alive_clients() {
+    const CAP: usize = 10;
+    let (_dir, server) = small_server(&[("CASTERPAK_SERVER_MAX_CONNECTIONS", "10")], false);
+    let addr: SocketAddr = server.addr.parse().unwrap();
+    let stop = AtomicBool::new(false);
+    let peak = AtomicU64::new(0);
+    let answered: Vec<u64> = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                peak.fetch_max(open_sockets(server.pid()) as u64, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        let clients: Vec<_> = (0..4 * CAP)
+            .map(|_| scope.spawn(|| keep_alive_client(addr, &stop)))
+            .collect();
+        std::thread::sleep(Duration::from_secs(3));
+        stop.store(true, Ordering::Relaxed);
+        clients.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    let peak = peak.load(Ordering::Relaxed) as usize;
+    report(&format!(
+        "connection cap {CAP}: at most {} connections open, {} requests answered",
+        peak - 1,
+        answered.iter().sum::<u64>()
+    ));
+    assert!(
+        peak <= CAP + 1,
+        "{peak} sockets open: the listener and {CAP} connections at most"
+    );
+    assert!(answered.iter().sum::<u64>() > 0);
+}
+
+/// Requests on a keep-alive connection as fast as answered, reconnecting
+/// when the server closes it (as browsers and CDNs do); returns how many
+/// were answered.
+fn keep_alive_client(addr: SocketAddr, stop: &AtomicBool) -> u64 {
+    let mut answered = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let Ok(stream) = TcpStream::connect(addr) else {
+            continue;
+        };
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut writer = stream;
+        while !stop.load(Ordering::Relaxed) {
+            send(&mut writer, "GET", PLAYLIST, &[], false);
+            let mut line = String::new();
+            match std::io::BufRead::read_line(&mut reader, &mut line) {
+                Ok(n) if n > 0 => {}
+                _ => break,
+            }
+            let mut rest = line.into_bytes();
+            rest.extend_from_slice(b"");
+            let reply = read_reply(&mut std::io::Cursor::new(rest).chain(&mut reader), false);
+            assert_eq!(reply.status, 200);
+            answered += 1;
+        }
+    }
+    answered
+}
+
+#[test]
+fn clients_stuck_in_their_header_cannot_shut_out_a_new_one() {
+    // A long header deadline, so that only being made room for lets the
+    // new client in.
+    let (_dir, server) = small_server(
+        &[
+            ("CASTERPAK_SERVER_MAX_CONNECTIONS", "50"),
+            ("CASTERPAK_SERVER_HEADER_TIMEOUT", "120"),
+        ],
+        false,
+    );
+    let addr: SocketAddr = server.addr.parse().unwrap();
+    let stuck: Vec<TcpStream> = (0..200)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(b"G").unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    // Answered (the read timeout of the client is 60 s, the deadline 120 s).
+    let reply = server.get(SEGMENT);
+    assert_eq!(reply.status, 200);
+    drop(stuck);
+}
+
+#[test]
+fn a_partial_request_behind_a_whole_one_keeps_the_header_deadline() {
+    let (_dir, server) = small_server(
+        &[
+            ("CASTERPAK_SERVER_HEADER_TIMEOUT", "2"),
+            ("CASTERPAK_SERVER_KEEPALIVE_TIMEOUT", "120"),
+        ],
+        false,
+    );
+    let mut stream = TcpStream::connect(&server.addr).unwrap();
+    let whole = format!("GET {PLAYLIST} HTTP/1.1\r\nHost: x\r\n\r\n");
+    stream
+        .write_all(format!("{whole}GET {PLAYLIST} HTTP/1.1\r\nHost:").as_bytes())
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    assert_eq!(read_reply(&mut reader, false).status, 200);
+    // The rest never comes: the connection is closed by the header
+    // deadline (2 s), long before the keep-alive one (120 s) would.
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let end = reader.read_to_end(&mut rest);
+    assert!(
+        end.is_ok() || end.is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "closed, not timed out on our side"
+    );
+}
+
+#[test]
+fn a_half_closed_request_is_answered() {
+    let (_dir, server) = small_server(&[], false);
+    let mut stream = TcpStream::connect(&server.addr).unwrap();
+    send(&mut stream, "GET", PLAYLIST, &[], false);
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let reply = read_reply(&mut BufReader::new(stream), false);
+    assert_eq!(reply.status, 200);
+    assert!(reply.text().starts_with("#EXTM3U"));
+}
+
+#[test]
+#[cfg_attr(casterpak_no_ffmpeg, ignore = "needs ffmpeg (to make a 4 MB segment)")]
+fn a_slow_but_steady_reader_is_not_cut_off() {
+    let (_dir, server) = small_server(&[("CASTERPAK_SERVER_SEND_TIMEOUT", "2")], true);
+    let whole = server.get(BIG_SEGMENT).body;
+    let mut stream = TcpStream::connect(&server.addr).unwrap();
+    send(&mut stream, "GET", BIG_SEGMENT, &[], true);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    // About 64 kB/s for 6 s, three times the send timeout: the kernel's
+    // send buffer drains too slowly to report room, but it drains.
+    let mut received = Vec::new();
+    let mut buf = [0u8; 8 << 10];
+    for _ in 0..48 {
+        let n = stream.read(&mut buf).expect("not cut off");
+        assert!(n > 0, "not closed");
+        received.extend_from_slice(&buf[..n]);
+        std::thread::sleep(Duration::from_millis(125));
+    }
+    stream.read_to_end(&mut received).expect("the rest");
+    let body = received
+        .split_at(received.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4)
+        .1;
+    assert_eq!(body, &whole[..], "the whole segment");
+}

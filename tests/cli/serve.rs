@@ -214,6 +214,12 @@ fn http_as_a_cdn_origin_needs_it() {
         beyond.header("Content-Range"),
         Some(format!("bytes */{len}").as_str())
     );
+    // It answers this request's Range: a CDN must not keep it for the URL.
+    assert_eq!(beyond.header("Cache-Control"), Some("no-store"));
+    let with_body = request(&s.addr, "GET", path, &[("Content-Length", "5")]);
+    assert_eq!(with_body.status, 413);
+    assert_eq!(with_body.header("Cache-Control"), Some("no-store"));
+    assert_eq!(with_body.header("Connection"), Some("close"));
     // A range on a miss (the bytes come from memory, not the file).
     let miss_part = request(
         &s.addr,

@@ -19,8 +19,9 @@ use tokio::task::JoinHandle;
 use super::io::InFlight;
 use crate::cache;
 
-/// Bytes read from a cache file per step.
-const CHUNK_BYTES: usize = 256 << 10;
+/// Bytes read from a cache file per step: what a response waiting on its
+/// client holds in memory.
+const CHUNK_BYTES: usize = 64 << 10;
 /// Longest request target written to the access log.
 const LOGGED_TARGET_BYTES: usize = 512;
 
@@ -47,14 +48,18 @@ pub struct AccessLog {
 
 impl AccessLog {
     pub fn new(peer: SocketAddr, method: &http::Method, uri: &http::Uri) -> Self {
-        let mut target = uri.to_string();
-        if target.len() > LOGGED_TARGET_BYTES {
-            let mut end = LOGGED_TARGET_BYTES;
-            while !target.is_char_boundary(end) {
-                end -= 1;
+        // Quotes and backslashes escaped, so that a log line always parses.
+        let mut target = String::new();
+        for c in uri.to_string().chars() {
+            if target.len() >= LOGGED_TARGET_BYTES {
+                target.push_str("...");
+                break;
             }
-            target.truncate(end);
-            target.push_str("...");
+            match c {
+                '"' | '\\' => target.extend(['\\', c]),
+                c if c.is_control() => target.push_str(&format!("\\x{:02x}", c as u32)),
+                c => target.push(c),
+            }
         }
         AccessLog {
             peer,
@@ -195,11 +200,8 @@ impl Drop for TrackedBody {
             reading.abort();
         }
         let Some(log) = self.log.take() else { return };
-        let record = Record {
-            log,
-            confirmed: self.confirmed,
-            len: self.len,
-        };
+        let mut record = Record::new(log, self.len);
+        record.confirmed = self.confirmed;
         if self.sent < self.len || self.failed {
             record.write(true);
         } else {
@@ -217,6 +219,14 @@ pub struct Record {
 }
 
 impl Record {
+    pub fn new(log: AccessLog, len: u64) -> Record {
+        Record {
+            log,
+            confirmed: 0,
+            len,
+        }
+    }
+
     /// Writes the access log line. `cut`: the connection ended before the
     /// socket took the whole response; the count is what it did take, to
     /// the last flush.

@@ -6,15 +6,17 @@
 //! - from the first byte of a request, its whole header must arrive within
 //!   `header` (so a client sending a byte a second fails);
 //! - a write that makes no progress for `send` fails, so a client that
-//!   stops reading costs its own connection only, and only for so long.
+//!   stops reading costs its own connection only, and only for so long;
+//!   a connection given up on is reset, so its queued bytes go at once.
 //!
 //! While a request is being answered there is no read deadline: the
 //! answer may take a while, and the client owes us nothing meanwhile.
 
 use std::future::Future;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -33,13 +35,9 @@ pub struct Timeouts {
 /// What the connection is doing, shared by its socket and its requests.
 #[derive(Default)]
 pub struct ConnState {
-    /// Requests being answered (a response whose body is still going out
-    /// counts).
-    in_flight: AtomicUsize,
-    /// When the connection last became idle, or when the request now being
-    /// read started.
-    phase: Mutex<Phase>,
-    /// Set by the connection cap: close as soon as the connection is idle.
+    activity: Mutex<Activity>,
+    /// Set by the connection cap: close at once if nothing is in flight,
+    /// else once the response in flight has gone out.
     evict: AtomicBool,
     evicted: tokio::sync::Notify,
     /// Times everything handed to the socket was accepted by it (hyper
@@ -51,40 +49,48 @@ pub struct ConnState {
     pending_log: Mutex<Option<super::body::Record>>,
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Phase {
-    /// Waiting for a request since then.
-    Idle(Instant),
-    /// Reading a request's header since then.
-    Header(Instant),
+struct Activity {
+    /// Requests being answered (until the end of their response body).
+    in_flight: usize,
+    /// When the connection last had nothing in flight.
+    idle_since: Instant,
+    /// When the first byte of a request header not yet complete arrived
+    /// (a pipelined one may arrive while another is answered).
+    header_since: Option<Instant>,
 }
 
-impl Default for Phase {
+impl Default for Activity {
     fn default() -> Self {
-        Phase::Idle(Instant::now())
+        Activity {
+            in_flight: 0,
+            idle_since: Instant::now(),
+            header_since: None,
+        }
     }
 }
 
 impl ConnState {
+    fn activity(&self) -> std::sync::MutexGuard<'_, Activity> {
+        self.activity.lock().expect("activity lock")
+    }
+
     /// A request's header is complete; it is being answered until the
     /// returned guard is dropped (with the end of its response body).
     pub fn start_request(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.activity().in_flight += 1;
         InFlight(Arc::clone(self))
     }
 
-    /// Idle: between requests, nothing in flight.
-    pub fn is_idle(&self) -> bool {
-        self.in_flight.load(Ordering::Acquire) == 0
-            && matches!(*self.phase.lock().expect("phase lock"), Phase::Idle(_))
-    }
-
-    /// When the connection was last busy (for choosing whom to evict).
-    pub fn idle_since(&self) -> Option<Instant> {
-        match *self.phase.lock().expect("phase lock") {
-            Phase::Idle(since) if self.in_flight.load(Ordering::Acquire) == 0 => Some(since),
-            _ => None,
+    /// Since when the connection has been doing nothing of use to anyone
+    /// (idle, or reading a header), if it is: nothing in flight and the
+    /// last response all taken by the socket. Such a connection may be
+    /// closed at once to make room.
+    pub fn unproductive_since(&self) -> Option<Instant> {
+        let activity = self.activity();
+        if activity.in_flight > 0 || self.pending_log.lock().expect("log lock").is_some() {
+            return None;
         }
+        Some(activity.header_since.unwrap_or(activity.idle_since))
     }
 
     pub fn evict(&self) {
@@ -94,6 +100,11 @@ impl ConnState {
 
     pub fn is_evicted(&self) -> bool {
         self.evict.load(Ordering::Acquire)
+    }
+
+    /// Resolves once [`ConnState::evict`] was called.
+    pub async fn evicted(&self) {
+        self.evicted.notified().await;
     }
 
     /// How many times the socket took everything handed to it so far.
@@ -118,26 +129,25 @@ impl ConnState {
         }
     }
 
-    /// Resolves once [`ConnState::evict`] was called.
-    pub async fn evicted(&self) {
-        self.evicted.notified().await;
-    }
-
-    fn bytes_arrived(&self) {
-        let mut phase = self.phase.lock().expect("phase lock");
-        if let Phase::Idle(_) = *phase {
-            *phase = Phase::Header(Instant::now());
-        }
+    /// Bytes arrived; `partial`: a request header is under way after them.
+    fn header_progress(&self, partial: bool) {
+        let mut activity = self.activity();
+        activity.header_since = match (partial, activity.header_since) {
+            (false, _) => None,
+            (true, Some(since)) => Some(since),
+            (true, None) => Some(Instant::now()),
+        };
     }
 
     /// The read deadline now: none while a request is answered.
     fn read_deadline(&self, t: &Timeouts) -> Option<Instant> {
-        if self.in_flight.load(Ordering::Acquire) > 0 {
+        let activity = self.activity();
+        if activity.in_flight > 0 {
             return None;
         }
-        Some(match *self.phase.lock().expect("phase lock") {
-            Phase::Idle(since) => since + t.keepalive,
-            Phase::Header(since) => since + t.header,
+        Some(match activity.header_since {
+            Some(since) => since + t.header,
+            None => activity.idle_since + t.keepalive,
         })
     }
 }
@@ -164,9 +174,11 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let state = &self.0;
-        *state.phase.lock().expect("phase lock") = Phase::Idle(Instant::now());
-        state.in_flight.fetch_sub(1, Ordering::AcqRel);
+        let mut activity = self.0.activity();
+        activity.in_flight -= 1;
+        if activity.in_flight == 0 {
+            activity.idle_since = Instant::now();
+        }
     }
 }
 
@@ -178,7 +190,44 @@ pub struct Guarded {
     read_timer: Pin<Box<Sleep>>,
     read_armed: Option<Instant>,
     write_timer: Pin<Box<Sleep>>,
-    write_armed: bool,
+    /// While a write waits: the bytes the kernel had yet to send when the
+    /// send timer was last armed.
+    write_armed: Option<usize>,
+    heads: HeadScanner,
+}
+
+/// Finds where request headers end in the bytes a client sends (an empty
+/// line, CRLF or bare LF, as HTTP/1.1 parsers accept), so that the header
+/// deadline runs from the first byte of each header, however the bytes are
+/// split into reads, and whatever hyper has buffered. A request body is
+/// never read (it is refused, and the connection closed).
+#[derive(Default)]
+struct HeadScanner {
+    /// The last byte ended a line (a CR after it does not change that).
+    at_line_start: bool,
+    /// Bytes have come since the last header ended.
+    partial: bool,
+}
+
+impl HeadScanner {
+    /// Scans `bytes`; returns whether a header is under way after them.
+    fn scan(&mut self, bytes: &[u8]) -> bool {
+        for &b in bytes {
+            match b {
+                b'\n' if self.at_line_start => self.partial = false,
+                b'\n' => {
+                    self.at_line_start = true;
+                    self.partial = true;
+                }
+                b'\r' if self.at_line_start => {}
+                _ => {
+                    self.at_line_start = false;
+                    self.partial = true;
+                }
+            }
+        }
+        self.partial
+    }
 }
 
 impl Guarded {
@@ -190,23 +239,55 @@ impl Guarded {
             read_timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
             read_armed: None,
             write_timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
-            write_armed: false,
+            write_armed: None,
+            heads: HeadScanner::default(),
         }
     }
 
+    /// A write is waiting for room in the socket. It fails once the client
+    /// has taken nothing for `send`: the kernel's queue not shrinking is
+    /// what counts, since a socket whose send buffer is large reports room
+    /// only once a third of it has drained, which a slow but steady reader
+    /// may take longer than `send` to do.
     fn poll_write_timer(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
-        if !self.write_armed {
-            self.write_armed = true;
-            let deadline = Instant::now() + self.timeouts.send;
-            self.write_timer.as_mut().reset(deadline);
+        loop {
+            if self.write_armed.is_none() {
+                self.write_armed = Some(self.unsent());
+                let deadline = Instant::now() + self.timeouts.send;
+                self.write_timer.as_mut().reset(deadline);
+            }
+            if self.write_timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let before = self.write_armed.take().unwrap_or(0);
+            if self.unsent() >= before {
+                self.reset_on_close();
+                return Poll::Ready(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client stopped reading",
+                ));
+            }
         }
-        match self.write_timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the client stopped reading",
-            )),
-            Poll::Pending => Poll::Pending,
+    }
+
+    /// Bytes written to the socket that the kernel has yet to send.
+    fn unsent(&self) -> usize {
+        let mut queued: libc::c_int = 0;
+        // SAFETY: TIOCOUTQ writes one int through the pointer it is given.
+        let done = unsafe { libc::ioctl(self.stream.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+        if done == 0 {
+            queued.max(0) as usize
+        } else {
+            usize::MAX
         }
+    }
+
+    /// A connection given up on is reset, not closed: what is queued for a
+    /// client that is not reading is thrown away at once instead of
+    /// holding kernel memory until the client goes (nginx's
+    /// `reset_timedout_connection`).
+    fn reset_on_close(&self) {
+        let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
     }
 }
 
@@ -221,7 +302,8 @@ impl AsyncRead for Guarded {
         match Pin::new(&mut this.stream).poll_read(cx, buf) {
             Poll::Ready(result) => {
                 if result.is_ok() && buf.filled().len() > before {
-                    this.state.bytes_arrived();
+                    let partial = this.heads.scan(&buf.filled()[before..]);
+                    this.state.header_progress(partial);
                 }
                 this.read_armed = None;
                 Poll::Ready(result)
@@ -236,10 +318,13 @@ impl AsyncRead for Guarded {
                     this.read_timer.as_mut().reset(deadline);
                 }
                 match this.read_timer.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "idle, or the request header took too long",
-                    ))),
+                    Poll::Ready(()) => {
+                        this.reset_on_close();
+                        Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "idle, or the request header took too long",
+                        )))
+                    }
                     Poll::Pending => Poll::Pending,
                 }
             }
@@ -256,7 +341,7 @@ impl AsyncWrite for Guarded {
         let this = &mut *self;
         match Pin::new(&mut this.stream).poll_write(cx, buf) {
             Poll::Ready(result) => {
-                this.write_armed = false;
+                this.write_armed = None;
                 Poll::Ready(result)
             }
             Poll::Pending => this.poll_write_timer(cx).map(Err),
@@ -271,7 +356,7 @@ impl AsyncWrite for Guarded {
         let this = &mut *self;
         match Pin::new(&mut this.stream).poll_write_vectored(cx, bufs) {
             Poll::Ready(result) => {
-                this.write_armed = false;
+                this.write_armed = None;
                 Poll::Ready(result)
             }
             Poll::Pending => this.poll_write_timer(cx).map(Err),
@@ -292,5 +377,33 @@ impl AsyncWrite for Guarded {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HeadScanner;
+
+    #[test]
+    fn header_ends_are_found_however_the_bytes_are_split() {
+        let request = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+        for split in 0..request.len() {
+            let mut scanner = HeadScanner::default();
+            let (a, b) = request.split_at(split);
+            let after_a = scanner.scan(a);
+            assert_eq!(after_a, !a.is_empty(), "split at {split}");
+            assert!(!scanner.scan(b), "complete after split at {split}");
+        }
+        let mut scanner = HeadScanner::default();
+        assert!(!scanner.scan(b"GET /a HTTP/1.1\nHost: x\n\n"), "bare LF");
+        assert!(
+            scanner.scan(b"GET /b HTTP/1.1\r\nHo"),
+            "the next one under way"
+        );
+        assert!(!scanner.scan(b"st: x\r\n\r\n"));
+        assert!(
+            scanner.scan(b"GET /c HTTP/1.1\r\n\r\nGET /d"),
+            "a whole one, then part of another, in one read"
+        );
     }
 }

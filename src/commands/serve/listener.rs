@@ -1,8 +1,10 @@
-//! Accepting connections within limits: at most `max` open at once, the
-//! idle ones closed first when a new client needs room (as nginx reuses
-//! idle keep-alive connections when it runs out), and an accept loop that
-//! survives running out of file descriptors: it backs off and keeps
-//! listening, never going deaf.
+//! Accepting connections within limits: at most `max` open at once. When a
+//! new client needs room, the connection that has been of no use for the
+//! longest (idle, or still sending its header) is closed first, as nginx
+//! reuses idle keep-alive connections when it runs out; connections with a
+//! request in flight are never closed for it. The accept loop survives
+//! running out of file descriptors: it backs off and keeps listening,
+//! never going deaf.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -45,28 +47,34 @@ impl Connections {
         self.open.lock().expect("connections lock").len()
     }
 
-    /// Waits until there is room for one more connection, closing the
-    /// longest idle one if that is what it takes.
+    /// Waits until there is room for one more connection, closing the one
+    /// of no use for the longest if that is what it takes. The room must
+    /// really be there: a connection asked to close counts until it has.
     async fn room(&self) {
         loop {
             let closed = self.closed.notified();
-            if self.open_count() < self.max || self.evict_one_idle() {
+            tokio::pin!(closed);
+            closed.as_mut().enable();
+            if self.open_count() < self.max {
                 return;
             }
-            // Everyone is busy: wait for a connection to end (or, as a
-            // fallback, for one to become idle).
+            self.evict_one();
+            // Wait for a connection to end (or, as a fallback, for one to
+            // become of no use, when everyone was busy).
             let _ = tokio::time::timeout(Duration::from_millis(100), closed).await;
         }
     }
 
-    /// Asks the connection idle for the longest to close; false if none is
-    /// idle.
-    fn evict_one_idle(&self) -> bool {
+    /// Asks the connection of no use for the longest to close, unless one
+    /// is already closing; false if none can be asked.
+    fn evict_one(&self) -> bool {
         let open = self.open.lock().expect("connections lock");
+        if open.values().any(|c| c.is_evicted()) {
+            return true;
+        }
         let victim = open
             .values()
-            .filter(|c| !c.is_evicted())
-            .filter_map(|c| c.idle_since().map(|since| (since, c)))
+            .filter_map(|c| c.unproductive_since().map(|since| (since, c)))
             .min_by_key(|(since, _)| *since);
         match victim {
             Some((_, c)) => {
@@ -136,7 +144,7 @@ where
                         WARN_INTERVAL.as_secs()
                     );
                 }
-                connections.evict_one_idle();
+                connections.evict_one();
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
@@ -156,10 +164,15 @@ fn out_of_resources(e: &std::io::Error) -> bool {
 
 /// The default cap on connections: what the file descriptor limit allows,
 /// two descriptors a connection (its socket, and a cache file while its
-/// response goes out), after those that packaging and the cache need.
+/// response goes out), after those that packaging and the cache need; and
+/// at most this many, since each may hold up to about 130 kB (a header
+/// buffer, or a response chunk) while it waits on its client.
+pub const MAX_DEFAULT_CONNECTIONS: u64 = 4_096;
+
+/// The default cap on connections (see [`MAX_DEFAULT_CONNECTIONS`]).
 pub fn default_max_connections(fd_limit: u64, workers: usize) -> usize {
     let reserved = 64 + 4 * workers as u64;
-    (fd_limit.saturating_sub(reserved) / 2).clamp(16, 16_384) as usize
+    (fd_limit.saturating_sub(reserved) / 2).clamp(16, MAX_DEFAULT_CONNECTIONS) as usize
 }
 
 /// Raises the soft file descriptor limit to the hard one, as servers do;
@@ -195,6 +208,6 @@ mod tests {
     fn the_default_cap_leaves_descriptors_for_the_work() {
         assert_eq!(default_max_connections(1024, 32), (1024 - 192) / 2);
         assert_eq!(default_max_connections(100, 32), 16);
-        assert_eq!(default_max_connections(1 << 20, 32), 16_384);
+        assert_eq!(default_max_connections(1 << 20, 32), 4_096);
     }
 }

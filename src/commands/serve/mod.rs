@@ -184,20 +184,30 @@ async fn serve_connection(
         .max_headers(respond::MAX_HEADER_FIELDS)
         // Our own deadlines (`io`) tell idle from a header in progress.
         .header_read_timeout(None)
+        // A client that half-closes after its request still gets the answer.
+        .half_close(true)
         .serve_connection(io, service);
-    tokio::pin!(connection);
-    loop {
-        tokio::select! {
-            result = &mut connection => {
-                if let Err(e) = result {
-                    tracing::debug!("{peer}: {e}");
-                }
-                break;
-            }
-            () = state.evicted() => {
-                if state.is_idle() {
-                    tracing::debug!("{peer}: idle connection closed to make room");
+    // In a block of its own, so that the socket is closed before the slot
+    // is given up.
+    {
+        tokio::pin!(connection);
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                result = &mut connection => {
+                    if let Err(e) = result {
+                        tracing::debug!("{peer}: {e}");
+                    }
                     break;
+                }
+                () = state.evicted(), if !closing => {
+                    if state.unproductive_since().is_some() {
+                        tracing::debug!("{peer}: closed to make room");
+                        break;
+                    }
+                    // A response is going out: finish it, then close.
+                    closing = true;
+                    connection.as_mut().graceful_shutdown();
                 }
             }
         }

@@ -13,7 +13,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use tokio::sync::Semaphore;
 
-use super::body::{AccessLog, Source, TrackedBody};
+use super::body::{AccessLog, Record, Source, TrackedBody};
 use super::http::{not_modified, parse_range, RangeRequest};
 use super::io::ConnState;
 use crate::dates::http_date;
@@ -64,7 +64,8 @@ pub async fn handle(
     peer: SocketAddr,
 ) -> Result<Response<TrackedBody>, Infallible> {
     let in_flight = conn.start_request();
-    let mut log = AccessLog::new(peer, request.method(), request.uri());
+    // Logged as 499 if the client goes away before the answer is ready.
+    let mut unanswered = Unanswered(Some(AccessLog::new(peer, request.method(), request.uri())));
     // The body, if any, is dropped unread: hyper then closes the
     // connection rather than read it.
     let (parts, _) = request.into_parts();
@@ -75,6 +76,7 @@ pub async fn handle(
     if parts.method == Method::HEAD {
         reply.source = Source::Empty;
     }
+    let mut log = unanswered.0.take().expect("answered once");
     log.status = reply.status.as_u16();
     log.cache = reply.cache;
     let len = reply.len;
@@ -89,6 +91,19 @@ pub async fn handle(
             .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     }
     Ok(response)
+}
+
+/// The access log of a request whose answer is not ready yet.
+struct Unanswered(Option<AccessLog>);
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some(mut log) = self.0.take() {
+            // nginx's "client closed request".
+            log.status = 499;
+            Record::new(log, 0).write(true);
+        }
+    }
 }
 
 /// A request we do not answer as asked: a body, an over-long target or
@@ -213,6 +228,8 @@ fn object(config: &crate::config::Server, answer: Answer, request: &HeaderMap) -
                 header::CONTENT_RANGE,
                 &format!("bytes */{len}"),
             );
+            // It answers this request's Range, not the URL.
+            put(&mut headers, header::CACHE_CONTROL, "no-store");
             let mut reply = Reply::new(416, headers);
             reply.cache = cache;
             return reply;
@@ -259,7 +276,10 @@ fn error(config: &crate::config::Server, e: &OriginError) -> Reply {
     reply
 }
 
-/// A short plain-text answer (an error).
+/// A short plain-text answer (an error). Errors about the URL may be kept
+/// by a CDN for `error_max_age`; errors about this request's method,
+/// headers or body, and ours, may not: kept, they would be served to
+/// everyone asking for the URL.
 fn text(config: &crate::config::Server, status: u16, message: &str) -> Reply {
     let mut headers = common_headers(config);
     put(
@@ -267,10 +287,14 @@ fn text(config: &crate::config::Server, status: u16, message: &str) -> Reply {
         header::CONTENT_TYPE,
         "text/plain; charset=utf-8",
     );
-    let cache_control = if status < 500 {
-        format!("public, max-age={}", config.error_max_age)
-    } else {
-        "no-store".to_string()
+    put(
+        &mut headers,
+        HeaderName::from_static("x-content-type-options"),
+        "nosniff",
+    );
+    let cache_control = match status {
+        400 | 404 | 422 => format!("public, max-age={}", config.error_max_age),
+        _ => "no-store".to_string(),
     };
     put(&mut headers, header::CACHE_CONTROL, &cache_control);
     let body = Bytes::from(format!("{message}\n"));
