@@ -298,44 +298,32 @@ impl Cache {
         make: impl Fn(&mut dyn Write) -> Result<T, E>,
     ) -> Result<(Object, Option<T>), Failure<E>> {
         let etag = etag_of(&spec.key);
+        let object = |body, len, state| Object {
+            body,
+            len,
+            state,
+            etag: etag.clone(),
+        };
         loop {
-            if let Some(object) = self.lookup(&spec.key, &etag).map_err(Failure::Cache)? {
-                return Ok((object, None));
+            if let Some(hit) = self.lookup(&spec.key, &etag).map_err(Failure::Cache)? {
+                return Ok((hit, None));
             }
             match self.flights.join(&spec.key, self.wait) {
                 Role::Follower(Some((body, len))) => {
-                    let state = State::Shared;
-                    return Ok((
-                        Object {
-                            body,
-                            len,
-                            state,
-                            etag,
-                        },
-                        None,
-                    ));
+                    return Ok((object(body, len, State::Shared), None));
                 }
                 Role::Follower(None) => continue,
                 Role::TimedOut => return Err(Failure::Cache(CacheError::Busy(self.wait))),
                 Role::Leader(leader) => {
                     // It may have been stored between our lookup and joining.
-                    if let Some(object) = self.lookup(&spec.key, &etag).map_err(Failure::Cache)? {
+                    if let Some(hit) = self.lookup(&spec.key, &etag).map_err(Failure::Cache)? {
                         leader.finish(None);
-                        return Ok((object, None));
+                        return Ok((hit, None));
                     }
                     self.misses.fetch_add(1, Ordering::Relaxed);
                     let (body, len, made) = self.make_and_store(spec, &make)?;
                     leader.finish(Some((body.clone(), len)));
-                    let state = State::Miss;
-                    return Ok((
-                        Object {
-                            body,
-                            len,
-                            state,
-                            etag,
-                        },
-                        Some(made),
-                    ));
+                    return Ok((object(body, len, State::Miss), Some(made)));
                 }
             }
         }
