@@ -5,9 +5,23 @@
 //! segment needs is answered from here by index arithmetic or binary search;
 //! the media bytes themselves stay in the file until a segment asks for them.
 
-/// Most samples a packaged track may have: 4 Mi samples is 38 hours of 30
-/// fps video or 24 hours of 48 kHz AAC, and 96 MiB of index.
-pub const MAX_TRACK_SAMPLES: usize = 1 << 22;
+/// Most samples the packaged tracks of one file may have together: 8 Mi
+/// samples is 192 MiB of index, 30 hours of 30 fps video with 48 kHz AAC.
+pub const MAX_FILE_SAMPLES: u64 = 1 << 23;
+
+/// Fewest bytes of file per sample we believe. A sample of a codec we carry
+/// is at least a few bytes (a NAL length and header and a slice; an AAC,
+/// AC-3 or MP3 frame), and its table entry usually adds four more: a file
+/// that declares more samples than a quarter of its length has samples
+/// that overlap or are empty, which only a hostile file needs.
+pub const MIN_BYTES_PER_SAMPLE: u64 = 4;
+
+/// Most samples the packaged tracks of a file of `file_len` bytes may
+/// have together: `min(2^23, file_len / 4)`. It bounds the index (24 bytes
+/// a sample) and all per-sample work by the file's own size.
+pub fn sample_budget(file_len: u64) -> u64 {
+    (file_len / MIN_BYTES_PER_SAMPLE).min(MAX_FILE_SAMPLES)
+}
 
 /// One access unit: where its bytes are and when it is decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
