@@ -166,6 +166,12 @@ pub struct MediaIndex {
 }
 
 impl MediaIndex {
+    /// Checks the invariants planning and muxing rely on (see
+    /// [`validate`](crate::packager::validate)).
+    pub fn validate(&self) -> crate::packager::error::Result<()> {
+        crate::packager::validate::validate(self)
+    }
+
     pub fn tracks(&self) -> impl Iterator<Item = &Track> {
         self.video.iter().chain(self.audio.iter())
     }

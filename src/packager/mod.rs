@@ -13,6 +13,7 @@ pub mod rendition;
 pub mod segment;
 pub mod ts;
 pub mod url;
+pub mod validate;
 
 /// Version of what the packager writes. Bump it whenever the bytes of any
 /// playlist or segment change: it is part of every cache key and ETag, so

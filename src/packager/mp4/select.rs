@@ -3,8 +3,9 @@
 
 use super::moov::{Chosen, Movie};
 use super::stbl::TrackSamples;
-use crate::packager::error::{Error, FourCc, Result};
+use crate::packager::error::{Error, Result};
 use crate::packager::index::{rescale, MediaIndex, Track};
+use crate::packager::validate::check_sample_ranges;
 
 /// The index of the movie's chosen tracks, once its fragments are read.
 pub fn finish(movie: Movie, file_len: u64) -> Result<MediaIndex> {
@@ -37,12 +38,14 @@ pub fn finish(movie: Movie, file_len: u64) -> Result<MediaIndex> {
         }
         return Err(Error::Unsupported(why));
     }
-    Ok(MediaIndex {
+    let index = MediaIndex {
         file_len,
         video,
         audio,
         skipped,
-    })
+    };
+    index.validate()?;
+    Ok(index)
 }
 
 /// Drops samples at the end (in decode order) that are presented at or
@@ -62,32 +65,6 @@ fn trim_after(samples: &mut TrackSamples, end: i64) {
     }
 }
 
-/// Timestamps beyond this (ten years at 90 kHz) are taken as corrupt, so
-/// that timestamp arithmetic never overflows.
-const MAX_TIMESTAMP_90K: i64 = 90_000 * 86_400 * 3_660;
-
-/// Decode times must not go backwards and every time must be in range.
-fn check_timeline(samples: &TrackSamples, track_id: u32, timescale: u32, shift: i64) -> Result<()> {
-    let limit = rescale(MAX_TIMESTAMP_90K, 90_000, timescale);
-    let corrupt =
-        |what: String| Error::corrupt(FourCc(*b"trak"), 0, format!("track {track_id}: {what}"));
-    if let Some(w) = samples.samples.windows(2).find(|w| w[1].dts < w[0].dts) {
-        return Err(corrupt(format!(
-            "decode time goes back from {} to {}",
-            w[0].dts, w[1].dts
-        )));
-    }
-    let first = samples.samples.first().map_or(0, |s| s.dts);
-    if [first, samples.end_dts, shift]
-        .iter()
-        .any(|t| t.abs() > limit)
-        || samples.end_dts < first
-    {
-        return Err(corrupt("timestamps out of range".into()));
-    }
-    Ok(())
-}
-
 fn finish_track(c: Chosen, movie_timescale: u32, fragmented: bool, file_len: u64) -> Result<Track> {
     let (t, mut samples) = (c.trak, c.samples);
     // In a fragmented file the edit's length may cover only the moov's
@@ -100,21 +77,7 @@ fn finish_track(c: Chosen, movie_timescale: u32, fragmented: bool, file_len: u64
             .saturating_add(rescale(duration, movie_timescale, t.timescale));
         trim_after(&mut samples, end);
     }
-    for (i, s) in samples.samples.iter().enumerate() {
-        if s.offset.saturating_add(u64::from(s.size)) > file_len {
-            return Err(Error::corrupt(
-                FourCc(*b"mdat"),
-                s.offset,
-                format!(
-                    "sample {} of track {} ({} bytes) lies past the end of the \
-                     {file_len}-byte file: the file is truncated",
-                    i + 1,
-                    t.track_id,
-                    s.size
-                ),
-            ));
-        }
-    }
+    check_sample_ranges(t.track_id, &samples.samples, file_len)?;
     if t.edit.ignored_edits {
         tracing::warn!(
             "track {}: only the first edit of its edit list is applied",
@@ -126,7 +89,6 @@ fn finish_track(c: Chosen, movie_timescale: u32, fragmented: bool, file_len: u64
         movie_timescale,
         t.timescale,
     );
-    check_timeline(&samples, t.track_id, t.timescale, empty - t.edit.media_time)?;
     let min_cts = samples
         .samples
         .iter()

@@ -60,6 +60,15 @@ pub fn write_access_unit(
         }
     }
     let len_size = usize::from(config.nal_length_size);
+    if !matches!(len_size, 1 | 2 | 4) {
+        // The index validator refuses these; without lengths the loop
+        // below would never advance.
+        return Err(Error::corrupt(
+            FourCc(*b"mdat"),
+            offset,
+            format!("NAL length size {len_size}"),
+        ));
+    }
     let mut rest = sample;
     while !rest.is_empty() {
         let corrupt = |what: &str| Error::corrupt(FourCc(*b"mdat"), offset, what);
