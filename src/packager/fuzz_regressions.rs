@@ -1,7 +1,7 @@
 //! Replays the inputs the fuzz target once crashed on (`fuzz/regressions/`)
 //! through the same steps as the target: read, plan, size and mux.
 
-use crate::packager::{index_codec, media::SegmentMedia, mp4, segment, ts};
+use crate::packager::{index_codec, mp4, segment, ts};
 
 /// The body of `fuzz/fuzz_targets/mp4_reader.rs`.
 pub fn exercise(data: &[u8]) {
@@ -11,10 +11,14 @@ pub fn exercise(data: &[u8]) {
     };
     let plan = segment::plan(&index, 6 * 90_000);
     let layout = ts::layout(&index, &plan.segments);
-    for (seg, at) in plan.segments.iter().zip(&layout).take(4) {
-        if let Ok(media) = SegmentMedia::from_bytes(data, &index, seg) {
-            let _ = ts::write_segment(&index, seg, plan.stream_offset_90k, at.continuity, &media);
-        }
+    for (segment, at) in plan.segments.iter().zip(&layout).take(4) {
+        let input = ts::SegmentInput {
+            index: &index,
+            segment,
+            offset_90k: plan.stream_offset_90k,
+            continuity: at.continuity,
+        };
+        let _ = ts::write_segment(&input, &data, &mut std::io::sink(), ts::BATCH_BYTES);
     }
 }
 

@@ -4,10 +4,11 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use crate::packager::error::{Error, Result};
+use std::io::Write;
+
+use crate::packager::error::{Error, FourCc, Result};
 use crate::packager::hls::{self, Variant};
 use crate::packager::index::{Codec, MediaIndex};
-use crate::packager::media::SegmentMedia;
 use crate::packager::segment::{self, Plan};
 use crate::packager::{mp4, ts};
 
@@ -74,8 +75,26 @@ impl Rendition {
         }
     }
 
-    /// MPEG-TS segment `k` (0-based; its URL says `k + 1`).
+    /// MPEG-TS segment `k` (0-based; its URL says `k + 1`) in memory, for
+    /// tests: [`Rendition::write_segment`] is what serves and packages.
     pub fn segment(&self, k: usize) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.write_segment(k, &mut out)?;
+        Ok(out)
+    }
+
+    /// Writes MPEG-TS segment `k` (0-based) to `out` as it is made, a
+    /// bounded batch of samples at a time; returns its length.
+    pub fn write_segment(&self, k: usize, out: &mut dyn Write) -> Result<u64> {
+        self.write_segment_batched(k, out, ts::BATCH_BYTES)
+    }
+
+    pub(crate) fn write_segment_batched(
+        &self,
+        k: usize,
+        out: &mut dyn Write,
+        batch_bytes: usize,
+    ) -> Result<u64> {
         let segment = self.plan.segments.get(k).ok_or_else(|| {
             Error::NotFound(format!(
                 "segment {} of {} segments",
@@ -83,21 +102,28 @@ impl Rendition {
                 self.segment_count()
             ))
         })?;
-        let media = SegmentMedia::read(&self.file, &self.index, segment)?;
-        ts::write_segment(
-            &self.index,
+        let input = ts::SegmentInput {
+            index: &self.index,
             segment,
-            self.plan.stream_offset_90k,
-            self.layout[k].continuity,
-            &media,
-        )
-    }
-
-    /// Writes MPEG-TS segment `k` (0-based) to `out`; returns its length.
-    pub fn write_segment(&self, k: usize, out: &mut dyn std::io::Write) -> Result<u64> {
-        let bytes = self.segment(k)?;
-        out.write_all(&bytes)?;
-        Ok(bytes.len() as u64)
+            offset_90k: self.plan.stream_offset_90k,
+            continuity: self.layout[k].continuity,
+        };
+        let written = ts::write_segment(&input, &self.file, out, batch_bytes)?;
+        // The layout gave the counters of every later segment and the
+        // playlist's BANDWIDTH: a segment of another size would break both.
+        if written != self.layout[k].len_bytes {
+            return Err(Error::corrupt(
+                FourCc(*b"mdat"),
+                0,
+                format!(
+                    "segment {} came out {written} bytes, not the {} its layout says \
+                     (the source changed since it was indexed?)",
+                    k + 1,
+                    self.layout[k].len_bytes
+                ),
+            ));
+        }
+        Ok(written)
     }
 
     /// The media playlist of this rendition as rendition number `n`, with
