@@ -92,6 +92,17 @@ pub struct Track {
     pub samples: Vec<Sample>,
     /// Indexes of sync samples, ascending; `None` when every sample is one.
     pub sync: Option<Vec<u32>>,
+    /// Video: the sync samples a decoder can really start at (an H.264 IDR
+    /// picture; an H.265 IDR or BLA picture, or a CRA with no RASL picture
+    /// after it), found in their NAL unit headers; ascending. Segments start
+    /// at these. Empty for audio (every frame is one), and for a video
+    /// track that has none: its segments then start at sync samples and do
+    /// not count as independent.
+    pub random_access: Vec<u32>,
+    /// Video with 1- or 2-byte NAL lengths: the NAL units in each sample,
+    /// since each grows by `4 - nal_length_size` bytes in Annex B and the
+    /// segment layout must be exact. Empty otherwise.
+    pub nal_units: Vec<u32>,
     /// Decode time just after the last sample (its DTS plus its duration).
     pub end_dts: i64,
     /// Added to a composition time to get the presentation time: the edit
@@ -111,6 +122,35 @@ impl Track {
         match &self.sync {
             None => true,
             Some(list) => list.binary_search(&(index as u32)).is_ok(),
+        }
+    }
+
+    /// Whether a decoder can start at sample `index` (see `random_access`).
+    pub fn is_random_access(&self, index: usize) -> bool {
+        match &self.codec {
+            Codec::Audio(_) => true,
+            Codec::Video(_) => self.random_access.binary_search(&(index as u32)).is_ok(),
+        }
+    }
+
+    /// Where video segments may start: the random access points, or the
+    /// sync samples when there is none (see `random_access`).
+    pub fn cut_candidates(&self) -> Box<dyn Iterator<Item = usize> + '_> {
+        match (&self.random_access, &self.sync) {
+            (ra, _) if !ra.is_empty() => Box::new(ra.iter().map(|&i| i as usize)),
+            (_, Some(sync)) => Box::new(sync.iter().map(|&i| i as usize)),
+            (_, None) => Box::new(0..self.samples.len()),
+        }
+    }
+
+    /// Bytes sample `index` grows by when its NAL lengths become Annex B
+    /// start codes (4 bytes each): none with 4-byte lengths.
+    pub fn annexb_growth(&self, index: usize) -> usize {
+        match (&self.codec, self.nal_units.get(index)) {
+            (Codec::Video(v), Some(&n)) => {
+                4usize.saturating_sub(usize::from(v.nal_length_size)) * n as usize
+            }
+            _ => 0,
         }
     }
 

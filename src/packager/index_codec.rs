@@ -6,6 +6,7 @@
 //! "CPIX" version:u32 file_len:u64 video:track? audio:track? skipped:[str]
 //! track   = track_id:u32 timescale:u32 end_dts:i64 shift:i64 delay:i64 codec
 //!           samples:[offset:u64 dts:i64 size:u32 cts:i32] sync:[u32]?
+//!           random_access:[u32] nal_units:[u32]
 //! X?      = 0:u8 | 1:u8 X          [X] = count:u32 X...       str = [u8]
 //! ```
 
@@ -16,7 +17,8 @@ use crate::packager::index::{
 use crate::packager::mp4::cursor::Cursor;
 
 const MAGIC: [u8; 4] = *b"CPIX";
-const VERSION: u32 = 1;
+/// 2: random access points and NAL unit counts.
+const VERSION: u32 = 2;
 const SAMPLE_LEN: usize = 24;
 
 pub fn encode(index: &MediaIndex) -> Vec<u8> {
@@ -88,11 +90,22 @@ fn encode_track(out: &mut Vec<u8>, t: &Track) {
     }
     out.push(u8::from(t.sync.is_some()));
     if let Some(sync) = &t.sync {
-        out.extend_from_slice(&(sync.len() as u32).to_be_bytes());
-        for i in sync {
-            out.extend_from_slice(&i.to_be_bytes());
-        }
+        put_u32s(out, sync);
     }
+    put_u32s(out, &t.random_access);
+    put_u32s(out, &t.nal_units);
+}
+
+fn put_u32s(out: &mut Vec<u8>, list: &[u32]) {
+    out.extend_from_slice(&(list.len() as u32).to_be_bytes());
+    for i in list {
+        out.extend_from_slice(&i.to_be_bytes());
+    }
+}
+
+fn get_u32s(c: &mut Cursor, what: &str) -> Result<Vec<u32>> {
+    let n = c.count(4, what)?;
+    (0..n).map(|_| c.u32(what)).collect()
 }
 
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -160,21 +173,18 @@ fn decode_track(c: &mut Cursor) -> Result<Track> {
     }
     let sync = match c.u8("sync present")? {
         0 => None,
-        _ => {
-            let n = c.count(4, "sync count")?;
-            Some(
-                (0..n)
-                    .map(|_| c.u32("sync sample"))
-                    .collect::<Result<Vec<_>>>()?,
-            )
-        }
+        _ => Some(get_u32s(c, "sync sample")?),
     };
+    let random_access = get_u32s(c, "random access point")?;
+    let nal_units = get_u32s(c, "NAL unit count")?;
     Ok(Track {
         track_id,
         timescale,
         codec,
         samples,
         sync,
+        random_access,
+        nal_units,
         end_dts,
         presentation_shift,
         decode_delay,

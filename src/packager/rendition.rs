@@ -1,5 +1,21 @@
 //! A rendition: one source file, its index and its segment plan, and what
 //! can be made of them (segments, a media playlist, a master playlist entry).
+//!
+//! Work per request is bounded by what is packaged, whatever the file:
+//!
+//! - Opening a source (once; the origin then keeps the index): the top-level
+//!   box headers, the `moov`'s small boxes, one `moof` at a time (at most
+//!   32 MiB), the chosen tracks' tables read once front to back; per-sample
+//!   work on at most `min(2^23, file_len / 4)` samples
+//!   ([`sample_budget`](crate::packager::index::sample_budget)), with memory
+//!   of 24 bytes a sample (the index) plus buffers of 64 KiB; the video's NAL
+//!   unit headers read in small blocks, at most `4 * file_len + 16 MiB`
+//!   bytes in all; the plan and the TS layout, one pass over the samples.
+//! - A segment: one pass over its samples to schedule and mux them, reading
+//!   their bytes (at most 1 GiB, plus gaps no larger than the samples) a
+//!   batch of 4 MiB at a time: memory is a batch, one access unit (at most
+//!   16 MiB) and its PES packet, however long the segment.
+//! - A playlist: one pass over the segments.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -40,6 +56,14 @@ impl Rendition {
         segment_seconds: f64,
     ) -> Rendition {
         let plan = segment::plan(&index, (segment_seconds * 90_000.0).round() as i64);
+        if let Some(first) = plan.segments.first().filter(|s| s.video.start > 0) {
+            tracing::warn!(
+                "{}: the first {} video samples come before the first place a decoder \
+                 can start and are left out",
+                path.display(),
+                first.video.start
+            );
+        }
         let layout = ts::layout(&index, &plan.segments);
         Rendition {
             path: path.to_owned(),
@@ -166,6 +190,7 @@ impl Rendition {
             resolution: video_config.map(|v| (v.width, v.height)),
             frame_rate,
             kind_suffix: self.index.kind_suffix(),
+            independent_segments: self.plan.independent_segments(&self.index),
         }
     }
 }

@@ -47,6 +47,7 @@ pub fn validate(index: &MediaIndex) -> Result<()> {
         };
         check_video_config(t, config)?;
         check_track(t, index.file_len)?;
+        check_video_samples(t, config)?;
     }
     if let Some(t) = &index.audio {
         let Codec::Audio(config) = &t.codec else {
@@ -54,6 +55,9 @@ pub fn validate(index: &MediaIndex) -> Result<()> {
         };
         check_audio_config(t, config)?;
         check_track(t, index.file_len)?;
+        if !t.random_access.is_empty() || !t.nal_units.is_empty() {
+            return Err(invalid(Some(t), "audio with video sample lists"));
+        }
     }
     if index.skipped.len() > MAX_SKIPPED
         || index.skipped.iter().any(|s| s.len() > MAX_SKIPPED_BYTES)
@@ -147,6 +151,33 @@ fn check_index_list(t: &Track, list: &[u32], what: &str) -> Result<()> {
     }
     if list.last().is_some_and(|&i| i as usize >= t.samples.len()) {
         return Err(invalid(Some(t), format!("{what} past the last sample")));
+    }
+    Ok(())
+}
+
+/// The random access points are sync samples; segments have somewhere to
+/// start; NAL unit counts are there exactly when lengths are not 4 bytes,
+/// and each fits in its sample.
+fn check_video_samples(t: &Track, v: &VideoConfig) -> Result<()> {
+    check_index_list(t, &t.random_access, "random access point")?;
+    if t.random_access.iter().any(|&i| !t.is_sync(i as usize)) {
+        return Err(invalid(Some(t), "a random access point is no sync sample"));
+    }
+    if t.cut_candidates().next().is_none() {
+        return Err(invalid(Some(t), "no sync sample to start a segment at"));
+    }
+    let want = if v.nal_length_size == 4 {
+        0
+    } else {
+        t.samples.len()
+    };
+    if t.nal_units.len() != want {
+        return Err(invalid(Some(t), "NAL unit counts do not match the samples"));
+    }
+    let len_size = u64::from(v.nal_length_size);
+    let fits = |(s, &n): (&Sample, &u32)| u64::from(n) * len_size <= u64::from(s.size);
+    if !t.samples.iter().zip(&t.nal_units).all(fits) {
+        return Err(invalid(Some(t), "more NAL units than a sample can hold"));
     }
     Ok(())
 }

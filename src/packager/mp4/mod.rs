@@ -10,6 +10,7 @@
 //! no box is held whole but the small ones and one `moof` at a time.
 
 mod aac;
+mod access_units;
 pub(crate) mod cursor;
 mod fragment;
 mod moov;
@@ -157,7 +158,7 @@ fn parse(src: &dyn ReadAt, file_len: u64, walked: &mut u64) -> Result<MediaIndex
     *walked = budget.samples_walked;
     let movie = movie
         .ok_or_else(|| Error::corrupt(FourCc(*b"moov"), 0, "no 'moov' box: not an MP4 file"))?;
-    select::finish(movie, file_len)
+    select::finish(movie, src, file_len)
 }
 
 fn read_moof(win: &mut Window, h: &Located, movie: &mut Movie, budget: &mut Budget) -> Result<()> {

@@ -1,14 +1,16 @@
 //! Finishing the chosen tracks (ISO/IEC 14496-12 8.6.6 edit lists, 8.6.1
 //! timing) into the [`MediaIndex`].
 
+use super::access_units::{self, Scan};
 use super::moov::{Chosen, Movie};
+use super::source::ReadAt;
 use super::stbl::TrackSamples;
 use crate::packager::error::{Error, Result};
-use crate::packager::index::{rescale, MediaIndex, Track};
+use crate::packager::index::{rescale, Codec, MediaIndex, Track};
 use crate::packager::validate::check_sample_ranges;
 
 /// The index of the movie's chosen tracks, once its fragments are read.
-pub fn finish(movie: Movie, file_len: u64) -> Result<MediaIndex> {
+pub fn finish(movie: Movie, src: &dyn ReadAt, file_len: u64) -> Result<MediaIndex> {
     let Movie {
         timescale,
         fragmented,
@@ -26,7 +28,7 @@ pub fn finish(movie: Movie, file_len: u64) -> Result<MediaIndex> {
             ));
             return Ok(None);
         }
-        finish_track(c, timescale, fragmented, file_len).map(Some)
+        finish_track(c, timescale, fragmented, src, file_len).map(Some)
     };
     let video = finish_one(video)?;
     let audio = finish_one(audio)?;
@@ -65,7 +67,13 @@ fn trim_after(samples: &mut TrackSamples, end: i64) {
     }
 }
 
-fn finish_track(c: Chosen, movie_timescale: u32, fragmented: bool, file_len: u64) -> Result<Track> {
+fn finish_track(
+    c: Chosen,
+    movie_timescale: u32,
+    fragmented: bool,
+    src: &dyn ReadAt,
+    file_len: u64,
+) -> Result<Track> {
     let (t, mut samples) = (c.trak, c.samples);
     // In a fragmented file the edit's length may cover only the moov's
     // samples (often none), so it only trims complete files.
@@ -95,12 +103,31 @@ fn finish_track(c: Chosen, movie_timescale: u32, fragmented: bool, file_len: u64
         .map(|s| s.cts_offset)
         .min()
         .unwrap_or(0);
+    let codec = t.codec.expect("chosen tracks have a codec");
+    let scan = match &codec {
+        Codec::Video(v) => {
+            access_units::scan(src, file_len, v, &samples.samples, samples.sync.as_deref())?
+        }
+        Codec::Audio(_) => Scan {
+            random_access: Vec::new(),
+            nal_units: Vec::new(),
+        },
+    };
+    if matches!(codec, Codec::Video(_)) && scan.random_access.is_empty() {
+        tracing::warn!(
+            "track {}: no sync sample is an IDR picture (or a CRA without RASL pictures): \
+             segments start at sync samples and may not decode alone",
+            t.track_id
+        );
+    }
     Ok(Track {
         track_id: t.track_id,
         timescale: t.timescale,
-        codec: t.codec.expect("chosen tracks have a codec"),
+        codec,
         samples: samples.samples,
         sync: samples.sync,
+        random_access: scan.random_access,
+        nal_units: scan.nal_units,
         end_dts: samples.end_dts,
         presentation_shift: empty - t.edit.media_time,
         decode_delay: i64::from(min_cts.min(0)).abs(),

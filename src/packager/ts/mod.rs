@@ -14,7 +14,7 @@ use std::ops::Range;
 use packet::{write_payload, Adaptation, ContinuityCounter, Pid, PACKET_LEN};
 use psi::EsInfo;
 
-use crate::packager::error::{Error, Result};
+use crate::packager::error::{Error, FourCc, Result};
 use crate::packager::index::{Codec, MediaIndex, Track};
 use crate::packager::media::{Batch, MediaSource, Wanted};
 use crate::packager::segment::Segment;
@@ -98,6 +98,11 @@ fn audio_pes_end(track: &Track, start: usize, end: usize, until_90k: i64) -> usi
     i
 }
 
+/// The most bytes video sample `i`'s NAL units take in Annex B form.
+fn annexb_len(track: &Track, i: usize) -> usize {
+    track.samples[i].size as usize + track.annexb_growth(i)
+}
+
 fn audio_frame_len(track: &Track, i: usize) -> usize {
     let Codec::Audio(config) = &track.codec else {
         unreachable!("audio track")
@@ -106,9 +111,15 @@ fn audio_frame_len(track: &Track, i: usize) -> usize {
 }
 
 /// Payload-carrying packets of a segment on the video and on the audio
-/// PID, as [`write_segment`] writes them: exact when video samples use
-/// 4-byte NAL lengths (as muxers write them), since access units that come
-/// out shorter (an AUD dropped) are padded to the predicted length.
+/// PID, as [`write_segment`] writes them: exact, since an access unit's
+/// length is predicted from the index as the most it can be (each NAL
+/// length becomes a 4-byte start code; with 1- or 2-byte lengths the index
+/// counts the NAL units of each sample, [`Track::annexb_growth`]) and one
+/// that comes out shorter (an AUD or empty NAL unit dropped) is padded.
+///
+/// The prediction, rather than counting what is written, is what lets any
+/// segment be made alone, in any order, with the counters it continues
+/// from: counting would need every earlier segment's bytes.
 fn packet_counts(index: &MediaIndex, segment: &Segment) -> (u64, u64) {
     let (mut video, mut audio) = (0, 0);
     for unit in schedule(index, segment) {
@@ -119,7 +130,7 @@ fn packet_counts(index: &MediaIndex, segment: &Segment) -> (u64, u64) {
                     unreachable!("video track")
                 };
                 let sync = track.is_sync(i);
-                let au = video::access_unit_len(config, track.samples[i].size as usize, sync);
+                let au = video::access_unit_len(config, annexb_len(track, i), sync);
                 let pes = pes::header_len(track.pts_90k(i) != track.dts_90k(i)) + au;
                 let af = Adaptation {
                     pcr_90k: Some(0),
@@ -422,11 +433,20 @@ impl<'a, 'w> Muxer<'a, 'w> {
         video::write_access_unit(&mut self.pes, config, sample, sync, track.samples[i].offset)?;
         // An access unit shorter than predicted (it held an AUD of its own)
         // is padded with trailing_zero_8bits (H.264 / H.265 B.2), so that
-        // packet counts, and so continuity counters, are as predicted.
-        let predicted = au_start + video::access_unit_len(config, sample.len(), sync);
-        if self.pes.len() < predicted {
-            self.pes.resize(predicted, 0);
+        // packet counts, and so continuity counters, are as predicted. One
+        // longer than predicted means the index does not describe the file.
+        let predicted = au_start + video::access_unit_len(config, annexb_len(track, i), sync);
+        if self.pes.len() > predicted {
+            return Err(Error::corrupt(
+                FourCc(*b"mdat"),
+                track.samples[i].offset,
+                format!(
+                    "video sample {} holds more NAL units than its index says",
+                    i + 1
+                ),
+            ));
         }
+        self.pes.resize(predicted, 0);
         pes::set_packet_length(&mut self.pes);
         let first = Adaptation {
             pcr_90k: Some((dts - PCR_LEAD_90K) as u64),
