@@ -30,15 +30,19 @@ pub fn segment_name(k: usize, n: usize, kind_suffix: &str) -> String {
     format!("segment{k}_{n}_{kind_suffix}.ts")
 }
 
+/// A segment's `#EXTINF` duration in milliseconds, as written: bitrates
+/// in the master are computed from these, as a player computes them
+/// (RFC 8216 4.3.4.2: segment sizes over their EXTINF durations).
+pub fn extinf_millis(segment: &Segment) -> i64 {
+    (segment.duration_90k() + 45) / 90
+}
+
 /// A VOD media playlist listing every segment of rendition `n`; `prefix`
 /// goes before each segment's name (empty for relative URIs).
 pub fn media_playlist(segments: &[Segment], n: usize, kind_suffix: &str, prefix: &str) -> String {
     // EXTINF is written in milliseconds; TARGETDURATION is the largest of
     // those rounded up, so that no rounded EXTINF exceeds it (4.3.3.1).
-    let millis: Vec<i64> = segments
-        .iter()
-        .map(|s| (s.duration_90k() + 45) / 90)
-        .collect();
+    let millis: Vec<i64> = segments.iter().map(extinf_millis).collect();
     let target = millis.iter().max().map_or(1, |ms| (ms + 999) / 1000).max(1);
     let mut out = String::with_capacity(64 + 48 * segments.len());
     out.push_str("#EXTM3U\n#EXT-X-VERSION:3\n");

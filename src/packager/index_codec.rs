@@ -265,6 +265,7 @@ mod tests {
         for name in [
             "h264-aac-bframes.mp4",
             "hevc-aac.mp4",
+            "hevc-open-gop.mp4",
             "ac3.mp4",
             "eac3-only.mp4",
             "mp3-only.mp4",

@@ -163,7 +163,7 @@ impl Rendition {
         for (segment, layout) in self.plan.segments.iter().zip(&self.layout) {
             let bytes = layout.len_bytes;
             total_bytes += bytes;
-            peak_bps = peak_bps.max(bits_per_second(bytes, segment.duration_90k()));
+            peak_bps = peak_bps.max(bits_per_second(bytes, hls::extinf_millis(segment)));
         }
         let video = self.index.video.as_ref();
         let video_config = video.and_then(|t| match &t.codec {
@@ -174,10 +174,10 @@ impl Rendition {
             let span = t.end_dts - t.samples[0].dts;
             t.samples.len() as f64 * f64::from(t.timescale) / span.max(1) as f64
         });
-        let span_90k = self.plan.segments.iter().map(|s| s.duration_90k()).sum();
+        let span_ms = self.plan.segments.iter().map(hls::extinf_millis).sum();
         Variant {
             bandwidth: peak_bps,
-            average_bandwidth: bits_per_second(total_bytes, span_90k),
+            average_bandwidth: bits_per_second(total_bytes, span_ms),
             codecs: self
                 .index
                 .tracks()
@@ -195,6 +195,7 @@ impl Rendition {
     }
 }
 
-fn bits_per_second(bytes: u64, duration_90k: i64) -> u64 {
-    (u128::from(bytes) * 8 * 90_000).div_ceil(duration_90k.max(1) as u128) as u64
+/// Rounded up, so that BANDWIDTH is never below what a player measures.
+fn bits_per_second(bytes: u64, millis: i64) -> u64 {
+    (u128::from(bytes) * 8 * 1000).div_ceil(millis.max(1) as u128) as u64
 }

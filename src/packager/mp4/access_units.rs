@@ -288,6 +288,19 @@ mod tests {
         }
     }
 
+    /// x265's open GOP: a CRA every 25 frames, all in stss, of which only
+    /// the one in decode position 50 has no RASL picture after it.
+    #[test]
+    fn open_gop_fixture_starts_only_at_its_idr_and_its_clean_cra() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/hevc-open-gop.mp4");
+        let file = std::fs::File::open(path).unwrap();
+        let index = crate::packager::mp4::read_index(&file).unwrap();
+        let video = index.video.unwrap();
+        assert_eq!(video.sync.as_ref().map(Vec::len), Some(6));
+        assert_eq!(video.random_access, [0, 50]);
+    }
+
     #[test]
     fn a_malformed_sample_is_no_random_access_point() {
         let (mut data, index) = file_of(&[&[(&[0x65], 40)], &[(&[0x65], 40)]], 4);
