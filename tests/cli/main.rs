@@ -4,6 +4,7 @@
 mod browser;
 mod cache_admin;
 mod docs;
+mod hostile_files;
 mod http_client;
 mod package;
 mod serve;
