@@ -4,7 +4,7 @@
 //! running `serve`), never a time.
 
 use std::ffi::OsStr;
-use std::io::Read;
+use std::io::BufRead;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -264,6 +264,34 @@ fn a_ninety_megabyte_segment_is_made_in_bounded_memory() {
     run.assert_peak_under(REQUEST_MEMORY);
 }
 
+/// `casterpak serve` of `root` on a free port, and that port's address.
+/// The child is ours, so that its /proc entry can be read.
+fn spawn_serve(root: &Path, cache: &Path) -> (std::process::Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_casterpak"))
+        .arg("serve")
+        .arg("--root")
+        .arg(root)
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("casterpak serve starts");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    (child, addr)
+}
+
 /// `serve` in a 3 GB memory cgroup was OOM-killed by one request for the
 /// forty-trak file. One request for it, and one for a 92 MB segment, now
 /// leave the server's peak RSS under the bound.
@@ -287,32 +315,7 @@ fn serve_answers_hostile_requests_in_bounded_memory() {
             .set_modified(past)
             .unwrap();
     }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_casterpak"))
-        .arg("serve")
-        .arg("--root")
-        .arg(&root)
-        .arg("--cache-dir")
-        .arg(tmp.path().join("cache"))
-        .args(["--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("casterpak serve starts");
-    let mut first_line = [0u8; 256];
-    let n = child
-        .stdout
-        .as_mut()
-        .unwrap()
-        .read(&mut first_line)
-        .unwrap();
-    let line = String::from_utf8_lossy(&first_line[..n]).into_owned();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
+    let (mut child, addr) = spawn_serve(&root, &tmp.path().join("cache"));
     let hostile = request(&addr, "GET", "/i/forty-traks.mp4/master.m3u8", &[]);
     let huge = request(&addr, "GET", "/i/huge-segment.mp4/segment1_0_a.ts", &[]);
     let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();

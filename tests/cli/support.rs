@@ -367,6 +367,17 @@ fn read_tables(data: &[u8], trak: std::ops::Range<usize>) -> Tables {
     }
 }
 
+/// Appends `sample` with its 4-byte NAL lengths rewritten to `len_size` bytes.
+fn rewrite_nal_lengths(mut sample: &[u8], len_size: usize, out: &mut Vec<u8>) {
+    while !sample.is_empty() {
+        let nal_len = be(sample, 0, 4) as usize;
+        assert!(nal_len < 1 << (8 * len_size), "a {nal_len}-byte NAL unit");
+        out.extend_from_slice(&nal_len.to_be_bytes()[8 - len_size..]);
+        out.extend_from_slice(&sample[4..4 + nal_len]);
+        sample = &sample[4 + nal_len..];
+    }
+}
+
 /// `data`, an MP4 whose moov comes before its mdat, with the NAL lengths of
 /// its H.264 track rewritten from 4 bytes to `len_size`: the avcC's
 /// lengthSizeMinusOne, every sample, their sizes in stsz and every track's
@@ -400,14 +411,7 @@ pub fn with_nal_length_size(data: &[u8], len_size: usize) -> Vec<u8> {
     for &&(offset, size, entry) in &order {
         out.extend_from_slice(&data[copied..offset]);
         let before = out.len();
-        let mut rest = &data[offset..offset + size];
-        while !rest.is_empty() {
-            let nal_len = be(rest, 0, 4) as usize;
-            assert!(nal_len < 1 << (8 * len_size), "a {nal_len}-byte NAL unit");
-            out.extend_from_slice(&nal_len.to_be_bytes()[8 - len_size..]);
-            out.extend_from_slice(&rest[4..4 + nal_len]);
-            rest = &rest[4 + nal_len..];
-        }
+        rewrite_nal_lengths(&data[offset..offset + size], len_size, &mut out);
         let new_size = out.len() - before;
         out[entry..entry + 4].copy_from_slice(&(new_size as u32).to_be_bytes());
         let total = shrunk_by.last().unwrap().1 + size - new_size;

@@ -172,6 +172,14 @@ fn parse_traf(
     Ok(data_pos)
 }
 
+/// One sample of a trun, its fields or the defaults.
+struct Entry {
+    duration: u32,
+    size: u32,
+    flags: u32,
+    cts_offset: i32,
+}
+
 /// A trun whose header has been read; its entries follow in `c`.
 struct Run<'a> {
     c: Cursor<'a>,
@@ -217,6 +225,32 @@ impl<'a> Run<'a> {
             ));
         }
         Ok(run)
+    }
+
+    /// Reads entry `i` (8.8.8.2: the fields the trun's flags say are there).
+    fn entry(&mut self, i: u64, defaults: &Trex) -> Result<Entry> {
+        let flags = self.flags;
+        let c = &mut self.c;
+        let mut field = |bit: u32, what: &str, default: u32| {
+            if flags & bit != 0 {
+                c.u32(what)
+            } else {
+                Ok(default)
+            }
+        };
+        let duration = field(0x100, "sample_duration", defaults.duration)?;
+        let size = field(0x200, "sample_size", defaults.size)?;
+        let listed = field(0x400, "sample_flags", defaults.flags)?;
+        let cts_offset = field(0x800, "sample_composition_time_offset", 0)? as i32;
+        Ok(Entry {
+            duration,
+            size,
+            flags: match (i, self.first_flags) {
+                (0, Some(f)) => f,
+                _ => listed,
+            },
+            cts_offset,
+        })
     }
 
     /// Bytes of per-sample fields per entry.
@@ -276,36 +310,21 @@ impl<'a> Run<'a> {
         track.samples.reserve(self.count as usize);
         let mut pos = self.pos;
         for i in 0..self.count {
-            let c = &mut self.c;
-            let field = |c: &mut Cursor, bit: u32, what: &str, default: u32| {
-                if self.flags & bit != 0 {
-                    c.u32(what)
-                } else {
-                    Ok(default)
-                }
-            };
-            let duration = field(c, 0x100, "sample_duration", defaults.duration)?;
-            let size = field(c, 0x200, "sample_size", defaults.size)?;
-            let listed = field(c, 0x400, "sample_flags", defaults.flags)?;
-            let sample_flags = match (i, self.first_flags) {
-                (0, Some(f)) => f,
-                _ => listed,
-            };
-            let cts_offset = field(c, 0x800, "sample_composition_time_offset", 0)? as i32;
-            if sample_flags & NON_SYNC == 0 {
+            let entry = self.entry(i, defaults)?;
+            if entry.flags & NON_SYNC == 0 {
                 sync.push(track.samples.len() as u32);
             }
             track.samples.push(Sample {
                 offset: pos,
                 dts: track.end_dts,
-                size,
-                cts_offset,
+                size: entry.size,
+                cts_offset: entry.cts_offset,
             });
-            pos = pos.saturating_add(u64::from(size));
+            pos = pos.saturating_add(u64::from(entry.size));
             track.end_dts = track
                 .end_dts
-                .checked_add(i64::from(duration))
-                .ok_or_else(|| c.error("decode time overflows"))?;
+                .checked_add(i64::from(entry.duration))
+                .ok_or_else(|| self.c.error("decode time overflows"))?;
         }
         Ok(pos)
     }

@@ -112,26 +112,7 @@ fn parse(src: &dyn ReadAt, file_len: u64, walked: &mut u64) -> Result<MediaIndex
         let Some(h) = read_header(&mut win, pos, file_len)? else {
             break;
         };
-        if h.end > file_len {
-            // Truncated media data or padding is left to the sample checks;
-            // a truncated header box is fatal.
-            if !matches!(&h.fourcc.0, b"mdat" | b"free" | b"skip") {
-                return Err(Error::corrupt(
-                    h.fourcc,
-                    pos,
-                    format!(
-                        "box of {} bytes overruns the end of the file by {} bytes",
-                        h.end - h.start,
-                        h.end - file_len
-                    ),
-                ));
-            }
-            tracing::debug!(
-                "{} at {pos} overruns the file by {} bytes",
-                h.fourcc,
-                h.end - file_len
-            );
-        }
+        check_overrun(&h, file_len)?;
         match &h.fourcc.0 {
             b"moov" if movie.is_some() => {
                 return Err(Error::corrupt(h.fourcc, pos, "second 'moov'"));
@@ -159,6 +140,32 @@ fn parse(src: &dyn ReadAt, file_len: u64, walked: &mut u64) -> Result<MediaIndex
     let movie = movie
         .ok_or_else(|| Error::corrupt(FourCc(*b"moov"), 0, "no 'moov' box: not an MP4 file"))?;
     select::finish(movie, src, file_len)
+}
+
+/// Truncated media data or padding is left to the sample checks; a
+/// truncated header box is fatal.
+fn check_overrun(h: &Located, file_len: u64) -> Result<()> {
+    if h.end <= file_len {
+        return Ok(());
+    }
+    if !matches!(&h.fourcc.0, b"mdat" | b"free" | b"skip") {
+        return Err(Error::corrupt(
+            h.fourcc,
+            h.start,
+            format!(
+                "box of {} bytes overruns the end of the file by {} bytes",
+                h.end - h.start,
+                h.end - file_len
+            ),
+        ));
+    }
+    tracing::debug!(
+        "{} at {} overruns the file by {} bytes",
+        h.fourcc,
+        h.start,
+        h.end - file_len
+    );
+    Ok(())
 }
 
 fn read_moof(win: &mut Window, h: &Located, movie: &mut Movie, budget: &mut Budget) -> Result<()> {

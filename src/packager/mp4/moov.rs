@@ -46,8 +46,22 @@ pub fn read_moov(win: &mut Window, moov: &Located) -> Result<Movie> {
         audio: None,
         skipped: Vec::new(),
     };
-    // mvhd and mvex first: whether the movie is fragmented decides whether
-    // a track without samples in its tables may still be chosen.
+    read_movie_header(win, moov, &mut movie)?;
+    let mut choice = Choice::default();
+    let mut pos = moov.body;
+    while let Some(child) = next_child(win, &mut pos, moov.end, moov.fourcc)? {
+        if &child.fourcc.0 == b"trak" {
+            choice.offer(trak::parse_trak(win, &child)?, movie.fragmented);
+        }
+    }
+    movie.skipped = choice.skipped.into_list();
+    expand_chosen(win, &mut movie, choice.video, choice.audio)?;
+    Ok(movie)
+}
+
+/// mvhd and mvex, before the traks: whether the movie is fragmented decides
+/// whether a track without samples in its tables may still be chosen.
+fn read_movie_header(win: &mut Window, moov: &Located, movie: &mut Movie) -> Result<()> {
     let mut pos = moov.body;
     while let Some(child) = next_child(win, &mut pos, moov.end, moov.fourcc)? {
         match &child.fourcc.0 {
@@ -78,16 +92,7 @@ pub fn read_moov(win: &mut Window, moov: &Located) -> Result<Movie> {
             "movie has no 'mvhd' or its timescale is 0",
         ));
     }
-    let mut choice = Choice::default();
-    let mut pos = moov.body;
-    while let Some(child) = next_child(win, &mut pos, moov.end, moov.fourcc)? {
-        if &child.fourcc.0 == b"trak" {
-            choice.offer(trak::parse_trak(win, &child)?, movie.fragmented);
-        }
-    }
-    movie.skipped = choice.skipped.into_list();
-    expand_chosen(win, &mut movie, choice.video, choice.audio)?;
-    Ok(movie)
+    Ok(())
 }
 
 /// Expands the tables of the chosen tracks, whose declared samples must

@@ -50,6 +50,30 @@ pub fn finish(movie: Movie, src: &dyn ReadAt, file_len: u64) -> Result<MediaInde
     Ok(index)
 }
 
+/// What the video samples' NAL unit headers say (nothing for audio).
+fn scan_samples(
+    codec: &Codec,
+    track_id: u32,
+    samples: &TrackSamples,
+    src: &dyn ReadAt,
+    file_len: u64,
+) -> Result<Scan> {
+    let Codec::Video(v) = codec else {
+        return Ok(Scan {
+            random_access: Vec::new(),
+            nal_units: Vec::new(),
+        });
+    };
+    let scan = access_units::scan(src, file_len, v, &samples.samples, samples.sync.as_deref())?;
+    if scan.random_access.is_empty() {
+        tracing::warn!(
+            "track {track_id}: no sync sample is an IDR picture (or a CRA without RASL \
+             pictures): segments start at sync samples and may not decode alone"
+        );
+    }
+    Ok(scan)
+}
+
 /// Drops samples at the end (in decode order) that are presented at or
 /// after `end`, where the edit list ends the presentation. Only a suffix is
 /// dropped, so no kept frame loses a reference; one sample always stays.
@@ -104,22 +128,7 @@ fn finish_track(
         .min()
         .unwrap_or(0);
     let codec = t.codec.expect("chosen tracks have a codec");
-    let scan = match &codec {
-        Codec::Video(v) => {
-            access_units::scan(src, file_len, v, &samples.samples, samples.sync.as_deref())?
-        }
-        Codec::Audio(_) => Scan {
-            random_access: Vec::new(),
-            nal_units: Vec::new(),
-        },
-    };
-    if matches!(codec, Codec::Video(_)) && scan.random_access.is_empty() {
-        tracing::warn!(
-            "track {}: no sync sample is an IDR picture (or a CRA without RASL pictures): \
-             segments start at sync samples and may not decode alone",
-            t.track_id
-        );
-    }
+    let scan = scan_samples(&codec, t.track_id, &samples, src, file_len)?;
     Ok(Track {
         track_id: t.track_id,
         timescale: t.timescale,
