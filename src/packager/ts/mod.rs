@@ -31,6 +31,10 @@ const AUDIO_PID: Pid = Pid::new(0x101);
 const AUDIO_PES_MAX_BYTES: usize = 2930;
 /// ... or this much time, so that audio stays close to the video it goes with.
 const AUDIO_PES_MAX_90K: i64 = 9_000;
+/// ... or this many frames. Real frames reach the time limit first (about
+/// five frames in 100 ms); empty frames with equal timestamps, which only a
+/// hostile file has, would otherwise make one PES of a whole segment.
+const AUDIO_PES_MAX_FRAMES: usize = 64;
 
 /// What goes into the next PES packet of a segment.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,7 +92,10 @@ fn audio_pes_end(track: &Track, start: usize, end: usize, until_90k: i64) -> usi
     while i < end {
         let t = track.dts_90k(i);
         let len = audio_frame_len(track, i);
-        if t > until_90k || t - first_90k >= AUDIO_PES_MAX_90K || bytes + len > AUDIO_PES_MAX_BYTES
+        if t > until_90k
+            || t - first_90k >= AUDIO_PES_MAX_90K
+            || bytes + len > AUDIO_PES_MAX_BYTES
+            || i - start >= AUDIO_PES_MAX_FRAMES
         {
             break;
         }
