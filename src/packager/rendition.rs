@@ -5,12 +5,14 @@
 //!
 //! - Opening a source (once; the origin then keeps the index): the top-level
 //!   box headers, the `moov`'s small boxes, one `moof` at a time (at most
-//!   32 MiB), the chosen tracks' tables read once front to back; per-sample
-//!   work on at most `min(2^23, file_len / 4)` samples
+//!   32 MiB; each read twice, first to count the samples so that the index
+//!   is allocated once), the chosen tracks' tables read once front to back;
+//!   per-sample work on at most `min(2^23, file_len / 4)` samples
 //!   ([`sample_budget`](crate::packager::index::sample_budget)), with memory
-//!   of 24 bytes a sample (the index) plus buffers of 64 KiB; the video's NAL
-//!   unit headers read in small blocks, at most `4 * file_len + 16 MiB`
-//!   bytes in all; the plan and the TS layout, one pass over the samples.
+//!   of 24 bytes a sample (the index; 28 with 1- or 2-byte NAL lengths) plus
+//!   buffers of 64 KiB; the video's NAL unit headers read in small blocks,
+//!   at most `4 * file_len + 16 MiB` bytes in all; the plan and the TS
+//!   layout, one pass over the samples.
 //! - A segment: one pass over its samples to schedule and mux them, reading
 //!   their bytes (at most 1 GiB, plus gaps no larger than the samples) a
 //!   batch of 4 MiB at a time: memory is a batch, one access unit (at most
@@ -18,9 +20,8 @@
 //! - A playlist: one pass over the segments.
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
-
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use crate::packager::error::{Error, FourCc, Result};
 use crate::packager::hls::{self, Variant};

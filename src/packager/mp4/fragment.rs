@@ -72,6 +72,36 @@ pub fn parse_moof(
     Ok(())
 }
 
+/// Adds to `counts[n]` the samples this moof's runs declare for track
+/// `ids[n]`; a first pass, so that sample lists are allocated once.
+pub fn count_samples(mut c: Cursor, ids: &[u32], counts: &mut [u64]) -> Result<()> {
+    for traf in c.children() {
+        let mut traf = traf?;
+        if &traf.fourcc.0 != b"traf" {
+            continue;
+        }
+        let mut slot = None;
+        for child in traf.body.children() {
+            let mut child = child?;
+            match &child.fourcc.0 {
+                b"tfhd" => {
+                    child.body.full_box()?;
+                    let id = child.body.u32("track_ID")?;
+                    slot = ids.iter().position(|&t| t == id);
+                }
+                b"trun" => {
+                    if let Some(n) = slot {
+                        child.body.full_box()?;
+                        counts[n] += u64::from(child.body.u32("sample_count")?);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 struct Tfhd {
     track_id: u32,
     base: Option<u64>,

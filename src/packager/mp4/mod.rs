@@ -118,9 +118,12 @@ fn parse(src: &dyn ReadAt, file_len: u64, walked: &mut u64) -> Result<MediaIndex
                 return Err(Error::corrupt(h.fourcc, pos, "second 'moov'"));
             }
             b"moov" => {
-                let m = moov::read_moov(&mut win, &h)?;
+                let mut m = moov::read_moov(&mut win, &h)?;
                 budget.samples_left = sample_budget(file_len).saturating_sub(m.sample_count());
                 let fragmented = m.fragmented;
+                if fragmented {
+                    reserve_fragment_samples(&mut win, h.end, &mut m, budget.samples_left)?;
+                }
                 movie = Some(m);
                 if !fragmented {
                     break;
@@ -165,6 +168,40 @@ fn check_overrun(h: &Located, file_len: u64) -> Result<()> {
         h.start,
         h.end - file_len
     );
+    Ok(())
+}
+
+/// Reserves room for the samples the fragments after `from` add to the
+/// chosen tracks (at most `budget`), counted in a first pass over their
+/// moofs, so that the sample lists never grow by doubling: an index of
+/// 2^23 samples would otherwise pass through twice its size.
+fn reserve_fragment_samples(
+    win: &mut Window,
+    from: u64,
+    movie: &mut Movie,
+    budget: u64,
+) -> Result<()> {
+    let file_len = win.file_len();
+    let ids: Vec<u32> = movie.chosen_mut().map(|c| c.trak.track_id).collect();
+    let mut counts = vec![0u64; ids.len()];
+    let mut pos = from;
+    while pos < file_len {
+        let Some(h) = read_header(win, pos, file_len)? else {
+            break;
+        };
+        if &h.fourcc.0 == b"moof" && h.end <= file_len && h.body_len() <= MAX_MOOF_BYTES {
+            let body = win.read_vec(h.body, h.body_len() as usize, h.fourcc)?;
+            let c = Cursor::new(&body, h.body, h.fourcc);
+            fragment::count_samples(c, &ids, &mut counts)?;
+        }
+        pos = h.end;
+    }
+    for (chosen, count) in movie.chosen_mut().zip(counts) {
+        chosen
+            .samples
+            .samples
+            .reserve_exact(count.min(budget) as usize);
+    }
     Ok(())
 }
 
