@@ -669,6 +669,40 @@ mod tests {
         }
     }
 
+    /// Segment 1 started at sample 0 even when it was no sync sample: a
+    /// decoder got frames it could not decode first. They are left out.
+    #[test]
+    fn video_before_the_first_random_access_point_is_left_out() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/h264-aac-bframes.mp4");
+        let mut index = fixture("h264-aac-bframes.mp4").index().clone();
+        // The file as if it had been cut 5 frames into its first GOP.
+        let video = index.video.as_mut().unwrap();
+        video.samples.drain(..5);
+        let shift = |list: &mut Vec<u32>| {
+            *list = list.iter().filter(|&&i| i >= 5).map(|&i| i - 5).collect();
+        };
+        shift(video.sync.as_mut().unwrap());
+        shift(&mut video.random_access);
+        let min_cts = video.samples.iter().map(|s| s.cts_offset).min().unwrap();
+        video.decode_delay = i64::from(min_cts.min(0)).abs();
+        index.validate().unwrap();
+        let first_ra = index.video.as_ref().unwrap().random_access[0] as usize;
+        assert_eq!(first_ra, 55);
+
+        let r = Rendition::from_index(&path, std::fs::File::open(&path).unwrap(), index, 2.0);
+        let video = r.index().video.as_ref().unwrap();
+        assert_eq!(r.plan().segments[0].video.start, first_ra);
+        assert!(r.plan().independent_segments(r.index()));
+        let pes = demux(&r.segment(0).unwrap());
+        let first_video = pes.iter().find(|p| p.pid == VIDEO_PID.value()).unwrap();
+        assert!(first_video.random_access);
+        assert_eq!(
+            first_video.pts,
+            video.pts_90k(first_ra) + r.plan().stream_offset_90k
+        );
+    }
+
     #[test]
     fn pcr_runs_ahead_of_decode_times() {
         let r = fixture("h264-aac-bframes.mp4");
