@@ -339,18 +339,21 @@ fn fill_offsets(
     Ok(())
 }
 
+/// Sync samples, ascending and without repeats, however the table lists
+/// them: marked in a map of the samples, so that a table of millions of
+/// repeated entries for a short track takes no more memory than the track.
 fn read_stss(mut c: TableReader, sample_count: usize) -> Result<Vec<u32>> {
     c.full_box()?;
     let count = c.count(4, "stss entry count")?;
-    let mut sync = Vec::with_capacity((count as usize).min(sample_count));
+    let mut is_sync = vec![false; sample_count];
     for _ in 0..count {
         let number = c.u32("sample_number")?;
         if number == 0 || number as usize > sample_count {
             return Err(c.error(format!("sync sample {number} outside 1..={sample_count}")));
         }
-        sync.push(number - 1);
+        is_sync[number as usize - 1] = true;
     }
-    sync.sort_unstable();
-    sync.dedup();
-    Ok(sync)
+    Ok((0..sample_count as u32)
+        .filter(|&i| is_sync[i as usize])
+        .collect())
 }
