@@ -24,11 +24,20 @@ fn main() {
 
 type Probe = fn() -> bool;
 
-const MISSING: [(&str, Probe); 3] = [
+const MISSING: [(&str, Probe); 4] = [
     ("casterpak_no_ffmpeg", || {
         on_path("ffmpeg") && on_path("ffprobe")
     }),
     ("casterpak_no_browser", browser),
+    ("casterpak_no_gnu_time", || {
+        let time = Path::new("/usr/bin/time");
+        watch(if time.exists() {
+            time
+        } else {
+            Path::new("/usr/bin")
+        });
+        time.is_file()
+    }),
     // Not watched while missing: `touch build.rs` after adding it.
     ("casterpak_no_shared_media", || {
         let manifest = Path::new("../shared/media/MANIFEST.tsv");

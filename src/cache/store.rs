@@ -197,6 +197,15 @@ impl<W: Write> Recording<W> {
     }
 }
 
+impl<W: Write> Recording<W> {
+    /// Keeps the first error, and hands the caller one of the same kind.
+    fn remember(&mut self, e: std::io::Error) -> std::io::Error {
+        let copy = std::io::Error::new(e.kind(), e.to_string());
+        self.error.get_or_insert(e);
+        copy
+    }
+}
+
 impl<W: Write> Write for Recording<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         match self.inner.write(buf) {
@@ -204,15 +213,11 @@ impl<W: Write> Write for Recording<W> {
                 self.written += n as u64;
                 Ok(n)
             }
-            Err(e) => {
-                let copy = std::io::Error::new(e.kind(), e.to_string());
-                self.error.get_or_insert(e);
-                Err(copy)
-            }
+            Err(e) => Err(self.remember(e)),
         }
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
+        self.inner.flush().map_err(|e| self.remember(e))
     }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::error::{packager_error, OriginError, RETRY_AFTER_SECONDS};
 use super::Origin;
 use crate::cache::{ObjectSpec, SourceId};
-use crate::packager::index::{MediaIndex, Sample};
+use crate::packager::index::MediaIndex;
 use crate::packager::rendition::Rendition;
 use crate::packager::{index_codec, mp4};
 
@@ -106,7 +106,7 @@ impl Origin {
     }
 
     fn keep(&self, source: &SourceId, rendition: &Arc<Rendition>, tick: u64) {
-        let bytes = index_bytes(rendition.index());
+        let bytes = rendition.index().memory_bytes();
         let mut parsed = self.parsed.lock().expect("parsed lock");
         while !parsed.map.is_empty()
             && (parsed.map.len() >= RENDITIONS_IN_MEMORY
@@ -119,7 +119,7 @@ impl Origin {
                 .map(|(k, _)| k.clone())
                 .expect("not empty");
             if let Some((r, _)) = parsed.map.remove(&oldest) {
-                parsed.bytes -= index_bytes(r.index());
+                parsed.bytes -= r.index().memory_bytes();
             }
         }
         parsed.bytes += bytes;
@@ -127,7 +127,7 @@ impl Origin {
             .map
             .insert(source.clone(), (Arc::clone(rendition), tick))
         {
-            parsed.bytes -= index_bytes(old.index());
+            parsed.bytes -= old.index().memory_bytes();
         }
     }
 
@@ -182,14 +182,6 @@ fn is_changing(source: &SourceId) -> bool {
     SystemTime::now()
         .duration_since(modified)
         .map_or(true, |age| age < SETTLE_TIME)
-}
-
-/// Memory the sample index of `index` takes.
-fn index_bytes(index: &MediaIndex) -> usize {
-    index
-        .tracks()
-        .map(|t| t.samples.len() * std::mem::size_of::<Sample>())
-        .sum()
 }
 
 pub(super) type Failures = Mutex<HashMap<String, (Instant, OriginError)>>;

@@ -1,19 +1,64 @@
-//! Replays the inputs the fuzz target once crashed on (`fuzz/regressions/`)
-//! through the same steps as the target: read, plan, size and mux.
+//! The bodies of the fuzz targets in `fuzz/fuzz_targets/` that exercise the
+//! packager, and a test that replays the inputs they once failed on
+//! (`fuzz/regressions/`) through the same steps.
 
-use crate::packager::{index_codec, media::SegmentMedia, mp4, segment, ts};
+use crate::packager::index::MediaIndex;
+use crate::packager::{index_codec, mp4, segment, ts, url};
 
-/// The body of `fuzz/fuzz_targets/mp4_reader.rs`.
+/// `mp4_reader`: the MP4 reader on arbitrary bytes, then everything made
+/// from what it returns, with the input standing in for the media data.
 pub fn exercise(data: &[u8]) {
     let _ = index_codec::decode(data);
     let Ok(index) = mp4::read_index_from_bytes(data) else {
         return;
     };
-    let plan = segment::plan(&index, 6 * 90_000);
-    let layout = ts::layout(&index, &plan.segments);
-    for (seg, at) in plan.segments.iter().zip(&layout).take(4) {
-        if let Ok(media) = SegmentMedia::from_bytes(data, &index, seg) {
-            let _ = ts::write_segment(&index, seg, plan.stream_offset_90k, at.continuity, &media);
+    // What the reader returns, the cache keeps and gives back.
+    let decoded = index_codec::decode(&index_codec::encode(&index));
+    assert_eq!(decoded.ok().as_ref(), Some(&index), "index round trip");
+    plan_and_mux(&index, data);
+}
+
+/// `index_decoder`: an index from the cache, as the origin reads it back:
+/// decoded (and so validated), then planned and muxed as a parsed one is.
+pub fn exercise_index(data: &[u8]) {
+    if let Ok(index) = index_codec::decode(data) {
+        plan_and_mux(&index, data);
+    }
+}
+
+/// `url_parser`: what the URL grammar accepts keeps its promises.
+pub fn exercise_url(data: &[u8]) {
+    let Ok(path) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(request) = url::parse(path) else {
+        return;
+    };
+    assert!(!request.sources.is_empty() && request.sources.len() <= url::MAX_RENDITIONS);
+    for source in &request.sources {
+        assert!(!source.starts_with('/'), "{source:?} is absolute");
+        assert!(!source.contains(['\\', '\0']), "{source:?}");
+        for component in source.split('/') {
+            assert!(!matches!(component, "" | "." | ".."), "{source:?}");
+        }
+    }
+}
+
+/// Plans, lays out and writes the first few segments of `index`, reading
+/// sample bytes from `data`; every step must return, never panic or hang.
+fn plan_and_mux(index: &MediaIndex, data: &[u8]) {
+    let plan = segment::plan(index, 6 * 90_000);
+    let layout = ts::layout(index, &plan.segments);
+    for (segment, at) in plan.segments.iter().zip(&layout).take(4) {
+        let input = ts::SegmentInput {
+            index,
+            segment,
+            offset_90k: plan.stream_offset_90k,
+            continuity: at.continuity,
+        };
+        if let Ok(written) = ts::write_segment(&input, &data, &mut std::io::sink(), ts::BATCH_BYTES)
+        {
+            assert_eq!(written, at.len_bytes, "the layout predicts every segment");
         }
     }
 }
@@ -24,10 +69,14 @@ fn fuzz_regressions_do_not_panic() {
     let mut count = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "mp4") {
-            exercise(&std::fs::read(&path).unwrap());
-            count += 1;
-        }
+        let run: fn(&[u8]) = match path.extension().and_then(|e| e.to_str()) {
+            Some("mp4") => exercise,
+            Some("cpix") => exercise_index,
+            Some("url") => exercise_url,
+            _ => continue,
+        };
+        run(&std::fs::read(&path).unwrap());
+        count += 1;
     }
     assert!(count > 0, "no regressions found in {}", dir.display());
 }

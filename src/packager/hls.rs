@@ -17,6 +17,8 @@ pub struct Variant {
     pub frame_rate: Option<f64>,
     /// `av`, `a` or `v`.
     pub kind_suffix: &'static str,
+    /// Every segment starts where a decoder can start (RFC 8216 4.3.5.1).
+    pub independent_segments: bool,
 }
 
 pub fn media_playlist_name(n: usize, kind_suffix: &str) -> String {
@@ -28,15 +30,19 @@ pub fn segment_name(k: usize, n: usize, kind_suffix: &str) -> String {
     format!("segment{k}_{n}_{kind_suffix}.ts")
 }
 
+/// A segment's `#EXTINF` duration in milliseconds, as written: bitrates
+/// in the master are computed from these, as a player computes them
+/// (RFC 8216 4.3.4.2: segment sizes over their EXTINF durations).
+pub fn extinf_millis(segment: &Segment) -> i64 {
+    (segment.duration_90k() + 45) / 90
+}
+
 /// A VOD media playlist listing every segment of rendition `n`; `prefix`
 /// goes before each segment's name (empty for relative URIs).
 pub fn media_playlist(segments: &[Segment], n: usize, kind_suffix: &str, prefix: &str) -> String {
     // EXTINF is written in milliseconds; TARGETDURATION is the largest of
     // those rounded up, so that no rounded EXTINF exceeds it (4.3.3.1).
-    let millis: Vec<i64> = segments
-        .iter()
-        .map(|s| (s.duration_90k() + 45) / 90)
-        .collect();
+    let millis: Vec<i64> = segments.iter().map(extinf_millis).collect();
     let target = millis.iter().max().map_or(1, |ms| (ms + 999) / 1000).max(1);
     let mut out = String::with_capacity(64 + 48 * segments.len());
     out.push_str("#EXTM3U\n#EXT-X-VERSION:3\n");
@@ -54,8 +60,13 @@ pub fn media_playlist(segments: &[Segment], n: usize, kind_suffix: &str, prefix:
 
 /// A master playlist; rendition `n` is `variants[n]`, and `prefix` goes
 /// before each media playlist's name (empty for relative URIs).
+/// `#EXT-X-INDEPENDENT-SEGMENTS` applies to every media playlist of the
+/// master, so it is written only when it is true of every variant.
 pub fn master_playlist(variants: &[(usize, Variant)], prefix: &str) -> String {
-    let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:3\n");
+    if variants.iter().all(|(_, v)| v.independent_segments) {
+        out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
+    }
     for (n, v) in variants {
         let _ = write!(
             out,
@@ -84,6 +95,27 @@ mod tests {
             start_90k,
             end_90k,
         }
+    }
+
+    fn variant(independent_segments: bool) -> Variant {
+        Variant {
+            bandwidth: 1,
+            average_bandwidth: 1,
+            codecs: "mp4a.40.2".into(),
+            resolution: None,
+            frame_rate: None,
+            kind_suffix: "a",
+            independent_segments,
+        }
+    }
+
+    #[test]
+    fn independent_segments_only_when_every_variant_has_them() {
+        const TAG: &str = "#EXT-X-INDEPENDENT-SEGMENTS\n";
+        let both = master_playlist(&[(0, variant(true)), (1, variant(true))], "");
+        assert!(both.contains(TAG), "{both}");
+        let one = master_playlist(&[(0, variant(true)), (1, variant(false))], "");
+        assert!(!one.contains(TAG), "{one}");
     }
 
     #[test]

@@ -5,9 +5,23 @@
 //! segment needs is answered from here by index arithmetic or binary search;
 //! the media bytes themselves stay in the file until a segment asks for them.
 
-/// Most samples a packaged track may have: 4 Mi samples is 38 hours of 30
-/// fps video or 24 hours of 48 kHz AAC, and 96 MiB of index.
-pub const MAX_TRACK_SAMPLES: usize = 1 << 22;
+/// Most samples the packaged tracks of one file may have together: 8 Mi
+/// samples is 192 MiB of index, 30 hours of 30 fps video with 48 kHz AAC.
+pub const MAX_FILE_SAMPLES: u64 = 1 << 23;
+
+/// Fewest bytes of file per sample we believe. A sample of a codec we carry
+/// is at least a few bytes (a NAL length and header and a slice; an AAC,
+/// AC-3 or MP3 frame), and its table entry usually adds four more: a file
+/// that declares more samples than a quarter of its length has samples
+/// that overlap or are empty, which only a hostile file needs.
+pub const MIN_BYTES_PER_SAMPLE: u64 = 4;
+
+/// Most samples the packaged tracks of a file of `file_len` bytes may
+/// have together: `min(2^23, file_len / 4)`. It bounds the index (24 bytes
+/// a sample) and all per-sample work by the file's own size.
+pub fn sample_budget(file_len: u64) -> u64 {
+    (file_len / MIN_BYTES_PER_SAMPLE).min(MAX_FILE_SAMPLES)
+}
 
 /// One access unit: where its bytes are and when it is decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +92,17 @@ pub struct Track {
     pub samples: Vec<Sample>,
     /// Indexes of sync samples, ascending; `None` when every sample is one.
     pub sync: Option<Vec<u32>>,
+    /// Video: the sync samples a decoder can really start at (an H.264 IDR
+    /// picture; an H.265 IDR or BLA picture, or a CRA with no RASL picture
+    /// after it), found in their NAL unit headers; ascending. Segments start
+    /// at these. Empty for audio (every frame is one), and for a video
+    /// track that has none: its segments then start at sync samples and do
+    /// not count as independent.
+    pub random_access: Vec<u32>,
+    /// Video with 1- or 2-byte NAL lengths: the NAL units in each sample,
+    /// since each grows by `4 - nal_length_size` bytes in Annex B and the
+    /// segment layout must be exact. Empty otherwise.
+    pub nal_units: Vec<u32>,
     /// Decode time just after the last sample (its DTS plus its duration).
     pub end_dts: i64,
     /// Added to a composition time to get the presentation time: the edit
@@ -97,6 +122,35 @@ impl Track {
         match &self.sync {
             None => true,
             Some(list) => list.binary_search(&(index as u32)).is_ok(),
+        }
+    }
+
+    /// Whether a decoder can start at sample `index` (see `random_access`).
+    pub fn is_random_access(&self, index: usize) -> bool {
+        match &self.codec {
+            Codec::Audio(_) => true,
+            Codec::Video(_) => self.random_access.binary_search(&(index as u32)).is_ok(),
+        }
+    }
+
+    /// Where video segments may start: the random access points, or the
+    /// sync samples when there is none (see `random_access`).
+    pub fn cut_candidates(&self) -> Box<dyn Iterator<Item = usize> + '_> {
+        match (&self.random_access, &self.sync) {
+            (ra, _) if !ra.is_empty() => Box::new(ra.iter().map(|&i| i as usize)),
+            (_, Some(sync)) => Box::new(sync.iter().map(|&i| i as usize)),
+            (_, None) => Box::new(0..self.samples.len()),
+        }
+    }
+
+    /// Bytes sample `index` grows by when its NAL lengths become Annex B
+    /// start codes (4 bytes each): none with 4-byte lengths.
+    pub fn annexb_growth(&self, index: usize) -> usize {
+        match (&self.codec, self.nal_units.get(index)) {
+            (Codec::Video(v), Some(&n)) => {
+                4usize.saturating_sub(usize::from(v.nal_length_size)) * n as usize
+            }
+            _ => 0,
         }
     }
 
@@ -152,6 +206,25 @@ pub struct MediaIndex {
 }
 
 impl MediaIndex {
+    /// Bytes of memory the index's tables take.
+    pub fn memory_bytes(&self) -> usize {
+        self.tracks()
+            .map(|t| {
+                t.samples.len() * std::mem::size_of::<Sample>()
+                    + (t.sync.as_ref().map_or(0, Vec::len)
+                        + t.random_access.len()
+                        + t.nal_units.len())
+                        * std::mem::size_of::<u32>()
+            })
+            .sum()
+    }
+
+    /// Checks the invariants planning and muxing rely on (see
+    /// [`validate`](crate::packager::validate)).
+    pub fn validate(&self) -> crate::packager::error::Result<()> {
+        crate::packager::validate::validate(self)
+    }
+
     pub fn tracks(&self) -> impl Iterator<Item = &Track> {
         self.video.iter().chain(self.audio.iter())
     }

@@ -6,6 +6,7 @@
 //! "CPIX" version:u32 file_len:u64 video:track? audio:track? skipped:[str]
 //! track   = track_id:u32 timescale:u32 end_dts:i64 shift:i64 delay:i64 codec
 //!           samples:[offset:u64 dts:i64 size:u32 cts:i32] sync:[u32]?
+//!           random_access:[u32] nal_units:[u32]
 //! X?      = 0:u8 | 1:u8 X          [X] = count:u32 X...       str = [u8]
 //! ```
 
@@ -16,7 +17,8 @@ use crate::packager::index::{
 use crate::packager::mp4::cursor::Cursor;
 
 const MAGIC: [u8; 4] = *b"CPIX";
-const VERSION: u32 = 1;
+/// 2: random access points and NAL unit counts.
+const VERSION: u32 = 2;
 const SAMPLE_LEN: usize = 24;
 
 pub fn encode(index: &MediaIndex) -> Vec<u8> {
@@ -88,11 +90,22 @@ fn encode_track(out: &mut Vec<u8>, t: &Track) {
     }
     out.push(u8::from(t.sync.is_some()));
     if let Some(sync) = &t.sync {
-        out.extend_from_slice(&(sync.len() as u32).to_be_bytes());
-        for i in sync {
-            out.extend_from_slice(&i.to_be_bytes());
-        }
+        put_u32s(out, sync);
     }
+    put_u32s(out, &t.random_access);
+    put_u32s(out, &t.nal_units);
+}
+
+fn put_u32s(out: &mut Vec<u8>, list: &[u32]) {
+    out.extend_from_slice(&(list.len() as u32).to_be_bytes());
+    for i in list {
+        out.extend_from_slice(&i.to_be_bytes());
+    }
+}
+
+fn get_u32s(c: &mut Cursor, what: &str) -> Result<Vec<u32>> {
+    let n = c.count(4, what)?;
+    (0..n).map(|_| c.u32(what)).collect()
 }
 
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -100,7 +113,8 @@ fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
-/// Reads what [`encode`] wrote; anything else is an error, never a panic.
+/// Reads what [`encode`] wrote and checks it with the same validator as a
+/// freshly read index; anything else is an error, never a panic.
 pub fn decode(data: &[u8]) -> Result<MediaIndex> {
     let mut c = Cursor::new(data, 0, FourCc(MAGIC));
     if c.bytes(4, "magic")? != MAGIC || c.u32("version")? != VERSION {
@@ -117,12 +131,15 @@ pub fn decode(data: &[u8]) -> Result<MediaIndex> {
     if c.remaining() != 0 {
         return Err(c.error("trailing bytes"));
     }
-    Ok(MediaIndex {
+    let index = MediaIndex {
         file_len,
         video,
         audio,
         skipped,
-    })
+    };
+    // Checked as a freshly read index is: the cache is a file like any other.
+    index.validate()?;
+    Ok(index)
 }
 
 fn decode_optional_track(c: &mut Cursor) -> Result<Option<Track>> {
@@ -156,21 +173,18 @@ fn decode_track(c: &mut Cursor) -> Result<Track> {
     }
     let sync = match c.u8("sync present")? {
         0 => None,
-        _ => {
-            let n = c.count(4, "sync count")?;
-            Some(
-                (0..n)
-                    .map(|_| c.u32("sync sample"))
-                    .collect::<Result<Vec<_>>>()?,
-            )
-        }
+        _ => Some(get_u32s(c, "sync sample")?),
     };
+    let random_access = get_u32s(c, "random access point")?;
+    let nal_units = get_u32s(c, "NAL unit count")?;
     Ok(Track {
         track_id,
         timescale,
         codec,
         samples,
         sync,
+        random_access,
+        nal_units,
         end_dts,
         presentation_shift,
         decode_delay,
@@ -239,24 +253,111 @@ fn get_string(c: &mut Cursor) -> Result<String> {
 mod tests {
     use super::*;
 
+    fn fixture_index(name: &str) -> MediaIndex {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        crate::packager::mp4::read_index(&std::fs::File::open(path).unwrap()).unwrap()
+    }
+
     #[test]
     fn every_fixture_round_trips_and_truncations_fail_cleanly() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
         for name in [
             "h264-aac-bframes.mp4",
             "hevc-aac.mp4",
+            "hevc-open-gop.mp4",
             "ac3.mp4",
             "eac3-only.mp4",
             "mp3-only.mp4",
             "aac-only.m4a",
         ] {
-            let file = std::fs::File::open(dir.join(name)).unwrap();
-            let index = crate::packager::mp4::read_index(&file).unwrap();
+            let index = fixture_index(name);
             let bytes = encode(&index);
             assert_eq!(decode(&bytes).unwrap(), index, "{name}");
             for cut in [0, 3, 8, 17, bytes.len() / 2, bytes.len() - 1] {
                 assert!(decode(&bytes[..cut]).is_err(), "{name} cut at {cut}");
             }
+        }
+    }
+
+    fn video_config(index: &mut MediaIndex) -> &mut VideoConfig {
+        match &mut index.video.as_mut().unwrap().codec {
+            Codec::Video(v) => v,
+            Codec::Audio(_) => unreachable!(),
+        }
+    }
+
+    /// A cached index whose video says its NAL lengths take 0 bytes made
+    /// the Annex B writer loop forever on the first segment.
+    #[test]
+    fn cached_index_with_nal_length_size_0_is_rejected() {
+        let mut index = fixture_index("h264-aac-bframes.mp4");
+        video_config(&mut index).nal_length_size = 0;
+        let err = decode(&encode(&index)).unwrap_err().to_string();
+        assert!(err.contains("NAL length size 0"), "{err}");
+    }
+
+    /// A cached index with a track of no samples made the planner panic.
+    #[test]
+    fn cached_index_with_an_empty_track_is_rejected() {
+        let mut index = fixture_index("h264-aac-bframes.mp4");
+        index.audio.as_mut().unwrap().samples.clear();
+        index.audio.as_mut().unwrap().sync = None;
+        let err = decode(&encode(&index)).unwrap_err().to_string();
+        assert!(err.contains("no samples"), "{err}");
+    }
+
+    /// Every invariant the planner and muxer rely on is checked on decode.
+    #[test]
+    fn cached_index_breaking_any_invariant_is_rejected() {
+        type Breakage = (&'static str, fn(&mut MediaIndex));
+        let cases: &[Breakage] = &[
+            ("lies past the end", |i| i.file_len -= 1),
+            ("decode time goes back", |i| {
+                i.video.as_mut().unwrap().samples[5].dts = -1
+            }),
+            ("timestamps out of range", |i| {
+                i.audio.as_mut().unwrap().end_dts = i64::MAX
+            }),
+            ("sync sample past the last", |i| {
+                i.video.as_mut().unwrap().sync = Some(vec![0, 100_000])
+            }),
+            ("sync sample list not ascending", |i| {
+                i.video.as_mut().unwrap().sync = Some(vec![60, 0])
+            }),
+            ("decode delay", |i| {
+                i.video.as_mut().unwrap().decode_delay = 7
+            }),
+            ("codec string", |i| {
+                video_config(i).codec_string = "avc1\"\n#EXT".into()
+            }),
+            ("bad parameter sets", |i| {
+                video_config(i).parameter_sets.push(Vec::new())
+            }),
+            ("timescale 0", |i| i.audio.as_mut().unwrap().timescale = 0),
+            ("the video track has an audio codec", |i| {
+                i.video = i.audio.clone()
+            }),
+            ("AAC configuration", |i| {
+                if let Codec::Audio(a) = &mut i.audio.as_mut().unwrap().codec {
+                    a.codec = AudioCodec::Aac {
+                        profile: 1,
+                        sampling_index: 15,
+                        channel_config: 2,
+                    };
+                }
+            }),
+            ("more than the", |i| i.file_len = 1000),
+            ("no video or audio track", |i| {
+                i.video = None;
+                i.audio = None;
+            }),
+        ];
+        for (want, breakage) in cases {
+            let mut index = fixture_index("h264-aac-bframes.mp4");
+            breakage(&mut index);
+            let err = decode(&encode(&index)).unwrap_err().to_string();
+            assert!(err.contains(want), "{want}: {err}");
         }
     }
 }

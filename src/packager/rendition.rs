@@ -1,13 +1,31 @@
 //! A rendition: one source file, its index and its segment plan, and what
 //! can be made of them (segments, a media playlist, a master playlist entry).
+//!
+//! Work per request is bounded by what is packaged, whatever the file:
+//!
+//! - Opening a source (once; the origin then keeps the index): the top-level
+//!   box headers, the `moov`'s small boxes, one `moof` at a time (at most
+//!   32 MiB; each read twice, first to count the samples so that the index
+//!   is allocated once), the chosen tracks' tables read once front to back;
+//!   per-sample work on at most `min(2^23, file_len / 4)` samples
+//!   ([`sample_budget`](crate::packager::index::sample_budget)), with memory
+//!   of 24 bytes a sample (the index; 28 with 1- or 2-byte NAL lengths) plus
+//!   buffers of 64 KiB; the video's NAL unit headers read in small blocks,
+//!   at most `4 * file_len + 16 MiB` bytes in all; the plan and the TS
+//!   layout, one pass over the samples.
+//! - A segment: one pass over its samples to schedule and mux them, reading
+//!   their bytes (at most 1 GiB, plus gaps no larger than the samples) a
+//!   batch of 4 MiB at a time: memory is a batch, one access unit (at most
+//!   16 MiB) and its PES packet, however long the segment.
+//! - A playlist: one pass over the segments.
 
 use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::packager::error::{Error, Result};
+use crate::packager::error::{Error, FourCc, Result};
 use crate::packager::hls::{self, Variant};
 use crate::packager::index::{Codec, MediaIndex};
-use crate::packager::media::SegmentMedia;
 use crate::packager::segment::{self, Plan};
 use crate::packager::{mp4, ts};
 
@@ -39,6 +57,14 @@ impl Rendition {
         segment_seconds: f64,
     ) -> Rendition {
         let plan = segment::plan(&index, (segment_seconds * 90_000.0).round() as i64);
+        if let Some(first) = plan.segments.first().filter(|s| s.video.start > 0) {
+            tracing::warn!(
+                "{}: the first {} video samples come before the first place a decoder \
+                 can start and are left out",
+                path.display(),
+                first.video.start
+            );
+        }
         let layout = ts::layout(&index, &plan.segments);
         Rendition {
             path: path.to_owned(),
@@ -74,8 +100,26 @@ impl Rendition {
         }
     }
 
-    /// MPEG-TS segment `k` (0-based; its URL says `k + 1`).
+    /// MPEG-TS segment `k` (0-based; its URL says `k + 1`) in memory, for
+    /// tests: [`Rendition::write_segment`] is what serves and packages.
     pub fn segment(&self, k: usize) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.write_segment(k, &mut out)?;
+        Ok(out)
+    }
+
+    /// Writes MPEG-TS segment `k` (0-based) to `out` as it is made, a
+    /// bounded batch of samples at a time; returns its length.
+    pub fn write_segment(&self, k: usize, out: &mut dyn Write) -> Result<u64> {
+        self.write_segment_batched(k, out, ts::BATCH_BYTES)
+    }
+
+    pub(crate) fn write_segment_batched(
+        &self,
+        k: usize,
+        out: &mut dyn Write,
+        batch_bytes: usize,
+    ) -> Result<u64> {
         let segment = self.plan.segments.get(k).ok_or_else(|| {
             Error::NotFound(format!(
                 "segment {} of {} segments",
@@ -83,21 +127,28 @@ impl Rendition {
                 self.segment_count()
             ))
         })?;
-        let media = SegmentMedia::read(&self.file, &self.index, segment)?;
-        ts::write_segment(
-            &self.index,
+        let input = ts::SegmentInput {
+            index: &self.index,
             segment,
-            self.plan.stream_offset_90k,
-            self.layout[k].continuity,
-            &media,
-        )
-    }
-
-    /// Writes MPEG-TS segment `k` (0-based) to `out`; returns its length.
-    pub fn write_segment(&self, k: usize, out: &mut dyn std::io::Write) -> Result<u64> {
-        let bytes = self.segment(k)?;
-        out.write_all(&bytes)?;
-        Ok(bytes.len() as u64)
+            offset_90k: self.plan.stream_offset_90k,
+            continuity: self.layout[k].continuity,
+        };
+        let written = ts::write_segment(&input, &self.file, out, batch_bytes)?;
+        // The layout gave the counters of every later segment and the
+        // playlist's BANDWIDTH: a segment of another size would break both.
+        if written != self.layout[k].len_bytes {
+            return Err(Error::corrupt(
+                FourCc(*b"mdat"),
+                0,
+                format!(
+                    "segment {} came out {written} bytes, not the {} its layout says \
+                     (the source changed since it was indexed?)",
+                    k + 1,
+                    self.layout[k].len_bytes
+                ),
+            ));
+        }
+        Ok(written)
     }
 
     /// The media playlist of this rendition as rendition number `n`, with
@@ -113,7 +164,7 @@ impl Rendition {
         for (segment, layout) in self.plan.segments.iter().zip(&self.layout) {
             let bytes = layout.len_bytes;
             total_bytes += bytes;
-            peak_bps = peak_bps.max(bits_per_second(bytes, segment.duration_90k()));
+            peak_bps = peak_bps.max(bits_per_second(bytes, hls::extinf_millis(segment)));
         }
         let video = self.index.video.as_ref();
         let video_config = video.and_then(|t| match &t.codec {
@@ -124,10 +175,10 @@ impl Rendition {
             let span = t.end_dts - t.samples[0].dts;
             t.samples.len() as f64 * f64::from(t.timescale) / span.max(1) as f64
         });
-        let span_90k = self.plan.segments.iter().map(|s| s.duration_90k()).sum();
+        let span_ms = self.plan.segments.iter().map(hls::extinf_millis).sum();
         Variant {
             bandwidth: peak_bps,
-            average_bandwidth: bits_per_second(total_bytes, span_90k),
+            average_bandwidth: bits_per_second(total_bytes, span_ms),
             codecs: self
                 .index
                 .tracks()
@@ -140,10 +191,12 @@ impl Rendition {
             resolution: video_config.map(|v| (v.width, v.height)),
             frame_rate,
             kind_suffix: self.index.kind_suffix(),
+            independent_segments: self.plan.independent_segments(&self.index),
         }
     }
 }
 
-fn bits_per_second(bytes: u64, duration_90k: i64) -> u64 {
-    (u128::from(bytes) * 8 * 90_000).div_ceil(duration_90k.max(1) as u128) as u64
+/// Rounded up, so that BANDWIDTH is never below what a player measures.
+fn bits_per_second(bytes: u64, millis: i64) -> u64 {
+    (u128::from(bytes) * 8 * 1000).div_ceil(millis.max(1) as u128) as u64
 }

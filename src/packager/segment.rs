@@ -1,10 +1,13 @@
 //! Segment boundaries: a pure function of the index and the target duration,
 //! so any segment can be built alone, in any order, with the same bytes.
 //!
-//! With video, a segment starts at the first video sync sample at or after
-//! each multiple of the target duration (counted from the first video
-//! sample); audio is cut at the same presentation times. Audio-only sources
-//! are cut at the first audio frame at or after each multiple.
+//! With video, a segment starts at the first video random access point (see
+//! [`Track::random_access`]) at or after each multiple of the target
+//! duration, counted from the first one; audio is cut at the same
+//! presentation times. Video samples before the first random access point
+//! cannot be decoded and are left out (the audio before it is kept).
+//! Audio-only sources are cut at the first audio frame at or after each
+//! multiple.
 
 use std::ops::Range;
 
@@ -46,8 +49,10 @@ pub fn plan(index: &MediaIndex, target_90k: i64) -> Plan {
     };
     let cut_times: Vec<i64> = cuts.iter().map(|&i| leader.pts_90k(i)).collect();
     let start = index
-        .tracks()
-        .map(|t| t.pts_90k(0))
+        .audio
+        .iter()
+        .map(|a| a.pts_90k(0))
+        .chain(cut_times.first().copied())
         .min()
         .expect("at least one track");
     let end = index
@@ -88,6 +93,19 @@ pub fn plan(index: &MediaIndex, target_90k: i64) -> Plan {
     }
 }
 
+impl Plan {
+    /// Whether every segment's video starts at a random access point (the
+    /// first frame of an audio-only segment always is one).
+    pub fn independent_segments(&self, index: &MediaIndex) -> bool {
+        let Some(video) = &index.video else {
+            return true;
+        };
+        self.segments
+            .iter()
+            .all(|s| s.video.is_empty() || video.is_random_access(s.video.start))
+    }
+}
+
 /// Index of the first sample of an audio track presented at or after `t`.
 fn first_at_or_after(track: &Track, t: i64) -> usize {
     let mut lo = 0;
@@ -103,23 +121,23 @@ fn first_at_or_after(track: &Track, t: i64) -> usize {
     lo
 }
 
-/// Sample indexes (decode order) where video segments start.
+/// Sample indexes (decode order) where video segments start; the first is
+/// the first place a decoder can start.
 fn video_cuts(video: &Track, target_90k: i64) -> Vec<usize> {
-    let origin = video.pts_90k(0);
-    let mut cuts = vec![0];
+    let mut candidates = video.cut_candidates();
+    // A validated video track has somewhere to start.
+    let first = candidates.next().unwrap_or(0);
+    let origin = video.pts_90k(first);
+    let mut cuts = vec![first];
     let mut last_time = origin;
     let mut next_time = origin + target_90k;
-    let mut consider = |i: usize| {
+    for i in candidates {
         let t = video.pts_90k(i);
-        if i > 0 && t >= next_time && t > last_time {
+        if t >= next_time && t > last_time {
             cuts.push(i);
             last_time = t;
             next_time = origin + ((t - origin) / target_90k + 1) * target_90k;
         }
-    };
-    match &video.sync {
-        Some(list) => list.iter().for_each(|&i| consider(i as usize)),
-        None => (0..video.samples.len()).for_each(consider),
     }
     cuts
 }
@@ -136,4 +154,72 @@ fn audio_cuts(audio: &Track, target_90k: i64) -> Vec<usize> {
         }
     }
     cuts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packager::index::{Codec, Sample, VideoCodec, VideoConfig};
+
+    /// 30 video frames at 30 fps, sync samples every 5, of which
+    /// `random_access` a decoder can start at.
+    fn video_index(random_access: Vec<u32>) -> MediaIndex {
+        let samples = (0..30)
+            .map(|i| Sample {
+                offset: i * 10,
+                dts: i as i64,
+                size: 10,
+                cts_offset: 0,
+            })
+            .collect();
+        let video = Track {
+            track_id: 1,
+            timescale: 30,
+            codec: Codec::Video(VideoConfig {
+                codec: VideoCodec::Hevc,
+                nal_length_size: 4,
+                parameter_sets: Vec::new(),
+                width: 16,
+                height: 16,
+                codec_string: "hvc1".into(),
+            }),
+            samples,
+            sync: Some(vec![0, 5, 10, 15, 20, 25]),
+            random_access,
+            nal_units: Vec::new(),
+            end_dts: 30,
+            presentation_shift: 0,
+            decode_delay: 0,
+        };
+        let index = MediaIndex {
+            file_len: 300,
+            video: Some(video),
+            audio: None,
+            skipped: Vec::new(),
+        };
+        index.validate().unwrap();
+        index
+    }
+
+    #[test]
+    fn segments_start_only_at_random_access_points_and_not_before_the_first() {
+        let index = video_index(vec![5, 15, 25]);
+        // A target of 5 frames: every sync sample would do, were it a
+        // random access point.
+        let plan = plan(&index, 15_000);
+        let starts: Vec<usize> = plan.segments.iter().map(|s| s.video.start).collect();
+        assert_eq!(starts, [5, 15, 25], "samples 0..5 cannot be decoded");
+        assert_eq!(plan.segments[0].start_90k, 15_000);
+        assert_eq!(plan.segments.last().unwrap().video.end, 30);
+        assert!(plan.independent_segments(&index));
+    }
+
+    #[test]
+    fn without_random_access_points_segments_start_at_sync_samples_and_are_not_independent() {
+        let index = video_index(Vec::new());
+        let plan = plan(&index, 15_000);
+        let starts: Vec<usize> = plan.segments.iter().map(|s| s.video.start).collect();
+        assert_eq!(starts, [0, 5, 10, 15, 20, 25]);
+        assert!(!plan.independent_segments(&index));
+    }
 }

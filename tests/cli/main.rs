@@ -5,6 +5,7 @@ mod browser;
 mod cache_admin;
 mod docs;
 mod front_door;
+mod hostile_files;
 mod http_client;
 mod operator;
 mod package;

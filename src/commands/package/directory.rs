@@ -129,13 +129,13 @@ fn write_segments(renditions: &[Rendition], dir: &Path, jobs: usize) -> anyhow::
     }
 }
 
+/// Streams segment `k` of `r` into its file, a batch of samples at a time.
 fn write_segment(r: &Rendition, n: usize, k: usize, dir: &Path) -> anyhow::Result<u64> {
-    let data = r
-        .segment(k)
-        .with_context(|| format!("{}: segment {}", r.path().display(), k + 1))?;
-    let name = hls::segment_name(k + 1, n, r.index().kind_suffix());
-    write_file(&dir.join(name), &data)?;
-    Ok(data.len() as u64)
+    let path = dir.join(hls::segment_name(k + 1, n, r.index().kind_suffix()));
+    let mut file =
+        fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    r.write_segment(k, &mut file)
+        .with_context(|| format!("{}: segment {}", r.path().display(), k + 1))
 }
 
 fn write_file(path: &Path, data: &[u8]) -> anyhow::Result<()> {

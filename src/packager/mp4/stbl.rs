@@ -1,44 +1,61 @@
 //! Sample tables (ISO/IEC 14496-12 8.6-8.7): stts, ctts, stsc, stsz/stz2,
-//! stco/co64 and stss, expanded into one flat array of samples.
+//! stco/co64 and stss, expanded into one flat array of samples. Tables are
+//! read front to back from the file, never held whole; only the tracks
+//! chosen for packaging are expanded.
 
-use super::cursor::Cursor;
+use super::source::{Located, ReadAt, TableReader, Window};
 use crate::packager::error::{Error, FourCc, Result};
-use crate::packager::index::{Sample, MAX_TRACK_SAMPLES};
+use crate::packager::index::{Sample, MAX_FILE_SAMPLES, MIN_BYTES_PER_SAMPLE};
 
-/// The raw sample table boxes of one track, each still unparsed.
-#[derive(Default)]
-pub struct SampleTables<'a> {
-    pub stsd: Option<Cursor<'a>>,
-    stts: Option<Cursor<'a>>,
-    ctts: Option<Cursor<'a>>,
-    stsc: Option<Cursor<'a>>,
-    stsz: Option<Cursor<'a>>,
-    stz2: Option<Cursor<'a>>,
-    stco: Option<Cursor<'a>>,
-    co64: Option<Cursor<'a>>,
-    stss: Option<Cursor<'a>>,
+/// Where the sample table boxes of one track are in the file.
+#[derive(Clone, Copy, Default)]
+pub struct SampleTables {
+    stts: Option<Located>,
+    ctts: Option<Located>,
+    stsc: Option<Located>,
+    stsz: Option<Located>,
+    stz2: Option<Located>,
+    stco: Option<Located>,
+    co64: Option<Located>,
+    stss: Option<Located>,
 }
 
-impl<'a> SampleTables<'a> {
-    pub fn parse(mut stbl: Cursor<'a>) -> Result<Self> {
-        let mut t = SampleTables::default();
-        for child in stbl.children() {
-            let child = child?;
-            let slot = match &child.fourcc.0 {
-                b"stsd" => &mut t.stsd,
-                b"stts" => &mut t.stts,
-                b"ctts" => &mut t.ctts,
-                b"stsc" => &mut t.stsc,
-                b"stsz" => &mut t.stsz,
-                b"stz2" => &mut t.stz2,
-                b"stco" => &mut t.stco,
-                b"co64" => &mut t.co64,
-                b"stss" => &mut t.stss,
-                _ => continue,
-            };
-            *slot = Some(child.body);
+impl SampleTables {
+    /// Records `b` if it is one of the tables; returns whether it was.
+    pub fn record(&mut self, b: Located) -> bool {
+        let slot = match &b.fourcc.0 {
+            b"stts" => &mut self.stts,
+            b"ctts" => &mut self.ctts,
+            b"stsc" => &mut self.stsc,
+            b"stsz" => &mut self.stsz,
+            b"stz2" => &mut self.stz2,
+            b"stco" => &mut self.stco,
+            b"co64" => &mut self.co64,
+            b"stss" => &mut self.stss,
+            _ => return false,
+        };
+        *slot = Some(b);
+        true
+    }
+
+    /// The sample count the size table declares, read without expanding it.
+    pub fn declared_samples(&self, win: &mut Window) -> Result<u64> {
+        // stsz: version/flags, sample_size, sample_count; stz2: version/flags,
+        // reserved and field_size, sample_count (8.7.3).
+        let Some(table) = self.stsz.or(self.stz2) else {
+            return Ok(0);
+        };
+        if table.body_len() < 12 {
+            return Err(Error::corrupt(
+                table.fourcc,
+                table.start,
+                "sample size box too short",
+            ));
         }
-        Ok(t)
+        let count = win.get(table.body + 8, 4, table.fourcc)?;
+        Ok(u64::from(u32::from_be_bytes(
+            count.try_into().expect("4 bytes"),
+        )))
     }
 }
 
@@ -51,46 +68,43 @@ pub struct TrackSamples {
     pub end_dts: i64,
 }
 
-pub fn expand(t: &SampleTables, file_len: u64) -> Result<TrackSamples> {
-    let sizes = match (&t.stsz, &t.stz2) {
-        (Some(c), _) => read_stsz(c.clone(), file_len)?,
-        (None, Some(c)) => read_stz2(c.clone())?,
+/// Expands the tables of one track; it may have at most `budget` samples.
+pub fn expand(
+    t: &SampleTables,
+    src: &dyn ReadAt,
+    file_len: u64,
+    budget: u64,
+) -> Result<TrackSamples> {
+    let reader = |table: &Located| TableReader::new(src, file_len, table);
+    let mut samples = match (&t.stsz, &t.stz2) {
+        (Some(b), _) => read_stsz(reader(b), file_len, budget)?,
+        (None, Some(b)) => read_stz2(reader(b), budget)?,
         (None, None) => return Ok(TrackSamples::default()),
     };
-    let count = sizes.len();
-    if count > MAX_TRACK_SAMPLES {
-        return Err(too_many(count));
-    }
-    let mut samples: Vec<Sample> = sizes
-        .into_iter()
-        .map(|size| Sample {
-            offset: 0,
-            dts: 0,
-            size,
-            cts_offset: 0,
-        })
-        .collect();
+    let count = samples.len();
     let end_dts = match &t.stts {
-        Some(c) => fill_stts(c.clone(), &mut samples)?,
+        Some(b) => fill_stts(reader(b), &mut samples)?,
         None if count == 0 => 0,
         None => return Err(missing("stts")),
     };
-    if let Some(c) = &t.ctts {
-        fill_ctts(c.clone(), &mut samples)?;
+    if let Some(b) = &t.ctts {
+        fill_ctts(reader(b), &mut samples)?;
     }
-    let chunk_offsets = match (&t.stco, &t.co64) {
-        (Some(c), _) => read_chunk_offsets(c.clone(), false)?,
-        (None, Some(c)) => read_chunk_offsets(c.clone(), true)?,
-        (None, None) if count == 0 => Vec::new(),
-        (None, None) => return Err(missing("stco")),
+    let chunks = match (&t.stco, &t.co64) {
+        (Some(b), _) => Some((reader(b), false)),
+        (None, Some(b)) => Some((reader(b), true)),
+        (None, None) => None,
     };
-    match &t.stsc {
-        Some(c) => fill_offsets(c.clone(), &chunk_offsets, &mut samples)?,
-        None if count == 0 => {}
-        None => return Err(missing("stsc")),
+    match (&t.stsc, chunks) {
+        (Some(b), Some((chunks, wide))) => {
+            fill_offsets(reader(b), ChunkOffsets::new(chunks, wide)?, &mut samples)?
+        }
+        _ if count == 0 => {}
+        (None, _) => return Err(missing("stsc")),
+        (_, None) => return Err(missing("stco")),
     }
     let sync = match &t.stss {
-        Some(c) => Some(read_stss(c.clone(), count)?),
+        Some(b) => Some(read_stss(reader(b), count)?),
         None => None,
     };
     Ok(TrackSamples {
@@ -100,21 +114,32 @@ pub fn expand(t: &SampleTables, file_len: u64) -> Result<TrackSamples> {
     })
 }
 
-fn missing(name: &str) -> crate::packager::error::Error {
-    crate::packager::error::Error::corrupt(
+fn missing(name: &str) -> Error {
+    Error::corrupt(
         FourCc(*b"stbl"),
         0,
         format!("sample table has samples but no '{name}'"),
     )
 }
 
-fn too_many(count: usize) -> Error {
+/// The packaged tracks declare more samples than the file's budget allows.
+pub fn over_budget(count: u64, budget: u64) -> Error {
     Error::Unsupported(format!(
-        "a track of {count} samples (at most {MAX_TRACK_SAMPLES})"
+        "{count} samples in the packaged tracks, more than the {budget} a file of this \
+         size may have (one per {MIN_BYTES_PER_SAMPLE} bytes, at most {MAX_FILE_SAMPLES})"
     ))
 }
 
-fn read_stsz(mut c: Cursor, file_len: u64) -> Result<Vec<u32>> {
+fn sample(size: u32) -> Sample {
+    Sample {
+        offset: 0,
+        dts: 0,
+        size,
+        cts_offset: 0,
+    }
+}
+
+fn read_stsz(mut c: TableReader, file_len: u64, budget: u64) -> Result<Vec<Sample>> {
     c.full_box()?;
     let sample_size = c.u32("sample_size")?;
     if sample_size != 0 {
@@ -125,46 +150,69 @@ fn read_stsz(mut c: Cursor, file_len: u64) -> Result<Vec<u32>> {
                 "{count} samples of {sample_size} bytes cannot fit in a {file_len}-byte file"
             )));
         }
-        if count > MAX_TRACK_SAMPLES as u64 {
-            return Err(too_many(count as usize));
+        if count > budget {
+            return Err(over_budget(count, budget));
         }
-        return Ok(vec![sample_size; count as usize]);
+        return Ok(vec![sample(sample_size); count as usize]);
     }
     let count = c.count(4, "sample_count")?;
-    (0..count).map(|_| c.u32("entry_size")).collect()
+    if count > budget {
+        return Err(over_budget(count, budget));
+    }
+    let mut samples = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        samples.push(sample(c.u32("entry_size")?));
+    }
+    Ok(samples)
 }
 
-fn read_stz2(mut c: Cursor) -> Result<Vec<u32>> {
+fn read_stz2(mut c: TableReader, budget: u64) -> Result<Vec<Sample>> {
     c.full_box()?;
-    c.skip(3, "reserved")?;
+    c.bytes(3, "reserved")?;
     let field_size = c.u8("field_size")?;
-    let count = c.u32("sample_count")? as usize;
+    let count = u64::from(c.u32("sample_count")?);
     let bytes_needed = match field_size {
         4 => count.div_ceil(2),
         8 => count,
-        16 => count.saturating_mul(2),
+        16 => count * 2,
         other => return Err(c.error(format!("stz2 field size {other}"))),
     };
-    let table = c.bytes(bytes_needed, "stz2 entries")?;
-    Ok((0..count)
-        .map(|i| match field_size {
-            4 => u32::from((table[i / 2] >> if i % 2 == 0 { 4 } else { 0 }) & 0x0f),
-            8 => u32::from(table[i]),
-            _ => u32::from(u16::from_be_bytes([table[2 * i], table[2 * i + 1]])),
-        })
-        .collect())
+    if bytes_needed > c.remaining() {
+        return Err(c.error(format!("{count} stz2 entries do not fit in the box")));
+    }
+    if count > budget {
+        return Err(over_budget(count, budget));
+    }
+    let mut samples = Vec::with_capacity(count as usize);
+    let mut byte = 0;
+    for i in 0..count {
+        let size = match field_size {
+            4 if i % 2 == 0 => {
+                byte = c.u8("entry_size")?;
+                u32::from(byte >> 4)
+            }
+            4 => u32::from(byte & 0x0f),
+            8 => u32::from(c.u8("entry_size")?),
+            _ => u32::from(c.u16("entry_size")?),
+        };
+        samples.push(sample(size));
+    }
+    Ok(samples)
 }
 
 /// Fills decode times from stts; returns the decode time after the last sample.
 /// A table covering fewer samples than stsz repeats its last delta, one
 /// covering more is cut: both occur in files players accept.
-fn fill_stts(mut c: Cursor, samples: &mut [Sample]) -> Result<i64> {
+fn fill_stts(mut c: TableReader, samples: &mut [Sample]) -> Result<i64> {
     c.full_box()?;
     let entries = c.count(8, "stts entry count")?;
     let mut dts: i64 = 0;
     let mut i = 0;
     let mut delta = 0;
     for _ in 0..entries {
+        if i >= samples.len() {
+            break;
+        }
         let run = c.u32("sample_count")? as usize;
         delta = i64::from(c.u32("sample_delta")?);
         for s in samples.iter_mut().skip(i).take(run) {
@@ -180,11 +228,14 @@ fn fill_stts(mut c: Cursor, samples: &mut [Sample]) -> Result<i64> {
     Ok(dts)
 }
 
-fn fill_ctts(mut c: Cursor, samples: &mut [Sample]) -> Result<()> {
+fn fill_ctts(mut c: TableReader, samples: &mut [Sample]) -> Result<()> {
     c.full_box()?;
     let entries = c.count(8, "ctts entry count")?;
     let mut i = 0;
     for _ in 0..entries {
+        if i >= samples.len() {
+            break;
+        }
         let run = c.u32("sample_count")? as usize;
         // Version 0 says unsigned, but muxers write negative offsets there
         // too; reading both as signed is what every player does.
@@ -193,51 +244,82 @@ fn fill_ctts(mut c: Cursor, samples: &mut [Sample]) -> Result<()> {
             s.cts_offset = offset;
         }
         i = i.saturating_add(run);
-        if i >= samples.len() {
-            break;
-        }
     }
     Ok(())
 }
 
-fn read_chunk_offsets(mut c: Cursor, wide: bool) -> Result<Vec<u64>> {
-    c.full_box()?;
-    let count = c.count(if wide { 8 } else { 4 }, "chunk count")?;
-    (0..count)
-        .map(|_| {
-            if wide {
-                c.u64("chunk_offset")
-            } else {
-                c.u32("chunk_offset").map(u64::from)
-            }
+/// stco or co64, read one chunk at a time.
+struct ChunkOffsets<'s> {
+    table: TableReader<'s>,
+    wide: bool,
+    count: u64,
+    /// Index of the chunk the next read returns.
+    next: u64,
+}
+
+impl<'s> ChunkOffsets<'s> {
+    fn new(mut table: TableReader<'s>, wide: bool) -> Result<Self> {
+        table.full_box()?;
+        let count = table.count(if wide { 8 } else { 4 }, "chunk count")?;
+        Ok(ChunkOffsets {
+            table,
+            wide,
+            count,
+            next: 0,
         })
-        .collect()
+    }
+
+    /// The offset of chunk `index`, which is at or after the last one read.
+    fn get(&mut self, index: u64) -> Result<u64> {
+        while self.next < index {
+            self.read()?;
+        }
+        self.read()
+    }
+
+    fn read(&mut self) -> Result<u64> {
+        self.next += 1;
+        if self.wide {
+            self.table.u64("chunk_offset")
+        } else {
+            self.table.u32("chunk_offset").map(u64::from)
+        }
+    }
 }
 
 /// Places samples in chunks (stsc) and chunks in the file (stco/co64).
-fn fill_offsets(mut c: Cursor, chunks: &[u64], samples: &mut [Sample]) -> Result<()> {
+fn fill_offsets(
+    mut c: TableReader,
+    mut chunks: ChunkOffsets,
+    samples: &mut [Sample],
+) -> Result<()> {
     c.full_box()?;
     let entries = c.count(12, "stsc entry count")?;
-    let mut runs = Vec::with_capacity(entries);
-    for _ in 0..entries {
+    let read_entry = |c: &mut TableReader| -> Result<(u32, u32)> {
         let first_chunk = c.u32("first_chunk")?;
         let per_chunk = c.u32("samples_per_chunk")?;
-        c.skip(4, "sample_description_index")?;
-        if first_chunk == 0 || runs.last().is_some_and(|&(prev, _)| first_chunk <= prev) {
+        c.u32("sample_description_index")?;
+        Ok((first_chunk, per_chunk))
+    };
+    let mut sample = 0usize;
+    let mut next = if entries > 0 {
+        Some(read_entry(&mut c)?)
+    } else {
+        None
+    };
+    for r in 0..entries {
+        let (first_chunk, per_chunk) = next.expect("read ahead");
+        next = if r + 1 < entries {
+            Some(read_entry(&mut c)?)
+        } else {
+            None
+        };
+        if first_chunk == 0 || next.is_some_and(|(n, _)| n <= first_chunk) {
             return Err(c.error(format!("stsc first_chunk {first_chunk} out of order")));
         }
-        runs.push((first_chunk, per_chunk));
-    }
-    let mut sample = 0usize;
-    for (r, &(first_chunk, per_chunk)) in runs.iter().enumerate() {
-        let last_chunk = runs
-            .get(r + 1)
-            .map_or(chunks.len(), |&(next, _)| (next - 1) as usize);
-        let run = chunks
-            .get(first_chunk as usize - 1..last_chunk.min(chunks.len()))
-            .unwrap_or(&[]);
-        for &chunk_offset in run {
-            let mut offset = chunk_offset;
+        let last_chunk = next.map_or(chunks.count, |(n, _)| u64::from(n) - 1);
+        for chunk in u64::from(first_chunk) - 1..last_chunk.min(chunks.count) {
+            let mut offset = chunks.get(chunk)?;
             for _ in 0..per_chunk {
                 let Some(s) = samples.get_mut(sample) else {
                     return Ok(());
@@ -257,18 +339,21 @@ fn fill_offsets(mut c: Cursor, chunks: &[u64], samples: &mut [Sample]) -> Result
     Ok(())
 }
 
-fn read_stss(mut c: Cursor, sample_count: usize) -> Result<Vec<u32>> {
+/// Sync samples, ascending and without repeats, however the table lists
+/// them: marked in a map of the samples, so that a table of millions of
+/// repeated entries for a short track takes no more memory than the track.
+fn read_stss(mut c: TableReader, sample_count: usize) -> Result<Vec<u32>> {
     c.full_box()?;
     let count = c.count(4, "stss entry count")?;
-    let mut sync = Vec::with_capacity(count);
+    let mut is_sync = vec![false; sample_count];
     for _ in 0..count {
         let number = c.u32("sample_number")?;
         if number == 0 || number as usize > sample_count {
             return Err(c.error(format!("sync sample {number} outside 1..={sample_count}")));
         }
-        sync.push(number - 1);
+        is_sync[number as usize - 1] = true;
     }
-    sync.sort_unstable();
-    sync.dedup();
-    Ok(sync)
+    Ok((0..sample_count as u32)
+        .filter(|&i| is_sync[i as usize])
+        .collect())
 }

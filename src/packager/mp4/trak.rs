@@ -1,10 +1,19 @@
-//! Track boxes (ISO/IEC 14496-12 8.3-8.6): tkhd, edts/elst, mdhd, hdlr, stbl.
+//! Track boxes (ISO/IEC 14496-12 8.3-8.6): tkhd, edts/elst, mdhd, hdlr, and
+//! where stbl's tables are. Walked in the file with positional reads: only
+//! the small boxes are read whole; the sample tables are left where they
+//! are until the track is chosen.
 
 use super::cursor::Cursor;
-use super::stbl::{self, SampleTables, TrackSamples};
+use super::source::{next_child, Located, Window};
+use super::stbl::SampleTables;
 use super::stsd;
-use crate::packager::error::{FourCc, Result};
+use crate::packager::error::{Error, FourCc, Result};
 use crate::packager::index::Codec;
+
+/// Largest box other than a sample table that we read whole (tkhd, mdhd,
+/// hdlr, edts, stsd, mvhd, mvex). Real ones are under a few kilobytes; an
+/// stsd with large parameter sets is still far below this.
+pub const MAX_LEAF_BYTES: u64 = 4 << 20;
 
 /// The edit list reduced to what a packager applies (14496-12 8.6.6):
 /// leading empty edits delay the track; the first media edit says where in
@@ -29,44 +38,60 @@ pub struct Trak {
     /// The codec, or why it cannot be packaged.
     pub codec: Result<Codec, String>,
     pub edit: Edit,
-    pub samples: TrackSamples,
+    pub tables: SampleTables,
+    /// Samples the size table declares (the track's fragments may add more).
+    pub declared_samples: u64,
 }
 
-pub fn parse_trak(mut c: Cursor, file_len: u64) -> Result<Trak> {
+/// Reads the body of a small box, refusing one larger than [`MAX_LEAF_BYTES`].
+pub fn read_leaf(win: &mut Window, b: &Located) -> Result<Vec<u8>> {
+    let len = b.body_len();
+    if len > MAX_LEAF_BYTES {
+        return Err(Error::corrupt(
+            b.fourcc,
+            b.start,
+            format!("{len}-byte box is too large"),
+        ));
+    }
+    win.read_vec(b.body, len as usize, b.fourcc)
+}
+
+pub fn parse_trak(win: &mut Window, trak: &Located) -> Result<Trak> {
     let mut tkhd = None;
     let mut edit = Edit::default();
     let mut mdia = None;
-    for child in c.children() {
-        let child = child?;
+    let mut pos = trak.body;
+    while let Some(child) = next_child(win, &mut pos, trak.end, trak.fourcc)? {
         match &child.fourcc.0 {
-            b"tkhd" => tkhd = Some(parse_tkhd(child.body)?),
-            b"edts" => edit = parse_edts(child.body)?,
-            b"mdia" => mdia = Some(child.body),
+            b"tkhd" => tkhd = Some(parse_tkhd(leaf_cursor(&read_leaf(win, &child)?, &child))?),
+            b"edts" => edit = parse_edts(leaf_cursor(&read_leaf(win, &child)?, &child))?,
+            b"mdia" => mdia = Some(child),
             _ => {}
         }
     }
-    let (track_id, enabled) = tkhd.ok_or_else(|| c.error("track has no 'tkhd'"))?;
-    let mdia = mdia.ok_or_else(|| c.error("track has no 'mdia'"))?;
-    let (timescale, handler, tables) = parse_mdia(mdia)?;
-    let codec = match &tables.stsd {
-        Some(stsd) => stsd::parse_stsd(stsd.clone())?,
+    let missing = |what: &str| Error::corrupt(trak.fourcc, trak.start, what);
+    let (track_id, enabled) = tkhd.ok_or_else(|| missing("track has no 'tkhd'"))?;
+    let mdia = mdia.ok_or_else(|| missing("track has no 'mdia'"))?;
+    let media = parse_mdia(win, &mdia)?;
+    let codec = match &media.stsd {
+        Some((body, b)) => stsd::parse_stsd(leaf_cursor(body, b))?,
         None => Err("track has no sample description".to_string()),
     };
-    // A track left out is not expanded: an uncompressed audio track (QuickTime
-    // `sowt`, `lpcm`) has a "sample" per PCM frame, hundreds of millions.
-    let samples = match &codec {
-        Ok(_) => stbl::expand(&tables, file_len)?,
-        Err(_) => stbl::TrackSamples::default(),
-    };
+    let declared_samples = media.tables.declared_samples(win)?;
     Ok(Trak {
         track_id,
         enabled,
-        handler,
-        timescale,
+        handler: media.handler,
+        timescale: media.timescale,
         codec,
         edit,
-        samples,
+        tables: media.tables,
+        declared_samples,
     })
+}
+
+pub fn leaf_cursor<'a>(body: &'a [u8], b: &Located) -> Cursor<'a> {
+    Cursor::new(body, b.body, b.fourcc)
 }
 
 fn parse_tkhd(mut c: Cursor) -> Result<(u32, bool)> {
@@ -113,15 +138,28 @@ fn parse_edts(mut c: Cursor) -> Result<Edit> {
     Ok(edit)
 }
 
-fn parse_mdia<'a>(mut c: Cursor<'a>) -> Result<(u32, FourCc, SampleTables<'a>)> {
+struct Media {
+    timescale: u32,
+    handler: FourCc,
+    /// The stsd's body and where it is.
+    stsd: Option<(Vec<u8>, Located)>,
+    tables: SampleTables,
+}
+
+fn parse_mdia(win: &mut Window, mdia: &Located) -> Result<Media> {
     let mut timescale = None;
-    let mut handler = FourCc(*b"\0\0\0\0");
-    let mut tables = SampleTables::default();
-    for child in c.children() {
-        let mut child = child?;
+    let mut media = Media {
+        timescale: 0,
+        handler: FourCc(*b"\0\0\0\0"),
+        stsd: None,
+        tables: SampleTables::default(),
+    };
+    let mut pos = mdia.body;
+    while let Some(child) = next_child(win, &mut pos, mdia.end, mdia.fourcc)? {
         match &child.fourcc.0 {
             b"mdhd" => {
-                let b = &mut child.body;
+                let body = read_leaf(win, &child)?;
+                let mut b = leaf_cursor(&body, &child);
                 let (version, _) = b.full_box()?;
                 b.skip(if version == 1 { 16 } else { 8 }, "mdhd times")?;
                 let ts = b.u32("timescale")?;
@@ -131,22 +169,40 @@ fn parse_mdia<'a>(mut c: Cursor<'a>) -> Result<(u32, FourCc, SampleTables<'a>)> 
                 timescale = Some(ts);
             }
             b"hdlr" => {
-                let b = &mut child.body;
+                let body = read_leaf(win, &child)?;
+                let mut b = leaf_cursor(&body, &child);
                 b.full_box()?;
                 b.skip(4, "pre_defined")?;
-                handler = b.fourcc_value("handler_type")?;
+                media.handler = b.fourcc_value("handler_type")?;
             }
             b"minf" => {
-                for grandchild in child.body.children() {
-                    let grandchild = grandchild?;
-                    if &grandchild.fourcc.0 == b"stbl" {
-                        tables = SampleTables::parse(grandchild.body)?;
+                let mut at = child.body;
+                while let Some(stbl) = next_child(win, &mut at, child.end, child.fourcc)? {
+                    if &stbl.fourcc.0 == b"stbl" {
+                        read_stbl(win, &stbl, &mut media)?;
                     }
                 }
             }
             _ => {}
         }
     }
-    let timescale = timescale.ok_or_else(|| c.error("media has no 'mdhd'"))?;
-    Ok((timescale, handler, tables))
+    media.timescale =
+        timescale.ok_or_else(|| Error::corrupt(mdia.fourcc, mdia.start, "media has no 'mdhd'"))?;
+    Ok(media)
+}
+
+/// Reads the stsd and notes where the tables are; a later stbl replaces
+/// an earlier one, as before.
+fn read_stbl(win: &mut Window, stbl: &Located, media: &mut Media) -> Result<()> {
+    media.tables = SampleTables::default();
+    media.stsd = None;
+    let mut pos = stbl.body;
+    while let Some(child) = next_child(win, &mut pos, stbl.end, stbl.fourcc)? {
+        if &child.fourcc.0 == b"stsd" {
+            media.stsd = Some((read_leaf(win, &child)?, child));
+        } else {
+            media.tables.record(child);
+        }
+    }
+    Ok(())
 }

@@ -8,14 +8,15 @@ mod pes;
 mod psi;
 mod video;
 
+use std::io::{BufWriter, Write};
 use std::ops::Range;
 
 use packet::{write_payload, Adaptation, ContinuityCounter, Pid, PACKET_LEN};
 use psi::EsInfo;
 
-use crate::packager::error::Result;
+use crate::packager::error::{Error, FourCc, Result};
 use crate::packager::index::{Codec, MediaIndex, Track};
-use crate::packager::media::SegmentMedia;
+use crate::packager::media::{Batch, MediaSource, Wanted};
 use crate::packager::segment::Segment;
 
 const VIDEO_PID: Pid = Pid::new(0x100);
@@ -30,6 +31,10 @@ const AUDIO_PID: Pid = Pid::new(0x101);
 const AUDIO_PES_MAX_BYTES: usize = 2930;
 /// ... or this much time, so that audio stays close to the video it goes with.
 const AUDIO_PES_MAX_90K: i64 = 9_000;
+/// ... or this many frames. Real frames reach the time limit first (about
+/// five frames in 100 ms); empty frames with equal timestamps, which only a
+/// hostile file has, would otherwise make one PES of a whole segment.
+const AUDIO_PES_MAX_FRAMES: usize = 64;
 
 /// What goes into the next PES packet of a segment.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,7 +92,10 @@ fn audio_pes_end(track: &Track, start: usize, end: usize, until_90k: i64) -> usi
     while i < end {
         let t = track.dts_90k(i);
         let len = audio_frame_len(track, i);
-        if t > until_90k || t - first_90k >= AUDIO_PES_MAX_90K || bytes + len > AUDIO_PES_MAX_BYTES
+        if t > until_90k
+            || t - first_90k >= AUDIO_PES_MAX_90K
+            || bytes + len > AUDIO_PES_MAX_BYTES
+            || i - start >= AUDIO_PES_MAX_FRAMES
         {
             break;
         }
@@ -95,6 +103,11 @@ fn audio_pes_end(track: &Track, start: usize, end: usize, until_90k: i64) -> usi
         i += 1;
     }
     i
+}
+
+/// The most bytes video sample `i`'s NAL units take in Annex B form.
+fn annexb_len(track: &Track, i: usize) -> usize {
+    track.samples[i].size as usize + track.annexb_growth(i)
 }
 
 fn audio_frame_len(track: &Track, i: usize) -> usize {
@@ -105,9 +118,15 @@ fn audio_frame_len(track: &Track, i: usize) -> usize {
 }
 
 /// Payload-carrying packets of a segment on the video and on the audio
-/// PID, as [`write_segment`] writes them: exact when video samples use
-/// 4-byte NAL lengths (as muxers write them), since access units that come
-/// out shorter (an AUD dropped) are padded to the predicted length.
+/// PID, as [`write_segment`] writes them: exact, since an access unit's
+/// length is predicted from the index as the most it can be (each NAL
+/// length becomes a 4-byte start code; with 1- or 2-byte lengths the index
+/// counts the NAL units of each sample, [`Track::annexb_growth`]) and one
+/// that comes out shorter (an AUD or empty NAL unit dropped) is padded.
+///
+/// The prediction, rather than counting what is written, is what lets any
+/// segment be made alone, in any order, with the counters it continues
+/// from: counting would need every earlier segment's bytes.
 fn packet_counts(index: &MediaIndex, segment: &Segment) -> (u64, u64) {
     let (mut video, mut audio) = (0, 0);
     for unit in schedule(index, segment) {
@@ -118,7 +137,7 @@ fn packet_counts(index: &MediaIndex, segment: &Segment) -> (u64, u64) {
                     unreachable!("video track")
                 };
                 let sync = track.is_sync(i);
-                let au = video::access_unit_len(config, track.samples[i].size as usize, sync);
+                let au = video::access_unit_len(config, annexb_len(track, i), sync);
                 let pes = pes::header_len(track.pts_90k(i) != track.dts_90k(i)) + au;
                 let af = Adaptation {
                     pcr_90k: Some(0),
@@ -191,36 +210,133 @@ fn audio_only_adaptation(pcr_90k: u64) -> Adaptation {
     }
 }
 
-/// Writes segment `segment` of `index`, whose samples are in `media`;
-/// `offset_90k` is added to every timestamp.
-pub fn write_segment(
-    index: &MediaIndex,
-    segment: &Segment,
-    offset_90k: i64,
-    continuity: Continuity,
-    media: &SegmentMedia,
-) -> Result<Vec<u8>> {
-    let mut mux = Muxer::new(index, offset_90k, continuity, media.len_bytes());
-    for unit in schedule(index, segment) {
-        match unit {
-            Unit::Video(i) => {
-                let track = index.video.as_ref().expect("video unit");
-                mux.video(track, i, media.video(i - segment.video.start))?;
-            }
-            Unit::Audio(frames) => {
-                let track = index.audio.as_ref().expect("audio unit");
-                let first = segment.audio.start;
-                mux.audio(track, frames.clone(), |i| media.audio(i - first))?;
-            }
-        }
-    }
-    Ok(mux.out)
+/// Sample bytes read and muxed at a time: with the largest access unit, it
+/// bounds the memory one segment takes, however long the segment is.
+pub const BATCH_BYTES: usize = 4 << 20;
+/// ... and samples per batch, which bounds the batch's bookkeeping.
+const BATCH_SAMPLES: usize = 4096;
+
+/// Largest video sample we mux. An access unit is held whole (its PES
+/// length comes first), so this bounds memory; a 4K intra frame at a high
+/// bitrate is a few megabytes.
+pub const MAX_VIDEO_SAMPLE_BYTES: u32 = 16 << 20;
+
+/// Samples of one segment may add up to this much: a 6 s segment of 100
+/// Mbit/s video is 75 MB. A file whose samples claim more (overlapping
+/// samples, say) would make one request read without bound.
+const MAX_SEGMENT_MEDIA_BYTES: u64 = 1 << 30;
+
+/// What a segment is made of, besides its samples' bytes.
+pub struct SegmentInput<'a> {
+    pub index: &'a MediaIndex,
+    pub segment: &'a Segment,
+    /// Added to every timestamp.
+    pub offset_90k: i64,
+    pub continuity: Continuity,
 }
 
-struct Muxer<'a> {
+/// Writes the segment to `out`, reading its samples from `src` at most
+/// `batch_bytes` at a time (one access unit may be more); returns the
+/// bytes written. The bytes do not depend on `batch_bytes`.
+pub fn write_segment(
+    input: &SegmentInput,
+    src: &dyn MediaSource,
+    out: &mut dyn Write,
+    batch_bytes: usize,
+) -> Result<u64> {
+    let SegmentInput { index, segment, .. } = *input;
+    check_segment_media(index, segment)?;
+    let mut out = Counted {
+        inner: BufWriter::with_capacity(64 << 10, out),
+        bytes: 0,
+    };
+    let mut mux = Muxer::new(index, input.offset_90k, input.continuity, &mut out)?;
+    let mut units = Vec::new();
+    let mut wanted = Vec::new();
+    let mut bytes = 0;
+    let mut batch = Batch::default();
+    for unit in schedule(index, segment) {
+        let first = wanted.len();
+        push_samples(index, &unit, &mut wanted);
+        let unit_bytes: usize = wanted[first..].iter().map(|w| w.size as usize).sum();
+        if !units.is_empty() && (bytes + unit_bytes > batch_bytes || wanted.len() > BATCH_SAMPLES) {
+            let this_unit = wanted.split_off(first);
+            mux.batch(&units, &wanted, &mut batch, src)?;
+            (units, wanted, bytes) = (Vec::new(), this_unit, 0);
+        }
+        units.push(unit);
+        bytes += unit_bytes;
+    }
+    mux.batch(&units, &wanted, &mut batch, src)?;
+    out.flush()?;
+    Ok(out.bytes)
+}
+
+/// The bounds on one segment's samples, checked before any is read.
+fn check_segment_media(index: &MediaIndex, segment: &Segment) -> Result<()> {
+    let mut total = 0u64;
+    if let Some(video) = &index.video {
+        for (i, s) in video.samples[segment.video.clone()].iter().enumerate() {
+            if s.size > MAX_VIDEO_SAMPLE_BYTES {
+                return Err(Error::Unsupported(format!(
+                    "video sample {} is {} bytes, more than {MAX_VIDEO_SAMPLE_BYTES}",
+                    segment.video.start + i + 1,
+                    s.size
+                )));
+            }
+            total += u64::from(s.size);
+        }
+    }
+    if let Some(audio) = &index.audio {
+        total += audio.samples[segment.audio.clone()]
+            .iter()
+            .map(|s| u64::from(s.size))
+            .sum::<u64>();
+    }
+    if total > MAX_SEGMENT_MEDIA_BYTES {
+        return Err(Error::Unsupported(format!(
+            "a segment would hold {total} bytes of samples, more than {MAX_SEGMENT_MEDIA_BYTES}; \
+             use a shorter segment duration"
+        )));
+    }
+    Ok(())
+}
+
+/// The samples `unit` needs, in the order the muxer takes them.
+fn push_samples(index: &MediaIndex, unit: &Unit, wanted: &mut Vec<Wanted>) {
+    let (track, range) = match unit {
+        Unit::Video(i) => (index.video.as_ref(), *i..*i + 1),
+        Unit::Audio(frames) => (index.audio.as_ref(), frames.clone()),
+    };
+    let track = track.expect("scheduled units have a track");
+    wanted.extend(track.samples[range].iter().map(|s| Wanted {
+        offset: s.offset,
+        size: s.size,
+    }));
+}
+
+/// A writer that counts what goes through it.
+struct Counted<W> {
+    inner: W,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+struct Muxer<'a, 'w> {
     index: &'a MediaIndex,
     offset_90k: i64,
-    out: Vec<u8>,
+    out: &'w mut dyn Write,
     video_cc: ContinuityCounter,
     audio_cc: ContinuityCounter,
     pes: Vec<u8>,
@@ -228,14 +344,14 @@ struct Muxer<'a> {
     audio_stream_id: u8,
 }
 
-impl<'a> Muxer<'a> {
+impl<'a, 'w> Muxer<'a, 'w> {
+    /// Writes the PAT and PMT that begin the segment.
     fn new(
         index: &'a MediaIndex,
         offset_90k: i64,
         continuity: Continuity,
-        media_bytes: usize,
-    ) -> Self {
-        let mut out = Vec::with_capacity(media_bytes + media_bytes / 16 + 4 * PACKET_LEN);
+        out: &'w mut dyn Write,
+    ) -> Result<Self> {
         let mut streams = Vec::new();
         let mut audio_stream_id = 0;
         if let Some(Codec::Video(v)) = index.video.as_ref().map(|t| &t.codec) {
@@ -259,17 +375,14 @@ impl<'a> Muxer<'a> {
         } else {
             AUDIO_PID
         };
-        psi::write_pat(
-            &mut out,
-            &mut ContinuityCounter::starting_at(continuity.psi),
-        );
+        psi::write_pat(out, &mut ContinuityCounter::starting_at(continuity.psi))?;
         psi::write_pmt(
-            &mut out,
+            out,
             &mut ContinuityCounter::starting_at(continuity.psi),
             pcr_pid,
             &streams,
-        );
-        Muxer {
+        )?;
+        Ok(Muxer {
             index,
             offset_90k,
             out,
@@ -277,7 +390,38 @@ impl<'a> Muxer<'a> {
             audio_cc: ContinuityCounter::starting_at(continuity.audio),
             audio_stream_id,
             pes: Vec::new(),
+        })
+    }
+
+    /// Reads the samples of `units` (listed in `wanted`, in order) and
+    /// writes the units.
+    fn batch(
+        &mut self,
+        units: &[Unit],
+        wanted: &[Wanted],
+        batch: &mut Batch,
+        src: &dyn MediaSource,
+    ) -> Result<()> {
+        batch.read(src, wanted)?;
+        let mut n = 0;
+        for unit in units {
+            match unit {
+                Unit::Video(i) => {
+                    let track = self.index.video.as_ref().expect("video unit");
+                    self.video(track, *i, batch.sample(n))?;
+                    n += 1;
+                }
+                Unit::Audio(frames) => {
+                    let track = self.index.audio.as_ref().expect("audio unit");
+                    let first = n;
+                    self.audio(track, frames.clone(), |i| {
+                        batch.sample(first + i - frames.start)
+                    })?;
+                    n += frames.len();
+                }
+            }
         }
+        Ok(())
     }
 
     /// One video access unit in one PES packet.
@@ -296,23 +440,26 @@ impl<'a> Muxer<'a> {
         video::write_access_unit(&mut self.pes, config, sample, sync, track.samples[i].offset)?;
         // An access unit shorter than predicted (it held an AUD of its own)
         // is padded with trailing_zero_8bits (H.264 / H.265 B.2), so that
-        // packet counts, and so continuity counters, are as predicted.
-        let predicted = au_start + video::access_unit_len(config, sample.len(), sync);
-        if self.pes.len() < predicted {
-            self.pes.resize(predicted, 0);
+        // packet counts, and so continuity counters, are as predicted. One
+        // longer than predicted means the index does not describe the file.
+        let predicted = au_start + video::access_unit_len(config, annexb_len(track, i), sync);
+        if self.pes.len() > predicted {
+            return Err(Error::corrupt(
+                FourCc(*b"mdat"),
+                track.samples[i].offset,
+                format!(
+                    "video sample {} holds more NAL units than its index says",
+                    i + 1
+                ),
+            ));
         }
+        self.pes.resize(predicted, 0);
         pes::set_packet_length(&mut self.pes);
         let first = Adaptation {
             pcr_90k: Some((dts - PCR_LEAD_90K) as u64),
             random_access: sync,
         };
-        write_payload(
-            &mut self.out,
-            VIDEO_PID,
-            &mut self.video_cc,
-            first,
-            &self.pes,
-        );
+        write_payload(self.out, VIDEO_PID, &mut self.video_cc, first, &self.pes)?;
         Ok(())
     }
 
@@ -340,13 +487,7 @@ impl<'a> Muxer<'a> {
         } else {
             Adaptation::default()
         };
-        write_payload(
-            &mut self.out,
-            AUDIO_PID,
-            &mut self.audio_cc,
-            first,
-            &self.pes,
-        );
+        write_payload(self.out, AUDIO_PID, &mut self.audio_cc, first, &self.pes)?;
         Ok(())
     }
 }
@@ -509,6 +650,57 @@ mod tests {
             let pes = demux(&joined);
             assert!(pes.len() > 10, "{name}");
         }
+    }
+
+    #[test]
+    fn segment_bytes_do_not_depend_on_the_batch_size() {
+        for name in ["h264-aac-bframes.mp4", "hevc-aac.mp4", "aac-only.m4a"] {
+            let r = fixture(name);
+            for k in 0..r.segment_count() {
+                let whole = r.segment(k).unwrap();
+                // One unit per batch, a few per batch, and all in one.
+                for batch_bytes in [1, 5000, usize::MAX] {
+                    let mut out = Vec::new();
+                    let len = r.write_segment_batched(k, &mut out, batch_bytes).unwrap();
+                    assert_eq!(len, out.len() as u64);
+                    assert!(out == whole, "{name} segment {k}, batches of {batch_bytes}");
+                }
+            }
+        }
+    }
+
+    /// Segment 1 started at sample 0 even when it was no sync sample: a
+    /// decoder got frames it could not decode first. They are left out.
+    #[test]
+    fn video_before_the_first_random_access_point_is_left_out() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/h264-aac-bframes.mp4");
+        let mut index = fixture("h264-aac-bframes.mp4").index().clone();
+        // The file as if it had been cut 5 frames into its first GOP.
+        let video = index.video.as_mut().unwrap();
+        video.samples.drain(..5);
+        let shift = |list: &mut Vec<u32>| {
+            *list = list.iter().filter(|&&i| i >= 5).map(|&i| i - 5).collect();
+        };
+        shift(video.sync.as_mut().unwrap());
+        shift(&mut video.random_access);
+        let min_cts = video.samples.iter().map(|s| s.cts_offset).min().unwrap();
+        video.decode_delay = i64::from(min_cts.min(0)).abs();
+        index.validate().unwrap();
+        let first_ra = index.video.as_ref().unwrap().random_access[0] as usize;
+        assert_eq!(first_ra, 55);
+
+        let r = Rendition::from_index(&path, std::fs::File::open(&path).unwrap(), index, 2.0);
+        let video = r.index().video.as_ref().unwrap();
+        assert_eq!(r.plan().segments[0].video.start, first_ra);
+        assert!(r.plan().independent_segments(r.index()));
+        let pes = demux(&r.segment(0).unwrap());
+        let first_video = pes.iter().find(|p| p.pid == VIDEO_PID.value()).unwrap();
+        assert!(first_video.random_access);
+        assert_eq!(
+            first_video.pts,
+            video.pts_90k(first_ra) + r.plan().stream_offset_90k
+        );
     }
 
     #[test]

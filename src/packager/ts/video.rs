@@ -21,9 +21,10 @@ pub fn stream_type(config: &VideoConfig) -> u8 {
     }
 }
 
-/// Bytes [`write_access_unit`] writes for a sample of `sample_len` bytes
-/// with 4-byte NAL lengths and no AUD of its own.
-pub fn access_unit_len(config: &VideoConfig, sample_len: usize, sync: bool) -> usize {
+/// Bytes [`write_access_unit`] writes at most for a sample whose NAL units
+/// take `annexb_len` bytes with a 4-byte start code each (its size with
+/// 4-byte NAL lengths): exactly that when it holds no AUD or empty NAL unit.
+pub fn access_unit_len(config: &VideoConfig, annexb_len: usize, sync: bool) -> usize {
     let aud = START_CODE.len()
         + match config.codec {
             VideoCodec::H264 => H264_AUD.len(),
@@ -34,7 +35,7 @@ pub fn access_unit_len(config: &VideoConfig, sample_len: usize, sync: bool) -> u
         .iter()
         .map(|ps| START_CODE.len() + ps.len())
         .sum();
-    aud + if sync { parameter_sets } else { 0 } + sample_len
+    aud + if sync { parameter_sets } else { 0 } + annexb_len
 }
 
 /// Appends one access unit in Annex B form: an AUD, the parameter sets when
@@ -60,6 +61,15 @@ pub fn write_access_unit(
         }
     }
     let len_size = usize::from(config.nal_length_size);
+    if !matches!(len_size, 1 | 2 | 4) {
+        // The index validator refuses these; without lengths the loop
+        // below would never advance.
+        return Err(Error::corrupt(
+            FourCc(*b"mdat"),
+            offset,
+            format!("NAL length size {len_size}"),
+        ));
+    }
     let mut rest = sample;
     while !rest.is_empty() {
         let corrupt = |what: &str| Error::corrupt(FourCc(*b"mdat"), offset, what);

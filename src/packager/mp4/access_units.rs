@@ -1,0 +1,313 @@
+//! What the video samples hold, from their NAL unit headers (length-prefixed
+//! NAL units, ISO/IEC 14496-15 5.3.2 and 8.3.2; nal_unit_type in ITU-T
+//! H.264 7.4.1.2 Table 7-1 and H.265 7.4.2.2 Table 7-1), read at index time
+//! with small positional reads:
+//!
+//! - where a decoder can really start: `stss` (or a fragment's sync flag)
+//!   only says "sync sample", which muxers also set on H.264 recovery-point
+//!   I pictures and on HEVC CRA pictures whose RASL pictures follow them and
+//!   cannot be decoded without what came before (x265's default open GOP);
+//! - with 1- or 2-byte NAL lengths, how many NAL units each sample holds,
+//!   since each grows by `4 - length size` bytes in Annex B.
+
+use super::source::{ReadAt, Window};
+use crate::packager::error::{Error, FourCc, Result};
+use crate::packager::index::{Sample, VideoCodec, VideoConfig};
+
+/// NAL units looked at in a sample before its first picture (VCL) NAL
+/// unit: an AUD, parameter sets and a few SEI come first in real files.
+const MAX_NALS_BEFORE_PICTURE: usize = 64;
+
+/// Leading pictures (H.265 7.4.2.2: RADL/RASL) looked at after a CRA or
+/// BLA; x265 writes at most its B-frame count (16) of them.
+const MAX_LEADING_PICTURES: usize = 64;
+
+/// Reads of sync samples spread out in the file go through small blocks;
+/// a walk of every sample, through large ones.
+const SPARSE_BLOCK: usize = 4 << 10;
+const DENSE_BLOCK: usize = 256 << 10;
+
+/// What the scan found; `nal_units` is empty with 4-byte NAL lengths.
+pub struct Scan {
+    pub random_access: Vec<u32>,
+    pub nal_units: Vec<u32>,
+}
+
+/// The first picture NAL unit of a sample: its type, or `None` when the
+/// sample has none within the limits (or is malformed, which the TS writer
+/// reports when it meets it).
+type FirstPicture = Option<u8>;
+
+/// Scans the video samples (already checked to lie in the file) whose
+/// sync samples are `sync` (`None`: all).
+pub fn scan(
+    src: &dyn ReadAt,
+    file_len: u64,
+    config: &VideoConfig,
+    samples: &[Sample],
+    sync: Option<&[u32]>,
+) -> Result<Scan> {
+    let every_sample = config.nal_length_size != 4;
+    let dense = every_sample || sync.is_none_or(|s| s.len() * 8 > samples.len());
+    let block = if dense { DENSE_BLOCK } else { SPARSE_BLOCK };
+    let mut walker = Walker {
+        win: Window::new(src, file_len, block),
+        config,
+        // Reads that move forward fill each block about once; only samples
+        // scattered back and forth over the file read more than this.
+        max_read: file_len.saturating_mul(4).saturating_add(16 << 20),
+    };
+    let mut firsts: Vec<FirstPicture> = Vec::new();
+    let mut nal_units = Vec::new();
+    if every_sample {
+        firsts.reserve(samples.len());
+        nal_units.reserve(samples.len());
+        for s in samples {
+            let (count, first) = walker.walk(s, true)?;
+            nal_units.push(count);
+            firsts.push(first);
+        }
+    }
+    let candidates: Box<dyn Iterator<Item = usize>> = match sync {
+        Some(list) => Box::new(list.iter().map(|&i| i as usize)),
+        None => Box::new(0..samples.len()),
+    };
+    let mut first_of = |i: usize| -> Result<FirstPicture> {
+        match firsts.get(i) {
+            Some(&known) => Ok(known),
+            None => Ok(walker.walk(&samples[i], false)?.1),
+        }
+    };
+    let mut random_access = Vec::new();
+    for i in candidates {
+        if is_random_access(config.codec, i, samples.len(), &mut first_of)? {
+            random_access.push(i as u32);
+        }
+    }
+    Ok(Scan {
+        random_access,
+        nal_units,
+    })
+}
+
+/// Whether sample `i` of `count` starts a sequence a decoder can start at
+/// and decode whole: an H.264 IDR picture; an H.265 IDR or BLA picture, or
+/// a CRA whose leading pictures are all RADL (a RASL picture refers to
+/// pictures before the CRA, 7.4.2.2, and would be dropped or broken).
+fn is_random_access(
+    codec: VideoCodec,
+    i: usize,
+    count: usize,
+    first_of: &mut dyn FnMut(usize) -> Result<FirstPicture>,
+) -> Result<bool> {
+    let Some(kind) = first_of(i)? else {
+        return Ok(false);
+    };
+    Ok(match codec {
+        VideoCodec::H264 => kind == 5,
+        // BLA_N_LP, BLA_W_RADL, IDR_W_RADL, IDR_N_LP: no RASL pictures.
+        VideoCodec::Hevc if (17..=20).contains(&kind) => true,
+        // BLA_W_LP and CRA may have RASL pictures after them.
+        VideoCodec::Hevc if kind == 16 || kind == 21 => {
+            for j in i + 1..count.min(i + 1 + MAX_LEADING_PICTURES) {
+                match first_of(j)? {
+                    // RADL_N, RADL_R: decodable leading pictures.
+                    Some(6 | 7) => {}
+                    // RASL_N, RASL_R; or a picture we cannot classify.
+                    Some(8 | 9) | None => return Ok(false),
+                    // A trailing or IRAP picture: no leading picture is left.
+                    Some(_) => return Ok(true),
+                }
+            }
+            // The track ends within the leading pictures, or there are
+            // more than we look at.
+            count <= i + 1 + MAX_LEADING_PICTURES
+        }
+        VideoCodec::Hevc => false,
+    })
+}
+
+struct Walker<'s, 'c> {
+    win: Window<'s>,
+    config: &'c VideoConfig,
+    max_read: u64,
+}
+
+impl Walker<'_, '_> {
+    /// Walks the NAL units of `s`: how many there are (all of them when
+    /// `count_all`, else up to the first picture) and the first picture's
+    /// type.
+    fn walk(&mut self, s: &Sample, count_all: bool) -> Result<(u32, FirstPicture)> {
+        let len_size = usize::from(self.config.nal_length_size);
+        let codec = self.config.codec;
+        let header_len = match codec {
+            VideoCodec::H264 => 1,
+            VideoCodec::Hevc => 2,
+        };
+        let end = s.offset + u64::from(s.size);
+        let mut pos = s.offset;
+        let mut count = 0u32;
+        let mut first = None;
+        while end - pos >= len_size as u64 {
+            if !count_all && (first.is_some() || count as usize >= MAX_NALS_BEFORE_PICTURE) {
+                break;
+            }
+            let nal_len = self
+                .read(pos, len_size)?
+                .iter()
+                .fold(0u64, |n, &b| (n << 8) | u64::from(b));
+            pos += len_size as u64;
+            count += 1;
+            if nal_len > end - pos {
+                // Malformed: the TS writer reports it with the sample.
+                return Ok((count, None));
+            }
+            if first.is_none() && nal_len >= header_len as u64 {
+                let header = self.read(pos, header_len)?;
+                first = picture_type(codec, header);
+            }
+            pos += nal_len;
+        }
+        Ok((count, first))
+    }
+
+    fn read(&mut self, pos: u64, len: usize) -> Result<&[u8]> {
+        if self.win.bytes_read > self.max_read {
+            return Err(Error::Unsupported(format!(
+                "the video samples are scattered over the file: checking their \
+                 NAL unit headers read more than {} bytes",
+                self.max_read
+            )));
+        }
+        self.win.get(pos, len, FourCc(*b"mdat"))
+    }
+}
+
+/// The nal_unit_type of a picture (VCL) NAL unit of the base layer, or
+/// `None` for any other NAL unit.
+fn picture_type(codec: VideoCodec, header: &[u8]) -> Option<u8> {
+    match codec {
+        // Table 7-1: 1..=5 are coded slices.
+        VideoCodec::H264 => Some(header[0] & 0x1f).filter(|t| (1..=5).contains(t)),
+        // Table 7-1: 0..=31 are VCL; nuh_layer_id must be 0 (base layer).
+        VideoCodec::Hevc => {
+            let kind = (header[0] >> 1) & 0x3f;
+            let layer = ((header[0] & 1) << 5) | (header[1] >> 3);
+            Some(kind).filter(|&t| t < 32 && layer == 0)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(codec: VideoCodec, nal_length_size: u8) -> VideoConfig {
+        VideoConfig {
+            codec,
+            nal_length_size,
+            parameter_sets: Vec::new(),
+            width: 16,
+            height: 16,
+            codec_string: "x".into(),
+        }
+    }
+
+    /// Lays out samples of NAL units (each given by its header bytes and a
+    /// payload length) with `len_size`-byte lengths.
+    fn file_of(samples: &[&[(&[u8], usize)]], len_size: usize) -> (Vec<u8>, Vec<Sample>) {
+        let mut data = Vec::new();
+        let mut index = Vec::new();
+        for nals in samples {
+            let offset = data.len() as u64;
+            for (header, payload) in *nals {
+                let len = header.len() + payload;
+                data.extend_from_slice(&len.to_be_bytes()[8 - len_size..]);
+                data.extend_from_slice(header);
+                data.resize(data.len() + payload, 0x55);
+            }
+            index.push(Sample {
+                offset,
+                dts: 0,
+                size: (data.len() as u64 - offset) as u32,
+                cts_offset: 0,
+            });
+        }
+        (data, index)
+    }
+
+    fn hevc(kind: u8) -> [u8; 2] {
+        [kind << 1, 1]
+    }
+
+    #[test]
+    fn h264_only_idr_pictures_are_random_access() {
+        let (sei, idr, non_idr) = ([0x06u8], [0x65u8], [0x41u8]);
+        let samples: &[&[(&[u8], usize)]] = &[
+            &[(&sei, 700), (&idr, 50)],
+            &[(&non_idr, 20)],
+            // An I picture with a recovery point: a sync sample, not an IDR.
+            &[(&sei, 10), (&[0x21], 30)],
+            &[(&idr, 40)],
+        ];
+        let (data, index) = file_of(samples, 4);
+        let src: &[u8] = &data;
+        let c = config(VideoCodec::H264, 4);
+        let scan = scan(&src, data.len() as u64, &c, &index, Some(&[0, 2, 3])).unwrap();
+        assert_eq!(scan.random_access, [0, 3]);
+        assert!(scan.nal_units.is_empty());
+    }
+
+    #[test]
+    fn hevc_cra_is_random_access_only_without_rasl_pictures_after_it() {
+        let (idr, cra, trail, rasl, radl) = (hevc(19), hevc(21), hevc(1), hevc(8), hevc(6));
+        let samples: &[&[(&[u8], usize)]] = &[
+            &[(&hevc(35), 1), (&idr, 30)],
+            &[(&trail, 10)],
+            &[(&cra, 30)], // 2: followed by RASL pictures
+            &[(&rasl, 10)],
+            &[(&rasl, 10)],
+            &[(&trail, 10)],
+            &[(&cra, 30)], // 6: followed by a RADL picture only
+            &[(&radl, 10)],
+            &[(&trail, 10)],
+            &[(&hevc(17), 30)], // 9: BLA_W_RADL
+        ];
+        for len_size in [4, 2, 1] {
+            let (data, index) = file_of(samples, len_size);
+            let src: &[u8] = &data;
+            let c = config(VideoCodec::Hevc, len_size as u8);
+            let scan = scan(&src, data.len() as u64, &c, &index, Some(&[0, 2, 6, 9])).unwrap();
+            assert_eq!(scan.random_access, [0, 6, 9], "lengths of {len_size}");
+            let want: Vec<u32> = if len_size == 4 {
+                Vec::new()
+            } else {
+                samples.iter().map(|s| s.len() as u32).collect()
+            };
+            assert_eq!(scan.nal_units, want, "lengths of {len_size}");
+        }
+    }
+
+    /// x265's open GOP: a CRA every 25 frames, all in stss, of which only
+    /// the one in decode position 50 has no RASL picture after it.
+    #[test]
+    fn open_gop_fixture_starts_only_at_its_idr_and_its_clean_cra() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/hevc-open-gop.mp4");
+        let file = std::fs::File::open(path).unwrap();
+        let index = crate::packager::mp4::read_index(&file).unwrap();
+        let video = index.video.unwrap();
+        assert_eq!(video.sync.as_ref().map(Vec::len), Some(6));
+        assert_eq!(video.random_access, [0, 50]);
+    }
+
+    #[test]
+    fn a_malformed_sample_is_no_random_access_point() {
+        let (mut data, index) = file_of(&[&[(&[0x65], 40)], &[(&[0x65], 40)]], 4);
+        data[3] = 200; // the first NAL unit now runs past its sample
+        let src: &[u8] = &data;
+        let c = config(VideoCodec::H264, 4);
+        let scan = scan(&src, data.len() as u64, &c, &index, None).unwrap();
+        assert_eq!(scan.random_access, [1]);
+    }
+}

@@ -1,0 +1,195 @@
+//! The movie box (ISO/IEC 14496-12 8.2): mvhd, the traks and mvex, walked
+//! in the file. Tracks are chosen as they are met, and only the chosen
+//! ones have their sample tables expanded, within the file's budget.
+
+use super::fragment::{self, Trex};
+use super::source::{next_child, Located, Window};
+use super::stbl::{self, TrackSamples};
+use super::trak::{self, leaf_cursor, read_leaf, Trak};
+use crate::packager::error::{Error, Result};
+use crate::packager::index::{sample_budget, Codec};
+
+/// A track chosen for packaging, with its samples so far.
+pub struct Chosen {
+    pub trak: Trak,
+    pub samples: TrackSamples,
+}
+
+pub struct Movie {
+    pub timescale: u32,
+    pub fragmented: bool,
+    pub trex: Vec<Trex>,
+    pub video: Option<Chosen>,
+    pub audio: Option<Chosen>,
+    /// Tracks left out, each with the reason.
+    pub skipped: Vec<String>,
+}
+
+impl Movie {
+    pub fn chosen_mut(&mut self) -> impl Iterator<Item = &mut Chosen> {
+        self.video.iter_mut().chain(self.audio.iter_mut())
+    }
+
+    /// Samples the chosen tracks hold.
+    pub fn sample_count(&self) -> u64 {
+        let len = |c: &Option<Chosen>| c.as_ref().map_or(0, |c| c.samples.samples.len() as u64);
+        len(&self.video) + len(&self.audio)
+    }
+}
+
+pub fn read_moov(win: &mut Window, moov: &Located) -> Result<Movie> {
+    let mut movie = Movie {
+        timescale: 0,
+        fragmented: false,
+        trex: Vec::new(),
+        video: None,
+        audio: None,
+        skipped: Vec::new(),
+    };
+    read_movie_header(win, moov, &mut movie)?;
+    let mut choice = Choice::default();
+    let mut pos = moov.body;
+    while let Some(child) = next_child(win, &mut pos, moov.end, moov.fourcc)? {
+        if &child.fourcc.0 == b"trak" {
+            choice.offer(trak::parse_trak(win, &child)?, movie.fragmented);
+        }
+    }
+    movie.skipped = choice.skipped.into_list();
+    expand_chosen(win, &mut movie, choice.video, choice.audio)?;
+    Ok(movie)
+}
+
+/// mvhd and mvex, before the traks: whether the movie is fragmented decides
+/// whether a track without samples in its tables may still be chosen.
+fn read_movie_header(win: &mut Window, moov: &Located, movie: &mut Movie) -> Result<()> {
+    let mut pos = moov.body;
+    while let Some(child) = next_child(win, &mut pos, moov.end, moov.fourcc)? {
+        match &child.fourcc.0 {
+            b"mvhd" => {
+                let body = read_leaf(win, &child)?;
+                let mut b = leaf_cursor(&body, &child);
+                let (version, _) = b.full_box()?;
+                b.skip(if version == 1 { 16 } else { 8 }, "mvhd times")?;
+                movie.timescale = b.u32("timescale")?;
+            }
+            b"mvex" => {
+                movie.fragmented = true;
+                let body = read_leaf(win, &child)?;
+                for grandchild in leaf_cursor(&body, &child).children() {
+                    let grandchild = grandchild?;
+                    if &grandchild.fourcc.0 == b"trex" {
+                        movie.trex.push(fragment::parse_trex(grandchild.body)?);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if movie.timescale == 0 {
+        return Err(Error::corrupt(
+            moov.fourcc,
+            moov.start,
+            "movie has no 'mvhd' or its timescale is 0",
+        ));
+    }
+    Ok(())
+}
+
+/// Expands the tables of the chosen tracks, whose declared samples must
+/// together fit in the file's budget.
+fn expand_chosen(
+    win: &mut Window,
+    movie: &mut Movie,
+    video: Option<Trak>,
+    audio: Option<Trak>,
+) -> Result<()> {
+    let file_len = win.file_len();
+    let budget = sample_budget(file_len);
+    let declared: u64 = video
+        .iter()
+        .chain(audio.iter())
+        .map(|t| t.declared_samples)
+        .sum();
+    if declared > budget {
+        return Err(stbl::over_budget(declared, budget));
+    }
+    let mut expand = |t: Trak| -> Result<Chosen> {
+        let samples = stbl::expand(&t.tables, win.src(), file_len, budget)?;
+        Ok(Chosen { trak: t, samples })
+    };
+    movie.video = video.map(&mut expand).transpose()?;
+    movie.audio = audio.map(&mut expand).transpose()?;
+    Ok(())
+}
+
+/// The first enabled video and audio tracks we can carry (the first
+/// carriable one of a kind when none is enabled), chosen as tracks are met
+/// so that no more than two are ever held.
+#[derive(Default)]
+struct Choice {
+    video: Option<Trak>,
+    audio: Option<Trak>,
+    skipped: Skipped,
+}
+
+impl Choice {
+    fn offer(&mut self, t: Trak, fragmented: bool) {
+        let why = match &t.codec {
+            Err(why) => Some(why.clone()),
+            // A fragmented movie's samples may all be in its fragments.
+            Ok(_) if t.declared_samples == 0 && !fragmented => Some("it has no samples".into()),
+            Ok(_) => None,
+        };
+        if let Some(why) = why {
+            self.skipped.add(&t, &why);
+            return;
+        }
+        let is_video = matches!(t.codec, Ok(Codec::Video(_)));
+        let (slot, kind) = if is_video {
+            (&mut self.video, "video")
+        } else {
+            (&mut self.audio, "audio")
+        };
+        let why = format!("only the first {kind} track is packaged");
+        match slot {
+            None => *slot = Some(t),
+            Some(current) if !current.enabled && t.enabled => {
+                let displaced = slot.replace(t).expect("occupied");
+                self.skipped.add(&displaced, &why);
+            }
+            Some(_) => self.skipped.add(&t, &why),
+        }
+    }
+}
+
+/// Reasons for tracks left out, for a warning; a file of thousands of
+/// tracks gets the first few and a count.
+#[derive(Default)]
+pub struct Skipped {
+    list: Vec<String>,
+    more: usize,
+}
+
+/// Tracks whose reason is listed one by one.
+pub const MAX_SKIPPED_LISTED: usize = 16;
+
+impl Skipped {
+    fn add(&mut self, t: &Trak, why: &str) {
+        if self.list.len() < MAX_SKIPPED_LISTED {
+            self.list.push(format!(
+                "track {} ({}) left out: {why}",
+                t.track_id, t.handler
+            ));
+        } else {
+            self.more += 1;
+        }
+    }
+
+    fn into_list(mut self) -> Vec<String> {
+        if self.more > 0 {
+            self.list
+                .push(format!("{} more tracks left out", self.more));
+        }
+        self.list
+    }
+}
