@@ -209,12 +209,14 @@ fn several_inputs_make_one_master_with_a_rendition_each() {
 fn json_summary_describes_what_was_written() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("pkg");
+    let started = std::time::Instant::now();
     let output = casterpak()
         .args(["package", "--json", "--out"])
         .arg(&out)
         .arg(fixture("ac3.mp4"))
         .output()
         .unwrap();
+    let run = started.elapsed().as_secs_f64();
     assert!(output.status.success());
     let summary: serde_json::Value =
         serde_json::from_slice(&output.stdout).expect("stdout is JSON");
@@ -230,7 +232,9 @@ fn json_summary_describes_what_was_written() {
     assert_eq!(summary["segments"], ts_files.len());
     assert_eq!(summary["bytes"], on_disk);
     assert_eq!(summary["renditions"][0]["codecs"], "avc1.64000c,ac-3");
-    assert!(summary["seconds"].as_f64().unwrap() >= 0.0);
+    // The time it took: something, and no more than the whole run.
+    let seconds = summary["seconds"].as_f64().unwrap();
+    assert!(seconds > 0.0 && seconds <= run, "{seconds} s of a {run} s run");
 }
 
 /// A failed run exits non-zero with one line naming the file and leaves
