@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::http_client::{read_reply, send, Server};
-use crate::support::fixture;
+use crate::support::{fixture, report};
 
 /// Bounds on the server process under the whole attack: threads (a few
 /// carry the connections; the blocking pool is `workers` + 16), open
@@ -420,12 +420,6 @@ fn raise_fd_limit() {
         "the test needs a descriptor limit of at least 2048 (the hard limit is {})",
         limit.rlim_max
     );
-}
-
-/// Prints a line where `cargo test` shows it (the output of passing tests
-/// is captured, but not what is written to the stderr handle directly).
-fn report(line: &str) {
-    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// Under a low descriptor limit and a low task limit (a pids cgroup), with

@@ -6,6 +6,7 @@ mod cache_admin;
 mod docs;
 mod front_door;
 mod hostile_files;
+mod hostile_mutations;
 mod http_client;
 mod operator;
 mod package;

@@ -234,7 +234,10 @@ fn json_summary_describes_what_was_written() {
     assert_eq!(summary["renditions"][0]["codecs"], "avc1.64000c,ac-3");
     // The time it took: something, and no more than the whole run.
     let seconds = summary["seconds"].as_f64().unwrap();
-    assert!(seconds > 0.0 && seconds <= run, "{seconds} s of a {run} s run");
+    assert!(
+        seconds > 0.0 && seconds <= run,
+        "{seconds} s of a {run} s run"
+    );
 }
 
 /// A failed run exits non-zero with one line naming the file and leaves

@@ -16,6 +16,13 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// Prints a line where `cargo test` shows it (the output of passing tests
+/// is captured, but not what is written to the stderr handle directly).
+pub fn report(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// Runs `casterpak package` and returns the package directory.
 pub fn package(inputs: &[&Path], out: &Path, extra: &[&str]) -> PathBuf {
     casterpak()
