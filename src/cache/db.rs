@@ -8,16 +8,22 @@ use rusqlite::{named_params, Connection, OptionalExtension};
 /// The database file in the cache directory.
 pub const FILE_NAME: &str = "cache.db";
 
-const SCHEMA_VERSION: i64 = 1;
-/// Upgrade steps: `UPGRADES[v]` takes the schema from version v to v + 1.
-const UPGRADES: [&str; 1] = [include_str!("schema.sql")];
+const SCHEMA_VERSION: i64 = 2;
+/// The whole schema, for a new cache.
+const SCHEMA: &str = include_str!("schema.sql");
+/// Steps for an existing cache: `UPGRADES[v - 1]` takes it from version v
+/// to v + 1.
+const UPGRADES: [&str; 1] = [include_str!("upgrade/v2.sql")];
 
 /// How long a statement waits for another process's write lock (a `gc`
 /// from cron while `serve` runs) before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn open(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open(path)?;
+    configure(Connection::open(path)?)
+}
+
+fn configure(conn: Connection) -> rusqlite::Result<Connection> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -25,7 +31,8 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-/// Brings the schema to [`SCHEMA_VERSION`], one step at a time.
+/// Brings the schema to [`SCHEMA_VERSION`]: the whole schema for a new
+/// database, else one step at a time.
 pub fn upgrade(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -37,8 +44,15 @@ pub fn upgrade(conn: &mut Connection) -> rusqlite::Result<()> {
             )),
         ));
     }
-    for step in &UPGRADES[version as usize..] {
-        tx.execute_batch(step)?;
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    if version == 0 {
+        tx.execute_batch(SCHEMA)?;
+    } else {
+        for step in &UPGRADES[version as usize - 1..] {
+            tx.execute_batch(step)?;
+        }
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()
@@ -223,4 +237,43 @@ pub fn top_sources(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<(Str
         ))
     })?;
     rows.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_db() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        upgrade(&mut conn).unwrap();
+        conn
+    }
+
+    fn indexes(conn: &Connection) -> Vec<String> {
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL ORDER BY name")
+            .unwrap();
+        let names = stmt.query_map([], |r| r.get(0)).unwrap();
+        names.collect::<rusqlite::Result<_>>().unwrap()
+    }
+
+    #[test]
+    fn a_version_1_cache_is_upgraded_to_the_new_schema() {
+        let fresh = new_db();
+        // Version 1 was this schema without the two indexes of step v2.
+        let mut old = Connection::open_in_memory().unwrap();
+        old.execute_batch(SCHEMA).unwrap();
+        old.execute_batch(
+            "DROP INDEX object_accessed; DROP INDEX object_file; PRAGMA user_version = 1;",
+        )
+        .unwrap();
+        upgrade(&mut old).unwrap();
+        assert_eq!(indexes(&old), indexes(&fresh));
+        let version: i64 = old
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        // Upgrading again does nothing.
+        upgrade(&mut old).unwrap();
+    }
 }
