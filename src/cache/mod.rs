@@ -24,7 +24,9 @@
 //! [`Cache::reconcile`] removes leftovers of interrupted runs: temporary
 //! files, rows without a file (or with a file of another size), and files
 //! without a row (older than a minute, so that another process's step 2-3
-//! in progress is not mistaken for one).
+//! in progress is not mistaken for one). It and gc read the index in
+//! batches, never all of it at once, so that neither grows with the cache
+//! nor holds SQLite's write lock for long.
 //!
 //! Last-access times and hit/miss counters are kept in memory and written
 //! in batches ([`Cache::flush_use`]), so a hit costs no SQLite write.
@@ -33,6 +35,8 @@ mod admin;
 mod clock;
 mod db;
 mod flight;
+mod gc;
+mod reconcile;
 mod source;
 mod store;
 
@@ -48,8 +52,9 @@ use std::time::Duration;
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 
-pub use admin::{GcPolicy, GcReport, Stats};
+pub use admin::{KindStats, SourceStats, Stats};
 pub use clock::{Clock, FixedClock, SystemClock};
+pub use gc::{ByReason, GcDeletion, GcPolicy, GcReport, Reason, Tally};
 pub use source::{resolve_local, SourceId};
 
 use flight::{Flights, Role};

@@ -235,7 +235,7 @@ fn start_background_jobs(origin: &Arc<Origin>) {
             match collector.cache().gc(&policy, false) {
                 Ok(r) => tracing::info!(
                     "gc: deleted {} objects ({} bytes)",
-                    r.deleted.len(),
+                    r.deleted_objects,
                     r.deleted_bytes
                 ),
                 Err(e) => tracing::warn!("gc: {e}"),
