@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{named_params, Connection, OptionalExtension, Row as SqlRow};
+use rusqlite::{named_params, Connection, OpenFlags, OptionalExtension, Row as SqlRow};
 
 /// The database file in the cache directory.
 pub const FILE_NAME: &str = "cache.db";
@@ -21,6 +21,15 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     configure(Connection::open(path)?)
+}
+
+/// Opens a database that must exist already: SQLite is not allowed to
+/// create it (a mistyped `--cache-dir` is an error, not a new cache).
+pub fn open_existing(path: &Path) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    configure(Connection::open_with_flags(path, flags)?)
 }
 
 fn configure(conn: Connection) -> rusqlite::Result<Connection> {

@@ -76,6 +76,10 @@ pub enum CacheError {
     },
     #[error("cache database: {0}")]
     Db(rusqlite::Error),
+    /// A command that only reads or cleans a cache was pointed at a
+    /// directory without one.
+    #[error("no cache in {}: there is no {} (check --cache-dir or cache.dir)", .0.display(), .0.join(db::FILE_NAME).display())]
+    NoCache(PathBuf),
     /// Another request has been making this object for longer than the wait
     /// allows.
     #[error("still being made by another request after {0:?}")]
@@ -226,20 +230,27 @@ impl Cache {
     }
 
     /// Opens an existing cache; a directory that holds none is an error
-    /// rather than a new, empty cache (a mistyped `--cache-dir`).
+    /// rather than a new, empty cache (a mistyped `--cache-dir`), and
+    /// nothing is created in it.
     pub fn open_existing(dir: &Path, clock: Arc<dyn Clock>) -> Result<Cache, CacheError> {
-        let db = dir.join(db::FILE_NAME);
-        if !db.is_file() {
-            return Err(CacheError::io(
-                format!("no cache in {} (no {})", dir.display(), db::FILE_NAME),
-                std::io::ErrorKind::NotFound.into(),
-            ));
+        let path = dir.join(db::FILE_NAME);
+        if !path.is_file() {
+            return Err(CacheError::NoCache(dir.to_owned()));
         }
-        Self::open_dir(dir, clock)
+        let conn = db::open_existing(&path)?;
+        Self::with_connection(dir, conn, clock)
     }
 
     fn open_dir(dir: &Path, clock: Arc<dyn Clock>) -> Result<Cache, CacheError> {
-        let mut conn = db::open(&dir.join(db::FILE_NAME))?;
+        let conn = db::open(&dir.join(db::FILE_NAME))?;
+        Self::with_connection(dir, conn, clock)
+    }
+
+    fn with_connection(
+        dir: &Path,
+        mut conn: Connection,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Cache, CacheError> {
         db::upgrade(&mut conn)?;
         Ok(Cache {
             dir: dir.to_owned(),

@@ -548,6 +548,47 @@ fn prewarm_with_fsync_makes_the_same_objects() {
     assert_eq!(s.warm(T0, "films/a_hi.mp4")["already_cached"], listed);
 }
 
+#[test]
+fn commands_on_a_mistyped_cache_dir_fail_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    let missing = dir.path().join("typo/cache");
+    let commands: [&[&str]; 5] = [
+        &["stat"],
+        &["gc"],
+        &["gc", "--dry-run", "--json"],
+        &["invalidate", "--all"],
+        &["invalidate", "--hard", "films/*"],
+    ];
+    for cache_dir in [Path::new("/nonexistent/typo"), &missing, &empty] {
+        for args in commands {
+            let out = casterpak()
+                .arg("--cache-dir")
+                .arg(cache_dir)
+                .args(args)
+                .assert()
+                .failure()
+                .get_output()
+                .stderr
+                .clone();
+            let stderr = String::from_utf8_lossy(&out);
+            assert!(
+                stderr.contains(&format!("no cache in {}", cache_dir.display()))
+                    && stderr.contains("--cache-dir"),
+                "{args:?}: {stderr}"
+            );
+        }
+    }
+    assert!(!Path::new("/nonexistent").exists());
+    assert!(!dir.path().join("typo").exists());
+    assert_eq!(
+        fs::read_dir(&empty).unwrap().count(),
+        0,
+        "nothing made in it"
+    );
+}
+
 /// The access groups of the free-space tests: each warmed a minute after
 /// the one before, so least recently used first is this order.
 const GROUPS: [&str; 3] = ["films/a_hi.mp4", "films/radio.m4a", "films/a_lo.mp4"];
