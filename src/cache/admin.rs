@@ -48,19 +48,19 @@ impl Cache {
         let top = self.with_db(|c| db::top_sources(c, TOP_SOURCES))?;
         Ok(Stats {
             dir: self.dir.display().to_string(),
-            objects: kinds.iter().map(|k| k.objects).sum(),
-            bytes: kinds.iter().map(|k| k.bytes).sum(),
-            oldest_access: kinds.iter().map(|k| k.oldest_access).min(),
-            newest_access: kinds.iter().map(|k| k.newest_access).max(),
+            objects: kinds.values().map(|k| k.objects).sum(),
+            bytes: kinds.values().map(|k| k.bytes).sum(),
+            oldest_access: kinds.values().map(|k| k.oldest_access).min(),
+            newest_access: kinds.values().map(|k| k.newest_access).max(),
             by_kind: kinds
                 .into_iter()
-                .map(|k| {
+                .map(|(kind, k)| {
                     let stats = KindStats {
                         objects: k.objects,
                         bytes: k.bytes,
                         expired: k.expired,
                     };
-                    (k.kind, stats)
+                    (kind, stats)
                 })
                 .collect(),
             hits: counters.get("hits").copied().unwrap_or(0),

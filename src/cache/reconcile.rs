@@ -110,27 +110,21 @@ impl Cache {
             batch.push(rel.to_string_lossy().into_owned());
             if batch.len() == db::BATCH {
                 listed += batch.len();
-                removed += self.remove_unknown(&batch, dry_run)?;
+                removed += self.remove_unknown(&mut batch, dry_run)?;
                 batch.clear();
             }
         }
         listed += batch.len();
-        removed += self.remove_unknown(&batch, dry_run)?;
+        removed += self.remove_unknown(&mut batch, dry_run)?;
         Ok((listed, removed))
     }
 
     /// Removes those of `files` (relative to the cache directory) that no
     /// row names and that are older than the grace period.
-    fn remove_unknown(&self, files: &[String], dry_run: bool) -> Result<usize, CacheError> {
-        let unknown = self.with_db(|c| {
-            let mut unknown = Vec::new();
-            for file in files {
-                if !db::has_file(c, file)? {
-                    unknown.push(file);
-                }
-            }
-            Ok(unknown)
-        })?;
+    fn remove_unknown(&self, files: &mut [String], dry_run: bool) -> Result<usize, CacheError> {
+        // In order, the lookups walk the index forwards.
+        files.sort_unstable();
+        let unknown = self.with_db(|c| db::files_without_rows(c, files))?;
         let mut removed = 0;
         for file in unknown {
             let path = self.dir.join(file);
