@@ -364,3 +364,69 @@ impl Cache {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(output_max_bytes: u64, min_free_bytes: u64) -> GcPolicy {
+        GcPolicy {
+            output_ttl_seconds: 0,
+            input_ttl_seconds: 0,
+            output_max_bytes,
+            input_max_bytes: 0,
+            min_free_bytes,
+        }
+    }
+
+    fn entry(kind: &str, bytes: u64) -> Entry {
+        Entry {
+            key: String::new(),
+            file: String::new(),
+            kind: kind.to_string(),
+            bytes,
+            created: 0,
+            accessed: 0,
+            expired: false,
+        }
+    }
+
+    fn kept(output_bytes: u64) -> ClassTotals {
+        ClassTotals {
+            output_bytes,
+            ..ClassTotals::default()
+        }
+    }
+
+    #[test]
+    fn below_the_floor_gc_frees_up_to_ten_percent_above_it() {
+        let mut needs = Needs::new(&policy(0, 1000), &kept(5000), 900);
+        assert_eq!(needs.free, 200, "to 1100 from 900");
+        assert_eq!(
+            needs.take(&entry("segment", 100), 100),
+            Some(Reason::FreeSpace)
+        );
+        assert_eq!(
+            needs.take(&entry("input", 100), 100),
+            Some(Reason::FreeSpace)
+        );
+        assert!(needs.met());
+        // Above the floor, however little: nothing to do.
+        assert!(Needs::new(&policy(0, 1000), &kept(5000), 1000).met());
+        assert!(Needs::new(&policy(0, 0), &kept(5000), 0).met(), "no floor");
+    }
+
+    #[test]
+    fn an_object_over_a_cap_goes_for_size_and_counts_towards_free_space() {
+        // 1200 bytes of outputs against a cap of 1000: down to 900.
+        let mut needs = Needs::new(&policy(1000, 1000), &kept(1200), 800);
+        assert_eq!((needs.over_cap, needs.free), ([300, 0], 300));
+        // Inputs are under no cap, but free space is short.
+        assert_eq!(
+            needs.take(&entry("input", 100), 100),
+            Some(Reason::FreeSpace)
+        );
+        assert_eq!(needs.take(&entry("segment", 300), 4096), Some(Reason::Size));
+        assert!(needs.met(), "the segment freed a whole block");
+    }
+}
