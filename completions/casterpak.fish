@@ -58,8 +58,8 @@ complete -c casterpak -n "__fish_casterpak_using_subcommand serve" -s h -l help 
 complete -c casterpak -n "__fish_casterpak_using_subcommand gc" -l config -d 'Configuration file (default: ./casterpak.toml, then /etc/casterpak/casterpak.toml)' -r -F
 complete -c casterpak -n "__fish_casterpak_using_subcommand gc" -l root -d 'Media root directory (media.root)' -r -F
 complete -c casterpak -n "__fish_casterpak_using_subcommand gc" -l cache-dir -d 'Cache directory (cache.dir)' -r -F
-complete -c casterpak -n "__fish_casterpak_using_subcommand gc" -l dry-run -d 'List what would be deleted, delete nothing'
-complete -c casterpak -n "__fish_casterpak_using_subcommand gc" -l json -d 'Print a JSON report on stdout'
+complete -c casterpak -n "__fish_casterpak_using_subcommand gc" -l dry-run -d 'List what would be deleted and count orphans; delete nothing'
+complete -c casterpak -n "__fish_casterpak_using_subcommand gc" -l json -d 'Print a JSON report on stdout (counts and bytes by reason)'
 complete -c casterpak -n "__fish_casterpak_using_subcommand gc" -s v -l verbose -d 'More log detail on stderr (same as RUST_LOG=casterpak=debug)'
 complete -c casterpak -n "__fish_casterpak_using_subcommand gc" -s h -l help -d 'Print help'
 complete -c casterpak -n "__fish_casterpak_using_subcommand stat" -l config -d 'Configuration file (default: ./casterpak.toml, then /etc/casterpak/casterpak.toml)' -r -F

@@ -1,6 +1,7 @@
-//! What operators do to the cache from the command line: garbage
-//! collection (TTL, size caps, orphans), statistics and invalidation. Safe
-//! while `serve` runs on the same cache: files are unlinked (never
+//! What operators do to the cache from the command line besides gc:
+//! statistics and invalidation. Both read the index in batches or as SQL
+//! aggregates, so their memory does not grow with the number of objects.
+//! Safe while `serve` runs on the same cache: files are unlinked (never
 //! truncated) before their rows go, and rows are only deleted if they are
 //! still the ones that were read.
 
@@ -8,148 +9,60 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::cache::db::{self, Entry};
-use std::path::Path;
-
+use crate::cache::db::{self, Entry, SourceCursor};
 use crate::cache::{Cache, CacheError};
 
-/// Files without a row younger than this are left alone by reconcile.
-const ORPHAN_GRACE_SECONDS: u64 = 60;
-
-/// Kinds that are outputs (made from sources) rather than cached inputs.
-const INPUT_KIND: &str = "input";
-
-/// When usage is over a size cap, gc deletes down to this share of it.
-const LOW_WATER_PERCENT: u64 = 90;
-
-pub struct GcPolicy {
-    pub output_ttl_seconds: u64,
-    pub input_ttl_seconds: u64,
-    /// 0: no cap.
-    pub output_max_bytes: u64,
-    pub input_max_bytes: u64,
-}
-
-#[derive(Debug, Default, Serialize)]
-pub struct GcReport {
-    pub dry_run: bool,
-    /// Deleted (or, in a dry run, to delete): file, kind, bytes, why.
-    pub deleted: Vec<GcDeletion>,
-    pub deleted_bytes: u64,
-    /// Files without a row and rows without a file (or of the wrong size).
-    pub orphans_removed: usize,
-    pub kept_objects: usize,
-    pub kept_bytes: u64,
-}
-
-#[derive(Debug, Serialize)]
-pub struct GcDeletion {
-    pub file: String,
-    pub kind: String,
-    pub bytes: u64,
-    pub reason: &'static str,
-}
+/// How many sources `stat` lists.
+const TOP_SOURCES: usize = 10;
 
 impl Cache {
-    pub fn gc(&self, policy: &GcPolicy, dry_run: bool) -> Result<GcReport, CacheError> {
-        self.flush_use()?;
-        let now = self.now();
-        let entries = self.with_db(|c| db::entries(c))?;
-        let mut doomed: Vec<(Entry, &'static str)> = Vec::new();
-        let mut kept: Vec<Entry> = Vec::new();
-        for e in entries {
-            let ttl = if e.kind == INPUT_KIND {
-                policy.input_ttl_seconds
-            } else {
-                policy.output_ttl_seconds
-            };
-            if e.expired {
-                doomed.push((e, "invalidated"));
-            } else if now.saturating_sub(e.accessed) > ttl as i64 {
-                doomed.push((e, "ttl"));
-            } else {
-                kept.push(e);
-            }
-        }
-        // Size caps: least recently used first (entries come sorted so).
-        for (is_input, cap) in [
-            (false, policy.output_max_bytes),
-            (true, policy.input_max_bytes),
-        ] {
-            let of_kind = |e: &Entry| (e.kind == INPUT_KIND) == is_input;
-            let mut used: u64 = kept.iter().filter(|e| of_kind(e)).map(|e| e.bytes).sum();
-            if cap == 0 || used <= cap {
-                continue;
-            }
-            let target = cap / 100 * LOW_WATER_PERCENT;
-            let mut i = 0;
-            while i < kept.len() && used > target {
-                if of_kind(&kept[i]) {
-                    used -= kept[i].bytes;
-                    doomed.push((kept.remove(i), "size"));
-                } else {
-                    i += 1;
-                }
-            }
-        }
-        let mut report = GcReport {
-            dry_run,
-            deleted_bytes: doomed.iter().map(|(e, _)| e.bytes).sum(),
-            kept_objects: kept.len(),
-            kept_bytes: kept.iter().map(|e| e.bytes).sum(),
-            ..GcReport::default()
-        };
-        if !dry_run {
-            self.delete_entries(doomed.iter().map(|(e, _)| e.clone()).collect())?;
-            report.orphans_removed = self.reconcile()?;
-        }
-        report.deleted = doomed
-            .into_iter()
-            .map(|(e, reason)| GcDeletion {
-                file: e.file,
-                kind: e.kind,
-                bytes: e.bytes,
-                reason,
-            })
-            .collect();
-        Ok(report)
-    }
-
-    /// Files first, then rows.
-    fn delete_entries(&self, entries: Vec<Entry>) -> Result<(), CacheError> {
-        for e in &entries {
+    /// Removes objects: files first, then the rows that are still the ones
+    /// read. Returns how many rows went. A file that cannot be removed
+    /// stops the batch, after the rows of the files already removed.
+    pub(super) fn delete_entries(&self, entries: &[Entry]) -> Result<usize, CacheError> {
+        let mut failure = None;
+        let mut unlinked = entries.len();
+        for (i, e) in entries.iter().enumerate() {
             match std::fs::remove_file(self.dir.join(&e.file)) {
                 Ok(()) => {}
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                Err(err) => return Err(CacheError::io(format!("removing {}", e.file), err)),
+                Err(err) => {
+                    failure = Some(CacheError::io(format!("removing {}", e.file), err));
+                    unlinked = i;
+                    break;
+                }
             }
         }
-        for chunk in entries.chunks(500) {
-            self.with_db(|c| db::delete_entries(c, chunk))?;
+        let deleted = self.with_db(|c| db::delete_entries(c, &entries[..unlinked]))?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(deleted),
         }
-        Ok(())
     }
 
     pub fn stats(&self) -> Result<Stats, CacheError> {
         self.flush_use()?;
-        let entries = self.with_db(|c| db::entries(c))?;
-        let mut by_kind: BTreeMap<String, KindStats> = BTreeMap::new();
-        for e in &entries {
-            let k = by_kind.entry(e.kind.clone()).or_default();
-            k.objects += 1;
-            k.bytes += e.bytes;
-            k.expired += usize::from(e.expired);
-        }
+        let kinds = self.with_db(|c| db::kind_totals(c))?;
         let counters: BTreeMap<String, u64> =
             self.with_db(|c| db::counters(c))?.into_iter().collect();
-        let top = self.with_db(|c| db::top_sources(c, 10))?;
+        let top = self.with_db(|c| db::top_sources(c, TOP_SOURCES))?;
         Ok(Stats {
             dir: self.dir.display().to_string(),
-            objects: entries.len(),
-            bytes: entries.iter().map(|e| e.bytes).sum(),
-            by_kind,
-            oldest_access: entries.iter().map(|e| e.accessed).min(),
-            newest_access: entries.iter().map(|e| e.accessed).max(),
+            objects: kinds.values().map(|k| k.objects).sum(),
+            bytes: kinds.values().map(|k| k.bytes).sum(),
+            oldest_access: kinds.values().map(|k| k.oldest_access).min(),
+            newest_access: kinds.values().map(|k| k.newest_access).max(),
+            by_kind: kinds
+                .into_iter()
+                .map(|(kind, k)| {
+                    let stats = KindStats {
+                        objects: k.objects,
+                        bytes: k.bytes,
+                        expired: k.expired,
+                    };
+                    (kind, stats)
+                })
+                .collect(),
             hits: counters.get("hits").copied().unwrap_or(0),
             misses: counters.get("misses").copied().unwrap_or(0),
             top_sources: top
@@ -164,9 +77,10 @@ impl Cache {
     }
 
     /// Marks expired (or, `hard`, deletes now) the objects selected: made
-    /// from a source matching one of `patterns`, or all when `all`; and, if
-    /// `older_than_seconds` is given, made longer ago than that. Returns
-    /// how many.
+    /// from a source matching one of `patterns`, or all when `all` or no
+    /// pattern is given; and, if `older_than_seconds` is given, made
+    /// longer ago than that. Returns how many were expired (objects
+    /// already expired are not counted again) or deleted.
     pub fn invalidate(
         &self,
         patterns: &[String],
@@ -174,39 +88,63 @@ impl Cache {
         older_than_seconds: Option<u64>,
         hard: bool,
     ) -> Result<usize, CacheError> {
-        let entries = self.with_db(|c| db::entries(c))?;
-        let mut matching = std::collections::HashSet::new();
-        if !all {
-            for p in patterns {
-                matching.extend(self.with_db(|c| db::keys_by_source(c, p))?);
+        let created_before = older_than_seconds.map_or(i64::MAX, |age| {
+            self.now()
+                .saturating_sub(i64::try_from(age).unwrap_or(i64::MAX))
+        });
+        let apply = |batch: &[Entry]| {
+            if hard {
+                self.delete_entries(batch)
+            } else {
+                self.with_db(|c| db::expire(c, batch))
             }
+        };
+        let mut count = 0;
+        if all || patterns.is_empty() {
+            let mut after = String::new();
+            loop {
+                let batch = self.with_db(|c| db::rows_after(c, &after, created_before))?;
+                let Some(last) = batch.last() else { break };
+                after.clone_from(&last.key);
+                count += apply(&batch)?;
+            }
+            return Ok(count);
         }
-        let now = self.now();
-        let selected: Vec<Entry> = entries
-            .into_iter()
-            .filter(|e| all || patterns.is_empty() || matching.contains(&e.key))
-            .filter(|e| {
-                older_than_seconds.is_none_or(|age| now.saturating_sub(e.created) > age as i64)
-            })
-            .collect();
-        let count = selected.len();
-        if hard {
-            self.delete_entries(selected)?;
-        } else {
-            let keys: Vec<String> = selected.into_iter().map(|e| e.key).collect();
-            for chunk in keys.chunks(500) {
-                self.with_db(|c| db::expire(c, chunk))?;
+        for pattern in patterns {
+            let mut cursor = source_cursor(pattern);
+            loop {
+                let batch =
+                    self.with_db(|c| db::by_source_after(c, &mut cursor, created_before))?;
+                if batch.is_empty() {
+                    break;
+                }
+                count += apply(&batch)?;
             }
         }
         Ok(count)
     }
 }
 
+/// The start of a walk of the sources matching a GLOB `pattern`: the part
+/// before its first wildcard bounds the walk of the path index, from that
+/// prefix to the prefix followed by U+10FFFF (the highest character, so
+/// above every path that starts with the prefix but one that continues
+/// with that noncharacter).
+fn source_cursor(pattern: &str) -> SourceCursor {
+    let prefix = &pattern[..pattern.find(['*', '?', '[']).unwrap_or(pattern.len())];
+    SourceCursor {
+        pattern: pattern.to_string(),
+        upper: format!("{prefix}\u{10FFFF}"),
+        path: prefix.to_string(),
+        key: String::new(),
+    }
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct KindStats {
-    pub objects: usize,
+    pub objects: u64,
     pub bytes: u64,
-    pub expired: usize,
+    pub expired: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -219,7 +157,7 @@ pub struct SourceStats {
 #[derive(Debug, Serialize)]
 pub struct Stats {
     pub dir: String,
-    pub objects: usize,
+    pub objects: u64,
     pub bytes: u64,
     pub by_kind: BTreeMap<String, KindStats>,
     pub oldest_access: Option<i64>,
@@ -230,62 +168,19 @@ pub struct Stats {
     pub top_sources: Vec<SourceStats>,
 }
 
-impl Cache {
-    /// Removes what interrupted runs left: temporary files, rows whose file
-    /// is missing or of the wrong size, files without a row. Returns the
-    /// number of files and rows removed.
-    pub fn reconcile(&self) -> Result<usize, CacheError> {
-        let mut removed = 0;
-        let tmp = self.dir.join("tmp");
-        let listing = std::fs::read_dir(&tmp)
-            .map_err(|e| CacheError::io(format!("listing {}", tmp.display()), e))?;
-        for entry in listing {
-            let Ok(entry) = entry else { continue };
-            if is_older_than(&entry.path(), ORPHAN_GRACE_SECONDS)
-                && std::fs::remove_file(entry.path()).is_ok()
-            {
-                removed += 1;
-            }
-        }
-        let rows = self.with_db(|c| db::all_files(c))?;
-        let mut known = std::collections::HashSet::with_capacity(rows.len());
-        for (key, file, bytes) in rows {
-            let len = std::fs::metadata(self.dir.join(&file))
-                .map(|m| m.len())
-                .ok();
-            if len != Some(bytes) {
-                let _ = std::fs::remove_file(self.dir.join(&file));
-                self.with_db(|c| db::delete(c, &key))?;
-                removed += 1;
-            } else {
-                known.insert(file);
-            }
-        }
-        for entry in walkdir::WalkDir::new(self.dir.join("objects"))
-            .min_depth(2)
-            .max_depth(2)
-        {
-            let Ok(entry) = entry else { continue };
-            let rel = entry
-                .path()
-                .strip_prefix(&self.dir)
-                .expect("under the cache dir");
-            let rel = rel.to_string_lossy();
-            if !known.contains(rel.as_ref())
-                && is_older_than(entry.path(), ORPHAN_GRACE_SECONDS)
-                && std::fs::remove_file(entry.path()).is_ok()
-            {
-                removed += 1;
-            }
-        }
-        Ok(removed)
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::source_cursor;
 
-fn is_older_than(path: &Path, seconds: u64) -> bool {
-    std::fs::metadata(path)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.elapsed().ok())
-        .is_some_and(|age| age.as_secs() >= seconds)
+    #[test]
+    fn a_glob_walks_the_range_of_its_literal_prefix() {
+        let c = source_cursor("films/a_*.mp4");
+        assert_eq!(c.path, "films/a_");
+        assert!(c.upper.as_str() > "films/a_\u{FFFF}zzz");
+        assert!(c.upper.as_str() < "films/b");
+        let c = source_cursor("films/radio.m4a");
+        assert_eq!(c.path, "films/radio.m4a");
+        let c = source_cursor("[ab]/*");
+        assert_eq!((c.path.as_str(), c.upper.as_str()), ("", "\u{10FFFF}"));
+    }
 }

@@ -1,23 +1,39 @@
 //! The SQLite side of the cache: schema, upgrades and every statement.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{named_params, Connection, OptionalExtension};
+use rusqlite::{named_params, Connection, OpenFlags, OptionalExtension, Row as SqlRow};
 
 /// The database file in the cache directory.
 pub const FILE_NAME: &str = "cache.db";
 
-const SCHEMA_VERSION: i64 = 1;
-/// Upgrade steps: `UPGRADES[v]` takes the schema from version v to v + 1.
-const UPGRADES: [&str; 1] = [include_str!("schema.sql")];
+const SCHEMA_VERSION: i64 = 2;
+/// The whole schema, for a new cache.
+const SCHEMA: &str = include_str!("schema.sql");
+/// Steps for an existing cache: `UPGRADES[v - 1]` takes it from version v
+/// to v + 1.
+const UPGRADES: [&str; 1] = [include_str!("upgrade/v2.sql")];
 
 /// How long a statement waits for another process's write lock (a `gc`
 /// from cron while `serve` runs) before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn open(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open(path)?;
+    configure(Connection::open(path)?)
+}
+
+/// Opens a database that must exist already: SQLite is not allowed to
+/// create it (a mistyped `--cache-dir` is an error, not a new cache).
+pub fn open_existing(path: &Path) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    configure(Connection::open_with_flags(path, flags)?)
+}
+
+fn configure(conn: Connection) -> rusqlite::Result<Connection> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -25,7 +41,8 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-/// Brings the schema to [`SCHEMA_VERSION`], one step at a time.
+/// Brings the schema to [`SCHEMA_VERSION`]: the whole schema for a new
+/// database, else one step at a time.
 pub fn upgrade(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -37,8 +54,15 @@ pub fn upgrade(conn: &mut Connection) -> rusqlite::Result<()> {
             )),
         ));
     }
-    for step in &UPGRADES[version as usize..] {
-        tx.execute_batch(step)?;
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    if version == 0 {
+        tx.execute_batch(SCHEMA)?;
+    } else {
+        for step in &UPGRADES[version as usize - 1..] {
+            tx.execute_batch(step)?;
+        }
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()
@@ -92,14 +116,6 @@ pub fn insert(conn: &mut Connection, o: &NewObject, now: i64) -> rusqlite::Resul
     tx.commit()
 }
 
-const DELETE_OBJECT: &str = "DELETE FROM object WHERE key = :key";
-
-pub fn delete(conn: &Connection, key: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(DELETE_OBJECT)?
-        .execute(named_params! {":key": key})?;
-    Ok(())
-}
-
 const TOUCH: &str = "UPDATE object SET accessed = max(accessed, :at) WHERE key = :key";
 const ADD_COUNTER: &str = "INSERT INTO counter (name, value) VALUES (:name, :add)
      ON CONFLICT (name) DO UPDATE SET value = value + :add";
@@ -122,18 +138,12 @@ pub fn record_use(
     tx.commit()
 }
 
-const ALL_FILES: &str = "SELECT key, file, bytes FROM object";
+/// How many rows gc, invalidate and reconcile read (and change) at a time:
+/// their memory stays flat in the size of the cache, and each write
+/// transaction is short enough not to hold up `serve`'s inserts.
+pub const BATCH: usize = 1000;
 
-/// Every row's key, file and size, for reconciling with the disk.
-pub fn all_files(conn: &Connection) -> rusqlite::Result<Vec<(String, String, u64)>> {
-    let mut stmt = conn.prepare_cached(ALL_FILES)?;
-    let rows = stmt.query_map([], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
-    })?;
-    rows.collect()
-}
-
-/// An object as gc, stat and invalidate see it.
+/// An object as gc, invalidate and reconcile see it.
 #[derive(Clone, Debug)]
 pub struct Entry {
     pub key: String,
@@ -145,59 +155,280 @@ pub struct Entry {
     pub expired: bool,
 }
 
-const ALL_ENTRIES: &str =
-    "SELECT key, file, kind, bytes, created, accessed, expired FROM object ORDER BY accessed";
+/// An [`Entry`] from the columns `key, file, kind, bytes, created,
+/// accessed, expired` starting at `first`.
+fn entry(r: &SqlRow, first: usize) -> rusqlite::Result<Entry> {
+    Ok(Entry {
+        key: r.get(first)?,
+        file: r.get(first + 1)?,
+        kind: r.get(first + 2)?,
+        bytes: r.get::<_, i64>(first + 3)? as u64,
+        created: r.get(first + 4)?,
+        accessed: r.get(first + 5)?,
+        expired: r.get::<_, i64>(first + 6)? != 0,
+    })
+}
 
-/// Every object, least recently used first.
-pub fn entries(conn: &Connection) -> rusqlite::Result<Vec<Entry>> {
-    let mut stmt = conn.prepare_cached(ALL_ENTRIES)?;
-    let rows = stmt.query_map([], |r| {
-        Ok(Entry {
-            key: r.get(0)?,
-            file: r.get(1)?,
-            kind: r.get(2)?,
-            bytes: r.get::<_, i64>(3)? as u64,
-            created: r.get(4)?,
-            accessed: r.get(5)?,
-            expired: r.get::<_, i64>(6)? != 0,
-        })
+/// Oldest last-access times gc keeps: an object used before its kind's
+/// cutoff is past its TTL.
+#[derive(Clone, Copy, Debug)]
+pub struct Cutoffs {
+    pub output: i64,
+    pub input: i64,
+}
+
+const ROWS_AFTER: &str = "SELECT key, file, kind, bytes, created, accessed, expired FROM object
+     WHERE key > :after AND created < :created_before
+     ORDER BY key LIMIT :limit";
+
+/// The next batch of objects made before `created_before`, in key order
+/// after the key `after` (keyset pagination over the primary key).
+pub fn rows_after(
+    conn: &Connection,
+    after: &str,
+    created_before: i64,
+) -> rusqlite::Result<Vec<Entry>> {
+    let mut stmt = conn.prepare_cached(ROWS_AFTER)?;
+    let rows = stmt.query_map(
+        named_params! {":after": after, ":created_before": created_before, ":limit": BATCH as i64},
+        |r| entry(r, 0),
+    )?;
+    rows.collect()
+}
+
+const DOOMED_AFTER: &str = "SELECT key, file, kind, bytes, created, accessed, expired FROM object
+     WHERE key > :after
+       AND (expired = 1
+            OR accessed < CASE kind WHEN 'input' THEN :input_cutoff ELSE :output_cutoff END)
+     ORDER BY key LIMIT :limit";
+
+/// The next batch, in key order after `after`, of objects invalidated or
+/// past their TTL.
+pub fn doomed_after(
+    conn: &Connection,
+    after: &str,
+    cutoffs: Cutoffs,
+) -> rusqlite::Result<Vec<Entry>> {
+    let mut stmt = conn.prepare_cached(DOOMED_AFTER)?;
+    let rows = stmt.query_map(
+        named_params! {
+            ":after": after, ":input_cutoff": cutoffs.input, ":output_cutoff": cutoffs.output,
+            ":limit": BATCH as i64,
+        },
+        |r| entry(r, 0),
+    )?;
+    rows.collect()
+}
+
+/// Objects and bytes, outputs and inputs apart.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ClassTotals {
+    pub output_objects: u64,
+    pub output_bytes: u64,
+    pub input_objects: u64,
+    pub input_bytes: u64,
+}
+
+const KEPT_TOTALS: &str = "SELECT
+       count(*) FILTER (WHERE kind != 'input'),
+       coalesce(sum(bytes) FILTER (WHERE kind != 'input'), 0),
+       count(*) FILTER (WHERE kind = 'input'),
+       coalesce(sum(bytes) FILTER (WHERE kind = 'input'), 0)
+     FROM object
+     WHERE expired = 0
+       AND accessed >= CASE kind WHEN 'input' THEN :input_cutoff ELSE :output_cutoff END";
+
+/// What is neither invalidated nor past its TTL, in one pass of SQLite's.
+pub fn kept_totals(conn: &Connection, cutoffs: Cutoffs) -> rusqlite::Result<ClassTotals> {
+    conn.prepare_cached(KEPT_TOTALS)?.query_row(
+        named_params! {":input_cutoff": cutoffs.input, ":output_cutoff": cutoffs.output},
+        |r| {
+            Ok(ClassTotals {
+                output_objects: r.get::<_, i64>(0)? as u64,
+                output_bytes: r.get::<_, i64>(1)? as u64,
+                input_objects: r.get::<_, i64>(2)? as u64,
+                input_bytes: r.get::<_, i64>(3)? as u64,
+            })
+        },
+    )
+}
+
+const LRU_AFTER: &str = "SELECT key, file, kind, bytes, created, accessed, expired FROM object
+     WHERE (accessed, key) > (:accessed, :key)
+       AND expired = 0
+       AND accessed >= CASE kind WHEN 'input' THEN :input_cutoff ELSE :output_cutoff END
+     ORDER BY accessed, key LIMIT :limit";
+
+/// The next batch, least recently used first after `(accessed, key)`, of
+/// the objects that are neither invalidated nor past their TTL. Walks the
+/// `object_accessed` index: no sort, however many objects there are.
+pub fn lru_after(
+    conn: &Connection,
+    after: (i64, &str),
+    cutoffs: Cutoffs,
+) -> rusqlite::Result<Vec<Entry>> {
+    let mut stmt = conn.prepare_cached(LRU_AFTER)?;
+    let rows = stmt.query_map(
+        named_params! {
+            ":accessed": after.0, ":key": after.1,
+            ":input_cutoff": cutoffs.input, ":output_cutoff": cutoffs.output,
+            ":limit": BATCH as i64,
+        },
+        |r| entry(r, 0),
+    )?;
+    rows.collect()
+}
+
+// `+s.path` keeps SQLite from narrowing the index walk by the GLOB's own
+// prefix in place of the keyset bound (it uses one or the other); the
+// caller gives the prefix range as the keyset start and `:upper`.
+const BY_SOURCE_AFTER: &str =
+    "SELECT s.path, o.key, o.file, o.kind, o.bytes, o.created, o.accessed, o.expired
+     FROM object_source s JOIN object o ON o.key = s.key
+     WHERE (s.path, s.key) > (:path, :key) AND s.path < :upper
+       AND +s.path GLOB :pattern
+       AND o.created < :created_before
+     ORDER BY s.path, s.key LIMIT :limit";
+
+/// Where a walk of the sources matching a GLOB pattern is.
+pub struct SourceCursor {
+    pub pattern: String,
+    /// Above every path the pattern can match.
+    pub upper: String,
+    /// The last (path, key) read.
+    pub path: String,
+    pub key: String,
+}
+
+/// The next batch of objects made before `created_before` from a source
+/// whose path matches the cursor's pattern (SQLite GLOB: `*`, `?`,
+/// `[...]`, case-sensitive), in (path, key) order; advances the cursor.
+/// An object with two matching sources comes twice unless it is gone by
+/// then.
+pub fn by_source_after(
+    conn: &Connection,
+    cursor: &mut SourceCursor,
+    created_before: i64,
+) -> rusqlite::Result<Vec<Entry>> {
+    let mut stmt = conn.prepare_cached(BY_SOURCE_AFTER)?;
+    let mut rows = stmt.query(named_params! {
+        ":path": cursor.path, ":key": cursor.key, ":upper": cursor.upper,
+        ":pattern": cursor.pattern, ":created_before": created_before,
+        ":limit": BATCH as i64,
     })?;
-    rows.collect()
-}
-
-const KEYS_BY_SOURCE_GLOB: &str = "SELECT DISTINCT key FROM object_source WHERE path GLOB :pattern";
-
-/// Keys of objects made from a source whose path matches `pattern`
-/// (SQLite GLOB: `*`, `?`, `[...]`, case-sensitive).
-pub fn keys_by_source(conn: &Connection, pattern: &str) -> rusqlite::Result<Vec<String>> {
-    let mut stmt = conn.prepare_cached(KEYS_BY_SOURCE_GLOB)?;
-    let rows = stmt.query_map(named_params! {":pattern": pattern}, |r| r.get(0))?;
-    rows.collect()
-}
-
-const EXPIRE: &str = "UPDATE object SET expired = 1 WHERE key = :key";
-
-pub fn expire(conn: &mut Connection, keys: &[String]) -> rusqlite::Result<()> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    for key in keys {
-        tx.prepare_cached(EXPIRE)?
-            .execute(named_params! {":key": key})?;
+    let mut entries = Vec::with_capacity(BATCH);
+    while let Some(r) = rows.next()? {
+        cursor.path = r.get(0)?;
+        let e = entry(r, 1)?;
+        cursor.key.clone_from(&e.key);
+        entries.push(e);
     }
-    tx.commit()
+    Ok(entries)
+}
+
+const HAS_FILE: &str = "SELECT EXISTS (SELECT 1 FROM object WHERE file = :file)";
+
+/// Those of `files` that no row names, looked up in the `object_file`
+/// index within one read transaction (not one per file).
+pub fn files_without_rows<'f>(
+    conn: &mut Connection,
+    files: &'f [String],
+) -> rusqlite::Result<Vec<&'f String>> {
+    let tx = conn.transaction()?;
+    let mut unknown = Vec::new();
+    for file in files {
+        let known: bool = tx
+            .prepare_cached(HAS_FILE)?
+            .query_row(named_params! {":file": file}, |r| r.get(0))?;
+        if !known {
+            unknown.push(file);
+        }
+    }
+    tx.commit()?;
+    Ok(unknown)
+}
+
+const EXPIRE: &str = "UPDATE object SET expired = 1 WHERE key = :key AND expired = 0";
+
+/// Marks expired, in one transaction; returns how many were not already.
+pub fn expire(conn: &mut Connection, entries: &[Entry]) -> rusqlite::Result<usize> {
+    if entries.is_empty() {
+        return Ok(0);
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut changed = 0;
+    for e in entries {
+        changed += tx
+            .prepare_cached(EXPIRE)?
+            .execute(named_params! {":key": e.key})?;
+    }
+    tx.commit()?;
+    Ok(changed)
 }
 
 const DELETE_IF_FILE: &str =
     "DELETE FROM object WHERE key = :key AND file = :file AND created = :created";
 
-/// Deletes rows, each only if it is still the row that was read (a
-/// concurrent `serve` may have made the object again meanwhile).
-pub fn delete_entries(conn: &mut Connection, entries: &[Entry]) -> rusqlite::Result<()> {
+/// Deletes rows in one transaction, each only if it is still the row that
+/// was read (a concurrent `serve` may have made the object again
+/// meanwhile); returns how many went.
+pub fn delete_entries(conn: &mut Connection, entries: &[Entry]) -> rusqlite::Result<usize> {
+    // No write lock for nothing: reconcile calls this for every batch.
+    if entries.is_empty() {
+        return Ok(0);
+    }
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut deleted = 0;
     for e in entries {
-        tx.prepare_cached(DELETE_IF_FILE)?
+        deleted += tx
+            .prepare_cached(DELETE_IF_FILE)?
             .execute(named_params! {":key": e.key, ":file": e.file, ":created": e.created})?;
     }
-    tx.commit()
+    tx.commit()?;
+    Ok(deleted)
+}
+
+/// Objects, bytes, expired objects and access times of one kind.
+#[derive(Debug)]
+pub struct KindTotals {
+    pub objects: u64,
+    pub bytes: u64,
+    pub expired: u64,
+    pub oldest_access: i64,
+    pub newest_access: i64,
+}
+
+// Summed here rather than by GROUP BY, which SQLite runs either through
+// an index and a table lookup per row or by sorting every row: a plain
+// scan of the table is several times faster.
+const KIND_COLUMNS: &str = "SELECT kind, bytes, expired, accessed FROM object";
+
+/// Totals per kind, in one scan of the table that holds one row at a time.
+pub fn kind_totals(conn: &Connection) -> rusqlite::Result<BTreeMap<String, KindTotals>> {
+    let mut stmt = conn.prepare_cached(KIND_COLUMNS)?;
+    let mut rows = stmt.query([])?;
+    let mut totals: BTreeMap<String, KindTotals> = BTreeMap::new();
+    while let Some(r) = rows.next()? {
+        let kind = r.get_ref(0)?.as_str()?;
+        let (bytes, expired, accessed) = (r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get(3)?);
+        if !totals.contains_key(kind) {
+            let first = KindTotals {
+                objects: 0,
+                bytes: 0,
+                expired: 0,
+                oldest_access: accessed,
+                newest_access: accessed,
+            };
+            totals.insert(kind.to_string(), first);
+        }
+        let t = totals.get_mut(kind).expect("inserted above");
+        t.objects += 1;
+        t.bytes += bytes as u64;
+        t.expired += u64::from(expired != 0);
+        t.oldest_access = t.oldest_access.min(accessed);
+        t.newest_access = t.newest_access.max(accessed);
+    }
+    Ok(totals)
 }
 
 const COUNTERS: &str = "SELECT name, value FROM counter";
@@ -223,4 +454,106 @@ pub fn top_sources(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<(Str
         ))
     })?;
     rows.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_db() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        upgrade(&mut conn).unwrap();
+        conn
+    }
+
+    fn indexes(conn: &Connection) -> Vec<String> {
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL ORDER BY name")
+            .unwrap();
+        let names = stmt.query_map([], |r| r.get(0)).unwrap();
+        names.collect::<rusqlite::Result<_>>().unwrap()
+    }
+
+    #[test]
+    fn a_version_1_cache_is_upgraded_to_the_new_schema() {
+        let fresh = new_db();
+        // Version 1 was this schema without the two indexes of step v2.
+        let mut old = Connection::open_in_memory().unwrap();
+        old.execute_batch(SCHEMA).unwrap();
+        old.execute_batch(
+            "DROP INDEX object_accessed; DROP INDEX object_file; PRAGMA user_version = 1;",
+        )
+        .unwrap();
+        upgrade(&mut old).unwrap();
+        assert_eq!(indexes(&old), indexes(&fresh));
+        let version: i64 = old
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        // Upgrading again does nothing.
+        upgrade(&mut old).unwrap();
+    }
+
+    /// SQLite's plan for `sql` with `params` bound, one line per step.
+    fn plan(conn: &Connection, sql: &str, params: &[(&str, &dyn rusqlite::ToSql)]) -> String {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = stmt.query_map(params, |r| r.get::<_, String>(3)).unwrap();
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .unwrap()
+            .join("\n")
+    }
+
+    /// The batched walks seek to where the last batch ended and read in
+    /// index order: linear in the cache in all, with no sort to hold.
+    #[test]
+    fn the_batched_walks_seek_along_an_index() {
+        let conn = new_db();
+        let lru = plan(
+            &conn,
+            LRU_AFTER,
+            named_params! {
+                ":accessed": 0, ":key": "", ":input_cutoff": 0, ":output_cutoff": 0, ":limit": 10,
+            },
+        );
+        assert!(
+            lru.contains("USING INDEX object_accessed ((accessed,key)>(?,?))"),
+            "{lru}"
+        );
+        let doomed = plan(
+            &conn,
+            DOOMED_AFTER,
+            named_params! {":after": "", ":input_cutoff": 0, ":output_cutoff": 0, ":limit": 10},
+        );
+        assert!(doomed.contains("USING PRIMARY KEY (key>?)"), "{doomed}");
+        let rows = plan(
+            &conn,
+            ROWS_AFTER,
+            &[(":after", &""), (":created_before", &0), (":limit", &10)],
+        );
+        assert!(rows.contains("USING PRIMARY KEY (key>?)"), "{rows}");
+        let by_source = plan(
+            &conn,
+            BY_SOURCE_AFTER,
+            &[
+                (":path", &"films/"),
+                (":key", &""),
+                (":upper", &"films/\u{10FFFF}"),
+                (":pattern", &"films/*.mp4"),
+                (":created_before", &0),
+                (":limit", &10),
+            ],
+        );
+        assert!(
+            by_source.contains("object_source_path ((path,key)>(?,?) AND path<?)"),
+            "{by_source}"
+        );
+        let has_file = plan(&conn, HAS_FILE, named_params! {":file": "objects/00/x.ts"});
+        assert!(
+            has_file.contains("USING COVERING INDEX object_file (file=?)"),
+            "{has_file}"
+        );
+        for p in [lru, doomed, rows, by_source] {
+            assert!(!p.contains("TEMP B-TREE"), "{p}");
+        }
+    }
 }

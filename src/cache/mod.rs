@@ -24,7 +24,9 @@
 //! [`Cache::reconcile`] removes leftovers of interrupted runs: temporary
 //! files, rows without a file (or with a file of another size), and files
 //! without a row (older than a minute, so that another process's step 2-3
-//! in progress is not mistaken for one).
+//! in progress is not mistaken for one). It and gc read the index in
+//! batches, never all of it at once, so that neither grows with the cache
+//! nor holds SQLite's write lock for long.
 //!
 //! Last-access times and hit/miss counters are kept in memory and written
 //! in batches ([`Cache::flush_use`]), so a hit costs no SQLite write.
@@ -33,6 +35,8 @@ mod admin;
 mod clock;
 mod db;
 mod flight;
+mod gc;
+mod reconcile;
 mod source;
 mod store;
 
@@ -48,8 +52,9 @@ use std::time::Duration;
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 
-pub use admin::{GcPolicy, GcReport, Stats};
+pub use admin::{KindStats, SourceStats, Stats};
 pub use clock::{clock_at, Clock, FixedClock, SystemClock};
+pub use gc::{ByReason, GcDeletion, GcPolicy, GcReport, Reason, Tally};
 pub use source::{resolve_local, SourceId};
 
 use flight::{Flights, Role};
@@ -71,9 +76,10 @@ pub enum CacheError {
     },
     #[error("cache database: {0}")]
     Db(rusqlite::Error),
-    /// A directory given as a cache holds none.
-    #[error("{0}: no cache here (no {file}); `serve` and `package` create one", file = db::FILE_NAME)]
-    NoCache(String),
+    /// A command that only reads or cleans a cache was pointed at a
+    /// directory without one.
+    #[error("no cache in {}: there is no {} (check --cache-dir or cache.dir)", .0.display(), .0.join(db::FILE_NAME).display())]
+    NoCache(PathBuf),
     /// Another request has been making this object for longer than the wait
     /// allows.
     #[error("still being made by another request after {0:?}")]
@@ -224,17 +230,27 @@ impl Cache {
     }
 
     /// Opens an existing cache; a directory that holds none is an error
-    /// rather than a new, empty cache (a mistyped `--cache-dir`).
+    /// rather than a new, empty cache (a mistyped `--cache-dir`), and
+    /// nothing is created in it.
     pub fn open_existing(dir: &Path, clock: Arc<dyn Clock>) -> Result<Cache, CacheError> {
-        let db = dir.join(db::FILE_NAME);
-        if !db.is_file() {
-            return Err(CacheError::NoCache(dir.display().to_string()));
+        let path = dir.join(db::FILE_NAME);
+        if !path.is_file() {
+            return Err(CacheError::NoCache(dir.to_owned()));
         }
-        Self::open_dir(dir, clock)
+        let conn = db::open_existing(&path)?;
+        Self::with_connection(dir, conn, clock)
     }
 
     fn open_dir(dir: &Path, clock: Arc<dyn Clock>) -> Result<Cache, CacheError> {
-        let mut conn = db::open(&dir.join(db::FILE_NAME))?;
+        let conn = db::open(&dir.join(db::FILE_NAME))?;
+        Self::with_connection(dir, conn, clock)
+    }
+
+    fn with_connection(
+        dir: &Path,
+        mut conn: Connection,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Cache, CacheError> {
         db::upgrade(&mut conn)?;
         Ok(Cache {
             dir: dir.to_owned(),

@@ -1,6 +1,8 @@
--- The cache index of casterpak, schema version 1 (PRAGMA user_version).
+-- The cache index of casterpak, schema version 2 (PRAGMA user_version).
 -- One row per object file under the cache directory; see src/cache/mod.rs
--- for the order in which files and rows are written and removed.
+-- for the order in which files and rows are written and removed. A new
+-- cache is made from this file; an older one is brought here by the steps
+-- in upgrade/.
 
 CREATE TABLE object (
     -- What the object is, in full: format version, kind, parameters and the
@@ -22,6 +24,10 @@ CREATE TABLE object (
 ) WITHOUT ROWID;
 
 CREATE INDEX object_kind_accessed ON object (kind, accessed);
+-- gc walks objects least recently used first (size caps, free space).
+CREATE INDEX object_accessed ON object (accessed);
+-- reconcile asks, of each file it finds on disk, whether a row names it.
+CREATE INDEX object_file ON object (file);
 
 -- The sources of each object (a multi-rendition master has several).
 CREATE TABLE object_source (
@@ -29,17 +35,20 @@ CREATE TABLE object_source (
     key TEXT NOT NULL REFERENCES object (key) ON DELETE CASCADE,
     -- Source path relative to the media root, as in the URL.
     path TEXT NOT NULL,
-    -- Its size in bytes and modification time (ns since the epoch) when the
-    -- object was made; a source that changes gets new objects.
+    -- Its size in bytes when the object was made; a source that changes
+    -- gets new objects.
     size INTEGER NOT NULL,
+    -- Its modification time (ns since the epoch) when the object was made.
     mtime_ns INTEGER NOT NULL,
     PRIMARY KEY (key, path)
 ) WITHOUT ROWID;
 
 CREATE INDEX object_source_path ON object_source (path);
 
--- Persisted counters: 'hits', 'misses'.
+-- Persisted counters, since the cache was created.
 CREATE TABLE counter (
+    -- 'hits' or 'misses'.
     name TEXT PRIMARY KEY NOT NULL,
+    -- How many.
     value INTEGER NOT NULL
 ) WITHOUT ROWID;

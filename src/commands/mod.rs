@@ -40,6 +40,7 @@ pub fn gc_policy(config: &Config) -> GcPolicy {
         input_ttl_seconds: config.cache.input_ttl.0,
         output_max_bytes: config.cache.output_max_size.0,
         input_max_bytes: config.cache.input_max_size.0,
+        min_free_bytes: config.cache.min_free.0,
     }
 }
 

@@ -1,13 +1,17 @@
-//! The cache lifecycle from the command line: gc (TTL, size cap, orphans),
-//! invalidate, stat, master and pre-warming, with the clock injected
-//! (`--now`) instead of sleeping; and all of it while serve runs.
+//! The cache lifecycle from the command line: gc (TTL, size cap, free
+//! space, orphans), invalidate, stat, master and pre-warming, with the
+//! clock injected (`--now`) instead of sleeping; and all of it while serve
+//! runs. Expected counts come from what the playlists list, not from a
+//! run's history.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use m3u8_rs::Playlist;
+
 use crate::http_client::Server;
-use crate::support::{casterpak, fixture};
+use crate::support::{casterpak, fixture, SmallDisk};
 
 const T0: i64 = 1_900_000_000;
 const DAY: i64 = 86_400;
@@ -64,6 +68,54 @@ impl Setup {
     fn files(&self) -> Vec<PathBuf> {
         walk(&self.cache.join("objects"))
     }
+
+    /// What a player finds under `path` (a file or csmil path), asked of a
+    /// server with a cache of its own so that this one is not touched.
+    fn listing(&self, path: &str) -> Listing {
+        let scratch = tempfile::tempdir().unwrap();
+        let server = Server::start(&self.root, scratch.path(), &[]);
+        let get = |uri: &str| {
+            let reply = server.get(&format!("/i/{path}/{uri}"));
+            assert_eq!(reply.status, 200, "{path}/{uri}: {}", reply.text());
+            m3u8_rs::parse_playlist_res(&reply.body).unwrap()
+        };
+        let Playlist::MasterPlaylist(master) = get("master.m3u8") else {
+            panic!("{path}: no master playlist");
+        };
+        let mut segments = 0;
+        for variant in &master.variants {
+            let Playlist::MediaPlaylist(media) = get(&variant.uri) else {
+                panic!("{path}/{}: not a media playlist", variant.uri);
+            };
+            segments += media.segments.len();
+        }
+        Listing {
+            variants: master.variants.len(),
+            segments,
+        }
+    }
+}
+
+/// The playlists and segments of a path, as its playlists list them. In
+/// these tests each variant is made from a source of its own.
+#[derive(Clone, Copy, Debug)]
+struct Listing {
+    variants: usize,
+    segments: usize,
+}
+
+impl Listing {
+    /// Objects a player's requests make: the master, a media playlist per
+    /// variant, and every segment.
+    fn requested(self) -> usize {
+        1 + self.variants + self.segments
+    }
+
+    /// What pre-warming leaves in the cache: those, and one parsed index
+    /// per source.
+    fn cached(self) -> usize {
+        self.requested() + self.variants
+    }
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -84,17 +136,43 @@ fn disk_bytes(files: &[PathBuf]) -> u64 {
     files.iter().map(|f| fs::metadata(f).unwrap().len()).sum()
 }
 
+/// The objects `gc --dry-run` lists at `now` with the environment `env`,
+/// in its order: (file relative to the cache, reason).
+fn dry_run_list(s: &Setup, now: i64, env: &[(&str, &str)]) -> Vec<(String, String)> {
+    let out = casterpak()
+        .envs(env.iter().copied())
+        .arg("--cache-dir")
+        .arg(&s.cache)
+        .args(["--now", &now.to_string(), "gc", "--dry-run"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .filter_map(|line| line.strip_prefix("would delete "))
+        .filter_map(|rest| {
+            // FILE (KIND, N bytes, REASON)
+            let (file, details) = rest.split_once(" (")?;
+            let reason = details.strip_suffix(')')?.rsplit(", ").next()?;
+            Some((file.to_string(), reason.to_string()))
+        })
+        .collect()
+}
+
 #[test]
 fn prewarm_fills_the_cache_that_serve_then_hits() {
     let s = setup();
+    let listed = s.listing("films/a_,hi,lo,.mp4.csmil").requested();
     let first = s.warm(T0, "films/a_,hi,lo,.mp4.csmil");
-    // master, 2 media playlists, 2 + 2 segments.
     assert_eq!(
         (first["objects"].as_u64(), first["made"].as_u64()),
-        (Some(7), Some(7))
+        (Some(listed as u64), Some(listed as u64))
     );
     let again = s.warm(T0, "films/a_,hi,lo,.mp4.csmil");
-    assert_eq!(again["already_cached"], 7);
+    assert_eq!(again["already_cached"], listed);
     let server = Server::start(&s.root, &s.cache, &[]);
     for path in [
         "/i/films/a_,hi,lo,.mp4.csmil/master.m3u8",
@@ -131,21 +209,35 @@ fn master_prints_what_serve_answers() {
 #[test]
 fn stat_totals_equal_what_is_on_disk() {
     let s = setup();
+    let (films, radio) = (
+        s.listing("films/a_,hi,lo,.mp4.csmil"),
+        s.listing("films/radio.m4a"),
+    );
     s.warm(T0, "films/a_,hi,lo,.mp4.csmil");
     s.warm(T0 + 100, "films/radio.m4a");
     let stat = s.stat();
     let files = s.files();
     assert_eq!(stat["objects"], files.len());
+    assert_eq!(stat["objects"], films.cached() + radio.cached());
     assert_eq!(stat["bytes"], disk_bytes(&files));
-    assert_eq!(stat["by_kind"]["segment"]["objects"], 2 + 2 + 2);
-    assert_eq!(stat["by_kind"]["playlist"]["objects"], 3 + 2);
     assert_eq!(
-        stat["by_kind"]["index"]["objects"], 3,
+        stat["by_kind"]["segment"]["objects"],
+        films.segments + radio.segments
+    );
+    assert_eq!(
+        stat["by_kind"]["playlist"]["objects"],
+        1 + films.variants + 1 + radio.variants,
+        "masters and media playlists"
+    );
+    assert_eq!(
+        stat["by_kind"]["index"]["objects"],
+        films.variants + radio.variants,
         "one parsed index per source"
     );
     assert_eq!(stat["oldest_access"], T0);
     assert_eq!(stat["newest_access"], T0 + 100);
-    assert_eq!(stat["misses"], 14);
+    // Each object was made once, on a miss.
+    assert_eq!(stat["misses"], stat["objects"]);
     assert_eq!(stat["top_sources"][0]["path"], "films/a_hi.mp4");
     // The human table says the same totals.
     let text = s.run(T0, &["stat"]).success().get_output().stdout.clone();
@@ -168,18 +260,25 @@ fn gc_deletes_what_outlived_its_ttl_and_keeps_the_rest() {
     let young: Vec<PathBuf> = s.files().into_iter().filter(|f| !old.contains(f)).collect();
     // Nothing is older than 3 days yet.
     let report = s.json(T0 + 3 * DAY, &["gc", "--json"]);
-    assert_eq!(report["deleted"].as_array().unwrap().len(), 0);
-    // A dry run lists without deleting.
+    assert_eq!(report["deleted_objects"], 0);
+    // A dry run counts and lists without deleting.
     let dry = s.json(T0 + 3 * DAY + 10, &["gc", "--dry-run", "--json"]);
-    assert_eq!(dry["deleted"].as_array().unwrap().len(), old.len());
+    assert_eq!(dry["deleted_objects"], old.len());
+    assert_eq!(dry["deleted_bytes"], disk_bytes(&old));
+    let listed = dry_run_list(&s, T0 + 3 * DAY + 10, &[]);
+    let mut listed_files: Vec<PathBuf> = listed.iter().map(|(f, _)| s.cache.join(f)).collect();
+    listed_files.sort();
+    assert_eq!(listed_files, old);
+    assert!(listed.iter().all(|(_, reason)| reason == "ttl"));
     assert!(old.iter().all(|f| f.exists()));
     let report = s.json(T0 + 3 * DAY + 10, &["gc", "--json"]);
-    assert_eq!(report["deleted"].as_array().unwrap().len(), old.len());
-    assert!(report["deleted"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|d| d["reason"] == "ttl"));
+    assert_eq!(report["deleted_objects"], old.len());
+    assert_eq!(report["by_reason"]["ttl"]["objects"], old.len());
+    assert_eq!(report["by_reason"]["ttl"]["bytes"], dry["deleted_bytes"]);
+    assert!(
+        report.get("deleted").is_none(),
+        "the report counts, it does not list"
+    );
     assert!(old.iter().all(|f| !f.exists()), "old objects gone");
     assert!(young.iter().all(|f| f.exists()), "young objects stay");
     assert_eq!(s.stat()["objects"], young.len());
@@ -192,7 +291,7 @@ fn gc_deletes_what_outlived_its_ttl_and_keeps_the_rest() {
         .assert()
         .success();
     let report: serde_json::Value = serde_json::from_slice(&report.get_output().stdout).unwrap();
-    assert_eq!(report["deleted"].as_array().unwrap().len(), young.len());
+    assert_eq!(report["deleted_objects"], young.len());
     // serve makes again what gc removed.
     let server = Server::start(&s.root, &s.cache, &[]);
     let seg = server.get("/i/films/a_hi.mp4/segment1_0_av.ts");
@@ -227,11 +326,14 @@ fn gc_enforces_the_size_cap_least_recently_used_first() {
         .assert()
         .success();
     let report: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
-    assert!(report["deleted"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|d| d["reason"] == "size"));
+    assert_eq!(
+        report["by_reason"]["size"]["objects"],
+        second.len() + first_index.len()
+    );
+    assert_eq!(
+        report["deleted_objects"],
+        report["by_reason"]["size"]["objects"]
+    );
     assert!(
         second.iter().chain(&first_index).all(|f| !f.exists()),
         "least recently used went"
@@ -261,40 +363,59 @@ fn gc_removes_orphans_both_ways() {
         .unwrap()
         .set_modified(old)
         .unwrap();
+    // A dry run counts them and leaves them.
+    let dry = s.json(T0, &["gc", "--dry-run", "--json"]);
+    assert_eq!(dry["orphans"], 2);
+    assert!(orphan.exists());
+    assert_eq!(s.stat()["objects"], files.len());
+    let text = s
+        .run(T0, &["gc", "--dry-run"])
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert!(
+        String::from_utf8_lossy(&text).contains("2 orphans found"),
+        "{}",
+        String::from_utf8_lossy(&text)
+    );
     let report = s.json(T0, &["gc", "--json"]);
-    assert_eq!(report["orphans_removed"], 2);
+    assert_eq!(report["orphans"], 2);
     assert!(!orphan.exists() && young_orphan.exists());
     assert_eq!(s.stat()["objects"], files.len() - 1);
+    assert_eq!(s.json(T0, &["gc", "--dry-run", "--json"])["orphans"], 0);
 }
 
 #[test]
 fn invalidate_by_glob_age_all_and_hard() {
     let s = setup();
+    let (hi, lo, radio) = (
+        s.listing("films/a_hi.mp4"),
+        s.listing("films/a_lo.mp4"),
+        s.listing("films/radio.m4a"),
+    );
     s.warm(T0, "films/a_,hi,lo,.mp4.csmil");
     s.warm(T0 + DAY, "films/radio.m4a");
-    let count = |v: &serde_json::Value, key: &str| v[key].as_u64().unwrap();
-    // By glob: every object made from a_hi.mp4 (its playlist, segments and
-    // the csmil master that lists it).
+    let count = |v: &serde_json::Value, key: &str| v[key].as_u64().unwrap() as usize;
+    // By glob: every object made from a_hi.mp4: its playlist, segments and
+    // index, and the csmil master that lists it.
     let r = s.json(T0 + DAY, &["invalidate", "--json", "films/*_hi.mp4"]);
-    assert_eq!(
-        count(&r, "expired"),
-        1 + 2 + 1 + 1,
-        "playlist, segments, master, index"
-    );
-    assert_eq!(s.stat()["by_kind"]["segment"]["expired"], 2);
+    let of_hi = hi.variants + hi.segments + 1 + 1;
+    assert_eq!(count(&r, "expired"), of_hi);
+    assert_eq!(s.stat()["by_kind"]["segment"]["expired"], hi.segments);
+    // Again: nothing more to expire.
+    let r = s.json(T0 + DAY, &["invalidate", "--json", "films/*_hi.mp4"]);
+    assert_eq!(count(&r, "expired"), 0);
     // gc removes them...
     let gc = s.json(T0 + DAY, &["gc", "--json"]);
-    assert!(gc["deleted"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|d| d["reason"] == "invalidated"));
-    assert_eq!(gc["deleted"].as_array().unwrap().len(), 5);
-    // ...and the next request makes them again.
+    assert_eq!(count(&gc, "deleted_objects"), of_hi);
+    assert_eq!(gc["by_reason"]["invalidated"]["objects"], of_hi);
+    // ...and the next request makes them again (but the index, which a
+    // request makes without counting it).
     let warm = s.warm(T0 + DAY, "films/a_,hi,lo,.mp4.csmil");
     assert_eq!(
         (count(&warm, "made"), count(&warm, "already_cached")),
-        (4, 3)
+        (1 + hi.variants + hi.segments, lo.variants + lo.segments)
     );
     // By age: only what was made more than 12 h before.
     let r = s.json(
@@ -303,7 +424,7 @@ fn invalidate_by_glob_age_all_and_hard() {
     );
     assert_eq!(
         count(&r, "expired"),
-        4,
+        lo.variants + lo.segments + 1,
         "the lo rendition's playlist, segments and index, made at T0"
     );
     // Hard: files go now.
@@ -312,16 +433,13 @@ fn invalidate_by_glob_age_all_and_hard() {
         T0 + DAY,
         &["invalidate", "--json", "--hard", "films/radio.m4a"],
     );
-    assert_eq!(
-        count(&r, "deleted"),
-        5,
-        "master, playlist, 2 segments, index"
-    );
-    assert_eq!(s.files().len(), before - 5);
+    assert_eq!(count(&r, "deleted"), radio.cached());
+    assert_eq!(s.files().len(), before - radio.cached());
     // All.
     let r = s.json(T0 + DAY, &["invalidate", "--json", "--all", "--hard"]);
-    assert_eq!(count(&r, "deleted") as usize, before - 5);
+    assert_eq!(count(&r, "deleted"), before - radio.cached());
     assert!(s.files().is_empty());
+    assert_eq!(s.stat()["objects"], 0);
     s.run(T0, &["invalidate"])
         .failure()
         .stderr(predicates::str::contains("say what to invalidate"));
@@ -425,6 +543,171 @@ fn prewarm_with_fsync_makes_the_same_objects() {
         .assert()
         .success();
     let summary: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
-    assert_eq!(summary["made"], 4);
-    assert_eq!(s.warm(T0, "films/a_hi.mp4")["already_cached"], 4);
+    let listed = s.listing("films/a_hi.mp4").requested();
+    assert_eq!(summary["made"], listed);
+    assert_eq!(s.warm(T0, "films/a_hi.mp4")["already_cached"], listed);
+}
+
+#[test]
+fn commands_on_a_mistyped_cache_dir_fail_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    let missing = dir.path().join("typo/cache");
+    let commands: [&[&str]; 5] = [
+        &["stat"],
+        &["gc"],
+        &["gc", "--dry-run", "--json"],
+        &["invalidate", "--all"],
+        &["invalidate", "--hard", "films/*"],
+    ];
+    for cache_dir in [Path::new("/nonexistent/typo"), &missing, &empty] {
+        for args in commands {
+            let out = casterpak()
+                .arg("--cache-dir")
+                .arg(cache_dir)
+                .args(args)
+                .assert()
+                .failure()
+                .get_output()
+                .stderr
+                .clone();
+            let stderr = String::from_utf8_lossy(&out);
+            assert!(
+                stderr.contains(&format!("no cache in {}", cache_dir.display()))
+                    && stderr.contains("--cache-dir"),
+                "{args:?}: {stderr}"
+            );
+        }
+    }
+    assert!(!Path::new("/nonexistent").exists());
+    assert!(!dir.path().join("typo").exists());
+    assert_eq!(
+        fs::read_dir(&empty).unwrap().count(),
+        0,
+        "nothing made in it"
+    );
+}
+
+/// The access groups of the free-space tests: each warmed a minute after
+/// the one before, so least recently used first is this order.
+const GROUPS: [&str; 3] = ["films/a_hi.mp4", "films/radio.m4a", "films/a_lo.mp4"];
+
+/// Warms the groups in order; returns the files each one added.
+fn warm_groups(s: &Setup) -> Vec<Vec<PathBuf>> {
+    let mut groups = Vec::new();
+    for (n, path) in GROUPS.iter().enumerate() {
+        let before = s.files();
+        s.warm(T0 + 60 * n as i64, path);
+        groups.push(
+            s.files()
+                .into_iter()
+                .filter(|f| !before.contains(f))
+                .collect(),
+        );
+    }
+    groups
+}
+
+/// `df`'s figure (1-byte blocks) for the filesystem holding `path`.
+fn df(field: &str, path: &Path) -> u64 {
+    let out = std::process::Command::new("df")
+        .args(["-B1", &format!("--output={field}")])
+        .arg(path)
+        .output()
+        .expect("df runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("df --output={field} {}: {text}", path.display()))
+}
+
+#[test]
+fn gc_below_min_free_deletes_least_recently_used_first() {
+    let s = setup();
+    let groups = warm_groups(&s);
+    // A floor above the whole filesystem: gc deletes everything to reach
+    // it, least recently used first, whatever the TTLs and caps say.
+    let floor = (2 * df("size", &s.cache)).to_string();
+    let env = [("CASTERPAK_CACHE_MIN_FREE", floor.as_str())];
+    let listed = dry_run_list(&s, T0 + 180, &env);
+    let group_of = |file: &str| {
+        let path = s.cache.join(file);
+        groups
+            .iter()
+            .position(|g| g.contains(&path))
+            .unwrap_or_else(|| panic!("{file} is in no group"))
+    };
+    let order: Vec<usize> = listed.iter().map(|(f, _)| group_of(f)).collect();
+    assert_eq!(order.len(), s.files().len(), "every object listed");
+    assert!(order.is_sorted(), "least recently used first: {order:?}");
+    assert!(listed.iter().all(|(_, reason)| reason == "free_space"));
+    let out = casterpak()
+        .envs(env)
+        .arg("--cache-dir")
+        .arg(&s.cache)
+        .args(["--now", &(T0 + 180).to_string(), "gc", "--json"])
+        .assert()
+        .success();
+    let report: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(report["by_reason"]["free_space"]["objects"], order.len());
+    assert_eq!(report["min_free_bytes"], floor.parse::<u64>().unwrap());
+    assert!(s.files().is_empty());
+    assert_eq!(s.stat()["objects"], 0);
+}
+
+/// A tmpfs mounted for one test, unmounted when dropped.
+#[test]
+fn gc_frees_space_up_to_min_free_on_a_small_filesystem() {
+    let mut s = setup();
+    let tmpfs = SmallDisk::mount(&s._dir.path().join("small"), "4m");
+    s.cache = tmpfs.dir.join("cache");
+    let groups = warm_groups(&s);
+    let oldest: u64 = groups[0]
+        .iter()
+        .map(|f| fs::metadata(f).unwrap().len().div_ceil(4096) * 4096)
+        .sum();
+    // Fill the filesystem so that gc must free about a quarter of what the
+    // least recently used group holds (and a little more: its own
+    // database files take some) to get back above the floor plus its 10 %
+    // margin.
+    let floor: u64 = 256 << 10;
+    let free_wanted = floor + floor / 10 - oldest / 4;
+    assert!(free_wanted < floor);
+    let ballast = df("avail", &tmpfs.dir) - free_wanted;
+    fs::write(tmpfs.dir.join("ballast"), vec![1u8; ballast as usize]).unwrap();
+    assert!(df("avail", &tmpfs.dir) < floor);
+    let env = [("CASTERPAK_CACHE_MIN_FREE", floor.to_string())];
+    let gc = |dry: bool| {
+        let out = casterpak()
+            .envs(env.iter().map(|(k, v)| (k, v.as_str())))
+            .arg("--cache-dir")
+            .arg(&s.cache)
+            .args(["--now", &(T0 + 180).to_string(), "gc", "--json"])
+            .args(dry.then_some("--dry-run"))
+            .assert()
+            .success();
+        serde_json::from_slice::<serde_json::Value>(&out.get_output().stdout).unwrap()
+    };
+    let dry = gc(true);
+    assert!(
+        groups.iter().flatten().all(|f| f.exists()),
+        "a dry run deletes nothing"
+    );
+    let report = gc(false);
+    let freed = &report["by_reason"]["free_space"];
+    assert_eq!(freed, &dry["by_reason"]["free_space"]);
+    assert!(freed["objects"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["deleted_objects"], freed["objects"]);
+    let gone: Vec<&PathBuf> = groups.iter().flatten().filter(|f| !f.exists()).collect();
+    assert_eq!(gone.len() as u64, freed["objects"].as_u64().unwrap());
+    assert!(
+        gone.iter().all(|f| groups[0].contains(f)),
+        "only the least recently used group: {gone:?}"
+    );
+    assert!(df("avail", &tmpfs.dir) >= floor, "back above the floor");
+    // Above the floor, the next gc leaves everything.
+    assert_eq!(gc(false)["deleted_objects"], 0);
+    drop(tmpfs);
 }

@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 
 use crate::http_client::{read_reply, request, send, Server};
-use crate::support::{ffprobe_count, fixture};
+use crate::support::{ffprobe_count, fixture, SmallDisk};
 
 /// A media root with renditions for a csmil URL (one of them missing), an
 /// audio-only file, a truncated file and a symlink leading outside.
@@ -723,30 +723,76 @@ fn a_full_cache_disk_still_answers_and_keeps_what_it_has() {
     );
 }
 
-/// A tmpfs of `size` mounted on `path` (needs root), unmounted when dropped.
-struct SmallDisk(PathBuf);
-
-impl SmallDisk {
-    fn mount(path: &Path, size: &str) -> SmallDisk {
-        fs::create_dir_all(path).unwrap();
-        let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(path)
-            .status()
-            .unwrap();
-        assert!(
-            status.success(),
-            "mounting a {size} tmpfs (this test runs as root)"
-        );
-        SmallDisk(path.to_owned())
+#[test]
+fn serve_keeps_min_free_on_the_cache_filesystem() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("media");
+    fs::create_dir(&root).unwrap();
+    for n in 0..16 {
+        fs::copy(
+            fixture("h264-aac-bframes.mp4"),
+            root.join(format!("film{n}.mp4")),
+        )
+        .unwrap();
     }
+    let disk = SmallDisk::mount(&dir.path().join("small"), "8m");
+    // Leave 4 MB free, with a floor of 1.5 MB: sixteen segments of about
+    // 180 kB (and their indexes) all fit, and go below it.
+    let avail = free_bytes(&disk.dir);
+    fs::write(
+        disk.dir.join("ballast"),
+        vec![0u8; (avail - (4 << 20)) as usize],
+    )
+    .unwrap();
+    const FLOOR: u64 = 1536 << 10;
+    let s = Server::start_with_env(
+        &root,
+        &disk.dir.join("cache"),
+        &[],
+        &[
+            ("CASTERPAK_MEDIA_SEGMENT_DURATION", "60"),
+            ("CASTERPAK_CACHE_MIN_FREE", "1536K"),
+            ("CASTERPAK_CACHE_GC_INTERVAL", "1"),
+        ],
+    );
+    let mut went_below = false;
+    for n in 0..16 {
+        let reply = s.get(&format!("/i/film{n}.mp4/segment1_0_av.ts"));
+        assert_eq!(reply.status, 200);
+        went_below |= free_bytes(&disk.dir) < FLOOR;
+        if n == 7 {
+            // Access times are in seconds: the second half is newer.
+            std::thread::sleep(std::time::Duration::from_millis(1100));
+        }
+    }
+    assert!(
+        went_below,
+        "the segments took the free space below the floor"
+    );
+    // gc (every second here) deletes least recently used objects until
+    // free space is back above the floor.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while free_bytes(&disk.dir) < FLOOR && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(
+        free_bytes(&disk.dir) >= FLOOR,
+        "free space back above the floor"
+    );
+    // The most recently used stayed.
+    let last = s.get("/i/film15.mp4/segment1_0_av.ts");
+    assert_eq!(last.header("X-Cache"), Some("HIT"));
 }
 
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
+fn free_bytes(path: &Path) -> u64 {
+    let out = std::process::Command::new("df")
+        .args(["-B1", "--output=avail"])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .expect("df prints the free bytes")
 }

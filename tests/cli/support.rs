@@ -418,3 +418,31 @@ pub fn with_nal_length_size(data: &[u8], len_size: usize) -> Vec<u8> {
     }
     out
 }
+
+/// A tmpfs of `size` mounted on `dir` (which it creates), unmounted when
+/// dropped: a real small filesystem, to fill. Mounting needs root, as CI
+/// runs.
+pub struct SmallDisk {
+    pub dir: PathBuf,
+}
+
+impl SmallDisk {
+    pub fn mount(dir: &Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(dir).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mounting a {size} tmpfs (needs root)");
+        SmallDisk {
+            dir: dir.to_owned(),
+        }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}

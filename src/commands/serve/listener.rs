@@ -133,6 +133,11 @@ where
             Ok((stream, peer)) => {
                 backoff = BACKOFF_MIN;
                 let registered = connections.register();
+                tracing::debug!(
+                    "{peer}: accepted, {} of {} connections open",
+                    connections.open_count(),
+                    connections.max
+                );
                 tokio::spawn(serve(stream, peer, registered));
             }
             Err(e) if out_of_resources(&e) => {

@@ -215,7 +215,9 @@ async fn serve_connection(
     drop(registered);
 }
 
-/// Flushing use records to SQLite, and gc when `cache.gc_interval` is set.
+/// Flushing use records to SQLite, reconciling the cache once, and gc
+/// every `cache.gc_interval` or whenever free space falls below
+/// `cache.min_free`. The cache work runs at a lower priority than answers.
 fn start_background_jobs(origin: &Arc<Origin>) {
     let flusher = Arc::clone(origin);
     std::thread::spawn(move || loop {
@@ -225,27 +227,78 @@ fn start_background_jobs(origin: &Arc<Origin>) {
         }
     });
     let reconciler = Arc::clone(origin);
-    std::thread::spawn(move || match reconciler.cache().reconcile() {
-        Ok(0) => {}
-        Ok(removed) => {
-            tracing::info!("removed {removed} leftovers of interrupted runs from the cache")
-        }
-        Err(e) => tracing::warn!("reconciling the cache: {e}"),
-    });
-    let gc_interval = origin.config().cache.gc_interval.0;
-    if gc_interval > 0 {
-        let collector = Arc::clone(origin);
-        std::thread::spawn(move || loop {
-            std::thread::sleep(Duration::from_secs(gc_interval));
-            let policy = super::gc_policy(collector.config());
-            match collector.cache().gc(&policy, false) {
-                Ok(r) => tracing::info!(
-                    "gc: deleted {} objects ({} bytes)",
-                    r.deleted.len(),
-                    r.deleted_bytes
-                ),
-                Err(e) => tracing::warn!("gc: {e}"),
+    std::thread::spawn(move || {
+        lower_priority();
+        match reconciler.cache().reconcile() {
+            Ok(0) => {}
+            Ok(removed) => {
+                tracing::info!("removed {removed} leftovers of interrupted runs from the cache")
             }
-        });
+            Err(e) => tracing::warn!("reconciling the cache: {e}"),
+        }
+    });
+    let policy = super::gc_policy(origin.config());
+    let interval = origin.config().cache.gc_interval.as_std();
+    if interval.is_zero() && policy.min_free_bytes == 0 {
+        return;
+    }
+    let collector = Arc::clone(origin);
+    std::thread::spawn(move || {
+        lower_priority();
+        let tick = match (interval.is_zero(), policy.min_free_bytes > 0) {
+            (false, true) => interval.min(SPACE_CHECK_INTERVAL),
+            (false, false) => interval,
+            (true, _) => SPACE_CHECK_INTERVAL,
+        };
+        let mut last_gc = std::time::Instant::now();
+        loop {
+            std::thread::sleep(tick);
+            let cache = collector.cache();
+            let due = !interval.is_zero() && last_gc.elapsed() >= interval;
+            let short = cache
+                .free_bytes()
+                .is_ok_and(|free| policy.short_of_space(free));
+            if due || short {
+                last_gc = std::time::Instant::now();
+                run_gc(cache, &policy, short);
+            }
+        }
+    });
+}
+
+/// How often serve looks at free space when `cache.min_free` is set.
+const SPACE_CHECK_INTERVAL: Duration = Duration::from_secs(15);
+
+fn run_gc(cache: &crate::cache::Cache, policy: &crate::cache::GcPolicy, short: bool) {
+    match cache.gc(policy, false) {
+        Ok(r) => {
+            tracing::info!(
+                "gc{}: deleted {} objects ({} bytes)",
+                if short {
+                    " (free space below cache.min_free)"
+                } else {
+                    ""
+                },
+                r.deleted_objects,
+                r.deleted_bytes
+            );
+            if cache
+                .free_bytes()
+                .is_ok_and(|free| policy.short_of_space(free))
+            {
+                tracing::warn!("free space is still below cache.min_free after gc");
+            }
+        }
+        Err(e) => tracing::warn!("gc: {e}"),
+    }
+}
+
+/// Makes the calling thread yield to the ones answering requests (on
+/// Linux, the nice value is the thread's own).
+fn lower_priority() {
+    // SAFETY: gettid and setpriority take and return plain integers.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
     }
 }
