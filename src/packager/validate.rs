@@ -126,7 +126,7 @@ fn check_timeline(t: &Track) -> Result<()> {
     let last = t.samples[t.samples.len() - 1].dts;
     if [first, t.end_dts, t.presentation_shift]
         .iter()
-        .any(|v| v.abs() > limit)
+        .any(|v| v.unsigned_abs() > limit.unsigned_abs())
         || t.end_dts < last
     {
         return Err(invalid(Some(t), "timestamps out of range"));
