@@ -33,11 +33,17 @@ pub fn open_existing(path: &Path) -> rusqlite::Result<Connection> {
     configure(Connection::open_with_flags(path, flags)?)
 }
 
+/// Bytes the write-ahead log is cut back to after a checkpoint.
+const JOURNAL_SIZE_LIMIT: i64 = 64 << 20;
+
 fn configure(conn: Connection) -> rusqlite::Result<Connection> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // A checkpoint truncates the write-ahead log to this, so that a burst
+    // of writes does not leave it large for good.
+    conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
     Ok(conn)
 }
 

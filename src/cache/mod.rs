@@ -399,6 +399,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn etag_of(key: &str) -> String {
+/// The ETag of the object of `key`: a hash of what determines its bytes.
+pub fn etag_of(key: &str) -> String {
     format!("\"{}\"", &hex(&Sha256::digest(key.as_bytes()))[..20])
 }

@@ -4,6 +4,7 @@
 //! what went wrong, and `serve` maps them to statuses.
 
 mod error;
+mod masters;
 mod sources;
 
 pub use error::OriginError;
@@ -11,7 +12,7 @@ pub use error::OriginError;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use crate::cache::{self, Cache, CacheError, Object, ObjectSpec, SourceId};
+use crate::cache::{self, Body, Cache, CacheError, Object, ObjectSpec, SourceId, State};
 use crate::config::Config;
 use crate::packager::rendition::Rendition;
 use crate::packager::url::{self, Target};
@@ -31,6 +32,7 @@ pub struct Origin {
     config: Config,
     cache: Cache,
     parsed: sources::ParsedSources,
+    masters: masters::Masters,
     failures: sources::Failures,
     uses: AtomicU64,
 }
@@ -41,6 +43,7 @@ impl Origin {
             config,
             cache,
             parsed: Default::default(),
+            masters: Default::default(),
             failures: Default::default(),
             uses: Default::default(),
         }
@@ -105,18 +108,28 @@ impl Origin {
             .map(|(n, s)| format!("{n}={}", s.key_part()))
             .collect();
         let key = self.key("master", &[uri_prefix, &ids.join("|")]);
-        let spec = ObjectSpec {
-            key,
-            kind: "playlist",
-            ext: "m3u8",
-            sources: &sources,
-        };
-        self.get(&spec, PLAYLIST_TYPE, |out| {
-            let mut variants = Vec::with_capacity(sources.len());
-            for (n, source) in numbers.iter().zip(&sources) {
-                variants.push((*n, self.rendition(source)?.variant()));
+        let etag = cache::etag_of(&key);
+        let (bytes, state) = match self.masters.get(&key) {
+            Some(bytes) => (bytes, State::Hit),
+            None => {
+                let mut variants = Vec::with_capacity(sources.len());
+                for (n, source) in numbers.iter().zip(&sources) {
+                    variants.push((*n, self.rendition(source)?.variant()));
+                }
+                let bytes = Arc::new(hls::master_playlist(&variants, uri_prefix).into_bytes());
+                self.masters.insert(key, Arc::clone(&bytes));
+                (bytes, State::Miss)
             }
-            write_all(out, hls::master_playlist(&variants, uri_prefix).as_bytes())
+        };
+        Ok(Answer {
+            object: Object {
+                len: bytes.len() as u64,
+                body: Body::Bytes(bytes),
+                state,
+                etag,
+            },
+            content_type: PLAYLIST_TYPE,
+            last_modified: last_modified(&sources),
         })
     }
 
@@ -172,17 +185,11 @@ impl Origin {
         content_type: &'static str,
         make: impl Fn(&mut dyn std::io::Write) -> Result<(), OriginError>,
     ) -> Result<Answer, OriginError> {
-        let last_modified = spec
-            .sources
-            .iter()
-            .map(|s| s.mtime_ns.div_euclid(1_000_000_000))
-            .max()
-            .unwrap_or(0);
         let (object, _) = self.cache.get_or_make(spec, make)?;
         Ok(Answer {
             object,
             content_type,
-            last_modified,
+            last_modified: last_modified(spec.sources),
         })
     }
 
@@ -210,6 +217,15 @@ impl Origin {
         }
         Ok(rendition)
     }
+}
+
+/// Newest modification time of `sources`, seconds since the epoch.
+fn last_modified(sources: &[SourceId]) -> i64 {
+    sources
+        .iter()
+        .map(|s| s.mtime_ns.div_euclid(1_000_000_000))
+        .max()
+        .unwrap_or(0)
 }
 
 fn write_all(out: &mut dyn std::io::Write, bytes: &[u8]) -> Result<(), OriginError> {

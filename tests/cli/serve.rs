@@ -796,3 +796,28 @@ fn free_bytes(path: &Path) -> u64 {
         .and_then(|l| l.trim().parse().ok())
         .expect("df prints the free bytes")
 }
+
+/// A csmil URL may list its renditions in any order, repeated or missing,
+/// and each is a master of its own: stored, anonymous clients could fill
+/// the cache with them (a flood of such URLs grew it by 1.4 GB in 20 s).
+#[test]
+fn csmil_masters_in_any_order_do_not_fill_the_cache() {
+    let m = media();
+    let s = start(&m);
+    assert_eq!(
+        s.get("/i/films/a_,1500k,,.mp4.csmil/master.m3u8").status,
+        200
+    );
+    let before = walk(&m.cache.join("objects")).len();
+    for n in 1..=64 {
+        let labels: Vec<&str> = (0..n).map(|i| ["1500k", "", "missing"][i % 3]).collect();
+        let url = format!("/i/films/a_,{},.mp4.csmil/master.m3u8", labels.join(","));
+        let reply = s.get(&url);
+        assert_eq!(reply.status, 200, "{url}");
+    }
+    assert_eq!(
+        walk(&m.cache.join("objects")).len(),
+        before,
+        "nothing stored"
+    );
+}

@@ -1,0 +1,83 @@
+//! Master playlists, kept in memory only. A csmil URL can list its
+//! renditions in any order, repeat them or name missing ones, and each such
+//! URL is a master of its own: kept on disk, anonymous clients could fill
+//! the cache with them. A master is quick to make again from the parsed
+//! sources (in memory, or their indexes in the cache), so it is not stored.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Masters kept: at most this many ...
+const MAX_MASTERS: usize = 4096;
+/// ... and this many bytes between them.
+const MAX_BYTES: usize = 16 << 20;
+
+#[derive(Default)]
+pub(super) struct Masters {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Key -> bytes, and the tick of their last use.
+    map: HashMap<String, (Arc<Vec<u8>>, u64)>,
+    bytes: usize,
+    tick: u64,
+}
+
+impl Masters {
+    pub fn get(&self, key: &str) -> Option<Arc<Vec<u8>>> {
+        let mut inner = self.inner.lock().expect("masters lock");
+        inner.tick += 1;
+        let tick = inner.tick;
+        let (bytes, used) = inner.map.get_mut(key)?;
+        *used = tick;
+        Some(Arc::clone(bytes))
+    }
+
+    /// Keeps `bytes` as the master of `key`, the least recently used out
+    /// first when full.
+    pub fn insert(&self, key: String, bytes: Arc<Vec<u8>>) {
+        let mut inner = self.inner.lock().expect("masters lock");
+        while !inner.map.is_empty()
+            && (inner.map.len() >= MAX_MASTERS || inner.bytes + bytes.len() > MAX_BYTES)
+        {
+            let oldest = inner
+                .map
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone())
+                .expect("not empty");
+            if let Some((old, _)) = inner.map.remove(&oldest) {
+                inner.bytes -= old.len();
+            }
+        }
+        inner.tick += 1;
+        let tick = inner.tick;
+        inner.bytes += bytes.len();
+        if let Some((old, _)) = inner.map.insert(key, (bytes, tick)) {
+            inner.bytes -= old.len();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_least_recently_used_go_first_when_full() {
+        let masters = Masters::default();
+        for n in 0..MAX_MASTERS {
+            masters.insert(n.to_string(), Arc::new(vec![0; 10]));
+        }
+        // Use the first; the second is now the least recently used.
+        assert!(masters.get("0").is_some());
+        masters.insert("new".into(), Arc::new(vec![0; 10]));
+        assert!(masters.get("0").is_some() && masters.get("new").is_some());
+        assert!(masters.get("1").is_none());
+        let inner = masters.inner.lock().unwrap();
+        assert_eq!(inner.map.len(), MAX_MASTERS);
+        assert_eq!(inner.bytes, MAX_MASTERS * 10);
+    }
+}
