@@ -115,7 +115,11 @@ fn refusal(shared: &Shared, parts: &http::request::Parts) -> Option<Reply> {
             .headers
             .get(header::CONTENT_LENGTH)
             .is_some_and(|v| v.as_bytes() != b"0");
-    let target_len = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
+    // The whole target, an absolute-form one's scheme and host included.
+    let uri = &parts.uri;
+    let target_len = uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path_and_query().map_or(0, |p| p.as_str().len());
     let header_bytes: usize = parts
         .headers
         .iter()
