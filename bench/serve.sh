@@ -12,9 +12,14 @@
 #   - requests per second with wrk for a cached playlist and a cached
 #     segment, and for nginx serving that segment file.
 #
+# With NGINX_VOD=PREFIX (nginx with nginx-vod-module, built by
+# ../shared/anchors/build-nginx-vod.sh with a media folder that holds the
+# same input as film.mp4), the same rows for nginx-vod: cold segments with
+# its caches off (port 8082), and throughput with its caches on (8081).
+#
 # Environment: BENCH_DIR (as bench/package.sh), SEGMENTS (default 40),
 # DURATION of each wrk run in seconds (default 10), CONNECTIONS (default 32),
-# NO_BUILD=1, CASTERPAK.
+# NO_BUILD=1, CASTERPAK, NGINX_VOD.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -108,6 +113,18 @@ PLAYLIST_RPS=$(rps "$BASE/index_0_av.m3u8")
 SEGMENT_RPS=$(rps "$BASE/$SEG")
 NGINX_RPS=$(rps "http://127.0.0.1:$NGINX_PORT/$SEG")
 
+if [ -n "${NGINX_VOD:-}" ]; then
+    "$NGINX_VOD/sbin/nginx" -c "$NGINX_VOD/conf/vod.conf"
+    trap 'cleanup; "$NGINX_VOD/sbin/nginx" -c "$NGINX_VOD/conf/vod.conf" -s stop 2>/dev/null || true' EXIT
+    VOD_COLD=http://127.0.0.1:8082/hls/film.mp4
+    VOD_CACHED=http://127.0.0.1:8081/hls/film.mp4
+    for _ in $(seq 50); do curl -fs "$VOD_COLD/index.m3u8" -o /dev/null && break; sleep 0.1; done
+    VOD_FIRST_MS=$(fetch "$VOD_COLD/seg-1-v1-a1.ts" | ms)
+    VOD_COLD_MS=$(for k in "${picked[@]}"; do fetch "$VOD_COLD/seg-${k}-v1-a1.ts"; done | median | ms)
+    VOD_PLAYLIST_RPS=$(rps "$VOD_CACHED/index.m3u8")
+    VOD_SEGMENT_RPS=$(rps "$VOD_CACHED/seg-${picked[0]}-v1-a1.ts")
+fi
+
 echo
 echo "input: $INPUT ($COUNT segments); segment $SEG is $SEG_BYTES bytes"
 echo "latency (curl, median of ${#picked[@]} segments):"
@@ -119,3 +136,10 @@ echo "throughput (wrk -t2 -c$CONNECTIONS -d${DURATION}s: requests/s, transfer/s)
 printf '  %-44s %s\n' "casterpak cached playlist" "$PLAYLIST_RPS"
 printf '  %-44s %s\n' "casterpak cached segment" "$SEGMENT_RPS"
 printf '  %-44s %s\n' "nginx static segment" "$NGINX_RPS"
+if [ -n "${NGINX_VOD:-}" ]; then
+    echo "nginx-vod-module (caches off for latency, on for throughput):"
+    printf '  %-44s %8s ms\n' "first segment, cold" "$VOD_FIRST_MS"
+    printf '  %-44s %8s ms\n' "cold segment" "$VOD_COLD_MS"
+    printf '  %-44s %s\n' "cached playlist" "$VOD_PLAYLIST_RPS"
+    printf '  %-44s %s\n' "cached segment" "$VOD_SEGMENT_RPS"
+fi
