@@ -4,7 +4,7 @@
 //! what went wrong, and `serve` maps them to statuses.
 
 mod error;
-mod masters;
+mod in_memory;
 mod sources;
 
 pub use error::OriginError;
@@ -32,7 +32,7 @@ pub struct Origin {
     config: Config,
     cache: Cache,
     parsed: sources::ParsedSources,
-    masters: masters::Masters,
+    in_memory: in_memory::InMemory,
     failures: sources::Failures,
     uses: AtomicU64,
 }
@@ -43,7 +43,7 @@ impl Origin {
             config,
             cache,
             parsed: Default::default(),
-            masters: Default::default(),
+            in_memory: Default::default(),
             failures: Default::default(),
             uses: Default::default(),
         }
@@ -108,16 +108,29 @@ impl Origin {
             .map(|(n, s)| format!("{n}={}", s.key_part()))
             .collect();
         let key = self.key("master", &[uri_prefix, &ids.join("|")]);
+        self.in_memory(key, &sources, || {
+            let mut variants = Vec::with_capacity(sources.len());
+            for (n, source) in numbers.iter().zip(&sources) {
+                variants.push((*n, self.rendition(source)?.variant()));
+            }
+            Ok(hls::master_playlist(&variants, uri_prefix))
+        })
+    }
+
+    /// A playlist from memory, or made by `make` and kept there (see
+    /// [`in_memory`]).
+    fn in_memory(
+        &self,
+        key: String,
+        sources: &[SourceId],
+        make: impl FnOnce() -> Result<String, OriginError>,
+    ) -> Result<Answer, OriginError> {
         let etag = cache::etag_of(&key);
-        let (bytes, state) = match self.masters.get(&key) {
+        let (bytes, state) = match self.in_memory.get(&key) {
             Some(bytes) => (bytes, State::Hit),
             None => {
-                let mut variants = Vec::with_capacity(sources.len());
-                for (n, source) in numbers.iter().zip(&sources) {
-                    variants.push((*n, self.rendition(source)?.variant()));
-                }
-                let bytes = Arc::new(hls::master_playlist(&variants, uri_prefix).into_bytes());
-                self.masters.insert(key, Arc::clone(&bytes));
+                let bytes = Arc::new(make()?.into_bytes());
+                self.in_memory.insert(key, Arc::clone(&bytes));
                 (bytes, State::Miss)
             }
         };
@@ -129,7 +142,7 @@ impl Origin {
                 etag,
             },
             content_type: PLAYLIST_TYPE,
-            last_modified: last_modified(&sources),
+            last_modified: last_modified(sources),
         })
     }
 
@@ -145,6 +158,15 @@ impl Origin {
             "playlist",
             &[uri_prefix, &n.to_string(), kind, &source.key_part()],
         );
+        let make = || {
+            let rendition = self.rendition_of_kind(&source, kind)?;
+            Ok(rendition.media_playlist(n, uri_prefix))
+        };
+        // Absolute URIs carry the URL's directory: any csmil label makes
+        // another one, so those are not stored.
+        if !uri_prefix.is_empty() {
+            return self.in_memory(key, std::slice::from_ref(&source), make);
+        }
         let spec = ObjectSpec {
             key,
             kind: "playlist",
@@ -152,8 +174,7 @@ impl Origin {
             sources: std::slice::from_ref(&source),
         };
         self.get(&spec, PLAYLIST_TYPE, |out| {
-            let rendition = self.rendition_of_kind(&source, kind)?;
-            write_all(out, rendition.media_playlist(n, uri_prefix).as_bytes())
+            write_all(out, make()?.as_bytes())
         })
     }
 

@@ -48,7 +48,15 @@ impl Origin {
             tracing::debug!("{}: failed recently, not read again: {e}", source.rel);
             return Err(e);
         }
-        let rendition = self.open(source).map_err(|e| self.failed(source, e))?;
+        let rendition = self.open(source).map_err(|e| {
+            let e = self.failed(source, e);
+            // Only a source that cannot be opened or parsed is remembered:
+            // one bad segment leaves the rest of the source alone.
+            if matches!(e, OriginError::Unprocessable(_)) {
+                self.remember_failure(source, &e);
+            }
+            e
+        })?;
         let rendition = Arc::new(rendition);
         self.keep(source, &rendition, tick);
         Ok(rendition)
@@ -88,7 +96,19 @@ impl Origin {
         let bytes = object
             .into_bytes()
             .map_err(|e| OriginError::Internal(format!("reading the cache: {e}")))?;
-        match index_codec::decode(&bytes) {
+        // The index must also be of this file's length: its samples were
+        // checked against it.
+        let decoded = index_codec::decode(&bytes).and_then(|index| {
+            if index.file_len == source.size {
+                Ok(index)
+            } else {
+                Err(crate::packager::error::Error::Unsupported(format!(
+                    "made for a file of {} bytes, not {}",
+                    index.file_len, source.size
+                )))
+            }
+        });
+        match decoded {
             Ok(index) => {
                 tracing::debug!("{}: index from the cache", source.rel);
                 Ok(index)
@@ -133,7 +153,7 @@ impl Origin {
 
     /// What a failure to make something of `source` is answered with: 503
     /// when the source is changing under us (it will be whole soon), else
-    /// `e`, remembered when the media itself is bad.
+    /// `e`.
     pub(super) fn failed(&self, source: &SourceId, e: OriginError) -> OriginError {
         if !matches!(e, OriginError::Unprocessable(_) | OriginError::Internal(_)) {
             return e;
@@ -143,9 +163,6 @@ impl Origin {
                 reason: format!("{}: the file is being written ({e})", source.rel),
                 retry_after_seconds: RETRY_AFTER_SECONDS,
             };
-        }
-        if matches!(e, OriginError::Unprocessable(_)) {
-            self.remember_failure(source, &e);
         }
         e
     }

@@ -821,3 +821,31 @@ fn csmil_masters_in_any_order_do_not_fill_the_cache() {
         "nothing stored"
     );
 }
+
+/// With `server.base_url`, a media playlist's URIs carry the URL's whole
+/// directory, csmil labels included: such playlists are not stored either.
+#[test]
+fn playlists_with_absolute_uris_do_not_fill_the_cache() {
+    let m = media();
+    let s = Server::start_with_env(
+        &m.root,
+        &m.cache,
+        &[],
+        &[("CASTERPAK_SERVER_BASE_URL", "https://cdn.example.com")],
+    );
+    assert_eq!(s.get("/i/films/a_1500k.mp4/segment1_0_av.ts").status, 200);
+    let before = walk(&m.cache.join("objects")).len();
+    for n in 0..32 {
+        let url = format!("/i/films/a_,1500k,x{n},.mp4.csmil/index_0_av.m3u8");
+        let reply = s.get(&url);
+        assert_eq!(reply.status, 200, "{url}");
+        assert!(reply
+            .text()
+            .contains(&format!("x{n},.mp4.csmil/segment1_0_av.ts")));
+    }
+    assert_eq!(
+        walk(&m.cache.join("objects")).len(),
+        before,
+        "nothing stored"
+    );
+}

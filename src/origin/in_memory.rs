@@ -1,19 +1,22 @@
-//! Master playlists, kept in memory only. A csmil URL can list its
-//! renditions in any order, repeat them or name missing ones, and each such
-//! URL is a master of its own: kept on disk, anonymous clients could fill
-//! the cache with them. A master is quick to make again from the parsed
-//! sources (in memory, or their indexes in the cache), so it is not stored.
+//! Playlists whose bytes depend on more of the URL than the sources it
+//! names, kept in memory only. A csmil URL can list its renditions in any
+//! order, repeat them or name missing ones, and each such URL is a master
+//! of its own; with `server.base_url` set, even a media playlist carries
+//! the whole URL in its URIs. Kept on disk, anonymous clients could fill
+//! the cache with them. They are quick to make again from the parsed
+//! sources (in memory, or their indexes in the cache), so they are not
+//! stored.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// Masters kept: at most this many ...
-const MAX_MASTERS: usize = 4096;
+/// Playlists kept: at most this many ...
+const MAX_PLAYLISTS: usize = 4096;
 /// ... and this many bytes between them.
 const MAX_BYTES: usize = 16 << 20;
 
 #[derive(Default)]
-pub(super) struct Masters {
+pub(super) struct InMemory {
     inner: Mutex<Inner>,
 }
 
@@ -25,7 +28,7 @@ struct Inner {
     tick: u64,
 }
 
-impl Masters {
+impl InMemory {
     pub fn get(&self, key: &str) -> Option<Arc<Vec<u8>>> {
         let mut inner = self.inner.lock().expect("masters lock");
         inner.tick += 1;
@@ -35,12 +38,12 @@ impl Masters {
         Some(Arc::clone(bytes))
     }
 
-    /// Keeps `bytes` as the master of `key`, the least recently used out
+    /// Keeps `bytes` as the playlist of `key`, the least recently used out
     /// first when full.
     pub fn insert(&self, key: String, bytes: Arc<Vec<u8>>) {
         let mut inner = self.inner.lock().expect("masters lock");
         while !inner.map.is_empty()
-            && (inner.map.len() >= MAX_MASTERS || inner.bytes + bytes.len() > MAX_BYTES)
+            && (inner.map.len() >= MAX_PLAYLISTS || inner.bytes + bytes.len() > MAX_BYTES)
         {
             let oldest = inner
                 .map
@@ -67,17 +70,17 @@ mod tests {
 
     #[test]
     fn the_least_recently_used_go_first_when_full() {
-        let masters = Masters::default();
-        for n in 0..MAX_MASTERS {
-            masters.insert(n.to_string(), Arc::new(vec![0; 10]));
+        let kept = InMemory::default();
+        for n in 0..MAX_PLAYLISTS {
+            kept.insert(n.to_string(), Arc::new(vec![0; 10]));
         }
         // Use the first; the second is now the least recently used.
-        assert!(masters.get("0").is_some());
-        masters.insert("new".into(), Arc::new(vec![0; 10]));
-        assert!(masters.get("0").is_some() && masters.get("new").is_some());
-        assert!(masters.get("1").is_none());
-        let inner = masters.inner.lock().unwrap();
-        assert_eq!(inner.map.len(), MAX_MASTERS);
-        assert_eq!(inner.bytes, MAX_MASTERS * 10);
+        assert!(kept.get("0").is_some());
+        kept.insert("new".into(), Arc::new(vec![0; 10]));
+        assert!(kept.get("0").is_some() && kept.get("new").is_some());
+        assert!(kept.get("1").is_none());
+        let inner = kept.inner.lock().unwrap();
+        assert_eq!(inner.map.len(), MAX_PLAYLISTS);
+        assert_eq!(inner.bytes, MAX_PLAYLISTS * 10);
     }
 }
