@@ -140,6 +140,9 @@ fn default_cache_dir() -> PathBuf {
     }
 }
 
+/// Longest timeout a setting may have (a day): beyond, they are a mistake.
+const MAX_TIMEOUT_SECONDS: u64 = 86_400;
+
 /// A duration in seconds, written as a number of seconds or with a unit:
 /// `90s`, `30m`, `12h`, `3d`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -278,6 +281,20 @@ impl Config {
         if self.server.workers == 0 {
             bail!("server.workers: must be at least 1");
         }
+        let s = &self.server;
+        for (key, value) in [
+            ("send_timeout", s.send_timeout),
+            ("header_timeout", s.header_timeout),
+            ("keepalive_timeout", s.keepalive_timeout),
+            ("wait_timeout", s.wait_timeout),
+        ] {
+            if !(1..=MAX_TIMEOUT_SECONDS).contains(&value.0) {
+                bail!(
+                    "server.{key}: {} s is not between 1 s and {MAX_TIMEOUT_SECONDS} s",
+                    value.0
+                );
+            }
+        }
         Ok(())
     }
 }
@@ -332,6 +349,29 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    /// The configuration README.md shows is one, with every key.
+    #[test]
+    fn the_readme_example_is_a_valid_configuration() {
+        let readme = include_str!("../README.md");
+        let block = readme
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("a toml block in README.md");
+        let config: Config = toml::from_str(block).expect("the README's configuration");
+        config.check().unwrap();
+        let shown: toml::Table = block.parse().unwrap();
+        let all = toml::Table::try_from(Config::default()).unwrap();
+        for (section, keys) in &all {
+            for key in keys.as_table().unwrap().keys() {
+                assert!(
+                    shown[section].as_table().unwrap().contains_key(key),
+                    "README.md's configuration lacks {section}.{key}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -53,6 +53,7 @@ impl Cache {
         for entry in listing {
             let Ok(entry) = entry else { continue };
             if is_older_than(&entry.path(), ORPHAN_GRACE_SECONDS)
+                && !maker_is_running(&entry.file_name().to_string_lossy())
                 && (dry_run || std::fs::remove_file(entry.path()).is_ok())
             {
                 removed += 1;
@@ -136,6 +137,15 @@ impl Cache {
         }
         Ok(removed)
     }
+}
+
+/// Whether the process that is making the temporary file `name`
+/// (`<hash>.<pid>.<n>`, see `store.rs`) is still running: a make may take
+/// longer than the grace time (a large moov on a slow mount).
+fn maker_is_running(name: &str) -> bool {
+    let pid = name.split('.').nth(1).and_then(|p| p.parse::<i32>().ok());
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    pid.is_some_and(|pid| pid > 0 && unsafe { libc::kill(pid, 0) } == 0)
 }
 
 fn is_older_than(path: &Path, seconds: u64) -> bool {

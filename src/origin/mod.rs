@@ -7,7 +7,7 @@ mod error;
 mod in_memory;
 mod sources;
 
-pub use error::OriginError;
+pub use error::{OriginError, RETRY_AFTER_SECONDS};
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;

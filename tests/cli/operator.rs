@@ -137,6 +137,13 @@ fn configuration_errors_point_at_the_line_and_the_variable() {
         .failure()
         .stderr(predicate::str::contains("CASTERPAK_CACHE_OUTPUT_TTL"))
         .stderr(predicate::str::contains("cache.output_ttl"));
+    // A timeout of 0 would close every connection at once.
+    casterpak()
+        .env("CASTERPAK_SERVER_KEEPALIVE_TIMEOUT", "0")
+        .args(["master", "a.mp4"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("server.keepalive_timeout: 0 s"));
 }
 
 #[test]

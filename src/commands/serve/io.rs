@@ -7,7 +7,7 @@
 //!   `header` (so a client sending a byte a second fails);
 //! - a write that makes no progress for `send` fails, so a client that
 //!   stops reading costs its own connection only, and only for so long;
-//!   a connection given up on is reset, so its queued bytes go at once.
+//!   such a connection is reset, so its queued bytes go at once.
 //!
 //! While a request is being answered there is no read deadline: the
 //! answer may take a while, and the client owes us nothing meanwhile.
@@ -282,10 +282,9 @@ impl Guarded {
         }
     }
 
-    /// A connection given up on is reset, not closed: what is queued for a
-    /// client that is not reading is thrown away at once instead of
-    /// holding kernel memory until the client goes (nginx's
-    /// `reset_timedout_connection`).
+    /// A connection whose client stopped reading is reset, not closed: what
+    /// is queued for it is thrown away at once instead of holding kernel
+    /// memory until the client goes (nginx's `reset_timedout_connection`).
     fn reset_on_close(&self) {
         let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
     }
@@ -318,13 +317,12 @@ impl AsyncRead for Guarded {
                     this.read_timer.as_mut().reset(deadline);
                 }
                 match this.read_timer.as_mut().poll(cx) {
-                    Poll::Ready(()) => {
-                        this.reset_on_close();
-                        Poll::Ready(Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            "idle, or the request header took too long",
-                        )))
-                    }
+                    // Closed, not reset: a response to a slow reader may
+                    // still be in the kernel's queue, on its way.
+                    Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "idle, or the request header took too long",
+                    ))),
                     Poll::Pending => Poll::Pending,
                 }
             }

@@ -66,14 +66,20 @@ impl Connections {
     }
 
     /// Asks the connection of no use for the longest to close, unless one
-    /// is already closing; false if none can be asked.
+    /// asked is about to; false if none can be asked. One asked that took
+    /// a request meanwhile finishes it first, and does not hold up asking
+    /// another.
     fn evict_one(&self) -> bool {
         let open = self.open.lock().expect("connections lock");
-        if open.values().any(|c| c.is_evicted()) {
+        if open
+            .values()
+            .any(|c| c.is_evicted() && c.unproductive_since().is_some())
+        {
             return true;
         }
         let victim = open
             .values()
+            .filter(|c| !c.is_evicted())
             .filter_map(|c| c.unproductive_since().map(|since| (since, c)))
             .min_by_key(|(since, _)| *since);
         match victim {

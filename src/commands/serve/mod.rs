@@ -184,8 +184,9 @@ async fn serve_connection(
         .max_headers(respond::MAX_HEADER_FIELDS)
         // Our own deadlines (`io`) tell idle from a header in progress.
         .header_read_timeout(None)
-        // A client that half-closes after its request still gets the answer.
-        .half_close(true)
+        // A client whose side closes is gone: its request is dropped (and
+        // logged with 499) rather than answered into the void.
+        .half_close(false)
         .serve_connection(io, service);
     // In a block of its own, so that the socket is closed before the slot
     // is given up.

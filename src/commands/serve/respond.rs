@@ -155,8 +155,15 @@ async fn route(shared: &Shared, parts: &http::request::Parts) -> Reply {
     }
     let path = parts.uri.path().to_string();
     let origin = Arc::clone(&shared.origin);
-    let answer = match Arc::clone(&shared.work).acquire_owned().await {
-        Ok(permit) => tokio::task::spawn_blocking(move || {
+    // A request waits for a slot no longer than for another request's
+    // object: then it is told to come back.
+    let slot = tokio::time::timeout(
+        config.wait_timeout.as_std(),
+        Arc::clone(&shared.work).acquire_owned(),
+    )
+    .await;
+    let answer = match slot {
+        Ok(Ok(permit)) => tokio::task::spawn_blocking(move || {
             let _permit = permit;
             origin.answer(&path)
         })
@@ -167,7 +174,15 @@ async fn route(shared: &Shared, parts: &http::request::Parts) -> Reply {
                 if e.is_panic() { "panic" } else { "cancelled" }
             )))
         }),
-        Err(_) => Err(OriginError::Internal("shutting down".into())),
+        Ok(Err(_)) => Err(OriginError::Internal("shutting down".into())),
+        Err(_) => Err(OriginError::Unavailable {
+            reason: format!(
+                "all {} workers busy for {:?}",
+                config.workers,
+                config.wait_timeout.as_std()
+            ),
+            retry_after_seconds: crate::origin::RETRY_AFTER_SECONDS,
+        }),
     };
     match answer {
         Ok(answer) => object(config, answer, &parts.headers),
