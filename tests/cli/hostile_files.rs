@@ -232,15 +232,41 @@ fn of_forty_traks_only_the_packaged_one_is_expanded() {
 /// 63 ms): it was read whole and built whole in memory (184 MB); it is
 /// streamed into its file now.
 fn one_huge_segment() -> Vec<u8> {
+    audio_frames(3000, 30_000)
+}
+
+/// `count` AC-3 frames of `size` bytes, all presented within 63 ms.
+fn audio_frames(count: u32, size: u32) -> Vec<u8> {
     let track = TrackSpec {
         handler: b"soun",
         timescale: 48_000,
         sample_entry: ac3(),
-        count: 3000,
-        size: 30_000,
+        count,
+        size,
         delta: 1,
     };
-    mp4(&[track], 3000 * 30_000)
+    mp4(&[track], (count * size) as usize)
+}
+
+/// An audio frame over the largest real one (32 KiB) was read whole, here
+/// 64 MB, before it was refused; it is refused unread now.
+#[test]
+#[cfg_attr(
+    casterpak_no_gnu_time,
+    ignore = "needs GNU time (/usr/bin/time; Debian: time)"
+)]
+fn oversized_audio_frames_are_refused_before_they_are_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("big-frames.mp4");
+    std::fs::write(&source, audio_frames(1, 64 << 20)).unwrap();
+    let run = package_measured(&source, &tmp.path().join("out"), &[]);
+    assert!(!run.success);
+    assert!(
+        run.stderr.contains("audio frame of 67108864 bytes"),
+        "{}",
+        run.stderr
+    );
+    run.assert_peak_under(16 * MIB);
 }
 
 #[test]

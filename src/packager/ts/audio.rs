@@ -10,7 +10,7 @@ const ADTS_HEADER_LEN: usize = 7;
 /// Larger than any real audio access unit (AC-3 frames are at most 3 840
 /// bytes, MP3 2 881, E-AC-3 syncframes 4 096), and small enough that a PES
 /// of one frame keeps a PES_packet_length, which audio must have (2.4.3.7).
-const MAX_FRAME_BYTES: usize = 32 << 10;
+pub const MAX_FRAME_BYTES: usize = 32 << 10;
 /// aac_frame_length is a 13-bit field counting the header too.
 const ADTS_MAX_FRAME: usize = (1 << 13) - 1;
 

@@ -288,10 +288,21 @@ fn check_segment_media(index: &MediaIndex, segment: &Segment) -> Result<()> {
         }
     }
     if let Some(audio) = &index.audio {
-        total += audio.samples[segment.audio.clone()]
-            .iter()
-            .map(|s| u64::from(s.size))
-            .sum::<u64>();
+        for s in &audio.samples[segment.audio.clone()] {
+            // Refused before it is read, not after (`audio::write_frame`).
+            if s.size as usize > audio::MAX_FRAME_BYTES {
+                return Err(Error::corrupt(
+                    FourCc(*b"mdat"),
+                    s.offset,
+                    format!(
+                        "audio frame of {} bytes (at most {})",
+                        s.size,
+                        audio::MAX_FRAME_BYTES
+                    ),
+                ));
+            }
+            total += u64::from(s.size);
+        }
     }
     if total > MAX_SEGMENT_MEDIA_BYTES {
         return Err(Error::Unsupported(format!(
