@@ -36,6 +36,7 @@ mod clock;
 mod db;
 mod flight;
 mod gc;
+mod housekeeping;
 mod reconcile;
 mod source;
 mod store;

@@ -238,60 +238,15 @@ fn start_background_jobs(origin: &Arc<Origin>) {
             Err(e) => tracing::warn!("reconciling the cache: {e}"),
         }
     });
-    let policy = super::gc_policy(origin.config());
-    let interval = origin.config().cache.gc_interval.as_std();
-    if interval.is_zero() && policy.min_free_bytes == 0 {
-        return;
-    }
     let collector = Arc::clone(origin);
     std::thread::spawn(move || {
         lower_priority();
-        let tick = match (interval.is_zero(), policy.min_free_bytes > 0) {
-            (false, true) => interval.min(SPACE_CHECK_INTERVAL),
-            (false, false) => interval,
-            (true, _) => SPACE_CHECK_INTERVAL,
-        };
-        let mut last_gc = std::time::Instant::now();
-        loop {
-            std::thread::sleep(tick);
-            let cache = collector.cache();
-            let due = !interval.is_zero() && last_gc.elapsed() >= interval;
-            let short = cache
-                .free_bytes()
-                .is_ok_and(|free| policy.short_of_space(free));
-            if due || short {
-                last_gc = std::time::Instant::now();
-                run_gc(cache, &policy, short);
-            }
-        }
+        let config = collector.config();
+        let policy = super::gc_policy(config);
+        collector
+            .cache()
+            .keep_house(&policy, config.cache.gc_interval.as_std());
     });
-}
-
-/// How often serve looks at free space when `cache.min_free` is set.
-const SPACE_CHECK_INTERVAL: Duration = Duration::from_secs(15);
-
-fn run_gc(cache: &crate::cache::Cache, policy: &crate::cache::GcPolicy, short: bool) {
-    match cache.gc(policy, false) {
-        Ok(r) => {
-            tracing::info!(
-                "gc{}: deleted {} objects ({} bytes)",
-                if short {
-                    " (free space below cache.min_free)"
-                } else {
-                    ""
-                },
-                r.deleted_objects,
-                r.deleted_bytes
-            );
-            if cache
-                .free_bytes()
-                .is_ok_and(|free| policy.short_of_space(free))
-            {
-                tracing::warn!("free space is still below cache.min_free after gc");
-            }
-        }
-        Err(e) => tracing::warn!("gc: {e}"),
-    }
 }
 
 /// Makes the calling thread yield to the ones answering requests (on
