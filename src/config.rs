@@ -267,6 +267,17 @@ impl Config {
         apply_env(config, env)
     }
 
+    /// What gc keeps and deletes.
+    pub fn gc_policy(&self) -> crate::cache::GcPolicy {
+        crate::cache::GcPolicy {
+            output_ttl_seconds: self.cache.output_ttl.0,
+            input_ttl_seconds: self.cache.input_ttl.0,
+            output_max_bytes: self.cache.output_max_size.0,
+            input_max_bytes: self.cache.input_max_size.0,
+            min_free_bytes: self.cache.min_free.0,
+        }
+    }
+
     fn check(&self) -> anyhow::Result<()> {
         let d = self.media.segment_duration;
         if !(0.1..=3600.0).contains(&d) {

@@ -8,6 +8,8 @@
 //!   MP4 boxes.
 //! - [`origin`]: a URL path in, an object out, through the cache; shared by
 //!   `serve`, `master` and pre-warming.
+//! - [`server`]: the HTTP origin around it, with the limits of a server
+//!   facing the internet.
 //! - [`commands`]: one module per subcommand.
 
 pub mod cache;
@@ -16,3 +18,4 @@ pub mod config;
 pub mod dates;
 pub mod origin;
 pub mod packager;
+pub mod server;

@@ -3,7 +3,7 @@
 //! partial answer must be a non-empty range inside the body.
 #![no_main]
 
-use casterpak::commands::serve::{parse_range, RangeRequest};
+use casterpak::server::{parse_range, RangeRequest};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

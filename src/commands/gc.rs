@@ -29,7 +29,7 @@ pub fn run(
     let cache = super::open_existing_cache(config, clock)?;
     let mut listing = (args.dry_run && !args.json).then(Listing::new);
     let report = cache
-        .gc_listing(&super::gc_policy(config), args.dry_run, |d| {
+        .gc_listing(&config.gc_policy(), args.dry_run, |d| {
             if let Some(listing) = &mut listing {
                 listing.line(d);
             }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::cache::{Cache, Clock, GcPolicy};
+use crate::cache::{Cache, Clock};
 use crate::config::Config;
 
 /// The cache of `config`, opened (and created if needed), for commands
@@ -31,17 +31,6 @@ pub fn open_cache(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Cach
 /// clean it: a directory without a cache is an error, not a new cache.
 pub fn open_existing_cache(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Cache> {
     Ok(Cache::open_existing(&config.cache.dir, clock)?)
-}
-
-/// What gc keeps and deletes, from the configuration.
-pub fn gc_policy(config: &Config) -> GcPolicy {
-    GcPolicy {
-        output_ttl_seconds: config.cache.output_ttl.0,
-        input_ttl_seconds: config.cache.input_ttl.0,
-        output_max_bytes: config.cache.output_max_size.0,
-        input_max_bytes: config.cache.input_max_size.0,
-        min_free_bytes: config.cache.min_free.0,
-    }
 }
 
 /// Prints `report` as JSON when `json`, else the text `human` makes.

@@ -1,4 +1,4 @@
-//! `casterpak serve`: the HTTP origin.
+//! The HTTP origin that `casterpak serve` runs.
 //!
 //! HTTP/1.1 by hyper on a small tokio runtime: a few threads carry every
 //! connection, however many there are, and each request's work (a cache
@@ -11,15 +11,14 @@
 //! answers from the cache or packages on a miss.
 
 mod body;
-mod http;
 mod io;
 mod listener;
 mod respond;
+mod semantics;
 
-pub use http::{parse_range, RangeRequest};
+pub use semantics::{parse_range, RangeRequest};
 
 use std::net::SocketAddr;
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,8 +29,6 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
-use crate::cache::Clock;
-use crate::config::Config;
 use crate::origin::Origin;
 use io::{Guarded, Timeouts};
 use listener::{Connections, Registered};
@@ -50,16 +47,6 @@ const READER_THREADS: usize = 16;
 /// Request header buffer: the request line and header fields together.
 const MAX_HEAD_BYTES: usize = respond::MAX_TARGET_BYTES + respond::MAX_HEADER_BYTES;
 
-#[derive(clap::Args)]
-pub struct Args {
-    /// Address and port to listen on (server.listen); port 0 picks a free one.
-    #[arg(long, value_name = "ADDR:PORT")]
-    listen: Option<String>,
-    /// Requests answered at the same time (server.workers).
-    #[arg(long, value_name = "N")]
-    workers: Option<usize>,
-}
-
 /// glibc gives each thread that allocates its own heap arena (up to 8 per
 /// core). A cold segment allocates a few megabytes; in a fresh arena every
 /// page of that is a first-touch fault, which measured 5.8 ms per 6 s
@@ -73,32 +60,20 @@ fn share_malloc_arenas() {
     }
 }
 
-pub fn run(args: Args, mut config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<ExitCode> {
+/// Serves `origin` at `server.listen` until the process ends; calls
+/// `listening` with the address (port 0 picks one) and the connection cap
+/// once it accepts connections.
+pub fn run(
+    origin: Arc<Origin>,
+    listening: impl FnOnce(SocketAddr, usize) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     share_malloc_arenas();
-    if let Some(listen) = args.listen {
-        config.server.listen = listen;
-    }
-    if let Some(workers) = args.workers {
-        config.server.workers = workers.max(1);
-    }
-    let root = &config.media.root;
-    if !root.is_dir() {
-        anyhow::bail!(
-            "media root {}: {}",
-            root.display(),
-            if root.exists() {
-                "not a directory".to_string()
-            } else {
-                "no such directory".to_string()
-            }
-        );
-    }
+    let config = origin.config();
     let fd_limit = listener::raise_fd_limit();
     let max_connections = match config.server.max_connections {
         0 => listener::default_max_connections(fd_limit, config.server.workers),
         n => n,
     };
-    let cache = super::open_cache(&config, clock)?;
     let workers = config.server.workers;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(
@@ -115,14 +90,9 @@ pub fn run(args: Args, mut config: Config, clock: Arc<dyn Clock>) -> anyhow::Res
         .block_on(async { tokio::net::TcpListener::bind(&config.server.listen).await })
         .with_context(|| format!("listening on {}", config.server.listen))?;
     let addr = listener.local_addr()?;
-    let origin = Arc::new(Origin::new(config, cache));
     start_background_jobs(&origin);
     runtime.block_on(prestart_blocking_threads(workers + READER_THREADS));
-    super::print(&format!(
-        "casterpak serving {} at http://{addr}{} (at most {max_connections} connections)\n",
-        origin.config().media.root.display(),
-        origin.config().server.prefix
-    ))?;
+    listening(addr, max_connections)?;
     let server = &origin.config().server;
     let timeouts = Timeouts {
         keepalive: server.keepalive_timeout.as_std(),
@@ -141,7 +111,7 @@ pub fn run(args: Args, mut config: Config, clock: Arc<dyn Clock>) -> anyhow::Res
             serve_connection(stream, peer, registered, Arc::clone(&shared), timeouts)
         },
     ));
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// Starts the blocking threads the pool may have, now, while thread limits
@@ -242,7 +212,7 @@ fn start_background_jobs(origin: &Arc<Origin>) {
     std::thread::spawn(move || {
         lower_priority();
         let config = collector.config();
-        let policy = super::gc_policy(config);
+        let policy = config.gc_policy();
         collector
             .cache()
             .keep_house(&policy, config.cache.gc_interval.as_std());

@@ -14,8 +14,8 @@ use http::{Method, Request, Response, StatusCode};
 use tokio::sync::Semaphore;
 
 use super::body::{AccessLog, Record, Source, TrackedBody};
-use super::http::{not_modified, parse_range, RangeRequest};
 use super::io::ConnState;
+use super::semantics::{not_modified, parse_range, RangeRequest};
 use crate::dates::http_date;
 use crate::origin::{Answer, Origin, OriginError};
 
