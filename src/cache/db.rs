@@ -483,11 +483,14 @@ mod tests {
     #[test]
     fn a_version_1_cache_is_upgraded_to_the_new_schema() {
         let fresh = new_db();
-        // Version 1 was this schema without the two indexes of step v2.
+        // Version 1 was this schema without the two indexes of step v2,
+        // and with one that step drops.
         let mut old = Connection::open_in_memory().unwrap();
         old.execute_batch(SCHEMA).unwrap();
         old.execute_batch(
-            "DROP INDEX object_accessed; DROP INDEX object_file; PRAGMA user_version = 1;",
+            "DROP INDEX object_accessed; DROP INDEX object_file;
+             CREATE INDEX object_kind_accessed ON object (kind, accessed);
+             PRAGMA user_version = 1;",
         )
         .unwrap();
         upgrade(&mut old).unwrap();

@@ -23,7 +23,6 @@ CREATE TABLE object (
     expired INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 
-CREATE INDEX object_kind_accessed ON object (kind, accessed);
 -- gc walks objects least recently used first (size caps, free space).
 CREATE INDEX object_accessed ON object (accessed);
 -- reconcile asks, of each file it finds on disk, whether a row names it.

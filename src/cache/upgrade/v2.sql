@@ -5,3 +5,5 @@
 CREATE INDEX object_accessed ON object (accessed);
 -- reconcile asks, of each file it finds on disk, whether a row names it.
 CREATE INDEX object_file ON object (file);
+-- No query uses it, and every insert and access update paid for it.
+DROP INDEX object_kind_accessed;
