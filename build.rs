@@ -24,7 +24,7 @@ fn main() {
 
 type Probe = fn() -> bool;
 
-const MISSING: [(&str, Probe); 4] = [
+const MISSING: [(&str, Probe); 6] = [
     ("casterpak_no_ffmpeg", || {
         on_path("ffmpeg") && on_path("ffprobe")
     }),
@@ -37,6 +37,19 @@ const MISSING: [(&str, Probe); 4] = [
             Path::new("/usr/bin")
         });
         time.is_file()
+    }),
+    // Mounting a small tmpfs to fill, and cgroups, take root.
+    ("casterpak_not_root", || {
+        std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1))
+                == Some("0")
+        })
+    }),
+    ("casterpak_no_pids_cgroup", || {
+        Path::new("/sys/fs/cgroup/pids/cgroup.procs").exists()
     }),
     // Not watched while missing: `touch build.rs` after adding it.
     ("casterpak_no_shared_media", || {

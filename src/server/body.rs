@@ -9,6 +9,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -122,6 +123,14 @@ impl TrackedBody {
             if self.pos >= range.end {
                 return Poll::Ready(None);
             }
+            // Bytes in memory (a playlist, an object the cache could not
+            // store) go out as they are, without a copy or a thread.
+            if let cache::Body::Bytes(bytes) = body {
+                let whole = Bytes::from_owner(Shared(Arc::clone(bytes)));
+                let chunk = whole.slice(self.pos as usize..range.end as usize);
+                self.pos = range.end;
+                return Poll::Ready(Some(Ok(chunk)));
+            }
             let want = (range.end - self.pos).min(CHUNK_BYTES as u64) as usize;
             let (body, pos) = (body.clone(), self.pos);
             self.reading = Some(tokio::task::spawn_blocking(move || {
@@ -146,6 +155,16 @@ impl TrackedBody {
             self.pos += chunk.len() as u64;
         }
         Poll::Ready(Some(result))
+    }
+}
+
+/// An object's bytes in memory, shared with the other responses that
+/// send it.
+struct Shared(Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for Shared {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
     }
 }
 

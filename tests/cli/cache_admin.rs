@@ -673,6 +673,7 @@ fn gc_below_min_free_deletes_least_recently_used_first() {
 
 /// A tmpfs mounted for one test, unmounted when dropped.
 #[test]
+#[cfg_attr(casterpak_not_root, ignore = "needs root (mounts a small tmpfs)")]
 fn gc_frees_space_up_to_min_free_on_a_small_filesystem() {
     let mut s = setup();
     let tmpfs = SmallDisk::mount(&s._dir.path().join("small"), "4m");

@@ -222,7 +222,9 @@ fn cpu_ms(pid: u32) -> u64 {
         .iter()
         .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
         .sum();
-    ticks * 1000 / 100
+    // SAFETY: sysconf only reads a system setting.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    ticks * 1000 / per_second
 }
 
 fn peak_rss_kb(pid: u32) -> u64 {

@@ -667,6 +667,7 @@ fn a_failure_is_read_again_every_time_when_failure_ttl_is_0() {
 }
 
 #[test]
+#[cfg_attr(casterpak_not_root, ignore = "needs root (mounts a small tmpfs)")]
 fn a_full_cache_disk_still_answers_and_keeps_what_it_has() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("media");
@@ -724,6 +725,7 @@ fn a_full_cache_disk_still_answers_and_keeps_what_it_has() {
 }
 
 #[test]
+#[cfg_attr(casterpak_not_root, ignore = "needs root (mounts a small tmpfs)")]
 fn serve_keeps_min_free_on_the_cache_filesystem() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("media");
