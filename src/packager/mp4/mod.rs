@@ -172,9 +172,10 @@ fn check_overrun(h: &Located, file_len: u64) -> Result<()> {
 }
 
 /// Reserves room for the samples the fragments after `from` add to the
-/// chosen tracks (at most `budget`), counted in a first pass over their
-/// moofs, so that the sample lists never grow by doubling: an index of
-/// 2^23 samples would otherwise pass through twice its size.
+/// chosen tracks, counted in a first pass over their moofs, so that the
+/// sample lists never grow by doubling: an index of 2^23 samples would
+/// otherwise pass through twice its size. More than `budget` between them
+/// is an error at once, before anything is reserved.
 fn reserve_fragment_samples(
     win: &mut Window,
     from: u64,
@@ -196,11 +197,12 @@ fn reserve_fragment_samples(
         }
         pos = h.end;
     }
+    let total = counts.iter().sum::<u64>();
+    if total > budget {
+        return Err(stbl::over_budget(total, budget));
+    }
     for (chosen, count) in movie.chosen_mut().zip(counts) {
-        chosen
-            .samples
-            .samples
-            .reserve_exact(count.min(budget) as usize);
+        chosen.samples.samples.reserve_exact(count as usize);
     }
     Ok(())
 }
