@@ -8,7 +8,7 @@ mod pes;
 mod psi;
 mod video;
 
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::ops::Range;
 
 use packet::{write_payload, Adaptation, ContinuityCounter, Pid, PACKET_LEN};
@@ -247,10 +247,10 @@ pub fn write_segment(
     let SegmentInput { index, segment, .. } = *input;
     check_segment_media(index, segment)?;
     let mut out = Counted {
-        inner: BufWriter::with_capacity(64 << 10, out),
+        inner: out,
         bytes: 0,
     };
-    let mut mux = Muxer::new(index, input.offset_90k, input.continuity, &mut out)?;
+    let mut mux = Muxer::new(index, input.offset_90k, input.continuity, &mut out);
     let mut units = Vec::new();
     let mut wanted = Vec::new();
     let mut bytes = 0;
@@ -268,6 +268,7 @@ pub fn write_segment(
         bytes += unit_bytes;
     }
     mux.batch(&units, &wanted, &mut batch, src)?;
+    mux.spill()?;
     out.flush()?;
     Ok(out.bytes)
 }
@@ -344,10 +345,17 @@ impl<W: Write> Write for Counted<W> {
     }
 }
 
+/// Bytes of packets gathered before they are written: large writes, and a
+/// bounded amount of memory.
+const SPILL_BYTES: usize = 256 << 10;
+
 struct Muxer<'a, 'w> {
     index: &'a MediaIndex,
     offset_90k: i64,
     out: &'w mut dyn Write,
+    /// Packets made and not written yet: they go to `out` in large writes,
+    /// each byte copied once into place.
+    packets: Vec<u8>,
     video_cc: ContinuityCounter,
     audio_cc: ContinuityCounter,
     pes: Vec<u8>,
@@ -356,13 +364,13 @@ struct Muxer<'a, 'w> {
 }
 
 impl<'a, 'w> Muxer<'a, 'w> {
-    /// Writes the PAT and PMT that begin the segment.
+    /// Starts the segment with its PAT and PMT.
     fn new(
         index: &'a MediaIndex,
         offset_90k: i64,
         continuity: Continuity,
         out: &'w mut dyn Write,
-    ) -> Result<Self> {
+    ) -> Self {
         let mut streams = Vec::new();
         let mut audio_stream_id = 0;
         if let Some(Codec::Video(v)) = index.video.as_ref().map(|t| &t.codec) {
@@ -386,22 +394,42 @@ impl<'a, 'w> Muxer<'a, 'w> {
         } else {
             AUDIO_PID
         };
-        psi::write_pat(out, &mut ContinuityCounter::starting_at(continuity.psi))?;
+        let mut packets = Vec::with_capacity(SPILL_BYTES + (1 << 20));
+        psi::write_pat(
+            &mut packets,
+            &mut ContinuityCounter::starting_at(continuity.psi),
+        );
         psi::write_pmt(
-            out,
+            &mut packets,
             &mut ContinuityCounter::starting_at(continuity.psi),
             pcr_pid,
             &streams,
-        )?;
-        Ok(Muxer {
+        );
+        Muxer {
             index,
             offset_90k,
             out,
+            packets,
             video_cc: ContinuityCounter::starting_at(continuity.video),
             audio_cc: ContinuityCounter::starting_at(continuity.audio),
             audio_stream_id,
             pes: Vec::new(),
-        })
+        }
+    }
+
+    /// Writes the packets made so far.
+    fn spill(&mut self) -> std::io::Result<()> {
+        self.out.write_all(&self.packets)?;
+        self.packets.clear();
+        Ok(())
+    }
+
+    /// Writes the packets made so far once there are enough of them.
+    fn spill_when_full(&mut self) -> std::io::Result<()> {
+        if self.packets.len() >= SPILL_BYTES {
+            self.spill()?;
+        }
+        Ok(())
     }
 
     /// Reads the samples of `units` (listed in `wanted`, in order) and
@@ -470,8 +498,14 @@ impl<'a, 'w> Muxer<'a, 'w> {
             pcr_90k: Some((dts - PCR_LEAD_90K) as u64),
             random_access: sync,
         };
-        write_payload(self.out, VIDEO_PID, &mut self.video_cc, first, &self.pes)?;
-        Ok(())
+        write_payload(
+            &mut self.packets,
+            VIDEO_PID,
+            &mut self.video_cc,
+            first,
+            &self.pes,
+        );
+        Ok(self.spill_when_full()?)
     }
 
     /// Audio frames in one PES packet; `frame(i)` gives frame `i`'s bytes.
@@ -498,8 +532,14 @@ impl<'a, 'w> Muxer<'a, 'w> {
         } else {
             Adaptation::default()
         };
-        write_payload(self.out, AUDIO_PID, &mut self.audio_cc, first, &self.pes)?;
-        Ok(())
+        write_payload(
+            &mut self.packets,
+            AUDIO_PID,
+            &mut self.audio_cc,
+            first,
+            &self.pes,
+        );
+        Ok(self.spill_when_full()?)
     }
 }
 

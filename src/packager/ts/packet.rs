@@ -1,8 +1,6 @@
 //! Transport stream packets (ISO/IEC 13818-1 2.4.3): 188 bytes, a 4-byte
 //! header, an optional adaptation field (PCR, random access, stuffing).
 
-use std::io::Write;
-
 pub const PACKET_LEN: usize = 188;
 const SYNC_BYTE: u8 = 0x47;
 
@@ -67,44 +65,44 @@ pub fn packets_for(payload_len: usize, first_af_len: usize) -> usize {
         .div_ceil(PACKET_LEN - 4)
 }
 
-/// Splits `payload` into packets of `pid`; the first one has
-/// payload_unit_start_indicator set and carries `first`'s adaptation field.
-/// The last packet is padded with adaptation-field stuffing (2.4.3.5).
-pub fn write_payload<W: Write + ?Sized>(
-    out: &mut W,
+/// Splits `payload` into packets of `pid`, appended to `out`; the first
+/// one has payload_unit_start_indicator set and carries `first`'s
+/// adaptation field. The last packet is padded with adaptation-field
+/// stuffing (2.4.3.5).
+pub fn write_payload(
+    out: &mut Vec<u8>,
     pid: Pid,
     cc: &mut ContinuityCounter,
     first: Adaptation,
     mut payload: &[u8],
-) -> std::io::Result<()> {
+) {
     let mut adaptation = first;
     let mut start = true;
     loop {
         let room = PACKET_LEN - 4 - adaptation.len();
         let take = payload.len().min(room);
-        let packet = packet(pid, start, cc.next(), adaptation, &payload[..take]);
-        out.write_all(&packet)?;
+        push_packet(out, pid, start, cc.next(), adaptation, &payload[..take]);
         payload = &payload[take..];
         if payload.is_empty() {
-            return Ok(());
+            return;
         }
         adaptation = Adaptation::default();
         start = false;
     }
 }
 
-fn packet(pid: Pid, start: bool, cc: u8, af: Adaptation, payload: &[u8]) -> [u8; PACKET_LEN] {
-    let mut p = [0xffu8; PACKET_LEN];
+/// Appends one packet: header, adaptation field and stuffing, payload.
+fn push_packet(out: &mut Vec<u8>, pid: Pid, start: bool, cc: u8, af: Adaptation, payload: &[u8]) {
     let af_total = PACKET_LEN - 4 - payload.len();
     let control = if af_total == 0 { 0x10 } else { 0x30 };
-    p[..4].copy_from_slice(&[
+    out.extend_from_slice(&[
         SYNC_BYTE,
         (u8::from(start) << 6) | (pid.0 >> 8) as u8,
         pid.0 as u8,
         control | cc,
     ]);
     if af_total > 0 {
-        p[4] = (af_total - 1) as u8; // adaptation_field_length
+        out.push((af_total - 1) as u8); // adaptation_field_length
         if af_total > 1 {
             let mut flags = 0;
             if af.random_access {
@@ -113,12 +111,13 @@ fn packet(pid: Pid, start: bool, cc: u8, af: Adaptation, payload: &[u8]) -> [u8;
             if af.pcr_90k.is_some() {
                 flags |= 0x10;
             }
-            p[5] = flags;
+            out.push(flags);
+            let mut used = 2;
             if let Some(pcr) = af.pcr_90k {
                 // program_clock_reference_base (33 bits), 6 reserved bits,
                 // program_clock_reference_extension (9 bits, here 0).
                 let base = pcr & 0x1_ffff_ffff;
-                p[6..12].copy_from_slice(&[
+                out.extend_from_slice(&[
                     (base >> 25) as u8,
                     (base >> 17) as u8,
                     (base >> 9) as u8,
@@ -126,12 +125,13 @@ fn packet(pid: Pid, start: bool, cc: u8, af: Adaptation, payload: &[u8]) -> [u8;
                     ((base & 1) << 7) as u8 | 0x7e,
                     0x00,
                 ]);
+                used += 6;
             }
-            // The rest of the field is stuffing, 0xff as the array began.
+            // The rest of the field is stuffing.
+            out.resize(out.len() + (af_total - used), 0xff);
         }
     }
-    p[4 + af_total..].copy_from_slice(payload);
-    p
+    out.extend_from_slice(payload);
 }
 
 #[cfg(test)]
@@ -162,8 +162,7 @@ mod tests {
                     &mut ContinuityCounter::default(),
                     af,
                     &payload,
-                )
-                .unwrap();
+                );
                 assert_eq!(out.len() % PACKET_LEN, 0, "len {len}");
                 assert_eq!(
                     out.len() / PACKET_LEN,

@@ -1,8 +1,6 @@
 //! Program specific information (ISO/IEC 13818-1 2.4.4): one program, its
 //! PAT and PMT, with the MPEG-2 CRC-32 (Annex A).
 
-use std::io::{self, Write};
-
 use super::packet::{write_payload, Adaptation, ContinuityCounter, Pid};
 
 pub const PMT_PID: Pid = Pid::new(0x1000);
@@ -15,19 +13,14 @@ pub struct EsInfo {
     pub descriptors: Vec<u8>,
 }
 
-pub fn write_pat<W: Write + ?Sized>(out: &mut W, cc: &mut ContinuityCounter) -> io::Result<()> {
+pub fn write_pat(out: &mut Vec<u8>, cc: &mut ContinuityCounter) {
     let mut body = Vec::with_capacity(4);
     body.extend_from_slice(&PROGRAM_NUMBER.to_be_bytes());
     body.extend_from_slice(&(0xe000 | PMT_PID.value()).to_be_bytes());
     write_section(out, Pid::PAT, cc, 0x00, 1, &body)
 }
 
-pub fn write_pmt<W: Write + ?Sized>(
-    out: &mut W,
-    cc: &mut ContinuityCounter,
-    pcr_pid: Pid,
-    streams: &[EsInfo],
-) -> io::Result<()> {
+pub fn write_pmt(out: &mut Vec<u8>, cc: &mut ContinuityCounter, pcr_pid: Pid, streams: &[EsInfo]) {
     let mut body = Vec::new();
     body.extend_from_slice(&(0xe000 | pcr_pid.value()).to_be_bytes());
     body.extend_from_slice(&0xf000u16.to_be_bytes()); // program_info_length 0
@@ -41,14 +34,14 @@ pub fn write_pmt<W: Write + ?Sized>(
 }
 
 /// Writes a long-form section in one packet, stuffed with 0xff (2.4.4.2).
-fn write_section<W: Write + ?Sized>(
-    out: &mut W,
+fn write_section(
+    out: &mut Vec<u8>,
     pid: Pid,
     cc: &mut ContinuityCounter,
     table_id: u8,
     id: u16,
     body: &[u8],
-) -> io::Result<()> {
+) {
     let mut payload = Vec::with_capacity(184);
     payload.push(0); // pointer_field
     let section_start = payload.len();
@@ -108,7 +101,7 @@ mod tests {
     #[test]
     fn a_section_with_its_crc_checks_to_zero() {
         let mut out = Vec::new();
-        write_pat(&mut out, &mut ContinuityCounter::default()).unwrap();
+        write_pat(&mut out, &mut ContinuityCounter::default());
         let section_len = usize::from(u16::from_be_bytes([out[6], out[7]]) & 0x0fff);
         assert_eq!(crc32_mpeg2(&out[5..5 + 3 + section_len]), 0);
     }
