@@ -114,7 +114,8 @@ SEGMENT_RPS=$(rps "$BASE/$SEG")
 NGINX_RPS=$(rps "http://127.0.0.1:$NGINX_PORT/$SEG")
 
 if [ -n "${NGINX_VOD:-}" ]; then
-    "$NGINX_VOD/sbin/nginx" -c "$NGINX_VOD/conf/vod.conf"
+    # As root, its workers must be root too to read media under /root.
+    "$NGINX_VOD/sbin/nginx" -c "$NGINX_VOD/conf/vod.conf" ${NGINX_USER:+-g "$NGINX_USER"}
     trap 'cleanup; "$NGINX_VOD/sbin/nginx" -c "$NGINX_VOD/conf/vod.conf" -s stop 2>/dev/null || true' EXIT
     VOD_COLD=http://127.0.0.1:8082/hls/film.mp4
     VOD_CACHED=http://127.0.0.1:8081/hls/film.mp4
