@@ -13,4 +13,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export FRONT_DOOR_SECONDS="${ATTACK_SECONDS:-60}"
 cargo test --release --test cli front_door -- --nocapture --test-threads 1 2>&1 |
-    grep -E '^(front door|low limits|test result)'
+    grep -oE '(front door|low limits|connection cap|test result):? .*'

@@ -11,4 +11,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --release --test cli hostile -- --nocapture --test-threads 1 2>&1 |
-    grep -E '^(hostile|test )'
+    grep -oE '(hostile variants|hostile file|test result):? .*'

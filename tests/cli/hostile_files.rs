@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::http_client::request;
+use crate::support::report;
 
 const MIB: u64 = 1 << 20;
 
@@ -161,7 +162,7 @@ impl Run {
 fn run_measured(args: &[&OsStr]) -> Run {
     let rss_file = tempfile::NamedTempFile::new().unwrap();
     let output = Command::new("/usr/bin/time")
-        .args(["-f", "%M", "-o"])
+        .args(["-f", "%M %U %S", "-o"])
         .arg(rss_file.path())
         .arg(env!("CARGO_BIN_EXE_casterpak"))
         .args(args)
@@ -169,8 +170,25 @@ fn run_measured(args: &[&OsStr]) -> Run {
         .output()
         .expect("GNU time runs casterpak");
     let text = std::fs::read_to_string(rss_file.path()).unwrap();
-    // %M is in kilobytes; a failing child adds a line before it.
-    let kib: u64 = text.lines().last().unwrap().trim().parse().unwrap();
+    // %M is in kilobytes, %U and %S in seconds; a failing child adds a
+    // line before them.
+    let fields: Vec<&str> = text.lines().last().unwrap().split_whitespace().collect();
+    let kib: u64 = fields[0].parse().unwrap();
+    let cpu: f64 = fields[1..].iter().map(|f| f.parse::<f64>().unwrap()).sum();
+    let file = args
+        .get(1)
+        .map(|a| {
+            Path::new(a)
+                .file_name()
+                .unwrap_or(a)
+                .to_string_lossy()
+                .into_owned()
+        })
+        .unwrap_or_default();
+    report(&format!(
+        "hostile file {file}: peak RSS {} MB, {cpu:.2} s of CPU",
+        kib / 1024
+    ));
     Run {
         success: output.status.success(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
