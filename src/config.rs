@@ -16,6 +16,183 @@ pub struct Config {
     pub media: Media,
     pub server: Server,
     pub cache: Cache,
+    pub remote: Remote,
+    /// Backends by URL path prefix; `media.root` serves every path none of
+    /// them claims.
+    pub sources: Vec<Source>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Remote {
+    /// A connection to a remote store must be made within this.
+    pub connect_timeout: Duration,
+    /// A remote store must start answering, and then send something, at
+    /// least this often.
+    pub timeout: Duration,
+    /// A remote object's identity (length, ETag) is asked for again when it
+    /// is older than this. While the store cannot answer, the last one
+    /// known is used.
+    pub revalidate: Duration,
+    /// Copies into the input cache made at the same time.
+    pub copies: usize,
+}
+
+impl Default for Remote {
+    fn default() -> Self {
+        Remote {
+            connect_timeout: Duration(5),
+            timeout: Duration(30),
+            revalidate: Duration(60),
+            copies: 4,
+        }
+    }
+}
+
+/// One `[[sources]]` entry.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// URL path prefix, after the server's prefix, ending with `/`.
+    pub prefix: String,
+    #[serde(rename = "type")]
+    pub kind: SourceType,
+    /// filesystem: the directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<PathBuf>,
+    /// http: the base URL that object paths are appended to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// s3: the endpoint URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_prefix: Option<String>,
+    /// s3: `endpoint/bucket/key` rather than `bucket.endpoint/key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_style: Option<bool>,
+    /// Copy objects into the input cache (default: true for http and s3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key: Option<String>,
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secret.
+        f.debug_struct("Source")
+            .field("prefix", &self.prefix)
+            .field("kind", &self.kind)
+            .field("root", &self.root)
+            .field("url", &self.url)
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceType {
+    Filesystem,
+    Http,
+    S3,
+}
+
+impl Source {
+    /// Whether its objects are copied into the input cache.
+    pub fn copies(&self) -> bool {
+        self.copy.unwrap_or(self.kind != SourceType::Filesystem)
+    }
+
+    /// s3: the credentials, from this entry or else the environment.
+    pub fn credentials(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<crate::cache::remote::Credentials> {
+        let from_env = || {
+            Some((
+                env("AWS_ACCESS_KEY_ID")?,
+                env("AWS_SECRET_ACCESS_KEY")?,
+                env("AWS_SESSION_TOKEN"),
+            ))
+        };
+        let (access_key, secret_key, session_token) = match (&self.access_key, &self.secret_key) {
+            (Some(a), Some(s)) => (a.clone(), s.clone(), None),
+            (None, None) => from_env().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "sources ({:?}): no credentials: set access_key and secret_key, \
+                         or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+                    self.prefix
+                )
+            })?,
+            _ => bail!(
+                "sources ({:?}): access_key and secret_key go together",
+                self.prefix
+            ),
+        };
+        Ok(crate::cache::remote::Credentials {
+            access_key,
+            secret_key,
+            session_token,
+        })
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        let at = format!("sources ({:?})", self.prefix);
+        if self.prefix.is_empty() || self.prefix.starts_with('/') || !self.prefix.ends_with('/') {
+            bail!("{at}: prefix must not start with '/' and must end with '/' (e.g. \"archive/\")");
+        }
+        let given = [
+            ("root", self.root.is_some()),
+            ("url", self.url.is_some()),
+            ("endpoint", self.endpoint.is_some()),
+            ("region", self.region.is_some()),
+            ("bucket", self.bucket.is_some()),
+            ("key_prefix", self.key_prefix.is_some()),
+            ("path_style", self.path_style.is_some()),
+            ("access_key", self.access_key.is_some()),
+            ("secret_key", self.secret_key.is_some()),
+        ];
+        let (needed, allowed): (&[&str], &[&str]) = match self.kind {
+            SourceType::Filesystem => (&["root"], &["root"]),
+            SourceType::Http => (&["url"], &["url"]),
+            SourceType::S3 => (
+                &["endpoint", "bucket"],
+                &[
+                    "endpoint",
+                    "region",
+                    "bucket",
+                    "key_prefix",
+                    "path_style",
+                    "access_key",
+                    "secret_key",
+                ],
+            ),
+        };
+        let kind = format!("{:?}", self.kind).to_lowercase();
+        for (key, present) in given {
+            if present && !allowed.contains(&key) {
+                bail!("{at}: {key} is not a setting of a {kind} source");
+            }
+            if !present && needed.contains(&key) {
+                bail!("{at}: a {kind} source needs {key}");
+            }
+        }
+        for url in [&self.url, &self.endpoint].into_iter().flatten() {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("{at}: {url:?} is not an http:// or https:// URL");
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -289,6 +466,30 @@ impl Config {
                 self.server.prefix
             );
         }
+        let mut prefixes = std::collections::HashSet::new();
+        for source in &self.sources {
+            source.check()?;
+            if !prefixes.insert(&source.prefix) {
+                bail!("sources: the prefix {:?} is given twice", source.prefix);
+            }
+            if source.kind == SourceType::S3 {
+                source.credentials(&|name| std::env::var(name).ok())?;
+            }
+        }
+        if self.remote.copies == 0 {
+            bail!("remote.copies: must be at least 1");
+        }
+        for (key, value) in [
+            ("connect_timeout", self.remote.connect_timeout),
+            ("timeout", self.remote.timeout),
+        ] {
+            if !(1..=MAX_TIMEOUT_SECONDS).contains(&value.0) {
+                bail!(
+                    "remote.{key}: {} s is not between 1 s and {MAX_TIMEOUT_SECONDS} s",
+                    value.0
+                );
+            }
+        }
         if self.server.workers == 0 {
             bail!("server.workers: must be at least 1");
         }
@@ -375,8 +576,16 @@ mod tests {
         config.check().unwrap();
         let shown: toml::Table = block.parse().unwrap();
         let all = toml::Table::try_from(Config::default()).unwrap();
+        assert!(
+            !config.sources.is_empty(),
+            "README.md's configuration shows no [[sources]]"
+        );
         for (section, keys) in &all {
-            for key in keys.as_table().unwrap().keys() {
+            // `[[sources]]` is a list, checked above.
+            let Some(keys) = keys.as_table() else {
+                continue;
+            };
+            for key in keys.keys() {
                 assert!(
                     shown[section].as_table().unwrap().contains_key(key),
                     "README.md's configuration lacks {section}.{key}"

@@ -46,6 +46,13 @@ pub fn parse_http_date(s: &str) -> Option<i64> {
     Some(days_from_civil(year, month, day) * 86_400 + h * 3600 + min * 60 + sec)
 }
 
+/// (year, month, day, hour, minute, second) of a Unix time, in UTC.
+pub fn civil(unix: i64) -> (i64, i64, i64, i64, i64, i64) {
+    let (y, m, d) = civil_from_days(unix.div_euclid(86_400));
+    let secs = unix.rem_euclid(86_400);
+    (y, m, d, secs / 3600, secs / 60 % 60, secs % 60)
+}
+
 /// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to (y, m, d).
 fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;

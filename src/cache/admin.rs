@@ -15,6 +15,10 @@ use crate::cache::{Cache, CacheError};
 /// How many sources `stat` lists.
 const TOP_SOURCES: usize = 10;
 
+/// Counter names of what was fetched from a remote backend, before its prefix.
+pub const FETCHED_BYTES: &str = "fetched_bytes ";
+pub const FETCHED_REQUESTS: &str = "fetched_requests ";
+
 impl Cache {
     /// Removes objects: files first, then the rows that are still the ones
     /// read. Returns how many rows went. A file that cannot be removed
@@ -46,6 +50,26 @@ impl Cache {
         let counters: BTreeMap<String, u64> =
             self.with_db(|c| db::counters(c))?.into_iter().collect();
         let top = self.with_db(|c| db::top_sources(c, TOP_SOURCES))?;
+        let fetched = counters
+            .iter()
+            .filter_map(|(name, bytes)| {
+                let backend = name.strip_prefix(FETCHED_BYTES)?;
+                Some(Fetched {
+                    backend: backend.to_string(),
+                    bytes: *bytes,
+                    requests: counters
+                        .get(&format!("{FETCHED_REQUESTS}{backend}"))
+                        .copied()
+                        .unwrap_or(0),
+                })
+            })
+            .collect();
+        // Rows of processes that are gone are copies that were cut off.
+        let downloads = self
+            .with_db(|c| db::downloads(c))?
+            .into_iter()
+            .filter(|d| super::reconcile::is_running(d.pid))
+            .collect();
         Ok(Stats {
             dir: self.dir.display().to_string(),
             objects: kinds.values().map(|k| k.objects).sum(),
@@ -73,6 +97,8 @@ impl Cache {
                     bytes,
                 })
                 .collect(),
+            fetched,
+            downloads,
         })
     }
 
@@ -166,6 +192,18 @@ pub struct Stats {
     pub hits: u64,
     pub misses: u64,
     pub top_sources: Vec<SourceStats>,
+    /// What was fetched from each remote backend, since the cache was created.
+    pub fetched: Vec<Fetched>,
+    /// Copies into the input cache in progress.
+    pub downloads: Vec<db::Download>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Fetched {
+    /// The backend's prefix.
+    pub backend: String,
+    pub bytes: u64,
+    pub requests: u64,
 }
 
 #[cfg(test)]

@@ -9,12 +9,15 @@ use rusqlite::{named_params, Connection, OpenFlags, OptionalExtension, Row as Sq
 /// The database file in the cache directory.
 pub const FILE_NAME: &str = "cache.db";
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 /// The whole schema, for a new cache.
 const SCHEMA: &str = include_str!("schema.sql");
 /// Steps for an existing cache: `UPGRADES[v - 1]` takes it from version v
 /// to v + 1.
-const UPGRADES: [&str; 1] = [include_str!("upgrade/v2.sql")];
+const UPGRADES: [&str; 2] = [
+    include_str!("upgrade/v2.sql"),
+    include_str!("upgrade/v3.sql"),
+];
 
 /// How long a statement waits for another process's write lock (a `gc`
 /// from cron while `serve` runs) before giving up.
@@ -142,6 +145,83 @@ pub fn record_use(
             .execute(named_params! {":name": name, ":add": *add as i64})?;
     }
     tx.commit()
+}
+
+/// Counters, by name.
+pub fn add_counters(conn: &mut Connection, counters: &[(String, u64)]) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    for (name, add) in counters.iter().filter(|(_, add)| *add > 0) {
+        tx.prepare_cached(ADD_COUNTER)?
+            .execute(named_params! {":name": name, ":add": *add as i64})?;
+    }
+    tx.commit()
+}
+
+/// Bytes of the live inputs.
+pub fn input_bytes(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.prepare_cached(
+        "SELECT coalesce(sum(bytes), 0) FROM object WHERE kind = 'input' AND expired = 0",
+    )?
+    .query_row([], |r| Ok(r.get::<_, i64>(0)? as u64))
+}
+
+pub fn begin_download(
+    conn: &Connection,
+    key: &str,
+    path: &str,
+    backend: &str,
+    total: u64,
+    now: i64,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO download (key, path, backend, bytes_total, bytes_done, pid, started)
+         VALUES (:key, :path, :backend, :total, 0, :pid, :now)",
+    )?
+    .execute(named_params! {
+        ":key": key, ":path": path, ":backend": backend, ":total": total as i64,
+        ":pid": std::process::id(), ":now": now,
+    })?;
+    Ok(())
+}
+
+pub fn download_progress(conn: &Connection, key: &str, done: u64) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE download SET bytes_done = :done WHERE key = :key")?
+        .execute(named_params! {":key": key, ":done": done as i64})?;
+    Ok(())
+}
+
+pub fn end_download(conn: &Connection, key: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached("DELETE FROM download WHERE key = :key")?
+        .execute(named_params! {":key": key})?;
+    Ok(())
+}
+
+/// A copy in progress, as `stat` shows it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Download {
+    pub path: String,
+    pub backend: String,
+    pub bytes_total: u64,
+    pub bytes_done: u64,
+    pub pid: u32,
+    pub started: i64,
+}
+
+pub fn downloads(conn: &Connection) -> rusqlite::Result<Vec<Download>> {
+    conn.prepare_cached(
+        "SELECT path, backend, bytes_total, bytes_done, pid, started FROM download ORDER BY started",
+    )?
+    .query_map([], |r| {
+        Ok(Download {
+            path: r.get(0)?,
+            backend: r.get(1)?,
+            bytes_total: r.get::<_, i64>(2)? as u64,
+            bytes_done: r.get::<_, i64>(3)? as u64,
+            pid: r.get(4)?,
+            started: r.get(5)?,
+        })
+    })?
+    .collect()
 }
 
 /// How many rows gc, invalidate and reconcile read (and change) at a time:

@@ -37,7 +37,9 @@ mod db;
 mod flight;
 mod gc;
 mod housekeeping;
+mod inputs;
 mod reconcile;
+pub mod remote;
 mod source;
 mod store;
 
@@ -53,9 +55,10 @@ use std::time::Duration;
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 
-pub use admin::{KindStats, SourceStats, Stats};
+pub use admin::{Fetched, KindStats, SourceStats, Stats, FETCHED_BYTES, FETCHED_REQUESTS};
 pub use clock::{clock_at, Clock, FixedClock, SystemClock};
 pub use gc::{ByReason, GcDeletion, GcPolicy, GcReport, Reason, Tally};
+pub use inputs::{Backend, BackendKind, Input, Inputs, Settings as InputSettings, Sources};
 pub use source::{resolve_local, SourceId};
 
 use flight::{Flights, Role};
@@ -85,6 +88,9 @@ pub enum CacheError {
     /// allows.
     #[error("still being made by another request after {0:?}")]
     Busy(Duration),
+    /// A remote store failed or refused.
+    #[error(transparent)]
+    Remote(remote::RemoteError),
 }
 
 impl CacheError {
@@ -346,6 +352,11 @@ impl Cache {
         }
     }
 
+    /// The object of `key`, if the cache has it.
+    pub fn find(&self, key: &str) -> Result<Option<Object>, CacheError> {
+        self.lookup(key, &etag_of(key))
+    }
+
     fn lookup(&self, key: &str, etag: &str) -> Result<Option<Object>, CacheError> {
         let Some(row) = self.with_db(|c| db::lookup(c, key))? else {
             return Ok(None);
@@ -379,6 +390,11 @@ impl Cache {
             state: State::Hit,
             etag: etag.to_string(),
         }))
+    }
+
+    /// Adds to counters, by name.
+    pub fn add_counters(&self, counters: &[(String, u64)]) -> Result<(), CacheError> {
+        self.with_db(|c| db::add_counters(c, counters))
     }
 
     /// Writes the last-access times and counters gathered since the last call.

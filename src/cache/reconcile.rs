@@ -143,9 +143,17 @@ impl Cache {
 /// (`<hash>.<pid>.<n>`, see `store.rs`) is still running: a make may take
 /// longer than the grace time (a large moov on a slow mount).
 fn maker_is_running(name: &str) -> bool {
-    let pid = name.split('.').nth(1).and_then(|p| p.parse::<i32>().ok());
+    let pid = name.split('.').nth(1).and_then(|p| p.parse::<u32>().ok());
+    pid.is_some_and(is_running)
+}
+
+/// Whether process `pid` exists.
+pub(super) fn is_running(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
     // SAFETY: kill with signal 0 only checks that the process exists.
-    pid.is_some_and(|pid| pid > 0 && unsafe { libc::kill(pid, 0) } == 0)
+    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
 }
 
 fn is_older_than(path: &Path, seconds: u64) -> bool {

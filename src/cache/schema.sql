@@ -1,4 +1,4 @@
--- The cache index of casterpak, schema version 2 (PRAGMA user_version).
+-- The cache index of casterpak, schema version 3 (PRAGMA user_version).
 -- One row per object file under the cache directory; see src/cache/mod.rs
 -- for the order in which files and rows are written and removed. A new
 -- cache is made from this file; an older one is brought here by the steps
@@ -46,8 +46,26 @@ CREATE INDEX object_source_path ON object_source (path);
 
 -- Persisted counters, since the cache was created.
 CREATE TABLE counter (
-    -- 'hits' or 'misses'.
+    -- 'hits', 'misses', or 'fetched_bytes <prefix>' and
+    -- 'fetched_requests <prefix>' of a remote backend.
     name TEXT PRIMARY KEY NOT NULL,
     -- How many.
     value INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- Copies of remote inputs in progress (bytes done), for `stat`.
+CREATE TABLE download (
+    -- object.key the copy will have.
+    key TEXT PRIMARY KEY NOT NULL,
+    -- Source path, as in the URL.
+    path TEXT NOT NULL,
+    -- Prefix of the backend it comes from.
+    backend TEXT NOT NULL,
+    -- Bytes in all, and copied so far.
+    bytes_total INTEGER NOT NULL,
+    bytes_done INTEGER NOT NULL,
+    -- The process copying it: a row of a process that is gone is stale.
+    pid INTEGER NOT NULL,
+    -- Unix time (seconds) when it started.
+    started INTEGER NOT NULL
 ) WITHOUT ROWID;

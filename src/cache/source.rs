@@ -1,5 +1,6 @@
-//! Local sources: a path from a URL, resolved under the media root without
-//! ever leaving it, and the identity that goes into cache keys.
+//! Sources: a path from a URL, resolved under a root without ever leaving
+//! it, or an object in a remote store; and the identity that goes into
+//! cache keys.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -12,41 +13,75 @@ use crate::cache::CacheError;
 /// no user-space call can set back) catch it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SourceId {
-    /// Path relative to the media root, as in the URL.
+    /// The path in the URL, after the prefix.
     pub rel: String,
-    /// The file on disk, symlinks resolved.
+    /// Which configured source it is in (see `cache::Sources`).
+    pub backend: usize,
+    /// The file on disk, symlinks resolved; empty for a remote object.
     pub path: PathBuf,
     pub size: u64,
     pub mtime_ns: i64,
     pub inode: u64,
     pub ctime_ns: i64,
+    /// A remote object's ETag, quotes included (possibly empty); `None`
+    /// for a file.
+    pub etag: Option<String>,
 }
 
 impl SourceId {
-    /// `rel:size:mtime:inode:ctime`, for cache keys.
+    /// `rel:size:mtime:inode:ctime` of a file, `rel:size:mtime:etag` of
+    /// a remote object, for cache keys.
     pub fn key_part(&self) -> String {
-        format!(
-            "{}:{}:{}:{}:{}",
-            self.rel, self.size, self.mtime_ns, self.inode, self.ctime_ns
-        )
+        match &self.etag {
+            None => format!(
+                "{}:{}:{}:{}:{}",
+                self.rel, self.size, self.mtime_ns, self.inode, self.ctime_ns
+            ),
+            Some(etag) => format!("{}:{}:{}:{etag}", self.rel, self.size, self.mtime_ns),
+        }
+    }
+
+    /// The identity of a remote object described by `meta`.
+    pub fn of_remote(rel: &str, backend: usize, meta: &crate::cache::remote::Meta) -> SourceId {
+        SourceId {
+            rel: rel.to_string(),
+            backend,
+            path: PathBuf::new(),
+            size: meta.len,
+            mtime_ns: meta.last_modified.saturating_mul(1_000_000_000),
+            inode: 0,
+            ctime_ns: 0,
+            etag: Some(meta.etag.clone()),
+        }
+    }
+
+    pub fn is_remote(&self) -> bool {
+        self.etag.is_some()
     }
 
     /// The identity of `path` now, under the same name.
     pub fn of_file(rel: &str, path: PathBuf, meta: &std::fs::Metadata) -> SourceId {
         SourceId {
             rel: rel.to_string(),
+            backend: 0,
             path,
             size: meta.len(),
             mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
             inode: meta.ino(),
             ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+            etag: None,
         }
     }
 
-    /// Whether the file still has this identity.
+    /// Whether the file still has this identity (a remote object's is
+    /// checked by `cache::Inputs`).
     pub fn is_current(&self) -> bool {
-        std::fs::metadata(&self.path)
-            .is_ok_and(|meta| SourceId::of_file(&self.rel, self.path.clone(), &meta) == *self)
+        self.is_remote()
+            || std::fs::metadata(&self.path).is_ok_and(|meta| {
+                let mut now = SourceId::of_file(&self.rel, self.path.clone(), &meta);
+                now.backend = self.backend;
+                now == *self
+            })
     }
 }
 

@@ -54,6 +54,25 @@ impl Cache {
         Ok((body, len, made))
     }
 
+    /// Makes the object of `spec` into the cache, or nothing: no second
+    /// attempt into memory (an input copy is not worth holding there).
+    /// `Err`: the cache failed; `Ok(Err)`: `make` did.
+    pub fn store<E>(
+        &self,
+        spec: &ObjectSpec,
+        make: impl Fn(&mut dyn Write) -> Result<(), E>,
+    ) -> Result<Result<File, E>, CacheError> {
+        Ok(match self.make_into_file(spec, &make)? {
+            Ok((Body::File(file), _, ())) => Ok(Arc::try_unwrap(file)
+                .or_else(|shared| shared.try_clone())
+                .map_err(|e| {
+                    CacheError::io(format!("reopening the {} just stored", spec.kind), e)
+                })?),
+            Ok((Body::Bytes(_), _, ())) => unreachable!("made into a file"),
+            Err(e) => Err(e),
+        })
+    }
+
     /// `Err`: the cache failed (and nothing is left of the attempt);
     /// `Ok(Err)`: `make` failed on its own.
     fn make_into_file<T, E>(

@@ -48,6 +48,24 @@ fn human(s: &Stats) -> String {
         when(s.newest_access)
     ));
     out.push_str(&format!("hits {}  misses {}\n", s.hits, s.misses));
+    if !s.fetched.is_empty() {
+        out.push_str("\nfetched from remote sources\n");
+        for f in &s.fetched {
+            out.push_str(&format!(
+                "{:>14} bytes {:>9} requests  {}\n",
+                f.bytes, f.requests, f.backend
+            ));
+        }
+    }
+    if !s.downloads.is_empty() {
+        out.push_str("\ncopies in progress\n");
+        for d in &s.downloads {
+            out.push_str(&format!(
+                "{:>14} of {:>14} bytes  {}\n",
+                d.bytes_done, d.bytes_total, d.path
+            ));
+        }
+    }
     if !s.top_sources.is_empty() {
         out.push_str("\ntop sources by bytes\n");
         for t in &s.top_sources {

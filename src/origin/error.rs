@@ -1,6 +1,7 @@
 //! What can go wrong answering a request, by kind. The origin knows no
 //! HTTP: `serve` turns each kind into a status, in one place.
 
+use crate::cache::remote::RemoteError;
 use crate::cache::{CacheError, Failure, SourceId};
 use crate::packager::error::Error as PackagerError;
 use crate::packager::url::UrlError;
@@ -26,10 +27,46 @@ pub enum OriginError {
     /// Our failure, or the machine's (a disk error).
     #[error("{0}")]
     Internal(String),
+    /// A remote store failed or refused.
+    #[error("{0}")]
+    BadGateway(String),
+    /// A remote store did not answer in time.
+    #[error("{0}")]
+    GatewayTimeout(String),
 }
 
 /// `Retry-After` of a source that is changing or an object still being made.
 pub const RETRY_AFTER_SECONDS: u64 = 5;
+
+/// `Retry-After` of an archived object being restored (restores take
+/// minutes to hours).
+pub const RESTORE_RETRY_AFTER_SECONDS: u64 = 60;
+
+impl From<RemoteError> for OriginError {
+    fn from(e: RemoteError) -> Self {
+        match e {
+            RemoteError::NotFound(reason) => {
+                // The store's reason (403 or 404) goes to the log, not to
+                // the client.
+                tracing::info!("{reason}");
+                let name = reason.split(": ").next().unwrap_or_default();
+                OriginError::NotFound(format!("no such file: {name}"))
+            }
+            RemoteError::Down(reason) | RemoteError::Refused(reason) => {
+                OriginError::BadGateway(reason)
+            }
+            RemoteError::TimedOut(reason) => OriginError::GatewayTimeout(reason),
+            RemoteError::Changed(reason) => OriginError::Unavailable {
+                reason,
+                retry_after_seconds: 1,
+            },
+            RemoteError::Archived(reason) => OriginError::Unavailable {
+                reason,
+                retry_after_seconds: RESTORE_RETRY_AFTER_SECONDS,
+            },
+        }
+    }
+}
 
 impl From<UrlError> for OriginError {
     fn from(e: UrlError) -> Self {
@@ -48,6 +85,7 @@ impl From<CacheError> for OriginError {
                 reason: e.to_string(),
                 retry_after_seconds: RETRY_AFTER_SECONDS,
             },
+            CacheError::Remote(e) => e.into(),
             other => OriginError::Internal(other.to_string()),
         }
     }
@@ -66,7 +104,10 @@ impl From<Failure<OriginError>> for OriginError {
 pub fn packager_error(source: &SourceId, e: PackagerError) -> OriginError {
     match e {
         PackagerError::NotFound(m) => OriginError::NotFound(m),
-        PackagerError::Io(e) => OriginError::Internal(format!("{}: {e}", source.rel)),
+        PackagerError::Io(e) => match e.get_ref().and_then(|e| e.downcast_ref::<RemoteError>()) {
+            Some(remote) => remote.clone().into(),
+            None => OriginError::Internal(format!("{}: {e}", source.rel)),
+        },
         other => OriginError::Unprocessable(format!("{}: {other}", source.rel)),
     }
 }

@@ -12,8 +12,13 @@ pub use error::{OriginError, RETRY_AFTER_SECONDS};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use crate::cache::{self, Body, Cache, CacheError, Object, ObjectSpec, SourceId, State};
-use crate::config::Config;
+use crate::cache::remote::{S3Bucket, Store, Timeouts};
+use crate::cache::{
+    self, Backend, BackendKind, Body, Cache, CacheError, InputSettings, Inputs, Object, ObjectSpec,
+    SourceId, Sources, State,
+};
+use crate::cache::{FETCHED_BYTES, FETCHED_REQUESTS};
+use crate::config::{Config, SourceType};
 use crate::packager::rendition::Rendition;
 use crate::packager::url::{self, Target};
 use crate::packager::{hls, FORMAT_VERSION};
@@ -30,7 +35,8 @@ pub const SEGMENT_TYPE: &str = "video/mp2t";
 
 pub struct Origin {
     config: Config,
-    cache: Cache,
+    cache: Arc<Cache>,
+    inputs: Arc<Inputs>,
     parsed: sources::ParsedSources,
     in_memory: in_memory::InMemory,
     failures: sources::Failures,
@@ -38,10 +44,18 @@ pub struct Origin {
 }
 
 impl Origin {
+    /// The origin of `config`'s sources, through `cache`.
     pub fn new(config: Config, cache: Cache) -> Origin {
+        let cache = Arc::new(cache);
+        let inputs = Inputs::new(
+            Arc::clone(&cache),
+            sources_of(&config),
+            input_settings(&config),
+        );
         Origin {
             config,
             cache,
+            inputs,
             parsed: Default::default(),
             in_memory: Default::default(),
             failures: Default::default(),
@@ -55,6 +69,30 @@ impl Origin {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    pub fn inputs(&self) -> &Inputs {
+        &self.inputs
+    }
+
+    /// Writes what was gathered in memory (last accesses, hit counts, bytes
+    /// fetched from remote stores) to the cache database.
+    pub fn flush_use(&self) -> Result<(), CacheError> {
+        let fetched: Vec<(String, u64)> = self
+            .inputs
+            .take_fetched()
+            .into_iter()
+            .flat_map(|(prefix, bytes, requests)| {
+                [
+                    (format!("{FETCHED_BYTES}{prefix}"), bytes),
+                    (format!("{FETCHED_REQUESTS}{prefix}"), requests),
+                ]
+            })
+            .collect();
+        if !fetched.is_empty() {
+            self.cache.add_counters(&fetched)?;
+        }
+        self.cache.flush_use()
     }
 
     /// Answers a URL path (with the prefix, without the query string).
@@ -197,7 +235,7 @@ impl Origin {
     }
 
     fn resolve(&self, rel: &str) -> Result<SourceId, OriginError> {
-        Ok(cache::resolve_local(&self.config.media.root, rel)?)
+        Ok(self.inputs.resolve(rel)?)
     }
 
     fn get(
@@ -237,6 +275,59 @@ impl Origin {
             )));
         }
         Ok(rendition)
+    }
+}
+
+/// The backends of `config`'s `[[sources]]`, with `media.root` for the rest.
+/// (`Config::load` checked them, credentials included.)
+fn sources_of(config: &Config) -> Sources {
+    let timeouts = Timeouts {
+        connect: config.remote.connect_timeout.as_std(),
+        transfer: config.remote.timeout.as_std(),
+    };
+    let env = |name: &str| std::env::var(name).ok();
+    let backends = config
+        .sources
+        .iter()
+        .map(|s| {
+            let kind = match s.kind {
+                SourceType::Filesystem => BackendKind::Filesystem(s.root.clone().expect("checked")),
+                SourceType::Http => {
+                    BackendKind::Remote(Store::http(s.url.as_deref().expect("checked"), timeouts))
+                }
+                SourceType::S3 => BackendKind::Remote(Store::s3(
+                    S3Bucket {
+                        endpoint: s
+                            .endpoint
+                            .as_deref()
+                            .expect("checked")
+                            .trim_end_matches('/')
+                            .to_string(),
+                        region: s.region.clone().unwrap_or_else(|| "us-east-1".into()),
+                        bucket: s.bucket.clone().expect("checked"),
+                        key_prefix: s.key_prefix.clone().unwrap_or_default(),
+                        path_style: s.path_style.unwrap_or(false),
+                        credentials: s.credentials(&env).expect("checked"),
+                    },
+                    timeouts,
+                )),
+            };
+            Backend {
+                prefix: s.prefix.clone(),
+                kind,
+                copy: s.copies(),
+            }
+        })
+        .collect();
+    Sources::new(backends, config.media.root.clone())
+}
+
+fn input_settings(config: &Config) -> InputSettings {
+    InputSettings {
+        revalidate: config.remote.revalidate.as_std(),
+        max_copies: config.remote.copies,
+        input_max_bytes: config.cache.input_max_size.0,
+        min_free_bytes: config.cache.min_free.0,
     }
 }
 

@@ -4,15 +4,15 @@
 //! not parsed again on every request for it.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::error::{packager_error, OriginError, RETRY_AFTER_SECONDS};
 use super::Origin;
-use crate::cache::{ObjectSpec, SourceId};
+use crate::cache::{Input, ObjectSpec, SourceId};
 use crate::packager::index::MediaIndex;
+use crate::packager::media::MediaSource;
 use crate::packager::rendition::Rendition;
 use crate::packager::{index_codec, mp4};
 
@@ -31,8 +31,36 @@ const SETTLE_TIME: Duration = Duration::from_secs(10);
 /// Parsed sources, least recently used out first.
 #[derive(Default)]
 pub(super) struct Parsed {
-    map: HashMap<SourceId, (Arc<Rendition>, u64)>,
+    map: HashMap<SourceId, Kept>,
     bytes: usize,
+}
+
+struct Kept {
+    rendition: Arc<Rendition>,
+    /// What the rendition reads.
+    input: Arc<Input>,
+    used: u64,
+}
+
+impl Parsed {
+    fn remove(&mut self, source: &SourceId) {
+        if let Some(kept) = self.map.remove(source) {
+            self.bytes -= kept.rendition.index().memory_bytes();
+        }
+    }
+}
+
+/// An input, as the packager reads it.
+struct Media(Arc<Input>);
+
+impl MediaSource for Media {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        self.0.read_exact_at(buf, offset)
+    }
+
+    fn will_read(&self, spans: &[(u64, usize)]) {
+        self.0.read_ahead(spans)
+    }
 }
 
 impl Origin {
@@ -40,9 +68,17 @@ impl Origin {
     /// recently fails again at once, with the same error.
     pub fn rendition(&self, source: &SourceId) -> Result<Arc<Rendition>, OriginError> {
         let tick = self.uses.fetch_add(1, Ordering::Relaxed);
-        if let Some((r, used)) = self.parsed.lock().expect("parsed lock").map.get_mut(source) {
-            *used = tick;
-            return Ok(Arc::clone(r));
+        {
+            let mut parsed = self.parsed.lock().expect("parsed lock");
+            if let Some(kept) = parsed.map.get_mut(source) {
+                // A copy in the input cache that gc or invalidate removed
+                // is not read from any more: the source is opened again.
+                if !kept.input.is_gone() {
+                    kept.used = tick;
+                    return Ok(Arc::clone(&kept.rendition));
+                }
+                parsed.remove(source);
+            }
         }
         if let Some(e) = self.remembered_failure(source) {
             tracing::debug!("{}: failed recently, not read again: {e}", source.rel);
@@ -57,26 +93,43 @@ impl Origin {
             }
             e
         })?;
+        let (rendition, input) = rendition;
         let rendition = Arc::new(rendition);
-        self.keep(source, &rendition, tick);
+        self.keep(
+            source,
+            Kept {
+                rendition: Arc::clone(&rendition),
+                input,
+                used: tick,
+            },
+        );
         Ok(rendition)
     }
 
-    fn open(&self, source: &SourceId) -> Result<Rendition, OriginError> {
-        let file = File::open(&source.path).map_err(|e| packager_error(source, e.into()))?;
-        let index = self.index(source, &file)?;
-        Ok(Rendition::from_index(
-            &source.path,
-            file,
-            index,
-            self.config.media.segment_duration,
-        ))
+    fn open(&self, source: &SourceId) -> Result<(Rendition, Arc<Input>), OriginError> {
+        let input = self.inputs.open(source)?;
+        let index = self.index(source, &input)?;
+        let name = if source.is_remote() {
+            std::path::PathBuf::from(&source.rel)
+        } else {
+            source.path.clone()
+        };
+        let media: Arc<dyn MediaSource> = Arc::new(Media(Arc::clone(&input)));
+        let rendition =
+            Rendition::from_index(&name, media, index, self.config.media.segment_duration);
+        Ok((rendition, input))
     }
 
     /// The index of `source`, from the cache or read from `file` and
     /// stored. An index from the cache is checked as a freshly read one
     /// is; one that fails the check is read again from the source.
-    fn index(&self, source: &SourceId, file: &File) -> Result<MediaIndex, OriginError> {
+    fn index(&self, source: &SourceId, input: &Arc<Input>) -> Result<MediaIndex, OriginError> {
+        let read = || {
+            let media = Media(Arc::clone(input));
+            let index = mp4::read_index_from(&media, source.size);
+            input.forget_read_ahead();
+            index.map_err(|e| packager_error(source, e))
+        };
         let spec = ObjectSpec {
             key: self.key("index", &[&source.key_part()]),
             kind: "index",
@@ -84,7 +137,7 @@ impl Origin {
             sources: std::slice::from_ref(source),
         };
         let (object, made) = self.cache.get_or_make(&spec, |out| {
-            let index = mp4::read_index(file).map_err(|e| packager_error(source, e))?;
+            let index = read()?;
             out.write_all(&index_codec::encode(&index))
                 .map_err(|e| packager_error(source, e.into()))?;
             Ok(index)
@@ -118,15 +171,15 @@ impl Origin {
                     "{}: cached index unusable ({e}), reading the source",
                     source.rel
                 );
-                let index = mp4::read_index(file).map_err(|e| packager_error(source, e))?;
+                let index = read()?;
                 tracing::debug!("{}: index read from the file", source.rel);
                 Ok(index)
             }
         }
     }
 
-    fn keep(&self, source: &SourceId, rendition: &Arc<Rendition>, tick: u64) {
-        let bytes = rendition.index().memory_bytes();
+    fn keep(&self, source: &SourceId, kept: Kept) {
+        let bytes = kept.rendition.index().memory_bytes();
         let mut parsed = self.parsed.lock().expect("parsed lock");
         while !parsed.map.is_empty()
             && (parsed.map.len() >= RENDITIONS_IN_MEMORY
@@ -135,20 +188,14 @@ impl Origin {
             let oldest = parsed
                 .map
                 .iter()
-                .min_by_key(|(_, (_, used))| *used)
+                .min_by_key(|(_, kept)| kept.used)
                 .map(|(k, _)| k.clone())
                 .expect("not empty");
-            if let Some((r, _)) = parsed.map.remove(&oldest) {
-                parsed.bytes -= r.index().memory_bytes();
-            }
+            parsed.remove(&oldest);
         }
+        parsed.remove(source);
         parsed.bytes += bytes;
-        if let Some((old, _)) = parsed
-            .map
-            .insert(source.clone(), (Arc::clone(rendition), tick))
-        {
-            parsed.bytes -= old.index().memory_bytes();
-        }
+        parsed.map.insert(source.clone(), kept);
     }
 
     /// What a failure to make something of `source` is answered with: 503
@@ -192,6 +239,10 @@ impl Origin {
 /// Whether `source` changed since it was resolved, or was modified so
 /// recently that it may still be being written.
 fn is_changing(source: &SourceId) -> bool {
+    // A remote object is replaced whole, never seen half-written.
+    if source.is_remote() {
+        return false;
+    }
     if !source.is_current() {
         return true;
     }

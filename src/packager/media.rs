@@ -8,9 +8,15 @@ use std::os::unix::fs::FileExt;
 
 use crate::packager::error::Result;
 
-/// Where sample bytes come from: a file, or a buffer (tests, fuzzing).
-pub trait MediaSource {
+/// Where a source's bytes come from: a file, a buffer (tests, fuzzing),
+/// or whatever the origin reads them from.
+pub trait MediaSource: Send + Sync {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()>;
+
+    /// A hint: these spans `(offset, len)` will be read next, in this
+    /// order. A source for which each read costs a round trip fetches them
+    /// together; a file ignores it.
+    fn will_read(&self, _spans: &[(u64, usize)]) {}
 }
 
 impl MediaSource for File {

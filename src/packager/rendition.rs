@@ -22,10 +22,12 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::packager::error::{Error, FourCc, Result};
 use crate::packager::hls::{self, Variant};
 use crate::packager::index::{Codec, MediaIndex};
+use crate::packager::media::MediaSource;
 use crate::packager::segment::{self, Plan};
 use crate::packager::{mp4, ts};
 
@@ -34,7 +36,7 @@ pub const DEFAULT_SEGMENT_SECONDS: f64 = 6.0;
 
 pub struct Rendition {
     path: PathBuf,
-    file: File,
+    src: Arc<dyn MediaSource>,
     index: MediaIndex,
     plan: Plan,
     /// Continuity counters and size of each segment, known ahead.
@@ -47,12 +49,19 @@ impl Rendition {
     pub fn open(path: &Path, segment_seconds: f64) -> Result<Rendition> {
         let file = File::open(path)?;
         let index = mp4::read_index(&file)?;
-        Ok(Self::from_index(path, file, index, segment_seconds))
+        Ok(Self::from_index(
+            path,
+            Arc::new(file),
+            index,
+            segment_seconds,
+        ))
     }
 
+    /// A rendition of `index`, the index of what `src` reads; `path` names
+    /// it in messages.
     pub fn from_index(
         path: &Path,
-        file: File,
+        src: Arc<dyn MediaSource>,
         index: MediaIndex,
         segment_seconds: f64,
     ) -> Rendition {
@@ -68,7 +77,7 @@ impl Rendition {
         let layout = ts::layout(&index, &plan.segments);
         Rendition {
             path: path.to_owned(),
-            file,
+            src,
             index,
             plan,
             layout,
@@ -133,7 +142,7 @@ impl Rendition {
             offset_90k: self.plan.stream_offset_90k,
             continuity: self.layout[k].continuity,
         };
-        let written = ts::write_segment(&input, &self.file, out, batch_bytes)?;
+        let written = ts::write_segment(&input, &*self.src, out, batch_bytes)?;
         // The layout gave the counters of every later segment and the
         // playlist's BANDWIDTH: a segment of another size would break both.
         if written != self.layout[k].len_bytes {

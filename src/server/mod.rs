@@ -193,7 +193,7 @@ fn start_background_jobs(origin: &Arc<Origin>) {
     let flusher = Arc::clone(origin);
     std::thread::spawn(move || loop {
         std::thread::sleep(FLUSH_INTERVAL);
-        if let Err(e) = flusher.cache().flush_use() {
+        if let Err(e) = flusher.flush_use() {
             tracing::warn!("recording cache use: {e}");
         }
     });

@@ -276,6 +276,8 @@ fn error(config: &crate::config::Server, e: &OriginError) -> Reply {
         OriginError::Unprocessable(_) => 422,
         OriginError::Unavailable { .. } => 503,
         OriginError::Internal(_) => 500,
+        OriginError::BadGateway(_) => 502,
+        OriginError::GatewayTimeout(_) => 504,
     };
     if status >= 500 {
         tracing::error!("{e}");

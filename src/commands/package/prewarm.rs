@@ -15,6 +15,9 @@ use crate::cache::{Clock, Object, State};
 use crate::config::Config;
 use crate::origin::{master_path, Origin};
 
+/// How long pre-warming waits for copies into the input cache to end.
+const COPY_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
+
 pub fn run(args: Args, config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let masters: Vec<String> = args
@@ -57,7 +60,9 @@ pub fn run(args: Args, config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<
         }
     });
     bar.finish_and_clear();
-    origin.cache().flush_use()?;
+    // Copies of remote sources into the input cache are part of warming.
+    origin.inputs().wait_for_copies(COPY_WAIT);
+    origin.flush_use()?;
     if let Some(e) = failure.into_inner().expect("lock") {
         return Err(e);
     }

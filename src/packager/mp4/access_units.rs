@@ -57,6 +57,16 @@ pub fn scan(
         // scattered back and forth over the file read more than this.
         max_read: file_len.saturating_mul(4).saturating_add(16 << 20),
     };
+    if let (false, Some(list)) = (every_sample, sync) {
+        // Each sync sample's first bytes, far apart: one round trip for all
+        // of them where reads cost one each.
+        let spans: Vec<(u64, usize)> = list
+            .iter()
+            .filter_map(|&i| samples.get(i as usize))
+            .map(|s| walker.win.fill_at(s.offset))
+            .collect();
+        src.will_read(&spans);
+    }
     let mut firsts: Vec<FirstPicture> = Vec::new();
     let mut nal_units = Vec::new();
     if every_sample {

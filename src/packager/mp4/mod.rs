@@ -46,6 +46,14 @@ pub fn read_index(file: &File) -> Result<MediaIndex> {
     parse(&FileSource { file }, file_len, &mut 0)
 }
 
+/// Reads the index of the MP4 file of `len` bytes that `src` reads.
+pub fn read_index_from(
+    src: &dyn crate::packager::media::MediaSource,
+    len: u64,
+) -> Result<MediaIndex> {
+    parse(&source::Media(src), len, &mut 0)
+}
+
 /// Reads the index of an MP4 file held in memory (tests, fuzzing).
 pub fn read_index_from_bytes(data: &[u8]) -> Result<MediaIndex> {
     parse(&data, data.len() as u64, &mut 0)

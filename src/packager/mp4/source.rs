@@ -6,10 +6,27 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 
 use crate::packager::error::{Error, FourCc, Result};
+use crate::packager::media::MediaSource;
 
 /// Positional reads, from a file or a buffer.
 pub trait ReadAt {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()>;
+
+    /// See [`MediaSource::will_read`].
+    fn will_read(&self, _spans: &[(u64, usize)]) {}
+}
+
+/// Any [`MediaSource`].
+pub struct Media<'m>(pub &'m dyn MediaSource);
+
+impl ReadAt for Media<'_> {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        Ok(self.0.read_exact_at(buf, offset)?)
+    }
+
+    fn will_read(&self, spans: &[(u64, usize)]) {
+        self.0.will_read(spans)
+    }
 }
 
 pub struct FileSource<'f> {
@@ -18,7 +35,7 @@ pub struct FileSource<'f> {
 
 impl ReadAt for FileSource<'_> {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
-        Ok(self.file.read_exact_at(buf, offset)?)
+        Ok(FileExt::read_exact_at(self.file, buf, offset)?)
     }
 }
 
@@ -80,16 +97,26 @@ impl<'s> Window<'s> {
         };
         let held = self.start..self.start + self.buf.len() as u64;
         if pos < held.start || end > held.end {
-            // From the aligned block holding `pos`, two blocks long, so a
-            // read of up to one block always fits.
-            self.start = pos - pos % self.block as u64;
-            let fill = (self.file_len - self.start).min(2 * self.block as u64) as usize;
+            let fill;
+            (self.start, fill) = self.fill_at(pos);
             self.buf.resize(fill, 0);
             self.src.read_at(&mut self.buf, self.start)?;
             self.bytes_read += fill as u64;
         }
         let from = (pos - self.start) as usize;
         Ok(&self.buf[from..from + len])
+    }
+
+    /// What a read at `pos` outside the buffer fills it with: from the
+    /// aligned block holding `pos`, two blocks long, so a read of up to one
+    /// block always fits. `(offset, len)`.
+    pub fn fill_at(&self, pos: u64) -> (u64, usize) {
+        let start = pos - pos % self.block as u64;
+        let len = self
+            .file_len
+            .saturating_sub(start)
+            .min(2 * self.block as u64);
+        (start, len as usize)
     }
 
     /// The `len` bytes at `pos` in a buffer of their own, for a box body we

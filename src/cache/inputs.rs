@@ -1,0 +1,701 @@
+//! Sources and the input cache: which backend a URL path's source is in,
+//! its identity there, and its bytes, from the local file, from a copy in
+//! the input cache, or by ranges from the remote store while that copy is
+//! being made in the background.
+//!
+//! A copy is made in chunks of [`COPY_CHUNK`] bytes, each a range request
+//! that must match the identity the copy started with (`If-Match`, the
+//! length in `Content-Range`), then checked whole (length, and the MD5 when
+//! the ETag is one) before it is renamed into place and recorded as an
+//! object of kind `input`. Anything less is never served: an interrupted
+//! copy is dropped and started again on a later request.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use super::remote::{etag_md5, md5_hex, Md5Hasher, Meta, RemoteError, Store};
+use super::{db, Cache, CacheError, ObjectSpec, SourceId};
+
+/// Bytes of each range request of a copy: a stalled store fails one chunk
+/// within the transfer timeout, never a copy of hours.
+const COPY_CHUNK: u64 = 16 << 20;
+
+/// A copy that failed is not tried again for this long.
+const COPY_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Progress of a copy is written to the cache database this often, for `stat`.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Reads shorter than this go through [`Blocks`], which reads ahead; longer
+/// ones (a batch of a segment's samples) are one range request each.
+const DIRECT_READ: usize = 256 << 10;
+/// Read-ahead unit of small reads (box headers, sample tables)...
+const BLOCK: u64 = 1 << 20;
+/// ... and how many such blocks each input keeps.
+const BLOCKS_KEPT: usize = 8;
+
+/// Bytes fetched for one [`Input::read_ahead`] hint, at most...
+const READ_AHEAD_BYTES: u64 = 64 << 20;
+/// ... with spans closer than this fetched in one request ...
+const READ_AHEAD_GAP: u64 = 64 << 10;
+/// ... and this many requests at once.
+const READ_AHEAD_REQUESTS: usize = 8;
+
+/// Remote identities remembered, at most.
+const IDENTITIES_KEPT: usize = 65_536;
+
+/// Where sources are: `(prefix, backend)`, longest prefix first; the last
+/// entry has the empty prefix (the media root).
+pub struct Sources {
+    entries: Vec<Backend>,
+}
+
+pub struct Backend {
+    /// URL path prefix, after the server's prefix.
+    pub prefix: String,
+    pub kind: BackendKind,
+    /// Copy objects into the input cache.
+    pub copy: bool,
+}
+
+pub enum BackendKind {
+    Filesystem(PathBuf),
+    Remote(Store),
+}
+
+impl Sources {
+    /// `entries` in any order; `root` serves every path none of them claims.
+    pub fn new(mut entries: Vec<Backend>, root: PathBuf) -> Sources {
+        entries.push(Backend {
+            prefix: String::new(),
+            kind: BackendKind::Filesystem(root),
+            copy: false,
+        });
+        entries.sort_by_key(|b| std::cmp::Reverse(b.prefix.len()));
+        Sources { entries }
+    }
+
+    /// The backend of `rel` (its number and itself) and the object's name in it.
+    fn route<'r>(&self, rel: &'r str) -> (usize, &Backend, &'r str) {
+        let (n, backend) = self
+            .entries
+            .iter()
+            .enumerate()
+            .find(|(_, b)| rel.starts_with(&b.prefix))
+            .expect("the last prefix is empty");
+        (n, backend, &rel[backend.prefix.len()..])
+    }
+
+    /// Backends with their prefixes, in routing order.
+    pub fn backends(&self) -> &[Backend] {
+        &self.entries
+    }
+}
+
+/// What the input cache was given, for `stat`.
+pub struct Settings {
+    pub revalidate: Duration,
+    pub max_copies: usize,
+    pub input_max_bytes: u64,
+    pub min_free_bytes: u64,
+}
+
+pub struct Inputs {
+    cache: Arc<Cache>,
+    sources: Sources,
+    settings: Settings,
+    /// Remote identities by URL path, with when they were asked for.
+    known: Mutex<HashMap<String, (Instant, Meta)>>,
+    /// Copies running, by input key; and when copies last failed.
+    copies: Mutex<HashMap<String, Arc<AtomicU64>>>,
+    failed_copies: Mutex<HashMap<String, Instant>>,
+}
+
+/// A source's bytes, wherever they are now.
+pub struct Input {
+    rel: String,
+    state: InputState,
+}
+
+enum InputState {
+    /// The local file, or the complete copy in the input cache.
+    File(File),
+    /// Not copied (yet): read from where it is, until `copy` is filled in.
+    Pending {
+        origin: Origin,
+        copy: OnceLock<File>,
+        blocks: Mutex<Blocks>,
+        /// Spans fetched ahead for a hint, by offset.
+        ahead: Mutex<Vec<(u64, Vec<u8>)>>,
+    },
+}
+
+/// Where a pending input's bytes are read from.
+enum Origin {
+    Local(File),
+    Remote {
+        sources: Arc<Inputs>,
+        backend: usize,
+        name: String,
+        meta: Meta,
+    },
+}
+
+impl Inputs {
+    pub fn new(cache: Arc<Cache>, sources: Sources, settings: Settings) -> Arc<Inputs> {
+        Arc::new(Inputs {
+            cache,
+            sources,
+            settings,
+            known: Mutex::default(),
+            copies: Mutex::default(),
+            failed_copies: Mutex::default(),
+        })
+    }
+
+    pub fn sources(&self) -> &Sources {
+        &self.sources
+    }
+
+    /// The identity of the source at `rel` (a URL path after the prefix).
+    /// A remote identity is asked for again after `revalidate`; while the
+    /// store cannot answer, the last one known is used (stale-if-error).
+    pub fn resolve(&self, rel: &str) -> Result<SourceId, CacheError> {
+        let (n, backend, name) = self.sources.route(rel);
+        let store = match &backend.kind {
+            BackendKind::Filesystem(root) => {
+                let mut id = super::resolve_local(root, name)?;
+                id.rel = rel.to_string();
+                id.backend = n;
+                return Ok(id);
+            }
+            BackendKind::Remote(store) => store,
+        };
+        let known = self.known.lock().expect("known lock").get(rel).cloned();
+        let meta = match known {
+            Some((at, meta)) if at.elapsed() < self.settings.revalidate => meta,
+            _ => match store.head(name) {
+                Ok(meta) => {
+                    self.remember(rel, &meta);
+                    meta
+                }
+                Err(e @ (RemoteError::Down(_) | RemoteError::TimedOut(_))) => match known {
+                    Some((_, meta)) => {
+                        tracing::warn!("{e}: serving {rel} as last seen");
+                        meta
+                    }
+                    None => return Err(CacheError::Remote(e)),
+                },
+                Err(e) => {
+                    self.forget(rel);
+                    return Err(CacheError::Remote(e));
+                }
+            },
+        };
+        Ok(SourceId::of_remote(rel, n, &meta))
+    }
+
+    fn remember(&self, rel: &str, meta: &Meta) {
+        let mut known = self.known.lock().expect("known lock");
+        if known.len() >= IDENTITIES_KEPT {
+            known.clear();
+        }
+        known.insert(rel.to_string(), (Instant::now(), meta.clone()));
+    }
+
+    /// Asks for `rel`'s identity again next time (it changed, or is gone).
+    fn forget(&self, rel: &str) {
+        self.known.lock().expect("known lock").remove(rel);
+    }
+
+    /// The bytes of `source`. A source to be copied that is not copied yet
+    /// is read where it is while the copy is made in the background.
+    pub fn open(self: &Arc<Self>, source: &SourceId) -> Result<Arc<Input>, CacheError> {
+        let backend = &self.sources.entries[source.backend];
+        let open_local = || {
+            File::open(&source.path)
+                .map_err(|e| CacheError::io(format!("opening {}", source.path.display()), e))
+        };
+        if !backend.copy {
+            return Ok(Arc::new(Input {
+                rel: source.rel.clone(),
+                state: InputState::File(open_local()?),
+            }));
+        }
+        let key = input_key(source);
+        if let Some(object) = self.cache.find(&key)? {
+            if let super::Body::File(file) = object.body {
+                let file = Arc::try_unwrap(file)
+                    .or_else(|shared| shared.try_clone())
+                    .map_err(|e| CacheError::io("reopening a cached input", e))?;
+                tracing::debug!("{}: read from its copy in the input cache", source.rel);
+                return Ok(Arc::new(Input {
+                    rel: source.rel.clone(),
+                    state: InputState::File(file),
+                }));
+            }
+        }
+        let origin = match &backend.kind {
+            BackendKind::Filesystem(_) => Origin::Local(open_local()?),
+            BackendKind::Remote(store) => {
+                let meta = self
+                    .known
+                    .lock()
+                    .expect("known lock")
+                    .get(&source.rel)
+                    .map(|(_, m)| m.clone())
+                    .filter(|m| SourceId::of_remote(&source.rel, source.backend, m) == *source)
+                    .ok_or_else(|| {
+                        CacheError::Remote(RemoteError::Changed(format!(
+                            "{}: its identity changed while it was opened",
+                            source.rel
+                        )))
+                    })?;
+                let name = &source.rel[backend.prefix.len()..];
+                if meta.archived {
+                    return Err(CacheError::Remote(self.restore(store, name)));
+                }
+                Origin::Remote {
+                    sources: Arc::clone(self),
+                    backend: source.backend,
+                    name: name.to_string(),
+                    meta,
+                }
+            }
+        };
+        let input = Arc::new(Input {
+            rel: source.rel.clone(),
+            state: InputState::Pending {
+                origin,
+                copy: OnceLock::new(),
+                blocks: Mutex::default(),
+                ahead: Mutex::default(),
+            },
+        });
+        self.start_copy(source, &key, &input);
+        Ok(input)
+    }
+
+    /// Asks for a restore of an archived object; the error to answer with.
+    fn restore(&self, store: &Store, name: &str) -> RemoteError {
+        match store.restore(name) {
+            Ok(()) => RemoteError::Archived(format!(
+                "{name}: in an archive storage class; a restore was asked for"
+            )),
+            Err(e) => e,
+        }
+    }
+
+    /// Starts copying `source` into the input cache, unless a copy of it
+    /// runs already, copies are at their limit, it failed recently, or it
+    /// would not fit (then it is read by ranges).
+    fn start_copy(self: &Arc<Self>, source: &SourceId, key: &str, input: &Arc<Input>) {
+        if let Some(at) = self.failed_copies.lock().expect("failed lock").get(key) {
+            if at.elapsed() < COPY_BACKOFF {
+                return;
+            }
+        }
+        let done = Arc::new(AtomicU64::new(0));
+        {
+            let mut copies = self.copies.lock().expect("copies lock");
+            if copies.contains_key(key) || copies.len() >= self.settings.max_copies {
+                return;
+            }
+            if let Err(why) = self.room_for(source.size) {
+                tracing::info!("{}: not copied, read by ranges: {why}", source.rel);
+                return;
+            }
+            copies.insert(key.to_string(), Arc::clone(&done));
+        }
+        let inputs = Arc::clone(self);
+        let rel = source.rel.clone();
+        let (source, key, input) = (source.clone(), key.to_string(), Arc::clone(input));
+        let spawned = std::thread::Builder::new()
+            .name("copy".into())
+            .spawn(move || {
+                let started = Instant::now();
+                let result = inputs.copy(&source, &key, &input, &done);
+                inputs.copies.lock().expect("copies lock").remove(&key);
+                let _ = inputs.cache.with_db(|c| db::end_download(c, &key));
+                match result {
+                    Ok(file) => {
+                        tracing::info!(
+                            "{}: copied into the input cache ({} bytes in {:.1} s)",
+                            source.rel,
+                            source.size,
+                            started.elapsed().as_secs_f64()
+                        );
+                        if let InputState::Pending { copy, .. } = &input.state {
+                            let _ = copy.set(file);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!("{}: copy abandoned, nothing kept: {e}", source.rel);
+                        if matches!(e, CacheError::Remote(RemoteError::Changed(_))) {
+                            inputs.forget(&source.rel);
+                        }
+                        inputs
+                            .failed_copies
+                            .lock()
+                            .expect("failed lock")
+                            .insert(key, Instant::now());
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("{rel}: copy not started: {e}");
+        }
+    }
+
+    /// Why a copy of `len` bytes would not fit, if it would not.
+    fn room_for(&self, len: u64) -> Result<(), String> {
+        let free = self.cache.free_bytes().map_err(|e| e.to_string())?;
+        if free < len.saturating_add(self.settings.min_free_bytes) {
+            return Err(format!(
+                "{len} bytes would leave less than cache.min_free ({} of {free} bytes free)",
+                self.settings.min_free_bytes
+            ));
+        }
+        let cap = self.settings.input_max_bytes;
+        if cap > 0 {
+            let used = self
+                .cache
+                .with_db(|c| db::input_bytes(c))
+                .map_err(|e| e.to_string())?;
+            if used.saturating_add(len) > cap {
+                return Err(format!(
+                    "{len} bytes more than the {used} cached would pass cache.input_max_size ({cap})"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies `source` into the input cache; the copy, opened.
+    fn copy(
+        &self,
+        source: &SourceId,
+        key: &str,
+        input: &Input,
+        done: &AtomicU64,
+    ) -> Result<File, CacheError> {
+        let InputState::Pending { origin, .. } = &input.state else {
+            unreachable!("only pending inputs are copied")
+        };
+        let backend = &self.sources.entries[source.backend];
+        let now = self.cache.now();
+        self.cache.with_db(|c| {
+            db::begin_download(c, key, &source.rel, &backend.prefix, source.size, now)
+        })?;
+        let spec = ObjectSpec {
+            key: key.to_string(),
+            kind: "input",
+            ext: "mp4",
+            sources: std::slice::from_ref(source),
+        };
+        let last_report = std::cell::Cell::new(Instant::now());
+        let stored = self.cache.store(&spec, |out| {
+            let mut md5 = Md5Hasher::default();
+            let mut offset = 0;
+            while offset < source.size {
+                let len = COPY_CHUNK.min(source.size - offset);
+                match origin {
+                    Origin::Remote { name, meta, .. } => {
+                        let BackendKind::Remote(store) = &backend.kind else {
+                            unreachable!("a remote origin has a remote backend")
+                        };
+                        store.copy_range(name, meta, offset, len, out, &mut md5)?;
+                    }
+                    Origin::Local(file) => copy_local(file, offset, len, out)?,
+                }
+                offset += len;
+                done.store(offset, Ordering::Relaxed);
+                if last_report.get().elapsed() >= PROGRESS_INTERVAL {
+                    last_report.set(Instant::now());
+                    let _ = self
+                        .cache
+                        .with_db(|c| db::download_progress(c, key, offset));
+                }
+            }
+            if let Origin::Remote { meta, .. } = origin {
+                if let Some(expected) = etag_md5(&meta.etag) {
+                    let actual = md5_hex(md5);
+                    if actual != expected {
+                        return Err(RemoteError::Changed(format!(
+                            "{}: the copy's MD5 is {actual}, the store's ETag says {expected}",
+                            source.rel
+                        )));
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        match stored {
+            Ok(file) => Ok(file),
+            Err(e) => Err(CacheError::Remote(e)),
+        }
+    }
+
+    /// Bytes and requests fetched from each remote backend since the last
+    /// call, by prefix.
+    pub fn take_fetched(&self) -> Vec<(String, u64, u64)> {
+        self.sources
+            .entries
+            .iter()
+            .filter_map(|b| match &b.kind {
+                BackendKind::Remote(store) => {
+                    let (bytes, requests) = store.take_fetched();
+                    Some((b.prefix.clone(), bytes, requests))
+                }
+                BackendKind::Filesystem(_) => None,
+            })
+            .filter(|(_, bytes, requests)| *bytes > 0 || *requests > 0)
+            .collect()
+    }
+
+    /// Waits for the copies running to end (a command that exits would
+    /// otherwise cut them off).
+    pub fn wait_for_copies(&self, limit: Duration) {
+        let started = Instant::now();
+        while !self.copies.lock().expect("copies lock").is_empty() && started.elapsed() < limit {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn copy_local(
+    file: &File,
+    offset: u64,
+    len: u64,
+    out: &mut dyn std::io::Write,
+) -> Result<(), RemoteError> {
+    let mut buf = vec![0; 256 << 10];
+    let mut at = offset;
+    while at < offset + len {
+        let n = buf.len().min((offset + len - at) as usize);
+        file.read_exact_at(&mut buf[..n], at)
+            .map_err(|e| RemoteError::Down(format!("reading the source: {e}")))?;
+        out.write_all(&buf[..n])
+            .map_err(|e| RemoteError::Refused(format!("writing the copy: {e}")))?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
+/// The key of the input-cache object of `source`.
+fn input_key(source: &SourceId) -> String {
+    format!("input|{}", source.key_part())
+}
+
+impl Input {
+    /// Fills `buf` from `offset`: from the file or copy, else from the
+    /// source where it is.
+    pub fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        let (origin, copy, blocks, ahead) = match &self.state {
+            InputState::File(file) => return file.read_exact_at(buf, offset),
+            InputState::Pending {
+                origin,
+                copy,
+                blocks,
+                ahead,
+            } => (origin, copy, blocks, ahead),
+        };
+        if let Some(file) = copy.get() {
+            return file.read_exact_at(buf, offset);
+        }
+        {
+            let ahead = ahead.lock().expect("ahead lock");
+            let i = ahead.partition_point(|(start, _)| *start <= offset);
+            if let Some((start, data)) = i.checked_sub(1).map(|i| &ahead[i]) {
+                let from = (offset - start) as usize;
+                if let Some(bytes) = data.get(from..from + buf.len()) {
+                    buf.copy_from_slice(bytes);
+                    return Ok(());
+                }
+            }
+        }
+        match origin {
+            Origin::Local(file) => file.read_exact_at(buf, offset),
+            Origin::Remote { .. } if buf.len() >= DIRECT_READ => {
+                origin.fetch(offset, buf).map_err(std::io::Error::other)
+            }
+            Origin::Remote { meta, .. } => blocks
+                .lock()
+                .expect("blocks lock")
+                .read(origin, meta.len, offset, buf),
+        }
+    }
+
+    /// Fetches `spans` (`(offset, len)`) of a remote input that is not
+    /// copied yet together, a few requests at a time, for the reads that
+    /// follow; up to [`READ_AHEAD_BYTES`] of them.
+    pub fn read_ahead(&self, spans: &[(u64, usize)]) {
+        let InputState::Pending {
+            origin: origin @ Origin::Remote { meta, .. },
+            copy,
+            ahead,
+            ..
+        } = &self.state
+        else {
+            return;
+        };
+        if copy.get().is_some() {
+            return;
+        }
+        let mut sorted: Vec<(u64, u64)> = spans
+            .iter()
+            .map(|&(at, len)| (at, at.saturating_add(len as u64).min(meta.len)))
+            .filter(|(at, end)| at < end)
+            .collect();
+        sorted.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::new();
+        for (at, end) in sorted {
+            match merged.last_mut() {
+                Some(last) if at <= last.1.saturating_add(READ_AHEAD_GAP) => {
+                    last.1 = last.1.max(end)
+                }
+                _ => merged.push((at, end)),
+            }
+        }
+        let mut total = 0;
+        merged.retain(|(at, end)| {
+            total += end - at;
+            total <= READ_AHEAD_BYTES
+        });
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let fetched = Mutex::new(Vec::with_capacity(merged.len()));
+        std::thread::scope(|scope| {
+            for _ in 0..READ_AHEAD_REQUESTS.min(merged.len()) {
+                scope.spawn(|| {
+                    while let Some(&(at, end)) = merged.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let mut data = vec![0; (end - at) as usize];
+                        if let Err(e) = origin.fetch(at, &mut data) {
+                            // The reads will ask again, and fail with it.
+                            tracing::debug!("{}: read ahead: {e}", self.rel);
+                            return;
+                        }
+                        fetched.lock().expect("fetched lock").push((at, data));
+                    }
+                });
+            }
+        });
+        let mut fetched = fetched.into_inner().expect("fetched lock");
+        fetched.sort_unstable_by_key(|(at, _)| *at);
+        *ahead.lock().expect("ahead lock") = fetched;
+    }
+
+    /// Drops what was read ahead (the index is read).
+    pub fn forget_read_ahead(&self) {
+        if let InputState::Pending { blocks, ahead, .. } = &self.state {
+            ahead.lock().expect("ahead lock").clear();
+            blocks.lock().expect("blocks lock").kept.clear();
+        }
+    }
+
+    /// Whether the file read from was deleted (an input-cache copy removed
+    /// by gc or invalidate): the source must be opened again.
+    pub fn is_gone(&self) -> bool {
+        let file = match &self.state {
+            InputState::File(file) => file,
+            InputState::Pending { copy, .. } => match copy.get() {
+                Some(file) => file,
+                None => return false,
+            },
+        };
+        file.metadata().is_ok_and(|m| m.nlink() == 0)
+    }
+
+    /// Whether a copy was being made when this input was opened and is
+    /// complete now, or the input was read from a copy.
+    pub fn is_copied(&self) -> bool {
+        match &self.state {
+            InputState::File(_) => true,
+            InputState::Pending { copy, .. } => copy.get().is_some(),
+        }
+    }
+}
+
+impl Origin {
+    fn fetch(&self, offset: u64, buf: &mut [u8]) -> Result<(), RemoteError> {
+        match self {
+            Origin::Local(file) => file
+                .read_exact_at(buf, offset)
+                .map_err(|e| RemoteError::Down(e.to_string())),
+            Origin::Remote {
+                sources,
+                backend,
+                name,
+                meta,
+            } => {
+                let BackendKind::Remote(store) = &sources.sources.entries[*backend].kind else {
+                    unreachable!("a remote origin has a remote backend")
+                };
+                store.read_range(name, meta, offset, buf)
+            }
+        }
+    }
+}
+
+/// Aligned blocks read ahead for small reads, least recently used out.
+#[derive(Default)]
+struct Blocks {
+    kept: Vec<(u64, Vec<u8>)>,
+}
+
+impl Blocks {
+    fn read(
+        &mut self,
+        origin: &Origin,
+        len: u64,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> std::io::Result<()> {
+        let end = offset
+            .checked_add(buf.len() as u64)
+            .filter(|&e| e <= len)
+            .ok_or(std::io::ErrorKind::UnexpectedEof)?;
+        let mut at = offset;
+        while at < end {
+            let start = at - at % BLOCK;
+            let i = match self.kept.iter().position(|(s, _)| *s == start) {
+                Some(i) => i,
+                None => {
+                    // The missing blocks from here to the end of the read,
+                    // in one request.
+                    let mut stop = start + BLOCK;
+                    while stop < end && !self.kept.iter().any(|(s, _)| *s == stop) {
+                        stop += BLOCK;
+                    }
+                    let stop = stop.min(len);
+                    let mut data = vec![0; (stop - start) as usize];
+                    origin
+                        .fetch(start, &mut data)
+                        .map_err(std::io::Error::other)?;
+                    for (k, chunk) in data.chunks(BLOCK as usize).enumerate() {
+                        if self.kept.len() >= BLOCKS_KEPT {
+                            self.kept.remove(0);
+                        }
+                        self.kept.push((start + k as u64 * BLOCK, chunk.to_vec()));
+                    }
+                    self.kept
+                        .iter()
+                        .position(|(s, _)| *s == start)
+                        .expect("just kept")
+                }
+            };
+            let block = self.kept.remove(i);
+            let from = (at - block.0) as usize;
+            let n = (block.1.len() - from).min((end - at) as usize);
+            let into = (at - offset) as usize;
+            buf[into..into + n].copy_from_slice(&block.1[from..from + n]);
+            at += n as u64;
+            self.kept.push(block);
+        }
+        Ok(())
+    }
+}
