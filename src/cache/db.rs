@@ -564,17 +564,25 @@ mod tests {
     fn a_version_1_cache_is_upgraded_to_the_new_schema() {
         let fresh = new_db();
         // Version 1 was this schema without the two indexes of step v2,
-        // and with one that step drops.
+        // and with one that step drops, and without step v3's table.
         let mut old = Connection::open_in_memory().unwrap();
         old.execute_batch(SCHEMA).unwrap();
         old.execute_batch(
-            "DROP INDEX object_accessed; DROP INDEX object_file;
+            "DROP INDEX object_accessed; DROP INDEX object_file; DROP TABLE download;
              CREATE INDEX object_kind_accessed ON object (kind, accessed);
              PRAGMA user_version = 1;",
         )
         .unwrap();
         upgrade(&mut old).unwrap();
         assert_eq!(indexes(&old), indexes(&fresh));
+        let tables = |c: &Connection| -> Vec<String> {
+            let mut stmt = c
+                .prepare("SELECT sql FROM sqlite_schema WHERE type = 'table' ORDER BY name")
+                .unwrap();
+            let sql = stmt.query_map([], |r| r.get(0)).unwrap();
+            sql.collect::<rusqlite::Result<_>>().unwrap()
+        };
+        assert_eq!(tables(&old), tables(&fresh));
         let version: i64 = old
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();

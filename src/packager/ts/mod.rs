@@ -741,7 +741,12 @@ mod tests {
         let first_ra = index.video.as_ref().unwrap().random_access[0] as usize;
         assert_eq!(first_ra, 55);
 
-        let r = Rendition::from_index(&path, std::fs::File::open(&path).unwrap(), index, 2.0);
+        let r = Rendition::from_index(
+            &path,
+            std::sync::Arc::new(std::fs::File::open(&path).unwrap()),
+            index,
+            2.0,
+        );
         let video = r.index().video.as_ref().unwrap();
         assert_eq!(r.plan().segments[0].video.start, first_ra);
         assert!(r.plan().independent_segments(r.index()));
