@@ -157,6 +157,17 @@ pub fn add_counters(conn: &mut Connection, counters: &[(String, u64)]) -> rusqli
     tx.commit()
 }
 
+/// The key of the newest live input made from `path`.
+pub fn newest_input(conn: &Connection, path: &str) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached(
+        "SELECT o.key FROM object_source s JOIN object o USING (key)
+         WHERE s.path = :path AND o.kind = 'input' AND o.expired = 0
+         ORDER BY o.created DESC LIMIT 1",
+    )?
+    .query_row(named_params! {":path": path}, |r| r.get(0))
+    .optional()
+}
+
 /// Bytes of the live inputs.
 pub fn input_bytes(conn: &Connection) -> rusqlite::Result<u64> {
     conn.prepare_cached(

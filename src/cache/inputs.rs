@@ -184,13 +184,18 @@ impl Inputs {
                     self.remember(rel, &meta);
                     meta
                 }
-                Err(e @ (RemoteError::Down(_) | RemoteError::TimedOut(_))) => match known {
-                    Some((_, meta)) => {
-                        tracing::warn!("{e}: serving {rel} as last seen");
-                        meta
+                Err(e @ (RemoteError::Down(_) | RemoteError::TimedOut(_))) => {
+                    match known
+                        .map(|(_, meta)| meta)
+                        .or_else(|| self.last_copied(rel))
+                    {
+                        Some(meta) => {
+                            tracing::warn!("{e}: serving {rel} as last seen");
+                            meta
+                        }
+                        None => return Err(CacheError::Remote(e)),
                     }
-                    None => return Err(CacheError::Remote(e)),
-                },
+                }
                 Err(e) => {
                     self.forget(rel);
                     return Err(CacheError::Remote(e));
@@ -198,6 +203,27 @@ impl Inputs {
             },
         };
         Ok(SourceId::of_remote(rel, n, &meta))
+    }
+
+    /// The identity of the newest copy of `rel` in the input cache, for a
+    /// store that is down when no identity is known (after a restart).
+    fn last_copied(&self, rel: &str) -> Option<Meta> {
+        let key = self.cache.with_db(|c| db::newest_input(c, rel)).ok()??;
+        // `input|rel:size:mtime:etag`, see `input_key`.
+        let identity = key
+            .strip_prefix("input|")?
+            .strip_prefix(rel)?
+            .strip_prefix(':')?;
+        let mut parts = identity.splitn(3, ':');
+        let len = parts.next()?.parse().ok()?;
+        let mtime_ns: i64 = parts.next()?.parse().ok()?;
+        let etag = parts.next()?.to_string();
+        Some(Meta {
+            len,
+            etag,
+            last_modified: mtime_ns / 1_000_000_000,
+            archived: false,
+        })
     }
 
     fn remember(&self, rel: &str, meta: &Meta) {
@@ -487,7 +513,8 @@ fn copy_local(
     Ok(())
 }
 
-/// The key of the input-cache object of `source`.
+/// The key of the input-cache object of `source` (read back by
+/// [`Inputs::last_copied`]).
 fn input_key(source: &SourceId) -> String {
     format!("input|{}", source.key_part())
 }
@@ -697,5 +724,37 @@ impl Blocks {
             self.kept.push(block);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_longest_prefix_wins_and_the_root_takes_the_rest() {
+        let fs = |prefix: &str, root: &str| Backend {
+            prefix: prefix.into(),
+            kind: BackendKind::Filesystem(root.into()),
+            copy: false,
+        };
+        let sources = Sources::new(
+            vec![fs("a/", "/short"), fs("a/b/", "/long")],
+            "/root".into(),
+        );
+        let root_of = |rel| match sources.route(rel) {
+            (
+                _,
+                Backend {
+                    kind: BackendKind::Filesystem(root),
+                    ..
+                },
+                name,
+            ) => (root.display().to_string(), name.to_string()),
+            _ => unreachable!(),
+        };
+        assert_eq!(root_of("a/b/c.mp4"), ("/long".into(), "c.mp4".into()));
+        assert_eq!(root_of("a/c.mp4"), ("/short".into(), "c.mp4".into()));
+        assert_eq!(root_of("ab/c.mp4"), ("/root".into(), "ab/c.mp4".into()));
     }
 }
