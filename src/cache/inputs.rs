@@ -65,7 +65,7 @@ pub struct Backend {
 
 pub enum BackendKind {
     Filesystem(PathBuf),
-    Remote(Store),
+    Remote(Box<Store>),
 }
 
 impl Sources {

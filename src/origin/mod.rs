@@ -292,10 +292,11 @@ fn sources_of(config: &Config) -> Sources {
         .map(|s| {
             let kind = match s.kind {
                 SourceType::Filesystem => BackendKind::Filesystem(s.root.clone().expect("checked")),
-                SourceType::Http => {
-                    BackendKind::Remote(Store::http(s.url.as_deref().expect("checked"), timeouts))
-                }
-                SourceType::S3 => BackendKind::Remote(Store::s3(
+                SourceType::Http => BackendKind::Remote(Box::new(Store::http(
+                    s.url.as_deref().expect("checked"),
+                    timeouts,
+                ))),
+                SourceType::S3 => BackendKind::Remote(Box::new(Store::s3(
                     S3Bucket {
                         endpoint: s
                             .endpoint
@@ -310,7 +311,7 @@ fn sources_of(config: &Config) -> Sources {
                         credentials: s.credentials(&env).expect("checked"),
                     },
                     timeouts,
-                )),
+                ))),
             };
             Backend {
                 prefix: s.prefix.clone(),

@@ -12,4 +12,5 @@ mod operator;
 mod package;
 mod serve;
 mod shared_media;
+mod stores;
 mod support;

@@ -173,7 +173,7 @@ mod tests {
              SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, \
              Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
         );
-        assert_eq!(format!("{credentials:?}").contains("EXAMPLEKEY"), false);
+        assert!(!format!("{credentials:?}").contains("EXAMPLEKEY"));
     }
 
     #[test]
