@@ -223,6 +223,8 @@ impl Inputs {
             etag,
             last_modified: mtime_ns / 1_000_000_000,
             archived: false,
+            // Only compared when a copy is made, and none is made from this.
+            etag_is_md5: false,
         })
     }
 
@@ -247,18 +249,9 @@ impl Inputs {
             File::open(&source.path)
                 .map_err(|e| CacheError::io(format!("opening {}", source.path.display()), e))
         };
-        if !backend.copy {
-            return Ok(Arc::new(Input {
-                rel: source.rel.clone(),
-                state: InputState::File(open_local()?),
-            }));
-        }
         let key = input_key(source);
-        if let Some(object) = self.cache.find(&key)? {
-            if let super::Body::File(file) = object.body {
-                let file = Arc::try_unwrap(file)
-                    .or_else(|shared| shared.try_clone())
-                    .map_err(|e| CacheError::io("reopening a cached input", e))?;
+        if backend.copy {
+            if let Some(file) = self.cached_copy(&key)? {
                 tracing::debug!("{}: read from its copy in the input cache", source.rel);
                 return Ok(Arc::new(Input {
                     rel: source.rel.clone(),
@@ -267,6 +260,12 @@ impl Inputs {
             }
         }
         let origin = match &backend.kind {
+            BackendKind::Filesystem(_) if !backend.copy => {
+                return Ok(Arc::new(Input {
+                    rel: source.rel.clone(),
+                    state: InputState::File(open_local()?),
+                }));
+            }
             BackendKind::Filesystem(_) => Origin::Local(open_local()?),
             BackendKind::Remote(store) => {
                 let meta = self
@@ -303,8 +302,24 @@ impl Inputs {
                 ahead: Mutex::default(),
             },
         });
-        self.start_copy(source, &key, &input);
+        if backend.copy {
+            self.start_copy(source, &key, &input);
+        }
         Ok(input)
+    }
+
+    /// The complete copy of `key` in the input cache, opened.
+    fn cached_copy(&self, key: &str) -> Result<Option<File>, CacheError> {
+        let Some(object) = self.cache.find(key)? else {
+            return Ok(None);
+        };
+        let super::Body::File(file) = object.body else {
+            return Ok(None);
+        };
+        Arc::try_unwrap(file)
+            .or_else(|shared| shared.try_clone())
+            .map(Some)
+            .map_err(|e| CacheError::io("reopening a cached input", e))
     }
 
     /// Asks for a restore of an archived object; the error to answer with.
@@ -449,7 +464,7 @@ impl Inputs {
                 }
             }
             if let Origin::Remote { meta, .. } = origin {
-                if let Some(expected) = etag_md5(&meta.etag) {
+                if let Some(expected) = etag_md5(&meta.etag).filter(|_| meta.etag_is_md5) {
                     let actual = md5_hex(md5);
                     if actual != expected {
                         return Err(RemoteError::Changed(format!(

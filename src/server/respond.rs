@@ -279,8 +279,11 @@ fn error(config: &crate::config::Server, e: &OriginError) -> Reply {
         OriginError::BadGateway(_) => 502,
         OriginError::GatewayTimeout(_) => 504,
     };
-    if status >= 500 {
-        tracing::error!("{e}");
+    match status {
+        // Try again later: the store restoring, a copy changing, a wait.
+        503 => tracing::warn!("{e}"),
+        500.. => tracing::error!("{e}"),
+        _ => {}
     }
     let mut reply = text(config, status, &e.to_string());
     if let OriginError::Unavailable {

@@ -47,6 +47,18 @@ impl Server {
         Self::spawn(&[], root, cache, &[], env, Stdio::from(file))
     }
 
+    /// As [`Server::start_logging`], with more arguments.
+    pub fn start_logging_with(
+        root: &Path,
+        cache: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> Server {
+        let file = std::fs::File::create(log).expect("a log file");
+        Self::spawn(&[], root, cache, extra, env, Stdio::from(file))
+    }
+
     fn spawn(
         wrapper: &[&str],
         root: &Path,

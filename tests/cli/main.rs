@@ -10,6 +10,7 @@ mod hostile_mutations;
 mod http_client;
 mod operator;
 mod package;
+mod remote;
 mod serve;
 mod shared_media;
 mod stores;

@@ -27,6 +27,9 @@ pub struct Meta {
     /// In an archive storage class and not restored: its bytes cannot be
     /// read until a restore is done.
     pub archived: bool,
+    /// Whether the ETag is the MD5 of the bytes (see [`etag_md5`]): not for
+    /// objects encrypted with SSE-KMS or SSE-C, whatever it looks like.
+    pub etag_is_md5: bool,
 }
 
 #[derive(Clone, Debug, thiserror::Error)]
@@ -164,9 +167,13 @@ impl Store {
         })?;
         let storage_class = header("x-amz-storage-class");
         let restored = header("x-amz-restore").contains("ongoing-request=\"false\"");
+        let encrypted = header("x-amz-server-side-encryption").starts_with("aws:kms")
+            || !header("x-amz-server-side-encryption-customer-algorithm").is_empty();
+        let etag = header("etag").to_string();
         Ok(Meta {
             len,
-            etag: header("etag").to_string(),
+            etag_is_md5: !encrypted && etag_md5(&etag).is_some(),
+            etag,
             last_modified: crate::dates::parse_http_date(header("last-modified")).unwrap_or(0),
             archived: matches!(storage_class, "GLACIER" | "DEEP_ARCHIVE") && !restored,
         })

@@ -67,9 +67,10 @@ impl ArchiveStub {
     /// `restore_delay` after the first RestoreObject.
     pub fn start(bucket: &str, key: &str, bytes: Vec<u8>, restore_delay: Duration) -> ArchiveStub {
         let digest = Sha256::digest(&bytes);
-        // Opaque, as S3's is for a multipart object; not an MD5.
+        // As S3's for an object uploaded in parts: `"<hex>-<parts>"`, not
+        // an MD5 of the bytes.
         let etag = format!(
-            "\"{}\"",
+            "\"{}-1\"",
             digest[..16]
                 .iter()
                 .map(|b| format!("{b:02x}"))
