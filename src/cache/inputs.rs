@@ -46,6 +46,10 @@ const READ_AHEAD_GAP: u64 = 64 << 10;
 /// ... and this many requests at once.
 const READ_AHEAD_REQUESTS: usize = 8;
 
+/// A restore is asked for again after this (RestoreObject is idempotent
+/// while one runs, but each request costs the store one).
+const RESTORE_ASKED_AGAIN: Duration = Duration::from_secs(600);
+
 /// Remote identities remembered, at most.
 const IDENTITIES_KEPT: usize = 65_536;
 
@@ -114,6 +118,8 @@ pub struct Inputs {
     /// Copies running, by input key; and when copies last failed.
     copies: Mutex<HashMap<String, Arc<AtomicU64>>>,
     failed_copies: Mutex<HashMap<String, Instant>>,
+    /// Archived objects whose restore was asked for, and when.
+    restores: Mutex<HashMap<String, Instant>>,
 }
 
 /// A source's bytes, wherever they are now.
@@ -155,6 +161,7 @@ impl Inputs {
             known: Mutex::default(),
             copies: Mutex::default(),
             failed_copies: Mutex::default(),
+            restores: Mutex::default(),
         })
     }
 
@@ -322,8 +329,21 @@ impl Inputs {
             .map_err(|e| CacheError::io("reopening a cached input", e))
     }
 
-    /// Asks for a restore of an archived object; the error to answer with.
+    /// Asks for a restore of an archived object, unless one was asked for
+    /// recently; the error to answer with.
     fn restore(&self, store: &Store, name: &str) -> RemoteError {
+        {
+            let mut asked = self.restores.lock().expect("restores lock");
+            asked.retain(|_, at| at.elapsed() < RESTORE_ASKED_AGAIN);
+            if asked.len() >= IDENTITIES_KEPT {
+                asked.clear();
+            }
+            if asked.insert(name.to_string(), Instant::now()).is_some() {
+                return RemoteError::Archived(format!(
+                    "{name}: in an archive storage class; a restore is under way"
+                ));
+            }
+        }
         match store.restore(name) {
             Ok(()) => RemoteError::Archived(format!(
                 "{name}: in an archive storage class; a restore was asked for"
@@ -677,7 +697,14 @@ impl Origin {
                 let BackendKind::Remote(store) = &sources.sources.entries[*backend].kind else {
                     unreachable!("a remote origin has a remote backend")
                 };
-                store.read_range(name, meta, offset, buf)
+                store
+                    .read_range(name, meta, offset, buf)
+                    .map_err(|e| match e {
+                        // Archived since it was identified (GET answered
+                        // InvalidObjectState): ask for a restore.
+                        RemoteError::Archived(_) => sources.restore(store, name),
+                        e => e,
+                    })
             }
         }
     }

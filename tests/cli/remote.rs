@@ -493,6 +493,13 @@ fn wrong_credentials_a_deleted_and_a_replaced_object_answer_as_documented() {
 #[test]
 #[cfg_attr(casterpak_no_ffmpeg, ignore = "ffmpeg/ffprobe not installed")]
 fn an_archived_object_is_restored_then_plays() {
+    // Told by HEAD's storage class, or only by a GET's InvalidObjectState.
+    for told_by_head in [true, false] {
+        archived_object_is_restored_then_plays(told_by_head);
+    }
+}
+
+fn archived_object_is_restored_then_plays(told_by_head: bool) {
     // The restore protocol only: no local store emulates archive storage
     // classes, so this is a stub of S3's documented answers (stores.rs).
     let file = crate::support::fixture("h264-aac-bframes.mp4");
@@ -502,6 +509,9 @@ fn an_archived_object_is_restored_then_plays() {
         std::fs::read(&file).unwrap(),
         Duration::from_secs(2),
     );
+    if !told_by_head {
+        stub.hide_storage_class();
+    }
     let dir = tempfile::tempdir().unwrap();
     let conf = config(
         dir.path(),
@@ -528,8 +538,9 @@ fn an_archived_object_is_restored_then_plays() {
             .count()
     };
     assert_eq!(restores(), 1);
-    // While the restore runs: still 503.
+    // While the restore runs: still 503, and no second restore.
     assert_eq!(server.get(path).status, 503);
+    assert_eq!(restores(), 1);
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(served_frames(&server, path), source_frames(&file));
 }

@@ -47,6 +47,9 @@ struct Shared {
     restore_delay: Duration,
     restore_asked: Mutex<Option<Instant>>,
     requests: Mutex<Vec<Request>>,
+    /// HEAD and GET leave out `x-amz-storage-class`, as some S3-compatible
+    /// gateways do: only a GET's `InvalidObjectState` tells.
+    hide_storage_class: AtomicBool,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -85,6 +88,7 @@ impl ArchiveStub {
             restore_delay,
             restore_asked: Mutex::new(None),
             requests: Mutex::new(Vec::new()),
+            hide_storage_class: AtomicBool::new(false),
         });
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -116,6 +120,11 @@ impl ArchiveStub {
     }
 
     /// The object's ETag, quotes included.
+    /// From now on, answers without `x-amz-storage-class`.
+    pub fn hide_storage_class(&self) {
+        self.shared.hide_storage_class.store(true, Ordering::SeqCst);
+    }
+
     pub fn etag(&self) -> String {
         self.shared.etag.clone()
     }
@@ -354,16 +363,19 @@ fn parse_range(header: &str, len: usize) -> Option<Option<(usize, usize)>> {
 }
 
 fn object_headers(shared: &Shared, status: u16, len: usize) -> Reply {
+    let mut headers = vec![
+        ("Content-Length", len.to_string()),
+        ("Content-Type", "application/octet-stream".into()),
+        ("ETag", shared.etag.clone()),
+        ("Last-Modified", shared.last_modified.clone()),
+        ("Accept-Ranges", "bytes".into()),
+    ];
+    if !shared.hide_storage_class.load(Ordering::SeqCst) {
+        headers.push(("x-amz-storage-class", "GLACIER".into()));
+    }
     Reply {
         status,
-        headers: vec![
-            ("Content-Length", len.to_string()),
-            ("Content-Type", "application/octet-stream".into()),
-            ("ETag", shared.etag.clone()),
-            ("Last-Modified", shared.last_modified.clone()),
-            ("Accept-Ranges", "bytes".into()),
-            ("x-amz-storage-class", "GLACIER".into()),
-        ],
+        headers,
         body: Vec::new(),
     }
 }
