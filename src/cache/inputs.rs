@@ -36,8 +36,8 @@ const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 const DIRECT_READ: usize = 256 << 10;
 /// Read-ahead unit of small reads (box headers, sample tables)...
 const BLOCK: u64 = 1 << 20;
-/// ... and how many such blocks each input keeps.
-const BLOCKS_KEPT: usize = 8;
+/// ... and how many such blocks each input keeps until it is copied.
+const BLOCKS_KEPT: usize = 4;
 
 /// Bytes fetched for one [`Input::read_ahead`] hint, at most...
 const READ_AHEAD_BYTES: u64 = 64 << 20;
@@ -391,8 +391,10 @@ impl Inputs {
                             source.size,
                             started.elapsed().as_secs_f64()
                         );
-                        if let InputState::Pending { copy, .. } = &input.state {
+                        if let InputState::Pending { copy, blocks, .. } = &input.state {
                             let _ = copy.set(file);
+                            // Every read is local from now on.
+                            blocks.lock().expect("blocks lock").kept.clear();
                         }
                     }
                     Err(e) => {
@@ -703,6 +705,12 @@ impl Origin {
                         // Archived since it was identified (GET answered
                         // InvalidObjectState): ask for a restore.
                         RemoteError::Archived(_) => sources.restore(store, name),
+                        // Replaced: the next request asks for its identity.
+                        RemoteError::Changed(_) => {
+                            let prefix = &sources.sources.entries[*backend].prefix;
+                            sources.forget(&format!("{prefix}{name}"));
+                            e
+                        }
                         e => e,
                     })
             }

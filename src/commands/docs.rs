@@ -72,7 +72,15 @@ fn configuration(roff: &mut Roff) {
         bold("[cache]"),
         roman(
             " dir, output_ttl, input_ttl, output_max_size, input_max_size, gc_interval, \
-               fsync, min_free. Durations take s, m, h or d; sizes K, M, G or T. \
+               fsync, min_free; ",
+        ),
+        bold("[remote]"),
+        roman(" connect_timeout, timeout, revalidate, copies; "),
+        bold("[[sources]]"),
+        roman(
+            " (one per URL path prefix) prefix, type (filesystem, http or s3), root; url; \
+               endpoint, region, bucket, key_prefix, path_style, access_key, secret_key; \
+               copy. Durations take s, m, h or d; sizes K, M, G or T. \
                README.md describes each key.",
         ),
     ]);
@@ -85,6 +93,17 @@ fn environment(roff: &mut Roff) {
     roff.text([roman(
         "Overrides one configuration key, e.g. CASTERPAK_SERVER_LISTEN=0.0.0.0:80 or \
          CASTERPAK_CACHE_OUTPUT_MAX_SIZE=20G. A variable naming no key is an error.",
+    )]);
+    roff.control("TP", []);
+    roff.text([
+        bold("AWS_ACCESS_KEY_ID"),
+        roman(", "),
+        bold("AWS_SECRET_ACCESS_KEY"),
+        roman(", "),
+        bold("AWS_SESSION_TOKEN"),
+    ]);
+    roff.text([roman(
+        "Credentials of s3 sources that give no access_key and secret_key. Never logged.",
     )]);
     roff.control("TP", []);
     roff.text([bold("RUST_LOG")]);
