@@ -354,7 +354,12 @@ fn a_store_that_dies_mid_copy_leaves_no_torn_input_and_copied_ones_still_play() 
     let link = SlowLink::start(s3.endpoint().trim_start_matches("http://"), 4 << 20);
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let conf = config(dir.path(), &s3_source("archive/", &link.endpoint(), true));
+    // Identities asked for again after a second: the store being down is
+    // then seen by the requests below, which play from what is known.
+    let conf = config(
+        dir.path(),
+        &(s3_source("archive/", &link.endpoint(), true) + "[remote]\nrevalidate = 1\n"),
+    );
     let log = dir.path().join("serve.log");
     let mut env = s3_env(&s3);
     env.push(("RUST_LOG", "casterpak=info"));
@@ -374,7 +379,7 @@ fn a_store_that_dies_mid_copy_leaves_no_torn_input_and_copied_ones_still_play() 
     let downloads = stat(&cache)["downloads"].clone();
     assert_eq!(downloads.as_array().map(Vec::len), Some(1), "{downloads:#}");
     s3.stop();
-    std::thread::sleep(Duration::from_secs(1));
+    std::thread::sleep(Duration::from_millis(1200));
 
     // Clean statuses: what is not cached is 502 or 504, with no body of a
     // segment; what is copied plays whole.
@@ -411,6 +416,24 @@ fn a_store_that_dies_mid_copy_leaves_no_torn_input_and_copied_ones_still_play() 
     assert_eq!(s["downloads"].as_array().map(Vec::len), Some(0), "{s:#}");
     let leftovers = std::fs::read_dir(cache.join("tmp")).unwrap().count();
     assert_eq!(leftovers, 0, "temporary files left in the cache");
+    // A restart while the store is down: the copy stands for the identity.
+    let restarted = Server::start_with_env(
+        dir.path(),
+        &cache,
+        &["--config", conf.to_str().unwrap()],
+        &s3_env(&s3),
+    );
+    assert_eq!(
+        served_frames(&restarted, "/i/archive/films/small.mp4/master.m3u8"),
+        source_frames(&small)
+    );
+    let reply = restarted.get(&format!("{base}/master.m3u8"));
+    assert!(
+        matches!(reply.status, 502 | 504),
+        "{} {}",
+        reply.status,
+        reply.text()
+    );
 
     // Back up: the long file plays, and its copy completes.
     s3.restart();
@@ -697,4 +720,91 @@ fn every_url_form_works_for_remote_sources_and_pre_warming_leaves_nothing_to_fet
         ffprobe_count(&audio, "a:0", false)
     );
     assert_eq!(gets(&nginx), before, "the store was read after pre-warming");
+}
+
+/// Accepts connections and never answers: a store that hangs.
+fn silent_store() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    (listener, format!("http://{addr}/"))
+}
+
+#[test]
+fn a_dead_store_is_502_a_silent_one_504_and_copies_that_would_not_fit_are_not_made() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("films")).unwrap();
+    let local = crate::support::fixture("h264-aac-bframes.mp4");
+    std::fs::copy(&local, root.path().join("films/a.mp4")).unwrap();
+    // A port nobody listens on: bound, then released.
+    let dead = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/", l.local_addr().unwrap())
+    };
+    let (_held, silent) = silent_store();
+    let www = tempfile::tempdir().unwrap();
+    std::fs::create_dir(www.path().join("films")).unwrap();
+    std::fs::copy(&local, www.path().join("films/a.mp4")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let http = |prefix: &str, url: &str| {
+        format!("[[sources]]\nprefix = \"{prefix}\"\ntype = \"http\"\nurl = \"{url}\"\n")
+    };
+    // The cap on inputs is smaller than the file: it is read by ranges.
+    let body = format!(
+        "[cache]\ninput_max_size = 1000\n[remote]\nconnect_timeout = 1\ntimeout = 1\n{}{}",
+        http("dead/", &dead),
+        http("silent/", &silent),
+    );
+    let conf = config(dir.path(), &body);
+    let server = Server::start(root.path(), &cache, &["--config", conf.to_str().unwrap()]);
+    let started = Instant::now();
+    let reply = server.get("/i/dead/films/a.mp4/master.m3u8");
+    assert_eq!(reply.status, 502, "{}", reply.text());
+    assert_eq!(
+        reply.text().trim_end().lines().count(),
+        1,
+        "a one-line reason"
+    );
+    let reply = server.get("/i/silent/films/a.mp4/master.m3u8");
+    assert_eq!(reply.status, 504, "{}", reply.text());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    // Everything else is served meanwhile.
+    assert_eq!(server.get("/i/films/a.mp4/master.m3u8").status, 200);
+    // A source that fits no copy plays by ranges, and nothing is copied.
+    let Some(nginx) = nginx_if_installed(www.path()) else {
+        return;
+    };
+    let body = format!("{body}{}", http("web/", &nginx.url()));
+    let conf = config(dir.path(), &body);
+    let server = Server::start(root.path(), &cache, &["--config", conf.to_str().unwrap()]);
+    if cfg!(casterpak_no_ffmpeg) {
+        crate::support::report("ffmpeg/ffprobe not installed: the frame count is not checked");
+        get_ok(&server, "/i/web/films/a.mp4/master.m3u8");
+    } else {
+        assert_eq!(
+            served_frames(&server, "/i/web/films/a.mp4/master.m3u8"),
+            source_frames(&local)
+        );
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let s = stat(&cache);
+    assert_eq!(
+        s["by_kind"]["input"]["objects"].as_u64().unwrap_or(0),
+        0,
+        "{s:#}"
+    );
+    assert_eq!(s["downloads"].as_array().map(Vec::len), Some(0), "{s:#}");
+}
+
+/// nginx, or None where it is missing (never under CI; see build.rs).
+fn nginx_if_installed(root: &Path) -> Option<Nginx> {
+    if cfg!(casterpak_no_stores) {
+        crate::support::report("nginx is not installed: the by-ranges part is skipped");
+        return None;
+    }
+    Some(Nginx::start(root))
 }
