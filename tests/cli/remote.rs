@@ -125,6 +125,19 @@ fn wait_for_inputs(cache: &Path, n: u64) {
     }
 }
 
+/// A server of `conf` with the store's credentials, logging at info level
+/// to a file in `dir`; and that file.
+fn serve_logged(dir: &Path, cache: &Path, conf: &Path, s3: &SeaweedS3) -> (Server, PathBuf) {
+    let log = dir.join("serve.log");
+    let mut env = s3_env(s3);
+    env.push(("RUST_LOG", "casterpak=info"));
+    let extra = ["--config", conf.to_str().unwrap()];
+    (
+        Server::start_logging_with(dir, cache, &extra, &env, &log),
+        log,
+    )
+}
+
 fn get_ok(server: &Server, path: &str) -> Vec<u8> {
     let reply = server.get(path);
     assert_eq!(reply.status, 200, "{path}: {}", reply.text());
@@ -360,16 +373,7 @@ fn a_store_that_dies_mid_copy_leaves_no_torn_input_and_copied_ones_still_play() 
         dir.path(),
         &(s3_source("archive/", &link.endpoint(), true) + "[remote]\nrevalidate = 1\n"),
     );
-    let log = dir.path().join("serve.log");
-    let mut env = s3_env(&s3);
-    env.push(("RUST_LOG", "casterpak=info"));
-    let server = Server::start_logging_with(
-        dir.path(),
-        &cache,
-        &["--config", conf.to_str().unwrap()],
-        &env,
-        &log,
-    );
+    let (server, log) = serve_logged(dir.path(), &cache, &conf, &s3);
 
     // The small file is copied whole; the long one's copy is under way.
     get_ok(&server, "/i/archive/films/small.mp4/master.m3u8");
@@ -469,16 +473,7 @@ fn wrong_credentials_a_deleted_and_a_replaced_object_answer_as_documented() {
             )
     );
     let conf = config(dir.path(), &body);
-    let log = dir.path().join("serve.log");
-    let mut env = s3_env(&s3);
-    env.push(("RUST_LOG", "casterpak=info"));
-    let server = Server::start_logging_with(
-        dir.path(),
-        &cache,
-        &["--config", conf.to_str().unwrap()],
-        &env,
-        &log,
-    );
+    let (server, log) = serve_logged(dir.path(), &cache, &conf, &s3);
 
     // Wrong credentials: the store's 403 is a 404 here, with its reason logged.
     let reply = server.get("/i/wrong/films/a.mp4/master.m3u8");
