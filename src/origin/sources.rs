@@ -131,7 +131,12 @@ impl Origin {
             index.map_err(|e| packager_error(source, e))
         };
         let spec = ObjectSpec {
-            key: self.key("index", &[&source.key_part()]),
+            // An index of another encoding is another object, not a
+            // failure to read this one.
+            key: self.key(
+                "index",
+                &[&format!("cpix{}", index_codec::VERSION), &source.key_part()],
+            ),
             kind: "index",
             ext: "idx",
             sources: std::slice::from_ref(source),

@@ -75,7 +75,19 @@ fn fuzz_regressions_do_not_panic() {
             Some("url") => exercise_url,
             _ => continue,
         };
-        run(&std::fs::read(&path).unwrap());
+        let data = std::fs::read(&path).unwrap();
+        if path.extension().is_some_and(|e| e == "cpix") {
+            // Kept in the current encoding: one the decoder turns away at
+            // its first bytes would test nothing.
+            if let Err(e) = index_codec::decode(&data) {
+                assert!(
+                    !e.to_string().contains("of this version"),
+                    "{}: {e} (re-encode it)",
+                    path.display()
+                );
+            }
+        }
+        run(&data);
         count += 1;
     }
     assert!(count > 0, "no regressions found in {}", dir.display());

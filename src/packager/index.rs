@@ -52,6 +52,9 @@ pub struct VideoConfig {
     pub height: u16,
     /// RFC 6381 `CODECS` value, e.g. `avc1.64001f`.
     pub codec_string: String,
+    /// The body of the sample entry's `avcC` or `hvcC`, as the source has
+    /// it (fragmented MP4 carries it as is).
+    pub config: Vec<u8>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +78,9 @@ pub struct AudioConfig {
     pub sample_rate: u32,
     pub channels: u16,
     pub codec_string: String,
+    /// The body of the sample entry's `esds`, `dac3` or `dec3`, as the
+    /// source has it; empty for MP3 without an `esds`.
+    pub config: Vec<u8>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,6 +93,9 @@ pub enum Codec {
 pub struct Track {
     pub track_id: u32,
     pub timescale: u32,
+    /// ISO 639-2/T language of the media (`mdhd`), e.g. `eng`; `und` when
+    /// unknown.
+    pub language: String,
     pub codec: Codec,
     /// Samples in decode order.
     pub samples: Vec<Sample>,

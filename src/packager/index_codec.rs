@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! "CPIX" version:u32 file_len:u64 video:track? audio:track? skipped:[str]
-//! track   = track_id:u32 timescale:u32 end_dts:i64 shift:i64 delay:i64 codec
+//! track   = track_id:u32 timescale:u32 language:str end_dts:i64 shift:i64 delay:i64 codec
 //!           samples:[offset:u64 dts:i64 size:u32 cts:i32] sync:[u32]?
 //!           random_access:[u32] nal_units:[u32]
 //! X?      = 0:u8 | 1:u8 X          [X] = count:u32 X...       str = [u8]
@@ -17,8 +17,9 @@ use crate::packager::index::{
 use crate::packager::mp4::cursor::Cursor;
 
 const MAGIC: [u8; 4] = *b"CPIX";
-/// 2: random access points and NAL unit counts.
-const VERSION: u32 = 2;
+/// 2: random access points and NAL unit counts. 3: languages, and the
+/// codec configuration boxes (after each codec's fields, as `config:str`).
+pub const VERSION: u32 = 3;
 const SAMPLE_LEN: usize = 24;
 
 pub fn encode(index: &MediaIndex) -> Vec<u8> {
@@ -43,6 +44,7 @@ pub fn encode(index: &MediaIndex) -> Vec<u8> {
 fn encode_track(out: &mut Vec<u8>, t: &Track) {
     out.extend_from_slice(&t.track_id.to_be_bytes());
     out.extend_from_slice(&t.timescale.to_be_bytes());
+    put_bytes(out, t.language.as_bytes());
     for v in [t.end_dts, t.presentation_shift, t.decode_delay] {
         out.extend_from_slice(&v.to_be_bytes());
     }
@@ -61,6 +63,7 @@ fn encode_track(out: &mut Vec<u8>, t: &Track) {
             for ps in &v.parameter_sets {
                 put_bytes(out, ps);
             }
+            put_bytes(out, &v.config);
         }
         Codec::Audio(a) => {
             out.push(1);
@@ -79,6 +82,7 @@ fn encode_track(out: &mut Vec<u8>, t: &Track) {
             out.extend_from_slice(&a.sample_rate.to_be_bytes());
             out.extend_from_slice(&a.channels.to_be_bytes());
             put_bytes(out, a.codec_string.as_bytes());
+            put_bytes(out, &a.config);
         }
     }
     out.extend_from_slice(&(t.samples.len() as u32).to_be_bytes());
@@ -153,6 +157,7 @@ fn decode_optional_track(c: &mut Cursor) -> Result<Option<Track>> {
 fn decode_track(c: &mut Cursor) -> Result<Track> {
     let track_id = c.u32("track_id")?;
     let timescale = c.u32("timescale")?;
+    let language = get_string(c)?;
     let end_dts = c.u64("end_dts")? as i64;
     let presentation_shift = c.u64("presentation_shift")? as i64;
     let decode_delay = c.u64("decode_delay")? as i64;
@@ -180,6 +185,7 @@ fn decode_track(c: &mut Cursor) -> Result<Track> {
     Ok(Track {
         track_id,
         timescale,
+        language,
         codec,
         samples,
         sync,
@@ -206,7 +212,9 @@ fn decode_video(c: &mut Cursor) -> Result<VideoConfig> {
     for _ in 0..n {
         parameter_sets.push(get_bytes(c)?.to_vec());
     }
+    let config = get_bytes(c)?.to_vec();
     Ok(VideoConfig {
+        config,
         codec,
         nal_length_size,
         parameter_sets,
@@ -231,7 +239,9 @@ fn decode_audio(c: &mut Cursor) -> Result<AudioConfig> {
     let sample_rate = c.u32("sample_rate")?;
     let channels = c.u16("channels")?;
     let codec_string = get_string(c)?;
+    let config = get_bytes(c)?.to_vec();
     Ok(AudioConfig {
+        config,
         codec,
         sample_rate,
         channels,

@@ -175,6 +175,7 @@ mod tests {
         let video = Track {
             track_id: 1,
             timescale: 30,
+            language: "und".into(),
             codec: Codec::Video(VideoConfig {
                 codec: VideoCodec::Hevc,
                 nal_length_size: 4,
@@ -182,6 +183,7 @@ mod tests {
                 width: 16,
                 height: 16,
                 codec_string: "hvc1".into(),
+                config: Vec::new(),
             }),
             samples,
             sync: Some(vec![0, 5, 10, 15, 20, 25]),

@@ -118,6 +118,7 @@ fn parse(b: &mut Bits) -> Option<Result<AudioConfig, String>> {
         sample_rate,
         channels,
         codec_string: format!("mp4a.40.{}", extension.unwrap_or(aot)),
+        config: Vec::new(),
     }))
 }
 

@@ -220,6 +220,7 @@ mod tests {
             width: 16,
             height: 16,
             codec_string: "x".into(),
+            config: Vec::new(),
         }
     }
 

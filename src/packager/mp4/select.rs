@@ -132,6 +132,7 @@ fn finish_track(
     Ok(Track {
         track_id: t.track_id,
         timescale: t.timescale,
+        language: t.language.clone(),
         codec,
         samples: samples.samples,
         sync: samples.sync,

@@ -54,6 +54,7 @@ fn parse_visual(mut c: Cursor, fourcc: [u8; 4]) -> Result<Codec> {
                     .body
                     .error("empty decoder configuration (Annex B samples in an MP4 track?)"));
             }
+            let config = child.body.clone().rest().to_vec();
             let (nal_length_size, parameter_sets, codec_string) = match codec {
                 VideoCodec::H264 => parse_avcc(child.body, fourcc)?,
                 VideoCodec::Hevc => parse_hvcc(child.body, fourcc)?,
@@ -65,6 +66,7 @@ fn parse_visual(mut c: Cursor, fourcc: [u8; 4]) -> Result<Codec> {
                 width,
                 height,
                 codec_string,
+                config,
             }));
         }
     }
@@ -174,14 +176,25 @@ fn parse_audio(mut c: Cursor, fourcc: [u8; 4]) -> Result<Result<Codec, String>> 
         v => return Err(c.error(format!("unknown sound sample description version {v}"))),
     }
     let mut config = None;
+    let mut config_box = Vec::new();
     for child in c.children() {
         let child = child?;
+        let body = || child.body.clone().rest().to_vec();
         config = match &child.fourcc.0 {
-            b"esds" => Some(parse_esds(child.body, sample_rate, channels)?),
+            b"esds" => {
+                config_box = body();
+                Some(parse_esds(child.body.clone(), sample_rate, channels)?)
+            }
             // QuickTime wraps the esds in a 'wave' box.
-            b"wave" => find_esds(child.body, sample_rate, channels)?,
-            b"dac3" if fourcc == *b"ac-3" => Some(Ok(audio(AudioCodec::Ac3, "ac-3"))),
-            b"dec3" if fourcc == *b"ec-3" => Some(Ok(audio(AudioCodec::Eac3, "ec-3"))),
+            b"wave" => find_esds(child.body, sample_rate, channels, &mut config_box)?,
+            b"dac3" if fourcc == *b"ac-3" => {
+                config_box = body();
+                Some(Ok(audio(AudioCodec::Ac3, "ac-3")))
+            }
+            b"dec3" if fourcc == *b"ec-3" => {
+                config_box = body();
+                Some(Ok(audio(AudioCodec::Eac3, "ec-3")))
+            }
             _ => continue,
         };
         if config.is_some() {
@@ -197,6 +210,7 @@ fn parse_audio(mut c: Cursor, fourcc: [u8; 4]) -> Result<Result<Codec, String>> 
         (None, _) => return Err(c.error("audio sample entry has no 'esds' box")),
     };
     Ok(Ok(Codec::Audio(AudioConfig {
+        config: config_box,
         sample_rate: if config.sample_rate != 0 {
             config.sample_rate
         } else {
@@ -217,17 +231,21 @@ fn audio(codec: AudioCodec, codec_string: &str) -> AudioConfig {
         sample_rate: 0,
         channels: 0,
         codec_string: codec_string.to_string(),
+        config: Vec::new(),
     }
 }
 
+/// The esds in a QuickTime `wave` box; its body goes to `config_box`.
 fn find_esds(
     mut wave: Cursor,
     rate: u32,
     channels: u16,
+    config_box: &mut Vec<u8>,
 ) -> Result<Option<Result<AudioConfig, String>>> {
     for child in wave.children() {
         let child = child?;
         if &child.fourcc.0 == b"esds" {
+            *config_box = child.body.clone().rest().to_vec();
             return parse_esds(child.body, rate, channels).map(Some);
         }
     }
@@ -292,6 +310,7 @@ fn parse_esds(mut c: Cursor, rate: u32, channels: u16) -> Result<Result<AudioCon
             sample_rate: rate,
             channels,
             codec_string: "mp4a.40.34".to_string(),
+            config: Vec::new(),
         })),
         other => Ok(Err(format!(
             "audio object type 0x{other:02x} cannot be carried in MPEG-TS"

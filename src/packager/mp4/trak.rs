@@ -35,6 +35,8 @@ pub struct Trak {
     pub enabled: bool,
     pub handler: FourCc,
     pub timescale: u32,
+    /// ISO 639-2/T, from the mdhd.
+    pub language: String,
     /// The codec, or why it cannot be packaged.
     pub codec: Result<Codec, String>,
     pub edit: Edit,
@@ -83,11 +85,26 @@ pub fn parse_trak(win: &mut Window, trak: &Located) -> Result<Trak> {
         enabled,
         handler: media.handler,
         timescale: media.timescale,
+        language: media.language,
         codec,
         edit,
         tables: media.tables,
         declared_samples,
     })
+}
+
+/// The ISO 639-2/T code packed in an mdhd (14496-12 8.4.2.3: a pad bit and
+/// three 5-bit letters, each `letter - 0x60`); `und` for anything else.
+fn language(packed: u16) -> String {
+    let letters: Vec<u8> = [10, 5, 0]
+        .iter()
+        .map(|shift| ((packed >> shift) & 0x1f) as u8 + 0x60)
+        .collect();
+    if letters.iter().all(u8::is_ascii_lowercase) {
+        String::from_utf8(letters).expect("ASCII")
+    } else {
+        "und".to_string()
+    }
 }
 
 pub fn leaf_cursor<'a>(body: &'a [u8], b: &Located) -> Cursor<'a> {
@@ -140,6 +157,7 @@ fn parse_edts(mut c: Cursor) -> Result<Edit> {
 
 struct Media {
     timescale: u32,
+    language: String,
     handler: FourCc,
     /// The stsd's body and where it is.
     stsd: Option<(Vec<u8>, Located)>,
@@ -150,6 +168,7 @@ fn parse_mdia(win: &mut Window, mdia: &Located) -> Result<Media> {
     let mut timescale = None;
     let mut media = Media {
         timescale: 0,
+        language: "und".to_string(),
         handler: FourCc(*b"\0\0\0\0"),
         stsd: None,
         tables: SampleTables::default(),
@@ -167,6 +186,8 @@ fn parse_mdia(win: &mut Window, mdia: &Located) -> Result<Media> {
                     return Err(b.error("timescale is 0"));
                 }
                 timescale = Some(ts);
+                b.skip(if version == 1 { 8 } else { 4 }, "mdhd duration")?;
+                media.language = language(b.u16("language")?);
             }
             b"hdlr" => {
                 let body = read_leaf(win, &child)?;
@@ -205,4 +226,15 @@ fn read_stbl(win: &mut Window, stbl: &Located, media: &mut Media) -> Result<()> 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn mdhd_languages_unpack_and_anything_else_is_undetermined() {
+        assert_eq!(super::language(0x15c7), "eng");
+        assert_eq!(super::language(0x55c4), "und");
+        assert_eq!(super::language(0), "und");
+        assert_eq!(super::language(0x7fff), "und");
+    }
 }

@@ -97,6 +97,7 @@ mod tests {
             sample_rate: 44_100,
             channels: 2,
             codec_string: "mp4a.40.2".into(),
+            config: Vec::new(),
         };
         let mut out = Vec::new();
         write_frame(&mut out, &config, &[0xaa; 300], 0).unwrap();

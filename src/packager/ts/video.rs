@@ -113,6 +113,7 @@ mod tests {
             width: 16,
             height: 16,
             codec_string: "avc1.42c00a".into(),
+            config: Vec::new(),
         }
     }
 
