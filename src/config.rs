@@ -222,8 +222,10 @@ impl Default for Media {
 pub struct Server {
     /// Address and port to listen on.
     pub listen: String,
-    /// URL path prefix of the MSOD URLs.
+    /// URL path prefix of the MSOD URLs (MPEG-TS).
     pub prefix: String,
+    /// URL path prefix of the same paths as CMAF: fMP4 HLS and DASH.
+    pub cmaf_prefix: String,
     /// When set, playlists use absolute URIs under this base
     /// (e.g. `https://cdn.example.com`); otherwise relative ones.
     pub base_url: String,
@@ -254,6 +256,7 @@ impl Default for Server {
         Server {
             listen: "127.0.0.1:8080".into(),
             prefix: "/i/".into(),
+            cmaf_prefix: "/cmaf/".into(),
             base_url: String::new(),
             workers: 32,
             max_connections: 0,
@@ -460,10 +463,21 @@ impl Config {
         if !(0.1..=3600.0).contains(&d) {
             bail!("media.segment_duration: {d} is not between 0.1 and 3600 seconds");
         }
-        if !self.server.prefix.starts_with('/') || !self.server.prefix.ends_with('/') {
+        for (key, prefix) in [
+            ("prefix", &self.server.prefix),
+            ("cmaf_prefix", &self.server.cmaf_prefix),
+        ] {
+            if !prefix.starts_with('/') || !prefix.ends_with('/') {
+                bail!("server.{key}: {prefix:?} must start and end with '/'");
+            }
+        }
+        if self.server.prefix.starts_with(&self.server.cmaf_prefix)
+            || self.server.cmaf_prefix.starts_with(&self.server.prefix)
+        {
             bail!(
-                "server.prefix: {:?} must start and end with '/'",
-                self.server.prefix
+                "server.prefix ({:?}) and server.cmaf_prefix ({:?}) must not contain each other",
+                self.server.prefix,
+                self.server.cmaf_prefix
             );
         }
         let mut prefixes = std::collections::HashSet::new();

@@ -3,6 +3,7 @@
 //! mode of `package` call it directly. It knows no HTTP: its errors say
 //! what went wrong, and `serve` maps them to statuses.
 
+mod cmaf;
 mod error;
 mod in_memory;
 mod sources;
@@ -32,6 +33,9 @@ pub struct Answer {
 
 pub const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 pub const SEGMENT_TYPE: &str = "video/mp2t";
+pub const MPD_TYPE: &str = "application/dash+xml";
+pub const VIDEO_MP4_TYPE: &str = "video/mp4";
+pub const AUDIO_MP4_TYPE: &str = "audio/mp4";
 
 pub struct Origin {
     config: Config,
@@ -97,27 +101,37 @@ impl Origin {
 
     /// Answers a URL path (with the prefix, without the query string).
     pub fn answer(&self, path: &str) -> Result<Answer, OriginError> {
-        let rest = path
-            .strip_prefix(self.config.server.prefix.as_str())
-            .ok_or_else(|| {
-                OriginError::NotFound(format!("{path}: not under {}", self.config.server.prefix))
-            })?;
-        let request = url::parse(rest)?;
+        let server = &self.config.server;
         // Where relative URIs in playlists resolve: the directory of `path`.
-        let uri_prefix = match self.config.server.base_url.trim_end_matches('/') {
+        let uri_prefix = match server.base_url.trim_end_matches('/') {
             "" => String::new(),
             base => format!("{base}{}/", &path[..path.rfind('/').expect("has a slash")]),
         };
+        if let Some(rest) = path.strip_prefix(server.cmaf_prefix.as_str()) {
+            return self.answer_cmaf(&url::parse_cmaf(rest)?, &uri_prefix);
+        }
+        let rest = path.strip_prefix(server.prefix.as_str()).ok_or_else(|| {
+            OriginError::NotFound(format!(
+                "{path}: not under {} or {}",
+                server.prefix, server.cmaf_prefix
+            ))
+        })?;
+        let request = url::parse(rest)?;
         match &request.target {
             Target::Master => self.master(&request.sources, &uri_prefix),
             Target::MediaPlaylist { n, kind } => {
                 self.media_playlist(&request.sources[*n], *n, kind, &uri_prefix)
             }
             Target::Segment { k, n, kind } => self.segment(&request.sources[*n], *k, kind),
+            Target::Manifest | Target::Init { .. } | Target::Fragment { .. } => {
+                unreachable!("CMAF names are parsed under the CMAF prefix only")
+            }
         }
     }
 
-    fn master(&self, rels: &[String], uri_prefix: &str) -> Result<Answer, OriginError> {
+    /// The sources of `rels` that exist, with their numbers; a missing
+    /// file of a csmil set is left out.
+    fn existing(&self, rels: &[String]) -> Result<(Vec<SourceId>, Vec<usize>), OriginError> {
         let mut sources = Vec::new();
         let mut numbers = Vec::new();
         for (n, rel) in rels.iter().enumerate() {
@@ -140,13 +154,26 @@ impl Origin {
                 rels.len()
             )));
         }
+        Ok((sources, numbers))
+    }
+
+    /// A key part naming the sources of a master by number and identity.
+    fn master_key(sources: &[SourceId], numbers: &[usize]) -> String {
         let ids: Vec<String> = numbers
             .iter()
-            .zip(&sources)
+            .zip(sources)
             .map(|(n, s)| format!("{n}={}", s.key_part()))
             .collect();
-        let key = self.key("master", &[uri_prefix, &ids.join("|")]);
-        self.in_memory(key, &sources, || {
+        ids.join("|")
+    }
+
+    fn master(&self, rels: &[String], uri_prefix: &str) -> Result<Answer, OriginError> {
+        let (sources, numbers) = self.existing(rels)?;
+        let key = self.key(
+            "master",
+            &[uri_prefix, &Self::master_key(&sources, &numbers)],
+        );
+        self.in_memory(key, &sources, PLAYLIST_TYPE, || {
             let mut variants = Vec::with_capacity(sources.len());
             for (n, source) in numbers.iter().zip(&sources) {
                 variants.push((*n, self.rendition(source)?.variant()));
@@ -161,6 +188,7 @@ impl Origin {
         &self,
         key: String,
         sources: &[SourceId],
+        content_type: &'static str,
         make: impl FnOnce() -> Result<String, OriginError>,
     ) -> Result<Answer, OriginError> {
         let etag = cache::etag_of(&key);
@@ -179,7 +207,7 @@ impl Origin {
                 state,
                 etag,
             },
-            content_type: PLAYLIST_TYPE,
+            content_type,
             last_modified: last_modified(sources),
         })
     }
@@ -203,7 +231,7 @@ impl Origin {
         // Absolute URIs carry the URL's directory: any csmil label makes
         // another one, so those are not stored.
         if !uri_prefix.is_empty() {
-            return self.in_memory(key, std::slice::from_ref(&source), make);
+            return self.in_memory(key, std::slice::from_ref(&source), PLAYLIST_TYPE, make);
         }
         let spec = ObjectSpec {
             key,

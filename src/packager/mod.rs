@@ -1,7 +1,9 @@
 //! The packager: turns an MP4 source into HLS playlists and MPEG-TS segments.
 //! It knows nothing of HTTP, SQLite or the disk cache.
 
+pub mod cmaf;
 pub mod error;
+pub mod fmp4;
 #[doc(hidden)]
 pub mod fuzz_regressions;
 pub mod hls;

@@ -25,11 +25,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::packager::error::{Error, FourCc, Result};
+use crate::packager::fmp4::{self, TrackKind};
 use crate::packager::hls::{self, Variant};
 use crate::packager::index::{Codec, MediaIndex};
 use crate::packager::media::MediaSource;
 use crate::packager::segment::{self, Plan};
-use crate::packager::{mp4, ts};
+use crate::packager::{cmaf, mp4, ts};
 
 /// The HLS default (RFC 8216bis appendix, Apple authoring spec 6 s).
 pub const DEFAULT_SEGMENT_SECONDS: f64 = 6.0;
@@ -203,6 +204,136 @@ impl Rendition {
             independent_segments: self.plan.independent_segments(&self.index),
         }
     }
+}
+
+impl Rendition {
+    /// What the CMAF manifests say of `kind`'s track, if there is one.
+    pub fn cmaf_track(&self, kind: TrackKind) -> Option<cmaf::TrackInfo> {
+        let track = kind.track(&self.index)?;
+        let segments = &self.plan.segments;
+        let timeline = fmp4::Timeline::new(track, self.plan.stream_offset_90k);
+        let mut peak_bps = 0;
+        let mut total_bytes = 0;
+        let mut spans = Vec::with_capacity(segments.len());
+        for segment in segments {
+            let bytes = fmp4::fragment_len(&self.index, segment, kind);
+            total_bytes += bytes;
+            peak_bps = peak_bps.max(bits_per_second(bytes, hls::extinf_millis(segment)));
+            let range = kind.range(segment);
+            spans.push(if range.is_empty() {
+                (0, 0)
+            } else {
+                timeline.span(range)
+            });
+        }
+        let span_ms = segments.iter().map(hls::extinf_millis).sum();
+        let start_90k = segments.first().map_or(0, |s| s.start_90k) + self.plan.stream_offset_90k;
+        let presentation_time_offset =
+            (i128::from(start_90k.max(0)) * i128::from(track.timescale) / 90_000) as u64;
+        let variant = self.variant();
+        let (codec, resolution, frame_rate, channels, sample_rate) = match &track.codec {
+            Codec::Video(v) => (
+                // HEVC is written as hvc1, whatever the source's entry.
+                v.codec_string.replacen("hev1", "hvc1", 1),
+                Some((v.width, v.height)),
+                variant.frame_rate,
+                0,
+                0,
+            ),
+            Codec::Audio(a) => (
+                a.codec_string.clone(),
+                None,
+                None,
+                a.channels,
+                a.sample_rate,
+            ),
+        };
+        Some(cmaf::TrackInfo {
+            kind,
+            codec,
+            bandwidth: peak_bps,
+            average_bandwidth: bits_per_second(total_bytes, span_ms),
+            resolution,
+            frame_rate,
+            language: track.language.clone(),
+            channels,
+            sample_rate,
+            timescale: track.timescale,
+            timeline: spans,
+            presentation_time_offset,
+            independent: match kind {
+                TrackKind::Video => self.plan.independent_segments(&self.index),
+                TrackKind::Audio => true,
+            },
+        })
+    }
+
+    /// This rendition as source `n` of the CMAF manifests.
+    pub fn cmaf_source(&self, n: usize) -> cmaf::Source {
+        cmaf::Source {
+            n,
+            video: self.cmaf_track(TrackKind::Video),
+            audio: self.cmaf_track(TrackKind::Audio),
+        }
+    }
+
+    /// The fMP4 media playlist of `kind`'s track as source `n`.
+    pub fn cmaf_media_playlist(&self, n: usize, kind: TrackKind, prefix: &str) -> Result<String> {
+        let track = self.cmaf_track(kind).ok_or_else(|| no_track(kind))?;
+        Ok(cmaf::media_playlist(
+            &self.plan.segments,
+            n,
+            kind,
+            track.independent,
+            prefix,
+        ))
+    }
+
+    pub fn init_segment(&self, kind: TrackKind) -> Result<Vec<u8>> {
+        fmp4::init_segment(&self.index, kind)
+    }
+
+    /// Writes fMP4 media segment `k` (0-based) of `kind`'s track to `out`;
+    /// returns its length.
+    pub fn write_fragment(&self, k: usize, kind: TrackKind, out: &mut dyn Write) -> Result<u64> {
+        let segment = self.plan.segments.get(k).ok_or_else(|| {
+            Error::NotFound(format!(
+                "segment {} of {} segments",
+                k + 1,
+                self.segment_count()
+            ))
+        })?;
+        let input = fmp4::FragmentInput {
+            index: &self.index,
+            segment,
+            number: k as u32 + 1,
+            kind,
+            offset_90k: self.plan.stream_offset_90k,
+        };
+        let written = fmp4::write_fragment(&input, &*self.src, out, ts::BATCH_BYTES)?;
+        let expected = fmp4::fragment_len(&self.index, segment, kind);
+        if written != expected {
+            return Err(Error::corrupt(
+                FourCc(*b"mdat"),
+                0,
+                format!(
+                    "fragment {} came out {written} bytes, not {expected}",
+                    k + 1
+                ),
+            ));
+        }
+        Ok(written)
+    }
+}
+
+fn no_track(kind: TrackKind) -> Error {
+    Error::NotFound(format!(
+        "no {} track",
+        match kind {
+            TrackKind::Video => "video",
+            TrackKind::Audio => "audio",
+        }
+    ))
 }
 
 /// Rounded up, so that BANDWIDTH is never below what a player measures.

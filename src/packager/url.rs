@@ -12,13 +12,29 @@
 //! `<kind>` is `av`, `a` or `v`. Paths come out percent-decoded and checked:
 //! no `..` or `.` component, no backslash or NUL, nothing absolute.
 
+use crate::packager::fmp4::TrackKind;
+
 /// Most renditions a csmil URL may list. A master lists each of them, and
 /// each is a source to resolve and parse; real ladders have under a dozen.
 pub const MAX_RENDITIONS: usize = 64;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
+    /// `master.m3u8`: the HLS master (TS under `/i/`, fMP4 under `/cmaf/`).
     Master,
+    /// CMAF: `manifest.mpd`, the DASH manifest.
+    Manifest,
+    /// CMAF: `init_<N>_<track>.mp4`, the init segment of a track.
+    Init {
+        n: usize,
+        track: TrackKind,
+    },
+    /// CMAF: `seg<K>_<N>_<track>.m4s`, media segment K (1-based) of a track.
+    Fragment {
+        k: usize,
+        n: usize,
+        track: TrackKind,
+    },
     MediaPlaylist {
         n: usize,
         kind: String,
@@ -49,8 +65,19 @@ pub enum UrlError {
     NotFound(String),
 }
 
-/// Parses the part of a URL path after the prefix (no query string).
+/// Parses the part of an MSOD URL path after the prefix (no query string).
 pub fn parse(path: &str) -> Result<Request, UrlError> {
+    parse_with(path, parse_target)
+}
+
+/// Parses the part of a CMAF URL path after its prefix: the same source
+/// paths, with the names of [`crate::packager::cmaf`]. A media playlist's
+/// `kind` is then `v` or `a`, its track.
+pub fn parse_cmaf(path: &str) -> Result<Request, UrlError> {
+    parse_with(path, parse_cmaf_target)
+}
+
+fn parse_with(path: &str, parse_target: fn(&str) -> Option<Target>) -> Result<Request, UrlError> {
     let (dir, last) = path
         .rsplit_once('/')
         .ok_or_else(|| UrlError::NotFound(format!("{path:?} names no playlist or segment")))?;
@@ -66,8 +93,11 @@ pub fn parse(path: &str) -> Result<Request, UrlError> {
         None => vec![components.join("/")],
     };
     let n = match &target {
-        Target::Master => 0,
-        Target::MediaPlaylist { n, .. } | Target::Segment { n, .. } => *n,
+        Target::Master | Target::Manifest => 0,
+        Target::MediaPlaylist { n, .. }
+        | Target::Segment { n, .. }
+        | Target::Init { n, .. }
+        | Target::Fragment { n, .. } => *n,
     };
     if n >= sources.len() {
         return Err(UrlError::NotFound(format!(
@@ -100,6 +130,40 @@ fn parse_target(name: &str) -> Option<Target> {
         kind_of(parts.next()?)?,
     );
     (k >= 1).then_some(Target::Segment { k, n, kind })
+}
+
+fn parse_cmaf_target(name: &str) -> Option<Target> {
+    match name {
+        "master.m3u8" => return Some(Target::Master),
+        "manifest.mpd" => return Some(Target::Manifest),
+        _ => {}
+    }
+    let track_of = |rest: &str| -> Option<(usize, TrackKind)> {
+        let (n, track) = rest.split_once('_')?;
+        Some((number(n)?, TrackKind::from_suffix(track)?))
+    };
+    if let Some(rest) = name
+        .strip_prefix("index_")
+        .and_then(|r| r.strip_suffix(".m3u8"))
+    {
+        let (n, track) = track_of(rest)?;
+        return Some(Target::MediaPlaylist {
+            n,
+            kind: track.suffix().to_string(),
+        });
+    }
+    if let Some(rest) = name
+        .strip_prefix("init_")
+        .and_then(|r| r.strip_suffix(".mp4"))
+    {
+        let (n, track) = track_of(rest)?;
+        return Some(Target::Init { n, track });
+    }
+    let rest = name.strip_prefix("seg")?.strip_suffix(".m4s")?;
+    let (k, rest) = rest.split_once('_')?;
+    let k = number(k)?;
+    let (n, track) = track_of(rest)?;
+    (k >= 1).then_some(Target::Fragment { k, n, track })
 }
 
 fn number(s: &str) -> Option<usize> {

@@ -274,7 +274,7 @@ pub fn write_segment(
 }
 
 /// The bounds on one segment's samples, checked before any is read.
-fn check_segment_media(index: &MediaIndex, segment: &Segment) -> Result<()> {
+pub(crate) fn check_segment_media(index: &MediaIndex, segment: &Segment) -> Result<()> {
     let mut total = 0u64;
     if let Some(video) = &index.video {
         for (i, s) in video.samples[segment.video.clone()].iter().enumerate() {

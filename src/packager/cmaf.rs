@@ -1,0 +1,413 @@
+//! The manifests of the CMAF output, one set of segments for both: HLS
+//! version 7 playlists (RFC 8216, `EXT-X-MAP`, audio as renditions of their
+//! own) and a static DASH MPD (ISO/IEC 23009-1, SegmentTemplate with
+//! SegmentTimeline).
+//!
+//! Names, next to the manifests: `init_<N>_<t>.mp4` and `seg<K>_<N>_<t>.m4s`
+//! (K from 1), with `<t>` `v` for the video track and `a` for the audio
+//! track of source `<N>`; the HLS media playlists are `index_<N>_<t>.m3u8`.
+
+use std::fmt::Write;
+
+use crate::packager::fmp4::TrackKind;
+use crate::packager::hls::extinf_millis;
+use crate::packager::segment::Segment;
+
+pub const MASTER: &str = "master.m3u8";
+pub const MANIFEST: &str = "manifest.mpd";
+
+pub fn init_name(n: usize, kind: TrackKind) -> String {
+    format!("init_{n}_{}.mp4", kind.suffix())
+}
+
+/// `k` is 1-based, as in the URL.
+pub fn segment_name(k: usize, n: usize, kind: TrackKind) -> String {
+    format!("seg{k}_{n}_{}.m4s", kind.suffix())
+}
+
+pub fn media_playlist_name(n: usize, kind: TrackKind) -> String {
+    format!("index_{n}_{}.m3u8", kind.suffix())
+}
+
+/// What the manifests say of one track.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrackInfo {
+    pub kind: TrackKind,
+    /// RFC 6381.
+    pub codec: String,
+    /// Peak and average bitrate of its media segments, bits per second.
+    pub bandwidth: u64,
+    pub average_bandwidth: u64,
+    pub resolution: Option<(u16, u16)>,
+    pub frame_rate: Option<f64>,
+    /// ISO 639-2/T; `und` when unknown.
+    pub language: String,
+    pub channels: u16,
+    pub sample_rate: u32,
+    pub timescale: u32,
+    /// Each segment's earliest presentation time and duration, in the
+    /// track's timescale.
+    pub timeline: Vec<(u64, u64)>,
+    /// Where the presentation starts, in the track's timescale.
+    pub presentation_time_offset: u64,
+    /// Every segment starts where a decoder can start.
+    pub independent: bool,
+}
+
+/// One source of a master or MPD: rendition `n`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Source {
+    pub n: usize,
+    pub video: Option<TrackInfo>,
+    pub audio: Option<TrackInfo>,
+}
+
+/// A VOD media playlist of one track: the same segments and EXTINF
+/// durations as the TS playlist of its source.
+pub fn media_playlist(
+    segments: &[Segment],
+    n: usize,
+    kind: TrackKind,
+    independent: bool,
+    prefix: &str,
+) -> String {
+    let millis: Vec<i64> = segments.iter().map(extinf_millis).collect();
+    let target = millis.iter().max().map_or(1, |ms| (ms + 999) / 1000).max(1);
+    let mut out = String::with_capacity(128 + 48 * segments.len());
+    out.push_str("#EXTM3U\n#EXT-X-VERSION:7\n");
+    let _ = writeln!(out, "#EXT-X-TARGETDURATION:{target}");
+    out.push_str("#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-PLAYLIST-TYPE:VOD\n");
+    if independent {
+        out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
+    }
+    let _ = writeln!(out, "#EXT-X-MAP:URI=\"{prefix}{}\"", init_name(n, kind));
+    for (k, ms) in millis.iter().enumerate() {
+        let _ = writeln!(out, "#EXTINF:{}.{:03},", ms / 1000, ms % 1000);
+        out.push_str(prefix);
+        out.push_str(&segment_name(k + 1, n, kind));
+        out.push('\n');
+    }
+    out.push_str("#EXT-X-ENDLIST\n");
+    out
+}
+
+/// The audio renditions of a master: one per language, codec and channel
+/// count, from the first source that has it.
+fn audio_renditions(sources: &[Source]) -> Vec<(usize, &TrackInfo)> {
+    let mut kept: Vec<(usize, &TrackInfo)> = Vec::new();
+    for s in sources {
+        if let Some(a) = &s.audio {
+            let same = |(_, k): &(usize, &TrackInfo)| {
+                k.language == a.language && k.codec == a.codec && k.channels == a.channels
+            };
+            if !kept.iter().any(same) {
+                kept.push((s.n, a));
+            }
+        }
+    }
+    kept
+}
+
+/// The HLS master: a variant per video track, each with the audio group;
+/// without video, a variant per audio track.
+pub fn master_playlist(sources: &[Source], prefix: &str) -> String {
+    let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:7\n");
+    let tracks = || {
+        sources
+            .iter()
+            .flat_map(|s| s.video.iter().chain(s.audio.iter()))
+    };
+    if tracks().all(|t| t.independent) {
+        out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
+    }
+    let audio = audio_renditions(sources);
+    let videos: Vec<(usize, &TrackInfo)> = sources
+        .iter()
+        .filter_map(|s| s.video.as_ref().map(|v| (s.n, v)))
+        .collect();
+    if videos.is_empty() {
+        for (n, a) in &audio {
+            variant(
+                &mut out,
+                a.bandwidth,
+                a.average_bandwidth,
+                &a.codec,
+                None,
+                None,
+                None,
+            );
+            let _ = writeln!(
+                out,
+                "\n{prefix}{}",
+                media_playlist_name(*n, TrackKind::Audio)
+            );
+        }
+        return out;
+    }
+    let mut names: Vec<String> = Vec::new();
+    for (i, (n, a)) in audio.iter().enumerate() {
+        let mut name = a.language.clone();
+        if names.contains(&name) {
+            name = format!("{} {}", a.language, i + 1);
+        }
+        let _ = write!(
+            out,
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"{name}\""
+        );
+        if a.language != "und" {
+            let _ = write!(out, ",LANGUAGE=\"{}\"", a.language);
+        }
+        let _ = writeln!(
+            out,
+            ",CHANNELS=\"{}\",DEFAULT={},AUTOSELECT=YES,URI=\"{prefix}{}\"",
+            a.channels,
+            if i == 0 { "YES" } else { "NO" },
+            media_playlist_name(*n, TrackKind::Audio)
+        );
+        names.push(name);
+    }
+    let loudest = audio.iter().map(|(_, a)| a.bandwidth).max().unwrap_or(0);
+    let loudest_average = audio
+        .iter()
+        .map(|(_, a)| a.average_bandwidth)
+        .max()
+        .unwrap_or(0);
+    for (n, v) in videos {
+        let codecs = match audio.first() {
+            Some((_, a)) => format!("{},{}", v.codec, a.codec),
+            None => v.codec.clone(),
+        };
+        variant(
+            &mut out,
+            v.bandwidth + loudest,
+            v.average_bandwidth + loudest_average,
+            &codecs,
+            v.resolution,
+            v.frame_rate,
+            (!audio.is_empty()).then_some("audio"),
+        );
+        let _ = writeln!(
+            out,
+            "\n{prefix}{}",
+            media_playlist_name(n, TrackKind::Video)
+        );
+    }
+    out
+}
+
+fn variant(
+    out: &mut String,
+    bandwidth: u64,
+    average: u64,
+    codecs: &str,
+    resolution: Option<(u16, u16)>,
+    frame_rate: Option<f64>,
+    audio_group: Option<&str>,
+) {
+    let _ = write!(
+        out,
+        "#EXT-X-STREAM-INF:BANDWIDTH={bandwidth},AVERAGE-BANDWIDTH={average},CODECS=\"{codecs}\""
+    );
+    if let Some((w, h)) = resolution {
+        let _ = write!(out, ",RESOLUTION={w}x{h}");
+    }
+    if let Some(fps) = frame_rate {
+        let _ = write!(out, ",FRAME-RATE={fps:.3}");
+    }
+    if let Some(group) = audio_group {
+        let _ = write!(out, ",AUDIO=\"{group}\"");
+    }
+}
+
+/// The DASH MPD: one AdaptationSet of the video tracks, and one of the
+/// audio tracks per language.
+pub fn mpd(sources: &[Source], duration_seconds: f64, max_segment_seconds: f64) -> String {
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        out,
+        "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" \
+         profiles=\"urn:mpeg:dash:profile:isoff-live:2011\" type=\"static\" \
+         mediaPresentationDuration=\"{}\" minBufferTime=\"{}\">",
+        xs_duration(duration_seconds),
+        xs_duration(max_segment_seconds.ceil().max(1.0))
+    );
+    out.push_str("  <Period id=\"0\" start=\"PT0S\">\n");
+    let videos: Vec<(usize, &TrackInfo)> = sources
+        .iter()
+        .filter_map(|s| s.video.as_ref().map(|v| (s.n, v)))
+        .collect();
+    let mut set_id = 0;
+    if !videos.is_empty() {
+        let max_w = videos
+            .iter()
+            .filter_map(|(_, v)| v.resolution)
+            .map(|r| r.0)
+            .max();
+        let max_h = videos
+            .iter()
+            .filter_map(|(_, v)| v.resolution)
+            .map(|r| r.1)
+            .max();
+        let _ = write!(
+            out,
+            "    <AdaptationSet id=\"{set_id}\" contentType=\"video\" mimeType=\"video/mp4\" \
+             segmentAlignment=\"true\" startWithSAP=\"1\""
+        );
+        if let (Some(w), Some(h)) = (max_w, max_h) {
+            let _ = write!(out, " maxWidth=\"{w}\" maxHeight=\"{h}\"");
+        }
+        out.push_str(">\n");
+        for (n, v) in &videos {
+            let _ = write!(
+                out,
+                "      <Representation id=\"v{n}\" bandwidth=\"{}\" codecs=\"{}\"",
+                v.bandwidth, v.codec
+            );
+            if let Some((w, h)) = v.resolution {
+                let _ = write!(out, " width=\"{w}\" height=\"{h}\" sar=\"1:1\"");
+            }
+            if let Some(fps) = v.frame_rate {
+                let _ = write!(out, " frameRate=\"{}\"", frame_rate(fps));
+            }
+            out.push_str(">\n");
+            segment_template(&mut out, *n, v);
+            out.push_str("      </Representation>\n");
+        }
+        out.push_str("    </AdaptationSet>\n");
+        set_id += 1;
+    }
+    let mut languages: Vec<&str> = Vec::new();
+    for s in sources {
+        if let Some(a) = &s.audio {
+            if !languages.contains(&a.language.as_str()) {
+                languages.push(&a.language);
+            }
+        }
+    }
+    for language in languages {
+        let _ = write!(
+            out,
+            "    <AdaptationSet id=\"{set_id}\" contentType=\"audio\" mimeType=\"audio/mp4\""
+        );
+        if language != "und" {
+            let _ = write!(out, " lang=\"{language}\"");
+        }
+        out.push_str(" segmentAlignment=\"true\" startWithSAP=\"1\">\n");
+        for s in sources {
+            let Some(a) = s.audio.as_ref().filter(|a| a.language == language) else {
+                continue;
+            };
+            let _ = writeln!(
+                out,
+                "      <Representation id=\"a{}\" bandwidth=\"{}\" codecs=\"{}\" \
+                 audioSamplingRate=\"{}\">",
+                s.n, a.bandwidth, a.codec, a.sample_rate
+            );
+            let _ = writeln!(
+                out,
+                "        <AudioChannelConfiguration \
+                 schemeIdUri=\"urn:mpeg:dash:23003:3:audio_channel_configuration:2011\" \
+                 value=\"{}\"/>",
+                a.channels
+            );
+            segment_template(&mut out, s.n, a);
+            out.push_str("      </Representation>\n");
+        }
+        out.push_str("    </AdaptationSet>\n");
+        set_id += 1;
+    }
+    out.push_str("  </Period>\n</MPD>\n");
+    out
+}
+
+fn segment_template(out: &mut String, n: usize, t: &TrackInfo) {
+    let _ = writeln!(
+        out,
+        "        <SegmentTemplate timescale=\"{}\" presentationTimeOffset=\"{}\" \
+         initialization=\"{}\" media=\"seg$Number$_{n}_{}.m4s\" startNumber=\"1\">",
+        t.timescale,
+        t.presentation_time_offset,
+        init_name(n, t.kind),
+        t.kind.suffix()
+    );
+    out.push_str("          <SegmentTimeline>\n");
+    let mut i = 0;
+    while i < t.timeline.len() {
+        let (start, duration) = t.timeline[i];
+        // A run of equal durations, each starting where the last ended.
+        let mut repeat = 0;
+        while let Some(&(next, d)) = t.timeline.get(i + repeat + 1) {
+            if d != duration || next != start + (repeat as u64 + 1) * duration {
+                break;
+            }
+            repeat += 1;
+        }
+        let _ = write!(out, "            <S t=\"{start}\" d=\"{duration}\"");
+        if repeat > 0 {
+            let _ = write!(out, " r=\"{repeat}\"");
+        }
+        out.push_str("/>\n");
+        i += repeat + 1;
+    }
+    out.push_str("          </SegmentTimeline>\n        </SegmentTemplate>\n");
+}
+
+/// An xs:duration of seconds, to the millisecond.
+fn xs_duration(seconds: f64) -> String {
+    let millis = (seconds.max(0.0) * 1000.0).round() as u64;
+    format!("PT{}.{:03}S", millis / 1000, millis % 1000)
+}
+
+/// A DASH FrameRateType: an integer, or a fraction (30000/1001).
+fn frame_rate(fps: f64) -> String {
+    let whole = fps.round();
+    if (fps - whole).abs() < 0.001 {
+        return format!("{whole}");
+    }
+    let ntsc = (fps * 1.001).round();
+    if (fps - ntsc / 1.001).abs() < 0.001 {
+        return format!("{}/1001", ntsc as u64 * 1000);
+    }
+    format!("{}/1000", (fps * 1000.0).round() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_rates_and_durations_are_schema_types() {
+        assert_eq!(frame_rate(30.0), "30");
+        assert_eq!(frame_rate(29.97003), "30000/1001");
+        assert_eq!(frame_rate(12.5), "12500/1000");
+        assert_eq!(xs_duration(6.0215), "PT6.022S");
+    }
+
+    #[test]
+    fn timelines_fold_runs_of_equal_segments() {
+        let track = TrackInfo {
+            kind: TrackKind::Audio,
+            codec: "mp4a.40.2".into(),
+            bandwidth: 1,
+            average_bandwidth: 1,
+            resolution: None,
+            frame_rate: None,
+            language: "eng".into(),
+            channels: 2,
+            sample_rate: 48_000,
+            timescale: 48_000,
+            timeline: vec![(10, 5), (15, 5), (20, 5), (25, 3), (28, 3), (40, 3)],
+            presentation_time_offset: 10,
+            independent: true,
+        };
+        let mut out = String::new();
+        segment_template(&mut out, 0, &track);
+        assert!(
+            out.contains(
+                "<S t=\"10\" d=\"5\" r=\"2\"/>\n            <S t=\"25\" d=\"3\" r=\"1\"/>\n            \
+                 <S t=\"40\" d=\"3\"/>\n"
+            ),
+            "{out}"
+        );
+    }
+}

@@ -1,0 +1,455 @@
+//! Fragmented MP4 (ISO/IEC 14496-12 8.8; CMAF, ISO/IEC 23000-19): an init
+//! segment per track and, per segment of the plan, a media segment per
+//! track, from the same index and the same cuts as the MPEG-TS output.
+//!
+//! Times are the TS output's, in each track's own timescale: the edit list
+//! and the stream offset are in the decode times (`tfdt`), composition
+//! offsets are shifted by the track's decode delay so that none is negative
+//! (`trun` version 0), and durations are the source's, so nothing drifts.
+//! The init segment carries the source's own codec configuration box.
+//! Samples go into `mdat` as they are in the source (length-prefixed NAL
+//! units, raw audio frames), read a batch at a time.
+
+mod boxes;
+
+use std::io::Write;
+
+use boxes::{bx, full, u16, u32, u64, unity_matrix, zeros};
+
+use crate::packager::error::{Error, Result};
+use crate::packager::index::{AudioCodec, Codec, MediaIndex, Track, VideoCodec};
+use crate::packager::media::{Batch, MediaSource, Wanted};
+use crate::packager::segment::Segment;
+
+/// One track of a source, as a CMAF track of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrackKind {
+    Video,
+    Audio,
+}
+
+impl TrackKind {
+    /// In URLs: `v` or `a`.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            TrackKind::Video => "v",
+            TrackKind::Audio => "a",
+        }
+    }
+
+    pub fn from_suffix(s: &str) -> Option<TrackKind> {
+        match s {
+            "v" => Some(TrackKind::Video),
+            "a" => Some(TrackKind::Audio),
+            _ => None,
+        }
+    }
+
+    pub fn track(self, index: &MediaIndex) -> Option<&Track> {
+        match self {
+            TrackKind::Video => index.video.as_ref(),
+            TrackKind::Audio => index.audio.as_ref(),
+        }
+    }
+
+    /// The samples of `segment` in this track.
+    pub fn range(self, segment: &Segment) -> std::ops::Range<usize> {
+        match self {
+            TrackKind::Video => segment.video.clone(),
+            TrackKind::Audio => segment.audio.clone(),
+        }
+    }
+}
+
+/// A track's times in fragmented MP4, in its timescale.
+pub struct Timeline<'t> {
+    track: &'t Track,
+    /// Added to a sample's DTS to get its decode time.
+    shift: i64,
+}
+
+impl<'t> Timeline<'t> {
+    /// The times of `track` with the stream offset of the TS output.
+    pub fn new(track: &'t Track, offset_90k: i64) -> Timeline<'t> {
+        let offset =
+            (i128::from(offset_90k) * i128::from(track.timescale) + 45_000).div_euclid(90_000);
+        Timeline {
+            track,
+            shift: offset as i64 + track.presentation_shift - track.decode_delay,
+        }
+    }
+
+    pub fn timescale(&self) -> u32 {
+        self.track.timescale
+    }
+
+    pub fn decode_time(&self, i: usize) -> u64 {
+        (self.track.samples[i].dts + self.shift).max(0) as u64
+    }
+
+    /// Composition offset, never negative.
+    pub fn composition_offset(&self, i: usize) -> u32 {
+        (i64::from(self.track.samples[i].cts_offset) + self.track.decode_delay)
+            .clamp(0, u32::MAX.into()) as u32
+    }
+
+    pub fn presentation_time(&self, i: usize) -> u64 {
+        self.decode_time(i) + u64::from(self.composition_offset(i))
+    }
+
+    pub fn duration(&self, i: usize) -> u32 {
+        let samples = &self.track.samples;
+        let next = samples.get(i + 1).map_or(self.track.end_dts, |s| s.dts);
+        (next - samples[i].dts).clamp(0, u32::MAX.into()) as u32
+    }
+
+    /// Presentation time and duration of `range`: from its first sample's
+    /// presentation to the next range's (the end of the track for the last).
+    pub fn span(&self, range: std::ops::Range<usize>) -> (u64, u64) {
+        let start = self.presentation_time(range.start);
+        let end = if range.end < self.track.samples.len() {
+            self.presentation_time(range.end)
+        } else {
+            let last = range.end - 1;
+            self.decode_time(last)
+                + u64::from(self.duration(last))
+                + u64::from(self.composition_offset(last))
+        };
+        (start, end.saturating_sub(start))
+    }
+}
+
+/// The init segment of `kind`'s track: `ftyp`, and a `moov` with one track,
+/// its codec configuration and `mvex`.
+pub fn init_segment(index: &MediaIndex, kind: TrackKind) -> Result<Vec<u8>> {
+    let track = kind
+        .track(index)
+        .ok_or_else(|| Error::NotFound(format!("no {kind:?} track")))?;
+    let mut out = Vec::with_capacity(1024);
+    bx(&mut out, b"ftyp", |o| {
+        o.extend_from_slice(b"iso6");
+        u32(o, 0);
+        o.extend_from_slice(b"iso6cmfcdashmsix");
+    });
+    let (width, height) = match &track.codec {
+        Codec::Video(v) => (v.width, v.height),
+        Codec::Audio(_) => (0, 0),
+    };
+    bx(&mut out, b"moov", |o| {
+        full(o, b"mvhd", 0, 0, |o| {
+            zeros(o, 8);
+            u32(o, 1000);
+            u32(o, 0);
+            u32(o, 0x0001_0000);
+            u16(o, 0x0100);
+            zeros(o, 10);
+            unity_matrix(o);
+            zeros(o, 24);
+            u32(o, track.track_id + 1);
+        });
+        bx(o, b"trak", |o| {
+            full(o, b"tkhd", 0, 0x7, |o| {
+                zeros(o, 8);
+                u32(o, track.track_id);
+                zeros(o, 8);
+                zeros(o, 8);
+                u16(o, 0);
+                u16(o, 0);
+                u16(o, if kind == TrackKind::Audio { 0x0100 } else { 0 });
+                u16(o, 0);
+                unity_matrix(o);
+                u32(o, u32::from(width) << 16);
+                u32(o, u32::from(height) << 16);
+            });
+            bx(o, b"mdia", |o| {
+                full(o, b"mdhd", 0, 0, |o| {
+                    zeros(o, 8);
+                    u32(o, track.timescale);
+                    u32(o, 0);
+                    u16(o, packed_language(&track.language));
+                    u16(o, 0);
+                });
+                full(o, b"hdlr", 0, 0, |o| {
+                    u32(o, 0);
+                    o.extend_from_slice(match kind {
+                        TrackKind::Video => b"vide",
+                        TrackKind::Audio => b"soun",
+                    });
+                    zeros(o, 12);
+                    o.extend_from_slice(b"casterpak\0");
+                });
+                bx(o, b"minf", |o| {
+                    match kind {
+                        TrackKind::Video => full(o, b"vmhd", 0, 1, |o| zeros(o, 8)),
+                        TrackKind::Audio => full(o, b"smhd", 0, 0, |o| zeros(o, 4)),
+                    }
+                    bx(o, b"dinf", |o| {
+                        full(o, b"dref", 0, 0, |o| {
+                            u32(o, 1);
+                            full(o, b"url ", 0, 1, |_| {});
+                        });
+                    });
+                    bx(o, b"stbl", |o| {
+                        full(o, b"stsd", 0, 0, |o| {
+                            u32(o, 1);
+                            sample_entry(o, track);
+                        });
+                        for table in [b"stts", b"stsc", b"stco"] {
+                            full(o, table, 0, 0, |o| u32(o, 0));
+                        }
+                        full(o, b"stsz", 0, 0, |o| u64(o, 0));
+                    });
+                });
+            });
+        });
+        bx(o, b"mvex", |o| {
+            full(o, b"trex", 0, 0, |o| {
+                u32(o, track.track_id);
+                u32(o, 1);
+                zeros(o, 12);
+            });
+        });
+    });
+    Ok(out)
+}
+
+/// The sample entry of `track`, with its codec configuration box.
+fn sample_entry(o: &mut Vec<u8>, track: &Track) {
+    match &track.codec {
+        Codec::Video(v) => {
+            // HEVC as hvc1, as Apple's HLS authoring specification asks.
+            let (entry, config) = match v.codec {
+                VideoCodec::H264 => (b"avc1", b"avcC"),
+                VideoCodec::Hevc => (b"hvc1", b"hvcC"),
+            };
+            bx(o, entry, |o| {
+                zeros(o, 6);
+                u16(o, 1);
+                zeros(o, 16);
+                u16(o, v.width);
+                u16(o, v.height);
+                u32(o, 0x0048_0000);
+                u32(o, 0x0048_0000);
+                u32(o, 0);
+                u16(o, 1);
+                zeros(o, 32);
+                u16(o, 0x0018);
+                u16(o, 0xffff);
+                bx(o, config, |o| o.extend_from_slice(&v.config));
+            });
+        }
+        Codec::Audio(a) => {
+            let entry = match a.codec {
+                AudioCodec::Aac { .. } | AudioCodec::Mp3 => b"mp4a",
+                AudioCodec::Ac3 => b"ac-3",
+                AudioCodec::Eac3 => b"ec-3",
+            };
+            bx(o, entry, |o| {
+                zeros(o, 6);
+                u16(o, 1);
+                zeros(o, 8);
+                u16(o, a.channels.max(1));
+                u16(o, 16);
+                zeros(o, 4);
+                // 16.16 fixed point: rates above 65535 Hz do not fit.
+                u32(o, a.sample_rate.min(0xffff) << 16);
+                match a.codec {
+                    AudioCodec::Ac3 => bx(o, b"dac3", |o| o.extend_from_slice(&a.config)),
+                    AudioCodec::Eac3 => bx(o, b"dec3", |o| o.extend_from_slice(&a.config)),
+                    AudioCodec::Mp3 if a.config.is_empty() => mp3_esds(o, track.track_id),
+                    _ => bx(o, b"esds", |o| o.extend_from_slice(&a.config)),
+                }
+            });
+        }
+    }
+}
+
+/// An esds for MPEG-1/2 Layer III (objectTypeIndication 0x6B), for a source
+/// whose `.mp3` sample entry had none (14496-1 7.2.6.5, 7.2.6.6).
+fn mp3_esds(o: &mut Vec<u8>, track_id: u32) {
+    full(o, b"esds", 0, 0, |o| {
+        o.extend_from_slice(&[0x03, 21]);
+        u16(o, track_id as u16);
+        o.push(0);
+        o.extend_from_slice(&[0x04, 13, 0x6b, 0x15]);
+        zeros(o, 3 + 4 + 4);
+        o.extend_from_slice(&[0x06, 1, 0x02]);
+    });
+}
+
+/// ISO 639-2/T packed as in mdhd; `und` for anything else.
+fn packed_language(language: &str) -> u16 {
+    let bytes = language.as_bytes();
+    let letters = if bytes.len() == 3 && bytes.iter().all(u8::is_ascii_lowercase) {
+        bytes
+    } else {
+        b"und"
+    };
+    letters
+        .iter()
+        .fold(0, |acc, &c| (acc << 5) | u16::from(c - 0x60))
+}
+
+/// What one media segment is made of, besides its samples' bytes.
+pub struct FragmentInput<'a> {
+    pub index: &'a MediaIndex,
+    pub segment: &'a Segment,
+    /// The segment's number (1-based), its `mfhd` sequence number.
+    pub number: u32,
+    pub kind: TrackKind,
+    pub offset_90k: i64,
+}
+
+/// `trun` flags: data offset, then per sample duration and size; video
+/// adds flags and composition offsets.
+const TRUN_AUDIO: u32 = 0x000001 | 0x000100 | 0x000200;
+const TRUN_VIDEO: u32 = TRUN_AUDIO | 0x000400 | 0x000800;
+/// `tfhd` flags: default-base-is-moof.
+const TFHD_BASE_IS_MOOF: u32 = 0x020000;
+/// Sample flags (14496-12 8.8.3.1): depends on no other sample; depends on
+/// others and is not a sync sample.
+const SYNC_SAMPLE: u32 = 0x0200_0000;
+const NON_SYNC_SAMPLE: u32 = 0x0101_0000;
+
+/// Writes the media segment (`styp`, `moof`, `mdat`) of `input`'s track to
+/// `out`, reading its samples from `src` at most `batch_bytes` at a time;
+/// returns the bytes written.
+pub fn write_fragment(
+    input: &FragmentInput,
+    src: &dyn MediaSource,
+    out: &mut dyn Write,
+    batch_bytes: usize,
+) -> Result<u64> {
+    let track = input
+        .kind
+        .track(input.index)
+        .ok_or_else(|| Error::NotFound(format!("no {:?} track", input.kind)))?;
+    let range = input.kind.range(input.segment);
+    if range.is_empty() {
+        return Err(Error::NotFound(format!(
+            "segment {} has no {:?} samples",
+            input.number, input.kind
+        )));
+    }
+    crate::packager::ts::check_segment_media(input.index, input.segment)?;
+    let head = fragment_head(input, track, range.clone());
+    out.write_all(&head)?;
+    let mut written = head.len() as u64;
+    let mut batch = Batch::default();
+    let mut wanted = Vec::new();
+    let mut start = range.start;
+    while start < range.end {
+        wanted.clear();
+        let mut bytes = 0usize;
+        let mut end = start;
+        while end < range.end && (end == start || bytes < batch_bytes) {
+            let s = &track.samples[end];
+            wanted.push(Wanted {
+                offset: s.offset,
+                size: s.size,
+            });
+            bytes += s.size as usize;
+            end += 1;
+        }
+        batch.read(src, &wanted)?;
+        for n in 0..wanted.len() {
+            out.write_all(batch.sample(n))?;
+        }
+        written += bytes as u64;
+        start = end;
+    }
+    out.flush()?;
+    Ok(written)
+}
+
+/// The length of the media segment of `kind` in `segment`, without making it.
+pub fn fragment_len(index: &MediaIndex, segment: &Segment, kind: TrackKind) -> u64 {
+    let Some(track) = kind.track(index) else {
+        return 0;
+    };
+    let range = kind.range(segment);
+    let samples: u64 = track.samples[range.clone()]
+        .iter()
+        .map(|s| u64::from(s.size))
+        .sum();
+    head_len(kind, range.len()) as u64 + samples
+}
+
+/// Bytes of `styp`, `moof` and the `mdat` header for `count` samples.
+fn head_len(kind: TrackKind, count: usize) -> usize {
+    let per_sample = match kind {
+        TrackKind::Video => 16,
+        TrackKind::Audio => 8,
+    };
+    let styp = 8 + 4 + 4 + 12;
+    let mfhd = 16;
+    let tfhd = 16;
+    let tfdt = 20;
+    let trun = 12 + 4 + 4 + per_sample * count;
+    let traf = 8 + tfhd + tfdt + trun;
+    let moof = 8 + mfhd + traf;
+    styp + moof + 8
+}
+
+/// `styp`, `moof` and the `mdat` header of a media segment.
+fn fragment_head(input: &FragmentInput, track: &Track, range: std::ops::Range<usize>) -> Vec<u8> {
+    let timeline = Timeline::new(track, input.offset_90k);
+    let video = input.kind == TrackKind::Video;
+    let mut out = Vec::with_capacity(head_len(input.kind, range.len()));
+    bx(&mut out, b"styp", |o| {
+        o.extend_from_slice(b"msdh");
+        u32(o, 0);
+        o.extend_from_slice(b"msdhmsixcmfs");
+    });
+    let moof_at = out.len();
+    let mut data_offset_at = 0;
+    bx(&mut out, b"moof", |o| {
+        full(o, b"mfhd", 0, 0, |o| u32(o, input.number));
+        bx(o, b"traf", |o| {
+            full(o, b"tfhd", 0, TFHD_BASE_IS_MOOF, |o| u32(o, track.track_id));
+            full(o, b"tfdt", 1, 0, |o| {
+                u64(o, timeline.decode_time(range.start))
+            });
+            let flags = if video { TRUN_VIDEO } else { TRUN_AUDIO };
+            full(o, b"trun", 0, flags, |o| {
+                u32(o, range.len() as u32);
+                data_offset_at = o.len();
+                u32(o, 0);
+                for i in range.clone() {
+                    u32(o, timeline.duration(i));
+                    u32(o, track.samples[i].size);
+                    if video {
+                        u32(
+                            o,
+                            if track.is_sync(i) {
+                                SYNC_SAMPLE
+                            } else {
+                                NON_SYNC_SAMPLE
+                            },
+                        );
+                        u32(o, timeline.composition_offset(i));
+                    }
+                }
+            });
+        });
+    });
+    // The samples start just after the mdat header, counted from the moof.
+    let data_offset = (out.len() - moof_at + 8) as u32;
+    out[data_offset_at..data_offset_at + 4].copy_from_slice(&data_offset.to_be_bytes());
+    let samples: u64 = track.samples[range].iter().map(|s| u64::from(s.size)).sum();
+    u32(&mut out, (samples + 8) as u32);
+    out.extend_from_slice(b"mdat");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn languages_pack_as_mdhd_has_them() {
+        assert_eq!(packed_language("eng"), 0x15c7);
+        assert_eq!(packed_language("und"), 0x55c4);
+        assert_eq!(packed_language("en"), 0x55c4);
+    }
+}
