@@ -39,8 +39,9 @@ const BLOCK: u64 = 1 << 20;
 /// ... and how many such blocks each input keeps until it is copied.
 const BLOCKS_KEPT: usize = 4;
 
-/// Bytes fetched for one [`Input::read_ahead`] hint, at most...
-const READ_AHEAD_BYTES: u64 = 64 << 20;
+/// Bytes an input holds read ahead ([`Input::read_ahead`]), at most (a
+/// moov and the first bytes of each keyframe, while the index is read) ...
+const READ_AHEAD_BYTES: u64 = 96 << 20;
 /// ... with spans closer than this fetched in one request ...
 const READ_AHEAD_GAP: u64 = 64 << 10;
 /// ... and this many requests at once.
@@ -626,11 +627,18 @@ impl Input {
                 _ => merged.push((at, end)),
             }
         }
-        let mut total = 0;
-        merged.retain(|(at, end)| {
+        // Only what is not held yet, up to the bound.
+        let held = ahead.lock().expect("ahead lock");
+        let mut total: u64 = held.iter().map(|(_, d)| d.len() as u64).sum();
+        merged.retain(|&(at, end)| {
+            let i = held.partition_point(|(start, _)| *start <= at);
+            let covered = i
+                .checked_sub(1)
+                .is_some_and(|i| held[i].0 + held[i].1.len() as u64 >= end);
             total += end - at;
-            total <= READ_AHEAD_BYTES
+            !covered && total <= READ_AHEAD_BYTES
         });
+        drop(held);
         let next = std::sync::atomic::AtomicUsize::new(0);
         let fetched = Mutex::new(Vec::with_capacity(merged.len()));
         std::thread::scope(|scope| {
@@ -648,9 +656,10 @@ impl Input {
                 });
             }
         });
-        let mut fetched = fetched.into_inner().expect("fetched lock");
-        fetched.sort_unstable_by_key(|(at, _)| *at);
-        *ahead.lock().expect("ahead lock") = fetched;
+        let fetched = fetched.into_inner().expect("fetched lock");
+        let mut ahead = ahead.lock().expect("ahead lock");
+        ahead.extend(fetched);
+        ahead.sort_unstable_by_key(|(at, _)| *at);
     }
 
     /// Drops what was read ahead (the index is read).

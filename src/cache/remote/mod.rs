@@ -131,6 +131,9 @@ impl Store {
             .timeout_per_write(Some(timeouts.transfer))
             // A redirect would leave the signed request behind.
             .max_redirects(0)
+            // Read-ahead runs 8 requests at once per input.
+            .max_idle_connections(64)
+            .max_idle_connections_per_host(32)
             .user_agent(concat!("casterpak/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
@@ -195,7 +198,20 @@ impl Store {
         reader
             .read_exact(buf)
             .map_err(|e| self.read_error(name, e))?;
-        Ok(())
+        self.finish(name, reader)
+    }
+
+    /// Reads the end of a body whose bytes were all taken, so that its
+    /// connection goes back to the pool (ureq reuses a connection only once
+    /// its body has been read to the end).
+    fn finish(&self, name: &str, mut reader: impl Read) -> Result<(), RemoteError> {
+        match reader.read(&mut [0; 1]) {
+            Ok(0) => Ok(()),
+            Ok(_) => Err(RemoteError::Refused(format!(
+                "{name}: the store sent more than the range asked for"
+            ))),
+            Err(e) => Err(self.read_error(name, e)),
+        }
     }
 
     /// Copies `len` bytes of `name` from `offset` to `out`, in one request,
@@ -224,7 +240,7 @@ impl Store {
             })?;
             left -= want as u64;
         }
-        Ok(())
+        self.finish(name, reader)
     }
 
     fn range_reader(
@@ -286,7 +302,7 @@ impl Store {
         }
         self.fetched_requests.fetch_add(1, Ordering::Relaxed);
         self.fetched_bytes.fetch_add(len, Ordering::Relaxed);
-        Ok(response.into_body().into_reader().take(len))
+        Ok(response.into_body().into_reader())
     }
 
     /// Asks an S3 store to restore an archived object for a day. `Ok` when

@@ -34,6 +34,10 @@ use crate::packager::index::{sample_budget, MediaIndex};
 /// seconds (kilobytes); 32 MiB is two million samples of 16-byte entries.
 const MAX_MOOF_BYTES: u64 = 32 << 20;
 
+/// A `moov` up to this size is announced to the source as read next
+/// ([`ReadAt::will_read`]); two hours of video make about 10 MB.
+const MOOV_READ_AHEAD: u64 = 32 << 20;
+
 /// Boxes an MP4 or QuickTime file may begin with; anything else is not one.
 const FIRST_BOXES: [&[u8; 4]; 11] = [
     b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"uuid", b"styp", b"sidx",
@@ -126,6 +130,11 @@ fn parse(src: &dyn ReadAt, file_len: u64, walked: &mut u64) -> Result<MediaIndex
                 return Err(Error::corrupt(h.fourcc, pos, "second 'moov'"));
             }
             b"moov" => {
+                // Its tables are read in several passes: one round trip for
+                // all of it where reads cost one each.
+                if h.end - h.start <= MOOV_READ_AHEAD {
+                    src.will_read(&[(h.start, (h.end - h.start) as usize)]);
+                }
                 let mut m = moov::read_moov(&mut win, &h)?;
                 budget.samples_left = sample_budget(file_len).saturating_sub(m.sample_count());
                 let fragmented = m.fragmented;
