@@ -10,8 +10,6 @@
 use std::fmt::Write;
 
 use crate::packager::fmp4::TrackKind;
-use crate::packager::hls::extinf_millis;
-use crate::packager::segment::Segment;
 
 pub const MASTER: &str = "master.m3u8";
 pub const MANIFEST: &str = "manifest.mpd";
@@ -62,18 +60,20 @@ pub struct Source {
     pub audio: Option<TrackInfo>,
 }
 
-/// A VOD media playlist of one track: the same segments and EXTINF
-/// durations as the TS playlist of its source.
-pub fn media_playlist(
-    segments: &[Segment],
-    n: usize,
-    kind: TrackKind,
-    independent: bool,
-    prefix: &str,
-) -> String {
-    let millis: Vec<i64> = segments.iter().map(extinf_millis).collect();
+/// A VOD media playlist of one track: the segments of its source's TS
+/// playlist, each as long as the track's media in it (as in the MPD).
+pub fn media_playlist(track: &TrackInfo, n: usize, prefix: &str) -> String {
+    let (kind, independent) = (track.kind, track.independent);
+    let millis: Vec<i64> = track
+        .timeline
+        .iter()
+        .map(|&(_, d)| {
+            ((u128::from(d) * 1000 + u128::from(track.timescale) / 2)
+                / u128::from(track.timescale.max(1))) as i64
+        })
+        .collect();
     let target = millis.iter().max().map_or(1, |ms| (ms + 999) / 1000).max(1);
-    let mut out = String::with_capacity(128 + 48 * segments.len());
+    let mut out = String::with_capacity(128 + 48 * millis.len());
     out.push_str("#EXTM3U\n#EXT-X-VERSION:7\n");
     let _ = writeln!(out, "#EXT-X-TARGETDURATION:{target}");
     out.push_str("#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-PLAYLIST-TYPE:VOD\n");

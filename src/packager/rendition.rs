@@ -280,13 +280,7 @@ impl Rendition {
     /// The fMP4 media playlist of `kind`'s track as source `n`.
     pub fn cmaf_media_playlist(&self, n: usize, kind: TrackKind, prefix: &str) -> Result<String> {
         let track = self.cmaf_track(kind).ok_or_else(|| no_track(kind))?;
-        Ok(cmaf::media_playlist(
-            &self.plan.segments,
-            n,
-            kind,
-            track.independent,
-            prefix,
-        ))
+        Ok(cmaf::media_playlist(&track, n, prefix))
     }
 
     pub fn init_segment(&self, kind: TrackKind) -> Result<Vec<u8>> {

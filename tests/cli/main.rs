@@ -3,6 +3,7 @@
 
 mod browser;
 mod cache_admin;
+mod cmaf;
 mod docs;
 mod front_door;
 mod hostile_files;

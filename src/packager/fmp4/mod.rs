@@ -110,10 +110,12 @@ impl<'t> Timeline<'t> {
         let end = if range.end < self.track.samples.len() {
             self.presentation_time(range.end)
         } else {
-            let last = range.end - 1;
-            self.decode_time(last)
-                + u64::from(self.duration(last))
-                + u64::from(self.composition_offset(last))
+            // The last sample shown, which with B-frames is not the last
+            // one decoded.
+            range
+                .map(|i| self.presentation_time(i) + u64::from(self.duration(i)))
+                .max()
+                .unwrap_or(start)
         };
         (start, end.saturating_sub(start))
     }

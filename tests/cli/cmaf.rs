@@ -1,0 +1,252 @@
+//! CMAF through `casterpak serve`: fMP4 HLS and DASH over one set of
+//! segments, checked with ffprobe and ffmpeg, and against golden files.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::http_client::Server;
+use crate::support::{decode_errors, ffprobe_count, fixture};
+
+/// Fixtures, with whether they have video and audio.
+const FIXTURES: &[(&str, bool, bool)] = &[
+    ("h264-aac-bframes.mp4", true, true),
+    ("h264-aac-moov-end.mp4", true, true),
+    ("h264-aac-fragmented.mp4", true, true),
+    ("hevc-aac.mp4", true, true),
+    ("hevc-open-gop.mp4", true, true),
+    ("h264-aac-small-slices.mp4", true, true),
+    ("aac-only.m4a", false, true),
+    ("ac3.mp4", true, true),
+    ("eac3-only.mp4", false, true),
+    ("mp3-only.mp4", false, true),
+];
+
+/// A server whose media root holds every fixture.
+fn serve_fixtures() -> (Server, tempfile::TempDir, tempfile::TempDir) {
+    let root = tempfile::tempdir().unwrap();
+    for (name, ..) in FIXTURES {
+        fs::copy(fixture(name), root.path().join(name)).unwrap();
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path(), cache.path(), &[]);
+    (server, root, cache)
+}
+
+fn get(server: &Server, path: &str) -> Vec<u8> {
+    let reply = server.get(path);
+    assert_eq!(reply.status, 200, "{path}: {}", reply.text());
+    reply.body
+}
+
+fn url(server: &Server, path: &str) -> PathBuf {
+    PathBuf::from(format!("http://{}{path}", server.addr))
+}
+
+#[test]
+#[cfg_attr(casterpak_no_ffmpeg, ignore = "needs ffmpeg and ffprobe")]
+fn the_hls_master_and_the_mpd_carry_every_frame_of_the_source() {
+    let (server, _root, _cache) = serve_fixtures();
+    for (name, video, audio) in FIXTURES {
+        let source = fixture(name);
+        for manifest in ["master.m3u8", "manifest.mpd"] {
+            let served = url(&server, &format!("/cmaf/{name}/{manifest}"));
+            if *video {
+                assert_eq!(
+                    ffprobe_count(&served, "v:0", true),
+                    ffprobe_count(&source, "v:0", true),
+                    "{name} {manifest}: video frames"
+                );
+            }
+            if *audio {
+                assert_eq!(
+                    ffprobe_count(&served, "a:0", false),
+                    ffprobe_count(&source, "a:0", false),
+                    "{name} {manifest}: audio packets"
+                );
+            }
+        }
+    }
+}
+
+/// The segment names of a media playlist.
+fn segments_of(playlist: &str) -> Vec<String> {
+    playlist
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// EXTINF durations of a media playlist, seconds.
+fn extinfs(playlist: &str) -> Vec<f64> {
+    playlist
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .map(|d| d.trim_end_matches(',').parse().unwrap())
+        .collect()
+}
+
+#[test]
+#[cfg_attr(casterpak_no_ffmpeg, ignore = "needs ffmpeg and ffprobe")]
+fn each_init_and_media_segment_decodes_alone() {
+    let (server, _root, _cache) = serve_fixtures();
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, video, audio) in FIXTURES {
+        let source = fixture(name);
+        let tracks = [("v", *video), ("a", *audio)];
+        for (track, present) in tracks.iter().filter(|(_, p)| *p) {
+            let _ = present;
+            let base = format!("/cmaf/{name}");
+            let playlist =
+                String::from_utf8(get(&server, &format!("{base}/index_0_{track}.m3u8"))).unwrap();
+            assert!(playlist.contains(&format!("#EXT-X-MAP:URI=\"init_0_{track}.mp4\"")));
+            let init = get(&server, &format!("{base}/init_0_{track}.mp4"));
+            let mut frames = 0;
+            for segment in segments_of(&playlist) {
+                let mut whole = init.clone();
+                whole.extend(get(&server, &format!("{base}/{segment}")));
+                let file = tmp.path().join(format!("{name}-{segment}.mp4"));
+                fs::write(&file, &whole).unwrap();
+                let select = if *track == "v" { "v:0" } else { "a:0" };
+                let count = ffprobe_count(&file, select, *track == "v").unwrap_or(0);
+                assert!(count > 0, "{name} {segment}: nothing in it");
+                frames += count;
+                let errors = decode_errors(&file);
+                assert!(errors.is_empty(), "{name} {segment} alone: {errors}");
+            }
+            let select = if *track == "v" { "v:0" } else { "a:0" };
+            assert_eq!(
+                Some(frames),
+                ffprobe_count(&source, select, *track == "v"),
+                "{name} {track}: frames in all segments"
+            );
+        }
+    }
+}
+
+/// `(t, d)` of every segment of each SegmentTimeline, with `r` expanded,
+/// and the timescale of each: read with plain string search, so that it
+/// shares nothing with the writer.
+fn timelines(mpd: &str) -> Vec<(u64, Vec<(u64, u64)>)> {
+    let attr = |tag: &str, name: &str| -> Option<u64> {
+        let at = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+        tag[at..].split('"').next()?.parse().ok()
+    };
+    let mut out = Vec::new();
+    for template in mpd.split("<SegmentTemplate").skip(1) {
+        let head = template.split('>').next().unwrap();
+        let timescale = attr(head, "timescale").unwrap();
+        let mut segments = Vec::new();
+        let body = template.split("</SegmentTimeline>").next().unwrap();
+        for s in body.split("<S ").skip(1) {
+            let tag = format!(" {}", s.split("/>").next().unwrap());
+            let (t, d) = (attr(&tag, "t").unwrap(), attr(&tag, "d").unwrap());
+            for i in 0..=attr(&tag, "r").unwrap_or(0) {
+                segments.push((t + i * d, d));
+            }
+        }
+        out.push((timescale, segments));
+    }
+    out
+}
+
+#[test]
+fn the_mpd_lists_the_segments_of_the_hls_playlists() {
+    let (server, _root, _cache) = serve_fixtures();
+    for (name, video, audio) in FIXTURES {
+        let mpd = String::from_utf8(get(&server, &format!("/cmaf/{name}/manifest.mpd"))).unwrap();
+        let tracks: Vec<&str> = [("v", *video), ("a", *audio)]
+            .iter()
+            .filter(|(_, p)| *p)
+            .map(|(t, _)| *t)
+            .collect();
+        let timelines = timelines(&mpd);
+        assert_eq!(timelines.len(), tracks.len(), "{name}: {mpd}");
+        for (track, (timescale, timeline)) in tracks.iter().zip(&timelines) {
+            let playlist =
+                String::from_utf8(get(&server, &format!("/cmaf/{name}/index_0_{track}.m3u8")))
+                    .unwrap();
+            let hls = extinfs(&playlist);
+            assert_eq!(timeline.len(), hls.len(), "{name} {track}: segment count");
+            for (k, ((t, d), extinf)) in timeline.iter().zip(&hls).enumerate() {
+                let seconds = *d as f64 / *timescale as f64;
+                // EXTINF is written to the millisecond.
+                assert!(
+                    (seconds - extinf).abs() < 0.0011,
+                    "{name} {track} segment {}: {seconds} s in the MPD, {extinf} s in HLS",
+                    k + 1
+                );
+                if let Some((next, _)) = timeline.get(k + 1) {
+                    assert_eq!(
+                        t + d,
+                        *next,
+                        "{name} {track}: a gap after segment {}",
+                        k + 1
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn manifests_match_the_golden_files() {
+    // Set UPDATE_GOLDEN=1 to rewrite them after a deliberate change.
+    let bless = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let (server, _root, _cache) = serve_fixtures();
+    let golden_root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/golden");
+    for (name, video, audio) in FIXTURES {
+        let mut files = vec!["master.m3u8", "manifest.mpd"];
+        if *video {
+            files.push("index_0_v.m3u8");
+        }
+        if *audio {
+            files.push("index_0_a.m3u8");
+        }
+        for file in files {
+            let got = String::from_utf8(get(&server, &format!("/cmaf/{name}/{file}"))).unwrap();
+            let golden = golden_root.join(name).join("cmaf").join(file);
+            if bless {
+                fs::create_dir_all(golden.parent().unwrap()).unwrap();
+                fs::write(&golden, &got).unwrap();
+            }
+            let want =
+                fs::read_to_string(&golden).unwrap_or_else(|e| panic!("{}: {e}", golden.display()));
+            assert_eq!(got, want, "{name}/{file} differs from {}", golden.display());
+        }
+    }
+}
+
+#[test]
+fn cmaf_answers_carry_their_content_types_and_a_missing_track_is_404() {
+    let (server, _root, _cache) = serve_fixtures();
+    for (path, content_type) in [
+        (
+            "/cmaf/h264-aac-bframes.mp4/manifest.mpd",
+            "application/dash+xml",
+        ),
+        (
+            "/cmaf/h264-aac-bframes.mp4/master.m3u8",
+            "application/vnd.apple.mpegurl",
+        ),
+        ("/cmaf/h264-aac-bframes.mp4/init_0_v.mp4", "video/mp4"),
+        ("/cmaf/h264-aac-bframes.mp4/seg1_0_a.m4s", "audio/mp4"),
+    ] {
+        let reply = server.get(path);
+        assert_eq!(reply.status, 200, "{path}");
+        assert_eq!(reply.header("content-type"), Some(content_type), "{path}");
+        assert!(
+            reply.header("access-control-allow-origin").is_some(),
+            "{path}"
+        );
+    }
+    for path in [
+        "/cmaf/aac-only.m4a/init_0_v.mp4",
+        "/cmaf/aac-only.m4a/index_0_v.m3u8",
+        "/cmaf/h264-aac-bframes.mp4/seg9_0_v.m4s",
+        "/cmaf/h264-aac-bframes.mp4/segment1_0_av.ts",
+        "/i/h264-aac-bframes.mp4/manifest.mpd",
+    ] {
+        assert_eq!(server.get(path).status, 404, "{path}");
+    }
+}
