@@ -207,7 +207,7 @@ _casterpak() {
             return 0
             ;;
         casterpak__subcmd__package)
-            opts="-o -j -v -h --out --segment-duration --force --jobs --json --verbose --config --root --cache-dir --help"
+            opts="-o -j -v -h --out --segment-duration --force --jobs --json --format --verbose --config --root --cache-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -231,6 +231,10 @@ _casterpak() {
                     ;;
                 -j)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "ts cmaf both" -- "${cur}"))
                     return 0
                     ;;
                 --config)

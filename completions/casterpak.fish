@@ -41,6 +41,9 @@ complete -c casterpak -n "__fish_casterpak_needs_command" -f -a "man" -d 'Print 
 complete -c casterpak -n "__fish_casterpak_using_subcommand package" -s o -l out -d 'Directory to create with a static package; without it, the serve cache is filled instead' -r -F
 complete -c casterpak -n "__fish_casterpak_using_subcommand package" -l segment-duration -d 'Target segment duration in seconds, segments start at keyframes (default: media.segment_duration, 6)' -r
 complete -c casterpak -n "__fish_casterpak_using_subcommand package" -s j -l jobs -d 'Segments made in parallel (default: CPUs, at most 4)' -r
+complete -c casterpak -n "__fish_casterpak_using_subcommand package" -l format -d 'What to make: MPEG-TS HLS, CMAF (fMP4 HLS and a DASH MPD), or both (with --out, CMAF in DIR/cmaf)' -r -f -a "ts\t''
+cmaf\t''
+both\t''"
 complete -c casterpak -n "__fish_casterpak_using_subcommand package" -l config -d 'Configuration file (default: ./casterpak.toml, then /etc/casterpak/casterpak.toml)' -r -F
 complete -c casterpak -n "__fish_casterpak_using_subcommand package" -l root -d 'Media root directory (media.root)' -r -F
 complete -c casterpak -n "__fish_casterpak_using_subcommand package" -l cache-dir -d 'Cache directory (cache.dir)' -r -F

@@ -379,12 +379,14 @@ fn write_all(out: &mut dyn std::io::Write, bytes: &[u8]) -> Result<(), OriginErr
 pub fn master_path(config: &Config, path: &str) -> String {
     let prefix = &config.server.prefix;
     let path = path.split(['?', '#']).next().unwrap_or_default();
-    let mut full = if path.starts_with(prefix.as_str()) {
+    let mut full = if path.starts_with(prefix.as_str())
+        || path.starts_with(config.server.cmaf_prefix.as_str())
+    {
         path.to_string()
     } else {
         format!("{prefix}{}", path.trim_start_matches('/'))
     };
-    if !full.ends_with("/master.m3u8") {
+    if !full.ends_with("/master.m3u8") && !full.ends_with("/manifest.mpd") {
         full = format!("{}/master.m3u8", full.trim_end_matches('/'));
     }
     full

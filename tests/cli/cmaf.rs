@@ -250,3 +250,85 @@ fn cmaf_answers_carry_their_content_types_and_a_missing_track_is_404() {
         assert_eq!(server.get(path).status, 404, "{path}");
     }
 }
+
+#[test]
+#[cfg_attr(casterpak_no_ffmpeg, ignore = "needs ffmpeg and ffprobe")]
+fn a_static_package_of_both_formats_plays_from_its_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sources = [fixture("h264-aac-bframes.mp4"), fixture("aac-only.m4a")];
+    let out = tmp.path().join("pkg");
+    crate::support::casterpak()
+        .arg("package")
+        .args(&sources)
+        .arg("--out")
+        .arg(&out)
+        .args(["--format", "both"])
+        .assert()
+        .success();
+    crate::support::validate_package(&[&sources[0], &sources[1]], &out);
+    let cmaf = out.join("cmaf");
+    for file in [
+        "manifest.mpd",
+        "master.m3u8",
+        "init_0_v.mp4",
+        "seg1_1_a.m4s",
+    ] {
+        assert!(cmaf.join(file).is_file(), "{file}");
+    }
+    // ffmpeg's DASH demuxer wants an absolute path.
+    let mpd = cmaf.join("manifest.mpd").canonicalize().unwrap();
+    assert_eq!(
+        ffprobe_count(&mpd, "v:0", true),
+        ffprobe_count(&sources[0], "v:0", true)
+    );
+    let only_cmaf = tmp.path().join("cmaf-only");
+    crate::support::casterpak()
+        .arg("package")
+        .arg(&sources[0])
+        .arg("--out")
+        .arg(&only_cmaf)
+        .args(["--format", "cmaf"])
+        .assert()
+        .success();
+    assert!(only_cmaf.join("manifest.mpd").is_file());
+    assert!(!only_cmaf.join("segment1_0_av.ts").exists());
+}
+
+#[test]
+fn pre_warming_cmaf_leaves_every_track_of_every_source_cached() {
+    let root = tempfile::tempdir().unwrap();
+    for name in ["h264-aac-bframes.mp4", "hevc-aac.mp4"] {
+        fs::copy(fixture(name), root.path().join(name)).unwrap();
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let set = ",h264-aac-bframes,hevc-aac,.mp4.csmil";
+    crate::support::casterpak()
+        .args(["package", set, "--format", "cmaf", "--root"])
+        .arg(root.path())
+        .arg("--cache-dir")
+        .arg(cache.path())
+        .assert()
+        .success();
+    let server = Server::start(root.path(), cache.path(), &[]);
+    let mpd = String::from_utf8(get(&server, &format!("/cmaf/{set}/manifest.mpd"))).unwrap();
+    for n in 0..2 {
+        for t in ["v", "a"] {
+            assert!(mpd.contains(&format!("init_{n}_{t}.mp4")), "{mpd}");
+            let playlist = format!("/cmaf/{set}/index_{n}_{t}.m3u8");
+            let names = segments_of(&String::from_utf8(get(&server, &playlist)).unwrap());
+            for name in names
+                .iter()
+                .map(String::as_str)
+                .chain([format!("init_{n}_{t}.mp4").as_str()])
+            {
+                let reply = server.get(&format!("/cmaf/{set}/{name}"));
+                assert_eq!(reply.status, 200, "{name}");
+                assert_eq!(
+                    reply.header("x-cache"),
+                    Some("HIT"),
+                    "{name} was not pre-warmed"
+                );
+            }
+        }
+    }
+}

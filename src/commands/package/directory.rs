@@ -1,11 +1,14 @@
-//! `casterpak package INPUT... --out DIR`: a complete static HLS package
-//! (master, media playlists, segments) that any web server can serve.
+//! `casterpak package INPUT... --out DIR`: a complete static package that
+//! any web server can serve: MPEG-TS HLS (master, media playlists,
+//! segments), CMAF (fMP4 HLS and a DASH MPD over the same segments), or
+//! both (CMAF in `DIR/cmaf`).
 //!
 //! The package is built in a hidden sibling directory and renamed into
 //! place at the end, so a failure or a kill never leaves a partial package
 //! under the requested name.
 
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -14,10 +17,11 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 
-use crate::packager::hls;
+use crate::packager::fmp4::TrackKind;
 use crate::packager::rendition::Rendition;
+use crate::packager::{cmaf, hls};
 
-use super::{progress_bar, Args};
+use super::{progress_bar, Args, Format};
 use crate::config::Config;
 
 pub fn run(args: Args, out: &Path, config: &Config) -> anyhow::Result<ExitCode> {
@@ -34,9 +38,39 @@ pub fn run(args: Args, out: &Path, config: &Config) -> anyhow::Result<ExitCode> 
     let inputs: Vec<PathBuf> = args.inputs.iter().map(PathBuf::from).collect();
     let renditions = open_all(&inputs, segment_seconds)?;
     let staging = Staging::create(out)?;
-    write_playlists(&renditions, staging.path())?;
+    let cmaf_dir = match args.format {
+        Format::Cmaf => staging.path().to_owned(),
+        _ => staging.path().join("cmaf"),
+    };
+    if args.format.ts() {
+        write_playlists(&renditions, staging.path())?;
+    }
+    if args.format.cmaf() {
+        fs::create_dir_all(&cmaf_dir)
+            .with_context(|| format!("creating {}", cmaf_dir.display()))?;
+        write_cmaf_manifests(&renditions, &cmaf_dir)?;
+    }
     let jobs = args.jobs();
-    let bytes = write_segments(&renditions, staging.path(), jobs)?;
+    let mut work = Vec::new();
+    for (n, r) in renditions.iter().enumerate() {
+        for k in 0..r.segment_count() {
+            if args.format.ts() {
+                work.push(Job::Ts { n, k });
+            }
+            if args.format.cmaf() {
+                for track in [TrackKind::Video, TrackKind::Audio] {
+                    if track.track(r.index()).is_some() {
+                        work.push(Job::Fragment { n, k, track });
+                    }
+                }
+            }
+        }
+    }
+    let dirs = Dirs {
+        ts: staging.path(),
+        cmaf: &cmaf_dir,
+    };
+    let bytes = write_segments(&renditions, &work, &dirs, jobs)?;
     staging.commit(out)?;
     let summary = summary(out, &renditions, &bytes, started.elapsed().as_secs_f64());
     if args.json {
@@ -85,14 +119,75 @@ fn write_playlists(renditions: &[Rendition], dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Makes every segment of every rendition with `jobs` threads; returns the
-/// bytes written per rendition. Stops at the first error.
-fn write_segments(renditions: &[Rendition], dir: &Path, jobs: usize) -> anyhow::Result<Vec<u64>> {
-    let work: Vec<(usize, usize)> = renditions
+/// The CMAF manifests and init segments of `renditions` in `dir`.
+fn write_cmaf_manifests(renditions: &[Rendition], dir: &Path) -> anyhow::Result<()> {
+    let sources: Vec<_> = renditions
         .iter()
         .enumerate()
-        .flat_map(|(n, r)| (0..r.segment_count()).map(move |k| (n, k)))
+        .map(|(n, r)| r.cmaf_source(n))
         .collect();
+    write_file(
+        &dir.join(cmaf::MASTER),
+        cmaf::master_playlist(&sources, "").as_bytes(),
+    )?;
+    let duration = renditions
+        .iter()
+        .map(Rendition::duration_seconds)
+        .fold(0.0, f64::max);
+    let longest = renditions
+        .iter()
+        .flat_map(|r| r.plan().segments.iter())
+        .map(|s| s.duration_90k() as f64 / 90_000.0)
+        .fold(0.0, f64::max);
+    write_file(
+        &dir.join(cmaf::MANIFEST),
+        cmaf::mpd(&sources, duration, longest).as_bytes(),
+    )?;
+    for (n, r) in renditions.iter().enumerate() {
+        for track in [TrackKind::Video, TrackKind::Audio] {
+            if track.track(r.index()).is_none() {
+                continue;
+            }
+            let playlist = r.cmaf_media_playlist(n, track, "")?;
+            write_file(
+                &dir.join(cmaf::media_playlist_name(n, track)),
+                playlist.as_bytes(),
+            )?;
+            let init = r.init_segment(track)?;
+            write_file(&dir.join(cmaf::init_name(n, track)), &init)?;
+        }
+    }
+    Ok(())
+}
+
+/// One segment file to make.
+#[derive(Clone, Copy)]
+enum Job {
+    Ts {
+        n: usize,
+        k: usize,
+    },
+    Fragment {
+        n: usize,
+        k: usize,
+        track: TrackKind,
+    },
+}
+
+/// Where TS and CMAF files go.
+struct Dirs<'d> {
+    ts: &'d Path,
+    cmaf: &'d Path,
+}
+
+/// Makes every segment of `work` with `jobs` threads; returns the bytes
+/// written per rendition. Stops at the first error.
+fn write_segments(
+    renditions: &[Rendition],
+    work: &[Job],
+    dirs: &Dirs,
+    jobs: usize,
+) -> anyhow::Result<Vec<u64>> {
     let bar = progress_bar(work.len() as u64);
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
@@ -102,10 +197,13 @@ fn write_segments(renditions: &[Rendition], dir: &Path, jobs: usize) -> anyhow::
         for _ in 0..jobs.min(work.len()) {
             scope.spawn(|| {
                 while !failed.load(Ordering::Relaxed) {
-                    let Some(&(n, k)) = work.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                    let Some(&job) = work.get(next.fetch_add(1, Ordering::Relaxed)) else {
                         break;
                     };
-                    match write_segment(&renditions[n], n, k, dir) {
+                    let n = match job {
+                        Job::Ts { n, .. } | Job::Fragment { n, .. } => n,
+                    };
+                    match write_segment(&renditions[n], job, dirs) {
                         Ok(len) => {
                             bytes[n].fetch_add(len, Ordering::Relaxed);
                             bar.inc(1);
@@ -129,13 +227,31 @@ fn write_segments(renditions: &[Rendition], dir: &Path, jobs: usize) -> anyhow::
     }
 }
 
-/// Streams segment `k` of `r` into its file, a batch of samples at a time.
-fn write_segment(r: &Rendition, n: usize, k: usize, dir: &Path) -> anyhow::Result<u64> {
-    let path = dir.join(hls::segment_name(k + 1, n, r.index().kind_suffix()));
+/// Streams the segment of `job` into its file, a batch of samples at a time.
+fn write_segment(r: &Rendition, job: Job, dirs: &Dirs) -> anyhow::Result<u64> {
+    let (path, k) = match job {
+        Job::Ts { n, k } => (
+            dirs.ts
+                .join(hls::segment_name(k + 1, n, r.index().kind_suffix())),
+            k,
+        ),
+        Job::Fragment { n, k, track } => (dirs.cmaf.join(cmaf::segment_name(k + 1, n, track)), k),
+    };
     let mut file =
         fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-    r.write_segment(k, &mut file)
-        .with_context(|| format!("{}: segment {}", r.path().display(), k + 1))
+    let written = match job {
+        // The TS muxer writes in large blocks of its own.
+        Job::Ts { k, .. } => r.write_segment(k, &mut file),
+        Job::Fragment { track, .. } => {
+            let mut out = std::io::BufWriter::with_capacity(256 << 10, &mut file);
+            r.write_fragment(k, track, &mut out).and_then(|n| {
+                out.flush()?;
+                Ok(n)
+            })
+        }
+    };
+    let written = written.with_context(|| format!("{}: segment {}", r.path().display(), k + 1))?;
+    Ok(written)
 }
 
 fn write_file(path: &Path, data: &[u8]) -> anyhow::Result<()> {

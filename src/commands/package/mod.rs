@@ -37,6 +37,27 @@ pub struct Args {
     /// Print a JSON summary on stdout.
     #[arg(long)]
     json: bool,
+    /// What to make: MPEG-TS HLS, CMAF (fMP4 HLS and a DASH MPD), or both
+    /// (with --out, CMAF in DIR/cmaf).
+    #[arg(long, value_enum, default_value_t = Format::Ts)]
+    format: Format,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Ts,
+    Cmaf,
+    Both,
+}
+
+impl Format {
+    fn ts(self) -> bool {
+        self != Format::Cmaf
+    }
+
+    fn cmaf(self) -> bool {
+        self != Format::Ts
+    }
 }
 
 impl Args {

@@ -20,11 +20,23 @@ const COPY_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 pub fn run(args: Args, config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let masters: Vec<String> = args
-        .inputs
-        .iter()
-        .map(|input| Ok(master_path(&config, &under_root(&config, input)?)))
-        .collect::<anyhow::Result<_>>()?;
+    let mut masters: Vec<String> = Vec::new();
+    for input in &args.inputs {
+        let ts = master_path(&config, &under_root(&config, input)?);
+        // The same path under the other prefix, for the other format.
+        let rel = ts
+            .strip_prefix(config.server.prefix.as_str())
+            .or_else(|| ts.strip_prefix(config.server.cmaf_prefix.as_str()))
+            .unwrap_or(&ts);
+        if args.format.ts() {
+            masters.push(format!("{}{rel}", config.server.prefix));
+        }
+        if args.format.cmaf() {
+            let cmaf = format!("{}{rel}", config.server.cmaf_prefix);
+            masters.push(cmaf.replace("/master.m3u8", "/manifest.mpd"));
+            masters.push(cmaf);
+        }
+    }
     let cache = crate::commands::open_cache(&config, clock)?;
     // Say what is filled: without --out nothing is written but the cache,
     // which only a serve with this root and cache will use.
@@ -39,8 +51,23 @@ pub fn run(args: Args, config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<
     // Playlists first (in order), then every segment they list.
     let mut segments = Vec::new();
     for master in &masters {
-        for playlist in children(&origin, master, &counts)? {
-            segments.extend(children(&origin, &playlist, &counts)?);
+        let mut playlists = children(&origin, master, &counts)?;
+        // A CMAF master lists one audio track per language; the MPD lists
+        // them all: every track of every source is warmed.
+        let cmaf_tracks = every_cmaf_track(origin.config(), master);
+        let listed = playlists.len();
+        for playlist in cmaf_tracks {
+            if !playlists.contains(&playlist) {
+                playlists.push(playlist);
+            }
+        }
+        for (i, playlist) in playlists.iter().enumerate() {
+            match children(&origin, playlist, &counts) {
+                Ok(more) => segments.extend(more),
+                // A source without that track.
+                Err(_) if i >= listed && origin.answer(playlist).is_err() => {}
+                Err(e) => return Err(e),
+            }
         }
     }
     let bar = progress_bar(segments.len() as u64);
@@ -148,17 +175,53 @@ fn fetch(origin: &Origin, path: &str, counts: &Counts) -> anyhow::Result<Object>
     Ok(answer.object)
 }
 
+/// The media playlists of every track that a CMAF `master` path could
+/// have: video and audio of each of its sources.
+fn every_cmaf_track(config: &Config, master: &str) -> Vec<String> {
+    let Some(rest) = master
+        .strip_prefix(config.server.cmaf_prefix.as_str())
+        .filter(|r| r.ends_with("/master.m3u8"))
+    else {
+        return Vec::new();
+    };
+    let Ok(request) = crate::packager::url::parse_cmaf(rest) else {
+        return Vec::new();
+    };
+    let dir = &master[..master.rfind('/').expect("a URL path")];
+    (0..request.sources.len())
+        .flat_map(|n| ["v", "a"].map(|t| format!("{dir}/index_{n}_{t}.m3u8")))
+        .collect()
+}
+
 /// Fetches playlist `path` and returns the URL paths of what it lists.
 fn children(origin: &Origin, path: &str, counts: &Counts) -> anyhow::Result<Vec<String>> {
     let body = fetch(origin, path, counts)?
         .into_bytes()
         .with_context(|| format!("{path}: reading the cache"))?;
     let text = String::from_utf8(body).context("playlist is not UTF-8")?;
+    if path.ends_with(".mpd") {
+        // Its init and media segments are the HLS playlists' too.
+        return Ok(Vec::new());
+    }
     let dir = &path[..path.rfind('/').expect("a URL path")];
-    Ok(text
-        .lines()
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    // URI lines, and the URI attributes of tags (EXT-X-MEDIA, EXT-X-MAP).
+    let uris = text.lines().filter_map(|l| {
+        if l.is_empty() {
+            None
+        } else if l.starts_with('#') {
+            let at = l.find("URI=\"")? + 5;
+            l[at..].split('"').next()
+        } else {
+            Some(l)
+        }
+    });
+    let mut children: Vec<String> = Vec::new();
+    for uri in uris {
         // With base_url the URIs are absolute; their last part is the name.
-        .map(|uri| format!("{dir}/{}", uri.rsplit('/').next().unwrap_or(uri)))
-        .collect())
+        let child = format!("{dir}/{}", uri.rsplit('/').next().unwrap_or(uri));
+        if !children.contains(&child) {
+            children.push(child);
+        }
+    }
+    Ok(children)
 }
