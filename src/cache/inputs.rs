@@ -45,7 +45,7 @@ const READ_AHEAD_BYTES: u64 = 96 << 20;
 /// ... with spans closer than this fetched in one request ...
 const READ_AHEAD_GAP: u64 = 64 << 10;
 /// ... and this many requests at once.
-const READ_AHEAD_REQUESTS: usize = 8;
+const READ_AHEAD_REQUESTS: usize = 32;
 
 /// A restore is asked for again after this (RestoreObject is idempotent
 /// while one runs, but each request costs the store one).

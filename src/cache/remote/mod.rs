@@ -131,7 +131,7 @@ impl Store {
             .timeout_per_write(Some(timeouts.transfer))
             // A redirect would leave the signed request behind.
             .max_redirects(0)
-            // Read-ahead runs 8 requests at once per input.
+            // Read-ahead runs 32 requests at once per input.
             .max_idle_connections(64)
             .max_idle_connections_per_host(32)
             .user_agent(concat!("casterpak/", env!("CARGO_PKG_VERSION")))
