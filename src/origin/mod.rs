@@ -176,7 +176,7 @@ impl Origin {
         self.in_memory(key, &sources, PLAYLIST_TYPE, || {
             let mut variants = Vec::with_capacity(sources.len());
             for (n, source) in numbers.iter().zip(&sources) {
-                variants.push((*n, self.rendition(source)?.variant()));
+                variants.push((*n, self.ts_rendition(source)?.variant()));
             }
             Ok(hls::master_playlist(&variants, uri_prefix))
         })
@@ -289,12 +289,22 @@ impl Origin {
         )
     }
 
+    /// The parsed source, if MPEG-TS can carry its codecs.
+    fn ts_rendition(&self, source: &SourceId) -> Result<Arc<Rendition>, OriginError> {
+        let rendition = self.rendition(source)?;
+        match rendition.index().ts_refusal() {
+            // Whatever the file's age: it is its codecs, not its state.
+            Some(why) => Err(OriginError::Unprocessable(format!("{}: {why}", source.rel))),
+            None => Ok(rendition),
+        }
+    }
+
     fn rendition_of_kind(
         &self,
         source: &SourceId,
         kind: &str,
     ) -> Result<Arc<Rendition>, OriginError> {
-        let rendition = self.rendition(source)?;
+        let rendition = self.ts_rendition(source)?;
         let actual = rendition.index().kind_suffix();
         if actual != kind {
             return Err(OriginError::NotFound(format!(

@@ -39,6 +39,16 @@ pub struct Sample {
 pub enum VideoCodec {
     H264,
     Hevc,
+    /// AV1 and VP9: carried in CMAF only; samples are not NAL units.
+    Av1,
+    Vp9,
+}
+
+impl VideoCodec {
+    /// Whether samples are length-prefixed NAL units (H.264, HEVC).
+    pub fn is_nal(self) -> bool {
+        matches!(self, VideoCodec::H264 | VideoCodec::Hevc)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,6 +80,9 @@ pub enum AudioCodec {
     Mp3,
     Ac3,
     Eac3,
+    /// Opus and FLAC: carried in CMAF only.
+    Opus,
+    Flac,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -239,6 +252,24 @@ impl MediaIndex {
     }
 
     /// MSOD suffix of this rendition's names: `av`, `a` or `v`.
+    /// Why this source cannot be carried in MPEG-TS, if it cannot: a codec
+    /// that only CMAF carries.
+    pub fn ts_refusal(&self) -> Option<String> {
+        let video = self.video.as_ref().and_then(|t| match &t.codec {
+            Codec::Video(v) if !v.codec.is_nal() => Some(&v.codec_string),
+            _ => None,
+        });
+        let audio = self.audio.as_ref().and_then(|t| match &t.codec {
+            Codec::Audio(a) if matches!(a.codec, AudioCodec::Opus | AudioCodec::Flac) => {
+                Some(&a.codec_string)
+            }
+            _ => None,
+        });
+        video.or(audio).map(|codec| {
+            format!("{codec} cannot be carried in MPEG-TS: play it as CMAF (the /cmaf/ URLs)")
+        })
+    }
+
     pub fn kind_suffix(&self) -> &'static str {
         match (&self.video, &self.audio) {
             (Some(_), Some(_)) => "av",

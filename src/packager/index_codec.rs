@@ -54,6 +54,8 @@ fn encode_track(out: &mut Vec<u8>, t: &Track) {
             out.push(match v.codec {
                 VideoCodec::H264 => 0,
                 VideoCodec::Hevc => 1,
+                VideoCodec::Av1 => 2,
+                VideoCodec::Vp9 => 3,
             });
             out.push(v.nal_length_size);
             out.extend_from_slice(&v.width.to_be_bytes());
@@ -78,6 +80,8 @@ fn encode_track(out: &mut Vec<u8>, t: &Track) {
                 AudioCodec::Mp3 => out.push(1),
                 AudioCodec::Ac3 => out.push(2),
                 AudioCodec::Eac3 => out.push(3),
+                AudioCodec::Opus => out.push(4),
+                AudioCodec::Flac => out.push(5),
             }
             out.extend_from_slice(&a.sample_rate.to_be_bytes());
             out.extend_from_slice(&a.channels.to_be_bytes());
@@ -201,6 +205,8 @@ fn decode_video(c: &mut Cursor) -> Result<VideoConfig> {
     let codec = match c.u8("video codec")? {
         0 => VideoCodec::H264,
         1 => VideoCodec::Hevc,
+        2 => VideoCodec::Av1,
+        3 => VideoCodec::Vp9,
         other => return Err(c.error(format!("bad video codec {other}"))),
     };
     let nal_length_size = c.u8("nal_length_size")?;
@@ -234,6 +240,8 @@ fn decode_audio(c: &mut Cursor) -> Result<AudioConfig> {
         1 => AudioCodec::Mp3,
         2 => AudioCodec::Ac3,
         3 => AudioCodec::Eac3,
+        4 => AudioCodec::Opus,
+        5 => AudioCodec::Flac,
         other => return Err(c.error(format!("bad audio codec {other}"))),
     };
     let sample_rate = c.u32("sample_rate")?;

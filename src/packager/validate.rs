@@ -166,7 +166,7 @@ fn check_video_samples(t: &Track, v: &VideoConfig) -> Result<()> {
     if t.cut_candidates().next().is_none() {
         return Err(invalid(Some(t), "no sync sample to start a segment at"));
     }
-    let want = if v.nal_length_size == 4 {
+    let want = if v.nal_length_size == 4 || !v.codec.is_nal() {
         0
     } else {
         t.samples.len()
@@ -183,7 +183,7 @@ fn check_video_samples(t: &Track, v: &VideoConfig) -> Result<()> {
 }
 
 fn check_video_config(t: &Track, v: &VideoConfig) -> Result<()> {
-    if ![1, 2, 4].contains(&v.nal_length_size) {
+    if v.codec.is_nal() && ![1, 2, 4].contains(&v.nal_length_size) {
         return Err(invalid(
             Some(t),
             format!("NAL length size {} (1, 2 or 4)", v.nal_length_size),

@@ -19,6 +19,9 @@ const FIXTURES: &[(&str, bool, bool)] = &[
     ("ac3.mp4", true, true),
     ("eac3-only.mp4", false, true),
     ("mp3-only.mp4", false, true),
+    // Codecs MPEG-TS cannot carry.
+    ("av1-opus.mp4", true, true),
+    ("vp9-flac.mp4", true, true),
 ];
 
 /// A server whose media root holds every fixture.
@@ -331,4 +334,27 @@ fn pre_warming_cmaf_leaves_every_track_of_every_source_cached() {
             }
         }
     }
+}
+
+#[test]
+fn codecs_only_cmaf_carries_are_refused_as_ts_with_the_way_out() {
+    let (server, _root, _cache) = serve_fixtures();
+    for name in ["av1-opus.mp4", "vp9-flac.mp4"] {
+        for path in ["master.m3u8", "index_0_av.m3u8", "segment1_0_av.ts"] {
+            let reply = server.get(&format!("/i/{name}/{path}"));
+            assert_eq!(reply.status, 422, "{name}/{path}: {}", reply.text());
+            assert!(reply.text().contains("/cmaf/"), "{}", reply.text());
+        }
+        assert_eq!(server.get(&format!("/cmaf/{name}/master.m3u8")).status, 200);
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    crate::support::casterpak()
+        .arg("package")
+        .arg(fixture("av1-opus.mp4"))
+        .arg("--out")
+        .arg(tmp.path().join("ts"))
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("--format cmaf"));
+    assert!(!tmp.path().join("ts").exists());
 }

@@ -37,6 +37,13 @@ pub fn run(args: Args, out: &Path, config: &Config) -> anyhow::Result<ExitCode> 
         .unwrap_or(config.media.segment_duration);
     let inputs: Vec<PathBuf> = args.inputs.iter().map(PathBuf::from).collect();
     let renditions = open_all(&inputs, segment_seconds)?;
+    if args.format.ts() {
+        for (r, path) in renditions.iter().zip(&inputs) {
+            if let Some(why) = r.index().ts_refusal() {
+                bail!("{}: {why}; give --format cmaf", path.display());
+            }
+        }
+    }
     let staging = Staging::create(out)?;
     let cmaf_dir = match args.format {
         Format::Cmaf => staging.path().to_owned(),

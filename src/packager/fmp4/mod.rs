@@ -223,6 +223,8 @@ fn sample_entry(o: &mut Vec<u8>, track: &Track) {
             let (entry, config) = match v.codec {
                 VideoCodec::H264 => (b"avc1", b"avcC"),
                 VideoCodec::Hevc => (b"hvc1", b"hvcC"),
+                VideoCodec::Av1 => (b"av01", b"av1C"),
+                VideoCodec::Vp9 => (b"vp09", b"vpcC"),
             };
             bx(o, entry, |o| {
                 zeros(o, 6);
@@ -245,6 +247,8 @@ fn sample_entry(o: &mut Vec<u8>, track: &Track) {
                 AudioCodec::Aac { .. } | AudioCodec::Mp3 => b"mp4a",
                 AudioCodec::Ac3 => b"ac-3",
                 AudioCodec::Eac3 => b"ec-3",
+                AudioCodec::Opus => b"Opus",
+                AudioCodec::Flac => b"fLaC",
             };
             bx(o, entry, |o| {
                 zeros(o, 6);
@@ -258,6 +262,8 @@ fn sample_entry(o: &mut Vec<u8>, track: &Track) {
                 match a.codec {
                     AudioCodec::Ac3 => bx(o, b"dac3", |o| o.extend_from_slice(&a.config)),
                     AudioCodec::Eac3 => bx(o, b"dec3", |o| o.extend_from_slice(&a.config)),
+                    AudioCodec::Opus => bx(o, b"dOps", |o| o.extend_from_slice(&a.config)),
+                    AudioCodec::Flac => bx(o, b"dfLa", |o| o.extend_from_slice(&a.config)),
                     AudioCodec::Mp3 if a.config.is_empty() => mp3_esds(o, track.track_id),
                     _ => bx(o, b"esds", |o| o.extend_from_slice(&a.config)),
                 }

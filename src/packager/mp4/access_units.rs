@@ -134,6 +134,9 @@ fn is_random_access(
             count <= i + 1 + MAX_LEADING_PICTURES
         }
         VideoCodec::Hevc => false,
+        // Not NAL units: never scanned (`select`), their sync samples are
+        // their random access points.
+        VideoCodec::Av1 | VideoCodec::Vp9 => true,
     })
 }
 
@@ -150,10 +153,7 @@ impl Walker<'_, '_> {
     fn walk(&mut self, s: &Sample, count_all: bool) -> Result<(u32, FirstPicture)> {
         let len_size = usize::from(self.config.nal_length_size);
         let codec = self.config.codec;
-        let header_len = match codec {
-            VideoCodec::H264 => 1,
-            VideoCodec::Hevc => 2,
-        };
+        let header_len = if codec == VideoCodec::H264 { 1 } else { 2 };
         let end = s.offset + u64::from(s.size);
         let mut pos = s.offset;
         let mut count = 0u32;
@@ -199,6 +199,7 @@ fn picture_type(codec: VideoCodec, header: &[u8]) -> Option<u8> {
     match codec {
         // Table 7-1: 1..=5 are coded slices.
         VideoCodec::H264 => Some(header[0] & 0x1f).filter(|t| (1..=5).contains(t)),
+        VideoCodec::Av1 | VideoCodec::Vp9 => None,
         // Table 7-1: 0..=31 are VCL; nuh_layer_id must be 0 (base layer).
         VideoCodec::Hevc => {
             let kind = (header[0] >> 1) & 0x3f;

@@ -64,6 +64,14 @@ fn scan_samples(
             nal_units: Vec::new(),
         });
     };
+    if !v.codec.is_nal() {
+        // AV1 and VP9: a sync sample is a key frame a decoder can start at.
+        let all = || (0..samples.samples.len() as u32).collect();
+        return Ok(Scan {
+            random_access: samples.sync.clone().unwrap_or_else(all),
+            nal_units: Vec::new(),
+        });
+    }
     let scan = access_units::scan(src, file_len, v, &samples.samples, samples.sync.as_deref())?;
     if scan.random_access.is_empty() {
         tracing::warn!(

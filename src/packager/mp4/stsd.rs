@@ -20,19 +20,22 @@ pub fn parse_stsd(mut c: Cursor) -> Result<Result<Codec, String>> {
     let entry = entry?;
     let body = entry.body;
     Ok(match &entry.fourcc.0 {
-        b"avc1" | b"avc3" | b"hvc1" | b"hev1" => Ok(parse_visual(body, entry.fourcc.0)?),
-        b"mp4a" | b".mp3" | b"ac-3" | b"ec-3" => parse_audio(body, entry.fourcc.0)?,
+        b"avc1" | b"avc3" | b"hvc1" | b"hev1" | b"av01" | b"vp09" => {
+            Ok(parse_visual(body, entry.fourcc.0)?)
+        }
+        b"mp4a" | b".mp3" | b"ac-3" | b"ec-3" | b"Opus" | b"fLaC" => {
+            parse_audio(body, entry.fourcc.0)?
+        }
         b"encv" | b"enca" => Err("encrypted samples".to_string()),
-        _ => Err(format!(
-            "codec {} cannot be carried in MPEG-TS",
-            entry.fourcc
-        )),
+        _ => Err(format!("codec {} is not supported", entry.fourcc)),
     })
 }
 
 fn parse_visual(mut c: Cursor, fourcc: [u8; 4]) -> Result<Codec> {
     let codec = match &fourcc {
         b"avc1" | b"avc3" => VideoCodec::H264,
+        b"av01" => VideoCodec::Av1,
+        b"vp09" => VideoCodec::Vp9,
         _ => VideoCodec::Hevc,
     };
     // VisualSampleEntry (14496-12 12.1.3): 6 reserved, data_reference_index,
@@ -45,6 +48,8 @@ fn parse_visual(mut c: Cursor, fourcc: [u8; 4]) -> Result<Codec> {
     let config_type: &[u8; 4] = match codec {
         VideoCodec::H264 => b"avcC",
         VideoCodec::Hevc => b"hvcC",
+        VideoCodec::Av1 => b"av1C",
+        VideoCodec::Vp9 => b"vpcC",
     };
     for child in c.children() {
         let child = child?;
@@ -58,6 +63,8 @@ fn parse_visual(mut c: Cursor, fourcc: [u8; 4]) -> Result<Codec> {
             let (nal_length_size, parameter_sets, codec_string) = match codec {
                 VideoCodec::H264 => parse_avcc(child.body, fourcc)?,
                 VideoCodec::Hevc => parse_hvcc(child.body, fourcc)?,
+                VideoCodec::Av1 => (4, Vec::new(), av1_codec_string(child.body)?),
+                VideoCodec::Vp9 => (4, Vec::new(), vp9_codec_string(child.body)?),
             };
             return Ok(Codec::Video(VideoConfig {
                 codec,
@@ -77,6 +84,38 @@ fn parse_visual(mut c: Cursor, fourcc: [u8; 4]) -> Result<Codec> {
 }
 
 type NalConfig = (u8, Vec<Vec<u8>>, String);
+
+/// `av01.P.LLT.DD` from an AV1CodecConfigurationRecord (AV1 in ISOBMFF,
+/// 2.3.3; the codec string of its annex A).
+fn av1_codec_string(mut c: Cursor) -> Result<String> {
+    let marker = c.u8("marker and version")?;
+    if marker != 0x81 {
+        return Err(c.error(format!("av1C marker and version 0x{marker:02x}, not 0x81")));
+    }
+    let b = c.u8("seq_profile and seq_level_idx_0")?;
+    let (profile, level) = (b >> 5, b & 0x1f);
+    let flags = c.u8("seq_tier_0 and bit depth")?;
+    let tier = if flags & 0x80 != 0 { 'H' } else { 'M' };
+    let depth = match (flags & 0x40 != 0, flags & 0x20 != 0) {
+        (false, _) => 8,
+        (true, false) => 10,
+        (true, true) => 12,
+    };
+    Ok(format!("av01.{profile}.{level:02}{tier}.{depth:02}"))
+}
+
+/// `vp09.PP.LL.DD` from a VPCodecConfigurationBox (VP Codec ISO Media File
+/// Format Binding, 2.2 and its codec string).
+fn vp9_codec_string(mut c: Cursor) -> Result<String> {
+    let (version, _) = c.full_box()?;
+    if version != 1 {
+        return Err(c.error(format!("vpcC version {version}, not 1")));
+    }
+    let profile = c.u8("profile")?;
+    let level = c.u8("level")?;
+    let depth = c.u8("bitDepth")? >> 4;
+    Ok(format!("vp09.{profile:02}.{level:02}.{depth:02}"))
+}
 
 fn parse_avcc(mut c: Cursor, fourcc: [u8; 4]) -> Result<NalConfig> {
     c.u8("configurationVersion")?;
@@ -195,6 +234,14 @@ fn parse_audio(mut c: Cursor, fourcc: [u8; 4]) -> Result<Result<Codec, String>> 
                 config_box = body();
                 Some(Ok(audio(AudioCodec::Eac3, "ec-3")))
             }
+            b"dOps" if fourcc == *b"Opus" => {
+                config_box = body();
+                Some(Ok(audio(AudioCodec::Opus, "opus")))
+            }
+            b"dfLa" if fourcc == *b"fLaC" => {
+                config_box = body();
+                Some(Ok(audio(AudioCodec::Flac, "flac")))
+            }
             _ => continue,
         };
         if config.is_some() {
@@ -207,6 +254,8 @@ fn parse_audio(mut c: Cursor, fourcc: [u8; 4]) -> Result<Result<Codec, String>> 
         (None, b".mp3") => audio(AudioCodec::Mp3, "mp4a.40.34"),
         (None, b"ac-3") => audio(AudioCodec::Ac3, "ac-3"),
         (None, b"ec-3") => audio(AudioCodec::Eac3, "ec-3"),
+        (None, b"Opus") => return Err(c.error("Opus sample entry has no 'dOps' box")),
+        (None, b"fLaC") => return Err(c.error("FLAC sample entry has no 'dfLa' box")),
         (None, _) => return Err(c.error("audio sample entry has no 'esds' box")),
     };
     Ok(Ok(Codec::Audio(AudioConfig {

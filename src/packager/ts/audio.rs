@@ -26,6 +26,8 @@ pub fn stream_info(config: &AudioConfig) -> (u8, u8, Vec<u8>) {
         AudioCodec::Mp3 => (0x04, STREAM_ID_AUDIO, Vec::new()),
         AudioCodec::Ac3 => (0x81, STREAM_ID_PRIVATE_1, registration(b"AC-3")),
         AudioCodec::Eac3 => (0x87, STREAM_ID_PRIVATE_1, registration(b"EAC3")),
+        // Never muxed (`MediaIndex::ts_refusal`): a private stream.
+        AudioCodec::Opus | AudioCodec::Flac => (0x06, STREAM_ID_PRIVATE_1, Vec::new()),
     }
 }
 

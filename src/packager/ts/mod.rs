@@ -245,6 +245,9 @@ pub fn write_segment(
     batch_bytes: usize,
 ) -> Result<u64> {
     let SegmentInput { index, segment, .. } = *input;
+    if let Some(why) = index.ts_refusal() {
+        return Err(Error::Unsupported(why));
+    }
     check_segment_media(index, segment)?;
     let mut out = Counted {
         inner: out,

@@ -18,6 +18,8 @@ pub fn stream_type(config: &VideoConfig) -> u8 {
     match config.codec {
         VideoCodec::H264 => 0x1b,
         VideoCodec::Hevc => 0x24,
+        // Never muxed (`MediaIndex::ts_refusal`): a private stream.
+        VideoCodec::Av1 | VideoCodec::Vp9 => 0x06,
     }
 }
 
@@ -28,7 +30,7 @@ pub fn access_unit_len(config: &VideoConfig, annexb_len: usize, sync: bool) -> u
     let aud = START_CODE.len()
         + match config.codec {
             VideoCodec::H264 => H264_AUD.len(),
-            VideoCodec::Hevc => HEVC_AUD.len(),
+            VideoCodec::Hevc | VideoCodec::Av1 | VideoCodec::Vp9 => HEVC_AUD.len(),
         };
     let parameter_sets: usize = config
         .parameter_sets
@@ -52,7 +54,7 @@ pub fn write_access_unit(
     out.extend_from_slice(&START_CODE);
     out.extend_from_slice(match config.codec {
         VideoCodec::H264 => &H264_AUD,
-        VideoCodec::Hevc => &HEVC_AUD,
+        VideoCodec::Hevc | VideoCodec::Av1 | VideoCodec::Vp9 => &HEVC_AUD,
     });
     if sync {
         for ps in &config.parameter_sets {
@@ -98,6 +100,7 @@ fn is_aud(codec: VideoCodec, header: u8) -> bool {
     match codec {
         VideoCodec::H264 => header & 0x1f == 9,
         VideoCodec::Hevc => (header >> 1) & 0x3f == 35,
+        VideoCodec::Av1 | VideoCodec::Vp9 => false,
     }
 }
 
