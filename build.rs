@@ -102,8 +102,9 @@ fn browser() -> bool {
     watch(Path::new("tests/browser"));
     chromium.is_file()
         && on_path("node")
-        && modules.join("hls.js").is_dir()
-        && modules.join("playwright-core").is_dir()
+        && ["hls.js", "dashjs", "shaka-player", "playwright-core"]
+            .iter()
+            .all(|m| modules.join(m).is_dir())
 }
 
 /// Re-runs this script when `path` changes (a tool installed or removed).
