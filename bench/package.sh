@@ -162,7 +162,12 @@ elif [ ! -x "$CASTERPAK" ]; then
     ROWS+=("$(printf '%-10s  FAILED: %s' casterpak "no binary at $CASTERPAK")")
 else
     bench casterpak "$CASTERPAK" package "$INPUT" --out "$OUT/hls"
+    # The same file as CMAF (fMP4 segments, HLS and DASH manifests).
+    bench cmaf "$CASTERPAK" package "$INPUT" --out "$OUT/hls" --format cmaf
 fi
+# ffmpeg's fMP4 HLS, the peer of the CMAF row.
+bench ff-fmp4 ffmpeg -nostdin -v error -i "$INPUT" -c copy -f hls -hls_time 6 \
+    -hls_segment_type fmp4 -hls_playlist_type vod "$OUT/index.m3u8"
 
 bench ffmpeg ffmpeg -nostdin -v error -i "$INPUT" -c copy -f hls -hls_time 6 \
     -hls_playlist_type vod "$OUT/index.m3u8"
