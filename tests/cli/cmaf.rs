@@ -127,28 +127,33 @@ fn each_init_and_media_segment_decodes_alone() {
     }
 }
 
-/// `(t, d)` of every segment of each SegmentTimeline, with `r` expanded,
-/// and the timescale of each: read with plain string search, so that it
-/// shares nothing with the writer.
+/// The timescale and the `(t, d)` of every segment (`r` expanded) of each
+/// Representation, in order, as an independent parser (dash-mpd-core)
+/// reads the MPD.
 fn timelines(mpd: &str) -> Vec<(u64, Vec<(u64, u64)>)> {
-    let attr = |tag: &str, name: &str| -> Option<u64> {
-        let at = tag.find(&format!(" {name}=\""))? + name.len() + 3;
-        tag[at..].split('"').next()?.parse().ok()
-    };
+    let mpd = dash_mpd_core::parse(mpd).expect("an MPD");
     let mut out = Vec::new();
-    for template in mpd.split("<SegmentTemplate").skip(1) {
-        let head = template.split('>').next().unwrap();
-        let timescale = attr(head, "timescale").unwrap();
-        let mut segments = Vec::new();
-        let body = template.split("</SegmentTimeline>").next().unwrap();
-        for s in body.split("<S ").skip(1) {
-            let tag = format!(" {}", s.split("/>").next().unwrap());
-            let (t, d) = (attr(&tag, "t").unwrap(), attr(&tag, "d").unwrap());
-            for i in 0..=attr(&tag, "r").unwrap_or(0) {
-                segments.push((t + i * d, d));
+    for set in &mpd.periods[0].adaptations {
+        for rep in &set.representations {
+            let template = rep
+                .SegmentTemplate
+                .as_ref()
+                .or(set.SegmentTemplate.as_ref())
+                .expect("a SegmentTemplate");
+            let timeline = template
+                .SegmentTimeline
+                .as_ref()
+                .expect("a SegmentTimeline");
+            let (mut t, mut segments) = (0, Vec::new());
+            for s in &timeline.segments {
+                t = s.t.unwrap_or(t);
+                for _ in 0..=s.r.unwrap_or(0) {
+                    segments.push((t, s.d));
+                    t += s.d;
+                }
             }
+            out.push((template.timescale.expect("a timescale"), segments));
         }
-        out.push((timescale, segments));
     }
     out
 }
