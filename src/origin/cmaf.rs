@@ -80,7 +80,7 @@ impl Origin {
             &[
                 uri_prefix,
                 &n.to_string(),
-                track.suffix(),
+                &track.suffix(),
                 &source.key_part(),
             ],
         );
@@ -106,7 +106,7 @@ impl Origin {
 
     fn init_segment(&self, rel: &str, track: TrackKind) -> Result<Answer, OriginError> {
         let source = self.resolve(rel)?;
-        let key = self.key("init", &[track.suffix(), &source.key_part()]);
+        let key = self.key("init", &[&track.suffix(), &source.key_part()]);
         let spec = ObjectSpec {
             key,
             kind: "init",
@@ -126,7 +126,7 @@ impl Origin {
         let source = self.resolve(rel)?;
         let key = self.key(
             "fragment",
-            &[&k.to_string(), track.suffix(), &source.key_part()],
+            &[&k.to_string(), &track.suffix(), &source.key_part()],
         );
         let spec = ObjectSpec {
             key,
@@ -147,6 +147,6 @@ impl Origin {
 fn mp4_type(track: TrackKind) -> &'static str {
     match track {
         TrackKind::Video => VIDEO_MP4_TYPE,
-        TrackKind::Audio => AUDIO_MP4_TYPE,
+        TrackKind::Audio(_) => AUDIO_MP4_TYPE,
     }
 }

@@ -57,7 +57,8 @@ pub struct TrackInfo {
 pub struct Source {
     pub n: usize,
     pub video: Option<TrackInfo>,
-    pub audio: Option<TrackInfo>,
+    /// Its audio tracks, the first one first.
+    pub audio: Vec<TrackInfo>,
 }
 
 /// A VOD media playlist of one track: the segments of its source's TS
@@ -96,7 +97,7 @@ pub fn media_playlist(track: &TrackInfo, n: usize, prefix: &str) -> String {
 fn audio_renditions(sources: &[Source]) -> Vec<(usize, &TrackInfo)> {
     let mut kept: Vec<(usize, &TrackInfo)> = Vec::new();
     for s in sources {
-        if let Some(a) = &s.audio {
+        for a in &s.audio {
             let same = |(_, k): &(usize, &TrackInfo)| {
                 k.language == a.language && k.codec == a.codec && k.channels == a.channels
             };
@@ -136,11 +137,7 @@ pub fn master_playlist(sources: &[Source], prefix: &str) -> String {
                 None,
                 None,
             );
-            let _ = writeln!(
-                out,
-                "\n{prefix}{}",
-                media_playlist_name(*n, TrackKind::Audio)
-            );
+            let _ = writeln!(out, "\n{prefix}{}", media_playlist_name(*n, a.kind));
         }
         return out;
     }
@@ -162,7 +159,7 @@ pub fn master_playlist(sources: &[Source], prefix: &str) -> String {
             ",CHANNELS=\"{}\",DEFAULT={},AUTOSELECT=YES,URI=\"{prefix}{}\"",
             a.channels,
             if i == 0 { "YES" } else { "NO" },
-            media_playlist_name(*n, TrackKind::Audio)
+            media_playlist_name(*n, a.kind)
         );
         names.push(name);
     }
@@ -260,7 +257,7 @@ pub fn mpd(sources: &[Source], duration_seconds: f64, max_segment_seconds: f64) 
         for (n, v) in &videos {
             let _ = write!(
                 out,
-                "      <Representation id=\"v{n}\" bandwidth=\"{}\" codecs=\"{}\"",
+                "      <Representation id=\"v_{n}\" bandwidth=\"{}\" codecs=\"{}\"",
                 v.bandwidth, v.codec
             );
             if let Some((w, h)) = v.resolution {
@@ -277,14 +274,12 @@ pub fn mpd(sources: &[Source], duration_seconds: f64, max_segment_seconds: f64) 
         set_id += 1;
     }
     let mut languages: Vec<&str> = Vec::new();
-    for s in sources {
-        if let Some(a) = &s.audio {
-            if !languages.contains(&a.language.as_str()) {
-                languages.push(&a.language);
-            }
+    for a in sources.iter().flat_map(|s| &s.audio) {
+        if !languages.contains(&a.language.as_str()) {
+            languages.push(&a.language);
         }
     }
-    for language in languages {
+    for (i, language) in languages.into_iter().enumerate() {
         let _ = write!(
             out,
             "    <AdaptationSet id=\"{set_id}\" contentType=\"audio\" mimeType=\"audio/mp4\""
@@ -293,25 +288,32 @@ pub fn mpd(sources: &[Source], duration_seconds: f64, max_segment_seconds: f64) 
             let _ = write!(out, " lang=\"{language}\"");
         }
         out.push_str(" segmentAlignment=\"true\" startWithSAP=\"1\">\n");
+        if i == 0 {
+            // The language of the first audio track: the one to start with.
+            out.push_str("      <Role schemeIdUri=\"urn:mpeg:dash:role:2011\" value=\"main\"/>\n");
+        }
         for s in sources {
-            let Some(a) = s.audio.as_ref().filter(|a| a.language == language) else {
-                continue;
-            };
-            let _ = writeln!(
-                out,
-                "      <Representation id=\"a{}\" bandwidth=\"{}\" codecs=\"{}\" \
+            for a in s.audio.iter().filter(|a| a.language == language) {
+                let _ = writeln!(
+                    out,
+                    "      <Representation id=\"{}_{}\" bandwidth=\"{}\" codecs=\"{}\" \
                  audioSamplingRate=\"{}\">",
-                s.n, a.bandwidth, a.codec, a.sample_rate
-            );
-            let _ = writeln!(
-                out,
-                "        <AudioChannelConfiguration \
+                    a.kind.suffix(),
+                    s.n,
+                    a.bandwidth,
+                    a.codec,
+                    a.sample_rate
+                );
+                let _ = writeln!(
+                    out,
+                    "        <AudioChannelConfiguration \
                  schemeIdUri=\"urn:mpeg:dash:23003:3:audio_channel_configuration:2011\" \
                  value=\"{}\"/>",
-                a.channels
-            );
-            segment_template(&mut out, s.n, a);
-            out.push_str("      </Representation>\n");
+                    a.channels
+                );
+                segment_template(&mut out, s.n, a);
+                out.push_str("      </Representation>\n");
+            }
         }
         out.push_str("    </AdaptationSet>\n");
         set_id += 1;
@@ -386,7 +388,7 @@ mod tests {
     #[test]
     fn timelines_fold_runs_of_equal_segments() {
         let track = TrackInfo {
-            kind: TrackKind::Audio,
+            kind: TrackKind::Audio(0),
             codec: "mp4a.40.2".into(),
             bandwidth: 1,
             average_bandwidth: 1,

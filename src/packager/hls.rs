@@ -92,6 +92,7 @@ mod tests {
         Segment {
             video: 0..0,
             audio: 0..0,
+            more_audio: Vec::new(),
             start_90k,
             end_90k,
         }

@@ -5,6 +5,9 @@
 //! segment needs is answered from here by index arithmetic or binary search;
 //! the media bytes themselves stay in the file until a segment asks for them.
 
+/// Audio tracks kept besides the first one, at most.
+pub const MAX_MORE_AUDIO: usize = 8;
+
 /// Most samples the packaged tracks of one file may have together: 8 Mi
 /// samples is 192 MiB of index, 30 hours of 30 fps video with 48 kHz AAC.
 pub const MAX_FILE_SAMPLES: u64 = 1 << 23;
@@ -222,7 +225,11 @@ pub fn rescale(t: i64, from: u32, to: u32) -> i64 {
 pub struct MediaIndex {
     pub file_len: u64,
     pub video: Option<Track>,
+    /// The audio track MPEG-TS carries: the first enabled one.
     pub audio: Option<Track>,
+    /// The other audio tracks (other languages, commentary),
+    /// at most [`MAX_MORE_AUDIO`]: CMAF renditions of their own.
+    pub more_audio: Vec<Track>,
     /// Tracks left out, each with the reason, for a warning.
     pub skipped: Vec<String>,
 }
@@ -230,7 +237,7 @@ pub struct MediaIndex {
 impl MediaIndex {
     /// Bytes of memory the index's tables take.
     pub fn memory_bytes(&self) -> usize {
-        self.tracks()
+        self.all_tracks()
             .map(|t| {
                 t.samples.len() * std::mem::size_of::<Sample>()
                     + (t.sync.as_ref().map_or(0, Vec::len)
@@ -247,11 +254,16 @@ impl MediaIndex {
         crate::packager::validate::validate(self)
     }
 
+    /// The tracks MPEG-TS carries: the video and the first audio track.
     pub fn tracks(&self) -> impl Iterator<Item = &Track> {
         self.video.iter().chain(self.audio.iter())
     }
 
-    /// MSOD suffix of this rendition's names: `av`, `a` or `v`.
+    /// Every track of the index, the other audio tracks too.
+    pub fn all_tracks(&self) -> impl Iterator<Item = &Track> {
+        self.tracks().chain(self.more_audio.iter())
+    }
+
     /// Why this source cannot be carried in MPEG-TS, if it cannot: a codec
     /// that only CMAF carries.
     pub fn ts_refusal(&self) -> Option<String> {
@@ -270,6 +282,7 @@ impl MediaIndex {
         })
     }
 
+    /// MSOD suffix of this rendition's names: `av`, `a` or `v`.
     pub fn kind_suffix(&self) -> &'static str {
         match (&self.video, &self.audio) {
             (Some(_), Some(_)) => "av",

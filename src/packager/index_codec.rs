@@ -3,7 +3,7 @@
 //! numbers big-endian; samples take 24 bytes each, as in memory.
 //!
 //! ```text
-//! "CPIX" version:u32 file_len:u64 video:track? audio:track? skipped:[str]
+//! "CPIX" version:u32 file_len:u64 video:track? audio:track? more_audio:[track] skipped:[str]
 //! track   = track_id:u32 timescale:u32 language:str end_dts:i64 shift:i64 delay:i64 codec
 //!           samples:[offset:u64 dts:i64 size:u32 cts:i32] sync:[u32]?
 //!           random_access:[u32] nal_units:[u32]
@@ -19,7 +19,8 @@ use crate::packager::mp4::cursor::Cursor;
 const MAGIC: [u8; 4] = *b"CPIX";
 /// 2: random access points and NAL unit counts. 3: languages, and the
 /// codec configuration boxes (after each codec's fields, as `config:str`).
-pub const VERSION: u32 = 3;
+/// 4: the other audio tracks (`more_audio:[track]`, after `audio`).
+pub const VERSION: u32 = 4;
 const SAMPLE_LEN: usize = 24;
 
 pub fn encode(index: &MediaIndex) -> Vec<u8> {
@@ -33,6 +34,10 @@ pub fn encode(index: &MediaIndex) -> Vec<u8> {
         if let Some(t) = track {
             encode_track(&mut out, t);
         }
+    }
+    out.extend_from_slice(&(index.more_audio.len() as u32).to_be_bytes());
+    for t in &index.more_audio {
+        encode_track(&mut out, t);
     }
     out.extend_from_slice(&(index.skipped.len() as u32).to_be_bytes());
     for s in &index.skipped {
@@ -131,6 +136,13 @@ pub fn decode(data: &[u8]) -> Result<MediaIndex> {
     let file_len = c.u64("file_len")?;
     let video = decode_optional_track(&mut c)?;
     let audio = decode_optional_track(&mut c)?;
+    let count = c.count(4, "more audio count")?;
+    if count > crate::packager::index::MAX_MORE_AUDIO {
+        return Err(c.error(format!("{count} more audio tracks")));
+    }
+    let more_audio = (0..count)
+        .map(|_| decode_track(&mut c))
+        .collect::<Result<Vec<_>>>()?;
     let count = c.count(4, "skipped count")?;
     let mut skipped = Vec::with_capacity(count);
     for _ in 0..count {
@@ -143,6 +155,7 @@ pub fn decode(data: &[u8]) -> Result<MediaIndex> {
         file_len,
         video,
         audio,
+        more_audio,
         skipped,
     };
     // Checked as a freshly read index is: the cache is a file like any other.

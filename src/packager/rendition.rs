@@ -263,7 +263,7 @@ impl Rendition {
             presentation_time_offset,
             independent: match kind {
                 TrackKind::Video => self.plan.independent_segments(&self.index),
-                TrackKind::Audio => true,
+                TrackKind::Audio(_) => true,
             },
         })
     }
@@ -273,7 +273,11 @@ impl Rendition {
         cmaf::Source {
             n,
             video: self.cmaf_track(TrackKind::Video),
-            audio: self.cmaf_track(TrackKind::Audio),
+            audio: TrackKind::all(&self.index)
+                .into_iter()
+                .filter(|t| !t.is_video())
+                .filter_map(|t| self.cmaf_track(t))
+                .collect(),
         }
     }
 
@@ -325,7 +329,7 @@ fn no_track(kind: TrackKind) -> Error {
         "no {} track",
         match kind {
             TrackKind::Video => "video",
-            TrackKind::Audio => "audio",
+            TrackKind::Audio(_) => "audio",
         }
     ))
 }

@@ -22,6 +22,9 @@ pub struct Segment {
     /// Samples of the video track, in decode order.
     pub video: Range<usize>,
     pub audio: Range<usize>,
+    /// Samples of each of the other audio tracks (`MediaIndex::more_audio`),
+    /// cut at the same times as `audio`.
+    pub more_audio: Vec<Range<usize>>,
     /// Presentation interval of the segment, 90 kHz, before the stream offset.
     pub start_90k: i64,
     pub end_90k: i64,
@@ -82,6 +85,7 @@ pub fn plan(index: &MediaIndex, target_90k: i64) -> Plan {
         segments.push(Segment {
             video,
             audio,
+            more_audio: index.more_audio.iter().map(range_of).collect(),
             start_90k: if k == 0 { start } else { cut_times[k] },
             end_90k: cut_times.get(k + 1).copied().unwrap_or(end),
         });
@@ -197,6 +201,7 @@ mod tests {
             file_len: 300,
             video: Some(video),
             audio: None,
+            more_audio: Vec::new(),
             skipped: Vec::new(),
         };
         index.validate().unwrap();

@@ -149,7 +149,7 @@ fn parse_cmaf_target(name: &str) -> Option<Target> {
         let (n, track) = track_of(rest)?;
         return Some(Target::MediaPlaylist {
             n,
-            kind: track.suffix().to_string(),
+            kind: track.suffix(),
         });
     }
     if let Some(rest) = name

@@ -33,7 +33,7 @@ pub fn validate(index: &MediaIndex) -> Result<()> {
     if index.video.is_none() && index.audio.is_none() {
         return Err(invalid(None, "no video or audio track"));
     }
-    let samples: u64 = index.tracks().map(|t| t.samples.len() as u64).sum();
+    let samples: u64 = index.all_tracks().map(|t| t.samples.len() as u64).sum();
     let budget = sample_budget(index.file_len);
     if samples > budget {
         return Err(invalid(
@@ -49,7 +49,12 @@ pub fn validate(index: &MediaIndex) -> Result<()> {
         check_track(t, index.file_len)?;
         check_video_samples(t, config)?;
     }
-    if let Some(t) = &index.audio {
+    if index.more_audio.len() > crate::packager::index::MAX_MORE_AUDIO
+        || (index.audio.is_none() && !index.more_audio.is_empty())
+    {
+        return Err(invalid(None, "bad list of more audio tracks"));
+    }
+    for t in index.audio.iter().chain(&index.more_audio) {
         let Codec::Audio(config) = &t.codec else {
             return Err(invalid(Some(t), "the audio track has a video codec"));
         };

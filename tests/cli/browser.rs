@@ -155,3 +155,39 @@ fn av1_opus_and_vp9_flac_play_as_cmaf() {
         assert!(result["currentTime"].as_f64().unwrap() >= 3.0, "{result}");
     }
 }
+
+#[test]
+#[cfg_attr(
+    casterpak_no_browser,
+    ignore = "needs chromium, node and tests/browser/node_modules (npm ci)"
+)]
+fn players_switch_between_the_audio_languages_of_a_file() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture("h264-aac-2lang.mp4"), root.path().join("film.mp4")).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path(), cache.path(), &[]);
+    let base = format!("http://{}/cmaf/film.mp4", server.addr);
+    for (player, manifest) in [
+        ("dashjs", "manifest.mpd"),
+        ("shaka", "manifest.mpd"),
+        ("hls", "master.m3u8"),
+    ] {
+        let url = format!("{base}/{manifest}");
+        // Both, in turn: players differ in the one they start with.
+        let result = play(
+            player,
+            &url,
+            &["--switch-audio", "eng", "--switch-audio", "fra"],
+        );
+        assert_eq!(result["ok"], true, "{player}: {result}");
+        assert_eq!(
+            result["audio"].as_array().map(Vec::len),
+            Some(2),
+            "{player}: two languages: {result}"
+        );
+        for switch in result["switches"].as_array().unwrap() {
+            assert_eq!(switch["ok"], true, "{player}: {switch}");
+            assert_eq!(switch["advanced"], true, "{player}: {switch}");
+        }
+    }
+}

@@ -7,27 +7,39 @@ use std::path::{Path, PathBuf};
 use crate::http_client::Server;
 use crate::support::{decode_errors, ffprobe_count, fixture};
 
-/// Fixtures, with whether they have video and audio.
-const FIXTURES: &[(&str, bool, bool)] = &[
-    ("h264-aac-bframes.mp4", true, true),
-    ("h264-aac-moov-end.mp4", true, true),
-    ("h264-aac-fragmented.mp4", true, true),
-    ("hevc-aac.mp4", true, true),
-    ("hevc-open-gop.mp4", true, true),
-    ("h264-aac-small-slices.mp4", true, true),
-    ("aac-only.m4a", false, true),
-    ("ac3.mp4", true, true),
-    ("eac3-only.mp4", false, true),
-    ("mp3-only.mp4", false, true),
+/// Fixtures, with their CMAF tracks (`v`, `a`, `a2`...).
+const FIXTURES: &[(&str, &[&str])] = &[
+    ("h264-aac-bframes.mp4", &["v", "a"]),
+    ("h264-aac-moov-end.mp4", &["v", "a"]),
+    ("h264-aac-fragmented.mp4", &["v", "a"]),
+    ("hevc-aac.mp4", &["v", "a"]),
+    ("hevc-open-gop.mp4", &["v", "a"]),
+    ("h264-aac-small-slices.mp4", &["v", "a"]),
+    ("aac-only.m4a", &["a"]),
+    ("ac3.mp4", &["v", "a"]),
+    ("eac3-only.mp4", &["a"]),
+    ("mp3-only.mp4", &["a"]),
     // Codecs MPEG-TS cannot carry.
-    ("av1-opus.mp4", true, true),
-    ("vp9-flac.mp4", true, true),
+    ("av1-opus.mp4", &["v", "a"]),
+    ("vp9-flac.mp4", &["v", "a"]),
+    // Two audio languages: eng (enabled), fra.
+    ("h264-aac-2lang.mp4", &["v", "a", "a2"]),
 ];
+
+/// ffprobe's stream selector of a CMAF track of a one-track file or of
+/// the MPD: `v:0`, `a:0`, `a:1`...
+fn selector(track: &str) -> String {
+    match track {
+        "v" => "v:0".into(),
+        "a" => "a:0".into(),
+        _ => format!("a:{}", track[1..].parse::<usize>().unwrap() - 1),
+    }
+}
 
 /// A server whose media root holds every fixture.
 fn serve_fixtures() -> (Server, tempfile::TempDir, tempfile::TempDir) {
     let root = tempfile::tempdir().unwrap();
-    for (name, ..) in FIXTURES {
+    for (name, _) in FIXTURES {
         fs::copy(fixture(name), root.path().join(name)).unwrap();
     }
     let cache = tempfile::tempdir().unwrap();
@@ -49,22 +61,20 @@ fn url(server: &Server, path: &str) -> PathBuf {
 #[cfg_attr(casterpak_no_ffmpeg, ignore = "needs ffmpeg and ffprobe")]
 fn the_hls_master_and_the_mpd_carry_every_frame_of_the_source() {
     let (server, _root, _cache) = serve_fixtures();
-    for (name, video, audio) in FIXTURES {
+    for (name, tracks) in FIXTURES {
         let source = fixture(name);
+        // The HLS master offers one audio track to ffmpeg; the MPD all.
         for manifest in ["master.m3u8", "manifest.mpd"] {
             let served = url(&server, &format!("/cmaf/{name}/{manifest}"));
-            if *video {
+            for track in *tracks {
+                if manifest == "master.m3u8" && track.len() > 1 {
+                    continue;
+                }
+                let (select, decode) = (selector(track), *track == "v");
                 assert_eq!(
-                    ffprobe_count(&served, "v:0", true),
-                    ffprobe_count(&source, "v:0", true),
-                    "{name} {manifest}: video frames"
-                );
-            }
-            if *audio {
-                assert_eq!(
-                    ffprobe_count(&served, "a:0", false),
-                    ffprobe_count(&source, "a:0", false),
-                    "{name} {manifest}: audio packets"
+                    ffprobe_count(&served, &select, decode),
+                    ffprobe_count(&source, &select, decode),
+                    "{name} {manifest}: {track} frames (decoded) or packets"
                 );
             }
         }
@@ -94,11 +104,9 @@ fn extinfs(playlist: &str) -> Vec<f64> {
 fn each_init_and_media_segment_decodes_alone() {
     let (server, _root, _cache) = serve_fixtures();
     let tmp = tempfile::tempdir().unwrap();
-    for (name, video, audio) in FIXTURES {
+    for (name, tracks) in FIXTURES {
         let source = fixture(name);
-        let tracks = [("v", *video), ("a", *audio)];
-        for (track, present) in tracks.iter().filter(|(_, p)| *p) {
-            let _ = present;
+        for track in *tracks {
             let base = format!("/cmaf/{name}");
             let playlist =
                 String::from_utf8(get(&server, &format!("{base}/index_0_{track}.m3u8"))).unwrap();
@@ -117,10 +125,9 @@ fn each_init_and_media_segment_decodes_alone() {
                 let errors = decode_errors(&file);
                 assert!(errors.is_empty(), "{name} {segment} alone: {errors}");
             }
-            let select = if *track == "v" { "v:0" } else { "a:0" };
             assert_eq!(
                 Some(frames),
-                ffprobe_count(&source, select, *track == "v"),
+                ffprobe_count(&source, &selector(track), *track == "v"),
                 "{name} {track}: frames in all segments"
             );
         }
@@ -161,13 +168,8 @@ fn timelines(mpd: &str) -> Vec<(u64, Vec<(u64, u64)>)> {
 #[test]
 fn the_mpd_lists_the_segments_of_the_hls_playlists() {
     let (server, _root, _cache) = serve_fixtures();
-    for (name, video, audio) in FIXTURES {
+    for (name, tracks) in FIXTURES {
         let mpd = String::from_utf8(get(&server, &format!("/cmaf/{name}/manifest.mpd"))).unwrap();
-        let tracks: Vec<&str> = [("v", *video), ("a", *audio)]
-            .iter()
-            .filter(|(_, p)| *p)
-            .map(|(t, _)| *t)
-            .collect();
         let timelines = timelines(&mpd);
         assert_eq!(timelines.len(), tracks.len(), "{name}: {mpd}");
         for (track, (timescale, timeline)) in tracks.iter().zip(&timelines) {
@@ -203,15 +205,10 @@ fn manifests_match_the_golden_files() {
     let bless = std::env::var_os("UPDATE_GOLDEN").is_some();
     let (server, _root, _cache) = serve_fixtures();
     let golden_root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/golden");
-    for (name, video, audio) in FIXTURES {
-        let mut files = vec!["master.m3u8", "manifest.mpd"];
-        if *video {
-            files.push("index_0_v.m3u8");
-        }
-        if *audio {
-            files.push("index_0_a.m3u8");
-        }
-        for file in files {
+    for (name, tracks) in FIXTURES {
+        let mut files = vec!["master.m3u8".to_string(), "manifest.mpd".to_string()];
+        files.extend(tracks.iter().map(|t| format!("index_0_{t}.m3u8")));
+        for file in &files {
             let got = String::from_utf8(get(&server, &format!("/cmaf/{name}/{file}"))).unwrap();
             let golden = golden_root.join(name).join("cmaf").join(file);
             if bless {

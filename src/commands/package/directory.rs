@@ -65,10 +65,8 @@ pub fn run(args: Args, out: &Path, config: &Config) -> anyhow::Result<ExitCode> 
                 work.push(Job::Ts { n, k });
             }
             if args.format.cmaf() {
-                for track in [TrackKind::Video, TrackKind::Audio] {
-                    if track.track(r.index()).is_some() {
-                        work.push(Job::Fragment { n, k, track });
-                    }
+                for track in TrackKind::all(r.index()) {
+                    work.push(Job::Fragment { n, k, track });
                 }
             }
         }
@@ -151,10 +149,7 @@ fn write_cmaf_manifests(renditions: &[Rendition], dir: &Path) -> anyhow::Result<
         cmaf::mpd(&sources, duration, longest).as_bytes(),
     )?;
     for (n, r) in renditions.iter().enumerate() {
-        for track in [TrackKind::Video, TrackKind::Audio] {
-            if track.track(r.index()).is_none() {
-                continue;
-            }
+        for track in TrackKind::all(r.index()) {
             let playlist = r.cmaf_media_playlist(n, track, "")?;
             write_file(
                 &dir.join(cmaf::media_playlist_name(n, track)),

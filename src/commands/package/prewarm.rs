@@ -14,6 +14,8 @@ use super::{progress_bar, Args};
 use crate::cache::{Clock, Object, State};
 use crate::config::Config;
 use crate::origin::{master_path, Origin};
+use crate::packager::fmp4::TrackKind;
+use crate::packager::index::MAX_MORE_AUDIO;
 
 /// How long pre-warming waits for copies into the input cache to end.
 const COPY_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -188,8 +190,16 @@ fn every_cmaf_track(config: &Config, master: &str) -> Vec<String> {
         return Vec::new();
     };
     let dir = &master[..master.rfind('/').expect("a URL path")];
+    let tracks: Vec<String> = std::iter::once(TrackKind::Video)
+        .chain((0..=MAX_MORE_AUDIO as u8).map(TrackKind::Audio))
+        .map(TrackKind::suffix)
+        .collect();
     (0..request.sources.len())
-        .flat_map(|n| ["v", "a"].map(|t| format!("{dir}/index_{n}_{t}.m3u8")))
+        .flat_map(|n| {
+            tracks
+                .iter()
+                .map(move |t| format!("{dir}/index_{n}_{t}.m3u8"))
+        })
         .collect()
 }
 

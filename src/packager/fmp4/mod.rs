@@ -17,7 +17,7 @@ use std::io::Write;
 use boxes::{bx, full, u16, u32, u64, unity_matrix, zeros};
 
 use crate::packager::error::{Error, Result};
-use crate::packager::index::{AudioCodec, Codec, MediaIndex, Track, VideoCodec};
+use crate::packager::index::{AudioCodec, Codec, MediaIndex, Track, VideoCodec, MAX_MORE_AUDIO};
 use crate::packager::media::{Batch, MediaSource, Wanted};
 use crate::packager::segment::Segment;
 
@@ -25,30 +25,55 @@ use crate::packager::segment::Segment;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TrackKind {
     Video,
-    Audio,
+    /// `Audio(0)`: the first audio track (the one MPEG-TS carries);
+    /// `Audio(n)`: the n-th of the others (`MediaIndex::more_audio`).
+    Audio(u8),
 }
 
 impl TrackKind {
-    /// In URLs: `v` or `a`.
-    pub fn suffix(self) -> &'static str {
+    /// In URLs: `v`, `a`, then `a2`, `a3`... for the other audio tracks.
+    pub fn suffix(self) -> String {
         match self {
-            TrackKind::Video => "v",
-            TrackKind::Audio => "a",
+            TrackKind::Video => "v".to_string(),
+            TrackKind::Audio(0) => "a".to_string(),
+            TrackKind::Audio(n) => format!("a{}", n + 1),
         }
     }
 
     pub fn from_suffix(s: &str) -> Option<TrackKind> {
         match s {
             "v" => Some(TrackKind::Video),
-            "a" => Some(TrackKind::Audio),
-            _ => None,
+            "a" => Some(TrackKind::Audio(0)),
+            _ => {
+                let n = s.strip_prefix('a')?;
+                if n.starts_with('0') || n.len() > 2 || !n.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                let n: usize = n.parse().ok()?;
+                (2..=MAX_MORE_AUDIO + 1)
+                    .contains(&n)
+                    .then(|| TrackKind::Audio((n - 1) as u8))
+            }
         }
+    }
+
+    /// Every track of `index`: video, then audio in order.
+    pub fn all(index: &MediaIndex) -> Vec<TrackKind> {
+        let video = index.video.as_ref().map(|_| TrackKind::Video);
+        let first_audio = index.audio.as_ref().map(|_| TrackKind::Audio(0));
+        let more = (0..index.more_audio.len()).map(|n| TrackKind::Audio(n as u8 + 1));
+        video.into_iter().chain(first_audio).chain(more).collect()
+    }
+
+    pub fn is_video(self) -> bool {
+        self == TrackKind::Video
     }
 
     pub fn track(self, index: &MediaIndex) -> Option<&Track> {
         match self {
             TrackKind::Video => index.video.as_ref(),
-            TrackKind::Audio => index.audio.as_ref(),
+            TrackKind::Audio(0) => index.audio.as_ref(),
+            TrackKind::Audio(n) => index.more_audio.get(usize::from(n) - 1),
         }
     }
 
@@ -56,7 +81,12 @@ impl TrackKind {
     pub fn range(self, segment: &Segment) -> std::ops::Range<usize> {
         match self {
             TrackKind::Video => segment.video.clone(),
-            TrackKind::Audio => segment.audio.clone(),
+            TrackKind::Audio(0) => segment.audio.clone(),
+            TrackKind::Audio(n) => segment
+                .more_audio
+                .get(usize::from(n) - 1)
+                .cloned()
+                .unwrap_or(0..0),
         }
     }
 }
@@ -157,7 +187,7 @@ pub fn init_segment(index: &MediaIndex, kind: TrackKind) -> Result<Vec<u8>> {
                 zeros(o, 8);
                 u16(o, 0);
                 u16(o, 0);
-                u16(o, if kind == TrackKind::Audio { 0x0100 } else { 0 });
+                u16(o, if kind.is_video() { 0 } else { 0x0100 });
                 u16(o, 0);
                 unity_matrix(o);
                 u32(o, u32::from(width) << 16);
@@ -175,7 +205,7 @@ pub fn init_segment(index: &MediaIndex, kind: TrackKind) -> Result<Vec<u8>> {
                     u32(o, 0);
                     o.extend_from_slice(match kind {
                         TrackKind::Video => b"vide",
-                        TrackKind::Audio => b"soun",
+                        TrackKind::Audio(_) => b"soun",
                     });
                     zeros(o, 12);
                     o.extend_from_slice(b"casterpak\0");
@@ -183,7 +213,7 @@ pub fn init_segment(index: &MediaIndex, kind: TrackKind) -> Result<Vec<u8>> {
                 bx(o, b"minf", |o| {
                     match kind {
                         TrackKind::Video => full(o, b"vmhd", 0, 1, |o| zeros(o, 8)),
-                        TrackKind::Audio => full(o, b"smhd", 0, 0, |o| zeros(o, 4)),
+                        TrackKind::Audio(_) => full(o, b"smhd", 0, 0, |o| zeros(o, 4)),
                     }
                     bx(o, b"dinf", |o| {
                         full(o, b"dref", 0, 0, |o| {
@@ -387,7 +417,7 @@ pub fn fragment_len(index: &MediaIndex, segment: &Segment, kind: TrackKind) -> u
 fn head_len(kind: TrackKind, count: usize) -> usize {
     let per_sample = match kind {
         TrackKind::Video => 16,
-        TrackKind::Audio => 8,
+        TrackKind::Audio(_) => 8,
     };
     let styp = 8 + 4 + 4 + 12;
     let mfhd = 16;
@@ -402,7 +432,7 @@ fn head_len(kind: TrackKind, count: usize) -> usize {
 /// `styp`, `moof` and the `mdat` header of a media segment.
 fn fragment_head(input: &FragmentInput, track: &Track, range: std::ops::Range<usize>) -> Vec<u8> {
     let timeline = Timeline::new(track, input.offset_90k);
-    let video = input.kind == TrackKind::Video;
+    let video = input.kind.is_video();
     let mut out = Vec::with_capacity(head_len(input.kind, range.len()));
     bx(&mut out, b"styp", |o| {
         o.extend_from_slice(b"msdh");

@@ -7,7 +7,7 @@ use super::source::{next_child, Located, Window};
 use super::stbl::{self, TrackSamples};
 use super::trak::{self, leaf_cursor, read_leaf, Trak};
 use crate::packager::error::{Error, Result};
-use crate::packager::index::{sample_budget, Codec};
+use crate::packager::index::{sample_budget, Codec, MAX_MORE_AUDIO};
 
 /// A track chosen for packaging, with its samples so far.
 pub struct Chosen {
@@ -21,19 +21,28 @@ pub struct Movie {
     pub trex: Vec<Trex>,
     pub video: Option<Chosen>,
     pub audio: Option<Chosen>,
+    /// The other audio tracks kept (see `MediaIndex::more_audio`).
+    pub more_audio: Vec<Chosen>,
     /// Tracks left out, each with the reason.
     pub skipped: Vec<String>,
 }
 
 impl Movie {
     pub fn chosen_mut(&mut self) -> impl Iterator<Item = &mut Chosen> {
-        self.video.iter_mut().chain(self.audio.iter_mut())
+        self.video
+            .iter_mut()
+            .chain(self.audio.iter_mut())
+            .chain(self.more_audio.iter_mut())
     }
 
     /// Samples the chosen tracks hold.
     pub fn sample_count(&self) -> u64 {
-        let len = |c: &Option<Chosen>| c.as_ref().map_or(0, |c| c.samples.samples.len() as u64);
-        len(&self.video) + len(&self.audio)
+        self.video
+            .iter()
+            .chain(self.audio.iter())
+            .chain(self.more_audio.iter())
+            .map(|c| c.samples.samples.len() as u64)
+            .sum()
     }
 }
 
@@ -44,6 +53,7 @@ pub fn read_moov(win: &mut Window, moov: &Located) -> Result<Movie> {
         trex: Vec::new(),
         video: None,
         audio: None,
+        more_audio: Vec::new(),
         skipped: Vec::new(),
     };
     read_movie_header(win, moov, &mut movie)?;
@@ -55,7 +65,8 @@ pub fn read_moov(win: &mut Window, moov: &Located) -> Result<Movie> {
         }
     }
     movie.skipped = choice.skipped.into_list();
-    expand_chosen(win, &mut movie, choice.video, choice.audio)?;
+    let more_audio = choice.more_audio;
+    expand_chosen(win, &mut movie, choice.video, choice.audio, more_audio)?;
     Ok(movie)
 }
 
@@ -102,12 +113,14 @@ fn expand_chosen(
     movie: &mut Movie,
     video: Option<Trak>,
     audio: Option<Trak>,
+    more_audio: Vec<Trak>,
 ) -> Result<()> {
     let file_len = win.file_len();
     let budget = sample_budget(file_len);
     let declared: u64 = video
         .iter()
         .chain(audio.iter())
+        .chain(more_audio.iter())
         .map(|t| t.declared_samples)
         .sum();
     if declared > budget {
@@ -119,16 +132,22 @@ fn expand_chosen(
     };
     movie.video = video.map(&mut expand).transpose()?;
     movie.audio = audio.map(&mut expand).transpose()?;
+    movie.more_audio = more_audio
+        .into_iter()
+        .map(&mut expand)
+        .collect::<Result<_>>()?;
     Ok(())
 }
 
 /// The first enabled video and audio tracks we can carry (the first
-/// carriable one of a kind when none is enabled), chosen as tracks are met
-/// so that no more than two are ever held.
+/// carriable one of a kind when none is enabled), and up to
+/// [`MAX_MORE_AUDIO`] other audio tracks, chosen as tracks are met so that
+/// no more than those are ever held.
 #[derive(Default)]
 struct Choice {
     video: Option<Trak>,
     audio: Option<Trak>,
+    more_audio: Vec<Trak>,
     skipped: Skipped,
 }
 
@@ -145,19 +164,29 @@ impl Choice {
             return;
         }
         let is_video = matches!(t.codec, Ok(Codec::Video(_)));
-        let (slot, kind) = if is_video {
-            (&mut self.video, "video")
+        let slot = if is_video {
+            &mut self.video
         } else {
-            (&mut self.audio, "audio")
+            &mut self.audio
         };
-        let why = format!("only the first {kind} track is packaged");
-        match slot {
-            None => *slot = Some(t),
-            Some(current) if !current.enabled && t.enabled => {
-                let displaced = slot.replace(t).expect("occupied");
-                self.skipped.add(&displaced, &why);
+        let other = match slot {
+            None => {
+                *slot = Some(t);
+                return;
             }
-            Some(_) => self.skipped.add(&t, &why),
+            Some(current) if !current.enabled && t.enabled => slot.replace(t).expect("occupied"),
+            Some(_) => t,
+        };
+        if is_video {
+            self.skipped
+                .add(&other, "only the first video track is packaged");
+        } else if self.more_audio.len() < MAX_MORE_AUDIO {
+            self.more_audio.push(other);
+        } else {
+            self.skipped.add(
+                &other,
+                &format!("at most {} audio tracks are packaged", MAX_MORE_AUDIO + 1),
+            );
         }
     }
 }

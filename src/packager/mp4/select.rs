@@ -16,6 +16,7 @@ pub fn finish(movie: Movie, src: &dyn ReadAt, file_len: u64) -> Result<MediaInde
         fragmented,
         video,
         audio,
+        more_audio,
         mut skipped,
         ..
     } = movie;
@@ -32,6 +33,15 @@ pub fn finish(movie: Movie, src: &dyn ReadAt, file_len: u64) -> Result<MediaInde
     };
     let video = finish_one(video)?;
     let audio = finish_one(audio)?;
+    let mut more = Vec::with_capacity(more_audio.len());
+    for chosen in more_audio {
+        more.extend(finish_one(Some(chosen))?);
+    }
+    // The first audio track kept leads when the first chosen had no samples.
+    let (audio, more_audio) = match (audio, more.is_empty()) {
+        (None, false) => (Some(more.remove(0)), more),
+        (audio, _) => (audio, more),
+    };
     if video.is_none() && audio.is_none() {
         let mut why = "no audio or video track that MPEG-TS can carry".to_string();
         for s in &skipped {
@@ -44,6 +54,7 @@ pub fn finish(movie: Movie, src: &dyn ReadAt, file_len: u64) -> Result<MediaInde
         file_len,
         video,
         audio,
+        more_audio,
         skipped,
     };
     index.validate()?;
