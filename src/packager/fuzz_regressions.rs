@@ -3,7 +3,7 @@
 //! (`fuzz/regressions/`) through the same steps.
 
 use crate::packager::index::MediaIndex;
-use crate::packager::{index_codec, mp4, segment, ts, url};
+use crate::packager::{fmp4, index_codec, mp4, segment, ts, url};
 
 /// `mp4_reader`: the MP4 reader on arbitrary bytes, then everything made
 /// from what it returns, with the input standing in for the media data.
@@ -45,8 +45,30 @@ pub fn exercise_url(data: &[u8]) {
 }
 
 /// Plans, lays out and writes the first few segments of `index`, reading
-/// sample bytes from `data`; every step must return, never panic or hang.
+/// sample bytes from `data`, as MPEG-TS and as CMAF; every step must
+/// return, never panic or hang, and what is written is as long as planned.
 fn plan_and_mux(index: &MediaIndex, data: &[u8]) {
+    let plan = segment::plan(index, 6 * 90_000);
+    for track in fmp4::TrackKind::all(index) {
+        let _ = fmp4::init_segment(index, track);
+        for (k, segment) in plan.segments.iter().enumerate().take(4) {
+            let input = fmp4::FragmentInput {
+                index,
+                segment,
+                number: k as u32 + 1,
+                kind: track,
+                offset_90k: plan.stream_offset_90k,
+            };
+            let mut out = std::io::sink();
+            if let Ok(written) = fmp4::write_fragment(&input, &data, &mut out, ts::BATCH_BYTES) {
+                assert_eq!(written, fmp4::fragment_len(index, segment, track));
+            }
+        }
+    }
+    mux_ts(index, data);
+}
+
+fn mux_ts(index: &MediaIndex, data: &[u8]) {
     let plan = segment::plan(index, 6 * 90_000);
     let layout = ts::layout(index, &plan.segments);
     for (segment, at) in plan.segments.iter().zip(&layout).take(4) {

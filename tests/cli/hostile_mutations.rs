@@ -155,7 +155,16 @@ fn hostile_variants_of_good_files_are_refused_cleanly_while_good_ones_play() {
     let targets: Vec<String> = names
         .iter()
         .flat_map(|name| {
-            ["master.m3u8", "segment1_0_av.ts"].map(|target| format!("/i/{name}/{target}"))
+            [
+                "/i/{}/master.m3u8",
+                "/i/{}/segment1_0_av.ts",
+                // The same index through the CMAF writer.
+                "/cmaf/{}/manifest.mpd",
+                "/cmaf/{}/init_0_v.mp4",
+                "/cmaf/{}/seg1_0_v.m4s",
+                "/cmaf/{}/seg1_0_a.m4s",
+            ]
+            .map(|target| target.replace("{}", name))
         })
         .collect();
     // Alone first, to measure each request's CPU time ...
