@@ -84,23 +84,11 @@ impl Origin {
                 &source.key_part(),
             ],
         );
-        let make = || {
+        self.media_playlist_object(key, &source, uri_prefix, || {
             let rendition = self.rendition(&source)?;
             rendition
                 .cmaf_media_playlist(n, track, uri_prefix)
                 .map_err(|e| super::error::packager_error(&source, e))
-        };
-        if !uri_prefix.is_empty() {
-            return self.in_memory(key, std::slice::from_ref(&source), PLAYLIST_TYPE, make);
-        }
-        let spec = ObjectSpec {
-            key,
-            kind: "playlist",
-            ext: "m3u8",
-            sources: std::slice::from_ref(&source),
-        };
-        self.get(&spec, PLAYLIST_TYPE, |out| {
-            write_all(out, make()?.as_bytes())
         })
     }
 

@@ -224,20 +224,30 @@ impl Origin {
             "playlist",
             &[uri_prefix, &n.to_string(), kind, &source.key_part()],
         );
-        let make = || {
+        self.media_playlist_object(key, &source, uri_prefix, || {
             let rendition = self.rendition_of_kind(&source, kind)?;
             Ok(rendition.media_playlist(n, uri_prefix))
-        };
-        // Absolute URIs carry the URL's directory: any csmil label makes
-        // another one, so those are not stored.
+        })
+    }
+
+    /// A media playlist of `source` made by `make`: stored in the cache,
+    /// or kept in memory when its URIs are absolute (they carry the URL's
+    /// directory, and any csmil label makes another one).
+    fn media_playlist_object(
+        &self,
+        key: String,
+        source: &SourceId,
+        uri_prefix: &str,
+        make: impl Fn() -> Result<String, OriginError>,
+    ) -> Result<Answer, OriginError> {
         if !uri_prefix.is_empty() {
-            return self.in_memory(key, std::slice::from_ref(&source), PLAYLIST_TYPE, make);
+            return self.in_memory(key, std::slice::from_ref(source), PLAYLIST_TYPE, make);
         }
         let spec = ObjectSpec {
             key,
             kind: "playlist",
             ext: "m3u8",
-            sources: std::slice::from_ref(&source),
+            sources: std::slice::from_ref(source),
         };
         self.get(&spec, PLAYLIST_TYPE, |out| {
             write_all(out, make()?.as_bytes())

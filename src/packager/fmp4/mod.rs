@@ -177,7 +177,8 @@ pub fn init_segment(index: &MediaIndex, kind: TrackKind) -> Result<Vec<u8>> {
             zeros(o, 10);
             unity_matrix(o);
             zeros(o, 24);
-            u32(o, track.track_id + 1);
+            // next_track_ID; all ones when no larger ID is left (8.2.2.3).
+            u32(o, track.track_id.checked_add(1).unwrap_or(u32::MAX));
         });
         bx(o, b"trak", |o| {
             full(o, b"tkhd", 0, 0x7, |o| {
@@ -483,6 +484,23 @@ fn fragment_head(input: &FragmentInput, track: &Track, range: std::ops::Range<us
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by fuzzing: a track ID of 2^32-1 overflowed next_track_ID.
+    #[test]
+    fn the_largest_track_id_leaves_next_track_id_all_ones() {
+        let data = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/aac-only.m4a"),
+        )
+        .unwrap();
+        let mut index = crate::packager::mp4::read_index_from_bytes(&data).unwrap();
+        index.audio.as_mut().unwrap().track_id = u32::MAX;
+        let init = init_segment(&index, TrackKind::Audio(0)).unwrap();
+        // mvhd: after its header, version/flags, 2 times, timescale,
+        // duration, rate, volume, 10 reserved, the matrix and 24 bytes.
+        let mvhd = init.windows(4).position(|w| w == b"mvhd").unwrap() - 4;
+        let at = mvhd + 8 + 4 + 8 + 4 + 4 + 4 + 2 + 10 + 36 + 24;
+        assert_eq!(init[at..at + 4], [0xff; 4]);
+    }
 
     #[test]
     fn languages_pack_as_mdhd_has_them() {
