@@ -178,7 +178,7 @@ pub fn init_segment(index: &MediaIndex, kind: TrackKind) -> Result<Vec<u8>> {
             unity_matrix(o);
             zeros(o, 24);
             // next_track_ID; all ones when no larger ID is left (8.2.2.3).
-            u32(o, track.track_id.checked_add(1).unwrap_or(u32::MAX));
+            u32(o, track.track_id.saturating_add(1));
         });
         bx(o, b"trak", |o| {
             full(o, b"tkhd", 0, 0x7, |o| {
