@@ -37,8 +37,13 @@ pub const MPD_TYPE: &str = "application/dash+xml";
 pub const VIDEO_MP4_TYPE: &str = "video/mp4";
 pub const AUDIO_MP4_TYPE: &str = "audio/mp4";
 
+/// Renditions of one track of a source ([`Rendition::part`]) kept, at most.
+const PARTS_IN_MEMORY: usize = 64;
+
 pub struct Origin {
     config: Config,
+    /// One-track renditions of sources, by source and kind.
+    parts: std::sync::Mutex<std::collections::HashMap<(SourceId, String), Arc<Rendition>>>,
     cache: Arc<Cache>,
     inputs: Arc<Inputs>,
     parsed: sources::ParsedSources,
@@ -60,6 +65,7 @@ impl Origin {
             config,
             cache,
             inputs,
+            parts: Default::default(),
             parsed: Default::default(),
             in_memory: Default::default(),
             failures: Default::default(),
@@ -315,14 +321,26 @@ impl Origin {
         kind: &str,
     ) -> Result<Arc<Rendition>, OriginError> {
         let rendition = self.ts_rendition(source)?;
-        let actual = rendition.index().kind_suffix();
-        if actual != kind {
-            return Err(OriginError::NotFound(format!(
-                "{} is `{actual}`, not `{kind}`",
-                source.rel
-            )));
+        if rendition.kind() == kind {
+            return Ok(rendition);
         }
-        Ok(rendition)
+        let key = (source.clone(), kind.to_string());
+        if let Some(part) = self.parts.lock().expect("parts lock").get(&key) {
+            return Ok(Arc::clone(part));
+        }
+        let part = rendition.part(kind).map(Arc::new).ok_or_else(|| {
+            OriginError::NotFound(format!(
+                "{} is `{}` and has no `{kind}` track",
+                source.rel,
+                rendition.kind()
+            ))
+        })?;
+        let mut parts = self.parts.lock().expect("parts lock");
+        if parts.len() >= PARTS_IN_MEMORY {
+            parts.clear();
+        }
+        parts.insert(key, Arc::clone(&part));
+        Ok(part)
     }
 }
 

@@ -19,6 +19,11 @@ pub struct Variant {
     pub kind_suffix: &'static str,
     /// Every segment starts where a decoder can start (RFC 8216 4.3.5.1).
     pub independent_segments: bool,
+    /// The language of its audio track, if it has one; and the file's
+    /// other audio tracks, `(kind, language)`, each an audio-only
+    /// rendition `index_<N>_<kind>.m3u8`.
+    pub audio_language: Option<String>,
+    pub other_audio: Vec<(String, String)>,
 }
 
 pub fn media_playlist_name(n: usize, kind_suffix: &str) -> String {
@@ -62,10 +67,36 @@ pub fn media_playlist(segments: &[Segment], n: usize, kind_suffix: &str, prefix:
 /// before each media playlist's name (empty for relative URIs).
 /// `#EXT-X-INDEPENDENT-SEGMENTS` applies to every media playlist of the
 /// master, so it is written only when it is true of every variant.
+///
+/// A file with several audio tracks gives an audio group: its first track
+/// in the variants (an `EXT-X-MEDIA` without URI), the others as
+/// audio-only renditions of their own.
 pub fn master_playlist(variants: &[(usize, Variant)], prefix: &str) -> String {
     let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:3\n");
     if variants.iter().all(|(_, v)| v.independent_segments) {
         out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
+    }
+    let group = variants
+        .iter()
+        .find(|(_, v)| !v.other_audio.is_empty() && v.audio_language.is_some());
+    if let Some((n, v)) = group {
+        let media = |out: &mut String, language: &str, default: bool| {
+            let _ = write!(
+                out,
+                "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"{language}\""
+            );
+            if language != "und" {
+                let _ = write!(out, ",LANGUAGE=\"{language}\"");
+            }
+            let yes = if default { "YES" } else { "NO" };
+            let _ = write!(out, ",DEFAULT={yes},AUTOSELECT=YES");
+        };
+        media(&mut out, v.audio_language.as_deref().unwrap_or("und"), true);
+        out.push('\n');
+        for (kind, language) in &v.other_audio {
+            media(&mut out, language, false);
+            let _ = writeln!(out, ",URI=\"{prefix}{}\"", media_playlist_name(*n, kind));
+        }
     }
     for (n, v) in variants {
         let _ = write!(
@@ -78,6 +109,9 @@ pub fn master_playlist(variants: &[(usize, Variant)], prefix: &str) -> String {
         }
         if let Some(fps) = v.frame_rate {
             let _ = write!(out, ",FRAME-RATE={fps:.3}");
+        }
+        if group.is_some() && v.audio_language.is_some() {
+            out.push_str(",AUDIO=\"audio\"");
         }
         let _ = writeln!(out, "\n{prefix}{}", media_playlist_name(*n, v.kind_suffix));
     }
@@ -107,6 +141,8 @@ mod tests {
             frame_rate: None,
             kind_suffix: "a",
             independent_segments,
+            audio_language: None,
+            other_audio: Vec::new(),
         }
     }
 

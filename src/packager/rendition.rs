@@ -29,7 +29,7 @@ use crate::packager::fmp4::{self, TrackKind};
 use crate::packager::hls::{self, Variant};
 use crate::packager::index::{Codec, MediaIndex};
 use crate::packager::media::MediaSource;
-use crate::packager::segment::{self, Plan};
+use crate::packager::segment::{self, Plan, Segment};
 use crate::packager::{cmaf, mp4, ts};
 
 /// The HLS default (RFC 8216bis appendix, Apple authoring spec 6 s).
@@ -42,6 +42,9 @@ pub struct Rendition {
     plan: Plan,
     /// Continuity counters and size of each segment, known ahead.
     layout: Vec<ts::SegmentLayout>,
+    /// The `<kind>` of its names: `av`, `a` or `v` from its tracks; `a2`...
+    /// for a [`Rendition::part`] of another audio track.
+    kind: String,
 }
 
 impl Rendition {
@@ -77,6 +80,7 @@ impl Rendition {
         }
         let layout = ts::layout(&index, &plan.segments);
         Rendition {
+            kind: index.kind_suffix().to_string(),
             path: path.to_owned(),
             src,
             index,
@@ -87,6 +91,11 @@ impl Rendition {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The `<kind>` of its names (`av`, `a`, `v`, `a2`...).
+    pub fn kind(&self) -> &str {
+        &self.kind
     }
 
     pub fn index(&self) -> &MediaIndex {
@@ -164,7 +173,7 @@ impl Rendition {
     /// The media playlist of this rendition as rendition number `n`, with
     /// `prefix` before each segment name.
     pub fn media_playlist(&self, n: usize, prefix: &str) -> String {
-        hls::media_playlist(&self.plan.segments, n, self.index.kind_suffix(), prefix)
+        hls::media_playlist(&self.plan.segments, n, &self.kind, prefix)
     }
 
     /// This rendition's entry in a master playlist.
@@ -201,12 +210,64 @@ impl Rendition {
             resolution: video_config.map(|v| (v.width, v.height)),
             frame_rate,
             kind_suffix: self.index.kind_suffix(),
+            audio_language: self.index.audio.as_ref().map(|a| a.language.clone()),
+            other_audio: self
+                .index
+                .more_audio
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (TrackKind::Audio(i as u8 + 1).suffix(), t.language.clone()))
+                .collect(),
             independent_segments: self.plan.independent_segments(&self.index),
         }
     }
 }
 
 impl Rendition {
+    /// The MPEG-TS rendition of one track of this one (`kind` is `v`, `a`,
+    /// `a2`...): an audio-only or video-only rendition of an AV source, or
+    /// another of its audio tracks, on the same timeline and cut at the
+    /// same times. None when there is no such track, or it is this one.
+    pub fn part(&self, kind: &str) -> Option<Rendition> {
+        if kind == self.index.kind_suffix() {
+            return None;
+        }
+        let track = TrackKind::from_suffix(kind)?;
+        let chosen = track.track(&self.index)?.clone();
+        let is_video = track.is_video();
+        let index = MediaIndex {
+            file_len: self.index.file_len,
+            video: is_video.then(|| chosen.clone()),
+            audio: (!is_video).then_some(chosen),
+            more_audio: Vec::new(),
+            skipped: Vec::new(),
+        };
+        let segments: Vec<Segment> = self
+            .plan
+            .segments
+            .iter()
+            .map(|s| Segment {
+                video: if is_video { s.video.clone() } else { 0..0 },
+                audio: if is_video { 0..0 } else { track.range(s) },
+                more_audio: Vec::new(),
+                start_90k: s.start_90k,
+                end_90k: s.end_90k,
+            })
+            .collect();
+        let layout = ts::layout(&index, &segments);
+        Some(Rendition {
+            kind: kind.to_string(),
+            path: self.path.clone(),
+            src: Arc::clone(&self.src),
+            index,
+            plan: Plan {
+                segments,
+                stream_offset_90k: self.plan.stream_offset_90k,
+            },
+            layout,
+        })
+    }
+
     /// What the CMAF manifests say of `kind`'s track, if there is one.
     pub fn cmaf_track(&self, kind: TrackKind) -> Option<cmaf::TrackInfo> {
         let track = kind.track(&self.index)?;

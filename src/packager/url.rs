@@ -9,7 +9,8 @@
 //! <dir>/<...>.csmil/index_<N>_<kind>.m3u8, .../segment<K>_<N>_<kind>.ts
 //! ```
 //!
-//! `<kind>` is `av`, `a` or `v`. Paths come out percent-decoded and checked:
+//! `<kind>` is `av`, `a` or `v`: the file's tracks, or one of them; `a2`,
+//! `a3`... are its other audio tracks. Paths come out percent-decoded and checked:
 //! no `..` or `.` component, no backslash or NUL, nothing absolute.
 
 use crate::packager::fmp4::TrackKind;
@@ -173,8 +174,10 @@ fn number(s: &str) -> Option<usize> {
     s.parse().ok()
 }
 
+/// `av`, `v`, `a`, or `a2`... for another audio track of the file.
 fn kind_of(s: &str) -> Option<String> {
-    matches!(s, "av" | "a" | "v").then(|| s.to_string())
+    let other_audio = || TrackKind::from_suffix(s).is_some_and(|t| t != TrackKind::Audio(0));
+    (matches!(s, "av" | "a" | "v") || other_audio()).then(|| s.to_string())
 }
 
 fn csmil_sources(parent: &[String], csmil: &str) -> Result<Vec<String>, UrlError> {

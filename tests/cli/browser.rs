@@ -137,11 +137,13 @@ fn players_switch_between_the_audio_languages_of_a_file() {
     std::fs::copy(fixture("h264-aac-2lang.mp4"), root.path().join("film.mp4")).unwrap();
     let cache = tempfile::tempdir().unwrap();
     let server = Server::start(root.path(), cache.path(), &[]);
-    let base = format!("http://{}/cmaf/film.mp4", server.addr);
+    let base = format!("http://{}", server.addr);
     for (player, manifest) in [
-        ("dashjs", "manifest.mpd"),
-        ("shaka", "manifest.mpd"),
-        ("hls", "master.m3u8"),
+        ("dashjs", "cmaf/film.mp4/manifest.mpd"),
+        ("shaka", "cmaf/film.mp4/manifest.mpd"),
+        ("hls", "cmaf/film.mp4/master.m3u8"),
+        // MPEG-TS: the other language as an audio-only rendition.
+        ("hls", "i/film.mp4/master.m3u8"),
     ] {
         let url = format!("{base}/{manifest}");
         // Both, in turn: players differ in the one they start with.

@@ -360,3 +360,59 @@ fn codecs_only_cmaf_carries_are_refused_as_ts_with_the_way_out() {
         .stderr(predicates::str::contains("--format cmaf"));
     assert!(!tmp.path().join("ts").exists());
 }
+
+/// Issue 10's TS side: an AV source's `_a` and `_v` playlists, and its
+/// other audio tracks as audio-only renditions in the master's audio group.
+#[test]
+#[cfg_attr(casterpak_no_ffmpeg, ignore = "needs ffmpeg and ffprobe")]
+fn ts_offers_each_track_alone_and_the_other_languages_as_an_audio_group() {
+    let (server, _root, _cache) = serve_fixtures();
+    let name = "h264-aac-2lang.mp4";
+    let source = fixture(name);
+    let master = String::from_utf8(get(&server, &format!("/i/{name}/master.m3u8"))).unwrap();
+    assert!(
+        master.contains(
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"fra\",LANGUAGE=\"fra\",\
+             DEFAULT=NO,AUTOSELECT=YES,URI=\"index_0_a2.m3u8\""
+        ),
+        "{master}"
+    );
+    assert!(
+        master.contains("AUDIO=\"audio\"\nindex_0_av.m3u8"),
+        "{master}"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    for (kind, select) in [("v", "v:0"), ("a", "a:0"), ("a2", "a:1")] {
+        let playlist = format!("/i/{name}/index_0_{kind}.m3u8");
+        let decode = kind == "v";
+        let expected = ffprobe_count(&source, select, decode);
+        assert_eq!(
+            ffprobe_count(
+                &url(&server, &playlist),
+                if decode { "v:0" } else { "a:0" },
+                decode
+            ),
+            expected,
+            "{playlist}"
+        );
+        let text = String::from_utf8(get(&server, &playlist)).unwrap();
+        for segment in segments_of(&text) {
+            assert!(segment.ends_with(&format!("_0_{kind}.ts")), "{segment}");
+            let file = tmp.path().join(&segment);
+            fs::write(&file, get(&server, &format!("/i/{name}/{segment}"))).unwrap();
+            let errors = decode_errors(&file);
+            assert!(errors.is_empty(), "{segment} alone: {errors}");
+        }
+    }
+    // One audio track: no group, and no `_a2`.
+    let single = String::from_utf8(get(&server, "/i/h264-aac-bframes.mp4/master.m3u8")).unwrap();
+    assert!(!single.contains("EXT-X-MEDIA"), "{single}");
+    assert_eq!(
+        server.get("/i/h264-aac-bframes.mp4/index_0_a2.m3u8").status,
+        404
+    );
+    assert_eq!(
+        server.get("/i/h264-aac-bframes.mp4/index_0_a.m3u8").status,
+        200
+    );
+}
