@@ -37,8 +37,11 @@ pub const MPD_TYPE: &str = "application/dash+xml";
 pub const VIDEO_MP4_TYPE: &str = "video/mp4";
 pub const AUDIO_MP4_TYPE: &str = "audio/mp4";
 
-/// Renditions of one track of a source ([`Rendition::part`]) kept, at most.
+/// Renditions of one track of a source ([`Rendition::part`]) kept, at
+/// most, and their sample tables' bytes at most (each holds a copy of its
+/// track's).
 const PARTS_IN_MEMORY: usize = 64;
+const PARTS_MEMORY_BYTES: usize = 128 << 20;
 
 pub struct Origin {
     config: Config,
@@ -336,7 +339,10 @@ impl Origin {
             ))
         })?;
         let mut parts = self.parts.lock().expect("parts lock");
-        if parts.len() >= PARTS_IN_MEMORY {
+        let bytes: usize = parts.values().map(|p| p.index().memory_bytes()).sum();
+        if parts.len() >= PARTS_IN_MEMORY
+            || bytes + part.index().memory_bytes() > PARTS_MEMORY_BYTES
+        {
             parts.clear();
         }
         parts.insert(key, Arc::clone(&part));
