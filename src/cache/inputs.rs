@@ -95,11 +95,6 @@ impl Sources {
             .expect("the last prefix is empty");
         (n, backend, &rel[backend.prefix.len()..])
     }
-
-    /// Backends with their prefixes, in routing order.
-    pub fn backends(&self) -> &[Backend] {
-        &self.entries
-    }
 }
 
 /// What the input cache was given, for `stat`.
@@ -164,10 +159,6 @@ impl Inputs {
             failed_copies: Mutex::default(),
             restores: Mutex::default(),
         })
-    }
-
-    pub fn sources(&self) -> &Sources {
-        &self.sources
     }
 
     /// The identity of the source at `rel` (a URL path after the prefix).
@@ -681,15 +672,6 @@ impl Input {
             },
         };
         file.metadata().is_ok_and(|m| m.nlink() == 0)
-    }
-
-    /// Whether a copy was being made when this input was opened and is
-    /// complete now, or the input was read from a copy.
-    pub fn is_copied(&self) -> bool {
-        match &self.state {
-            InputState::File(_) => true,
-            InputState::Pending { copy, .. } => copy.get().is_some(),
-        }
     }
 }
 

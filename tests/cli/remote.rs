@@ -92,14 +92,9 @@ fn stat(cache: &Path) -> serde_json::Value {
     let out = casterpak()
         .args(["stat", "--json", "--cache-dir"])
         .arg(cache)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+        .assert()
+        .success();
+    serde_json::from_slice(&out.get_output().stdout).unwrap()
 }
 
 fn inputs_cached(cache: &Path) -> u64 {
@@ -596,32 +591,22 @@ fn remote_inputs_expire_and_are_invalidated_like_every_cache_entry() {
     std::thread::sleep(Duration::from_millis(1100));
     // gc with an input TTL of 0 removes the copy (and the outputs, TTL 0):
     // the next play reads the store again.
-    let gc = casterpak()
+    casterpak()
         .args(["gc", "--config", conf, "--cache-dir"])
         .arg(&cache)
         .envs(env.iter().copied())
         .env("CASTERPAK_CACHE_INPUT_TTL", "0")
         .env("CASTERPAK_CACHE_OUTPUT_TTL", "0")
-        .output()
-        .unwrap();
-    assert!(
-        gc.status.success(),
-        "{}",
-        String::from_utf8_lossy(&gc.stderr)
-    );
+        .assert()
+        .success();
     assert_eq!(inputs_cached(&cache), 0);
     play(true);
     // invalidate by the remote path: the input and what was made from it.
-    let out = casterpak()
+    casterpak()
         .args(["invalidate", "archive/films/*", "--cache-dir"])
         .arg(&cache)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .assert()
+        .success();
     let s = stat(&cache);
     assert_eq!(s["by_kind"]["input"]["expired"], 1, "{s:#}");
     play(true);
@@ -660,18 +645,13 @@ fn every_url_form_works_for_remote_sources_and_pre_warming_leaves_nothing_to_fet
     let out = casterpak()
         .args(["master", csmil, "--config", conf, "--cache-dir"])
         .arg(&cache)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let master = String::from_utf8(out.stdout).unwrap();
+        .assert()
+        .success();
+    let master = String::from_utf8(out.get_output().stdout.clone()).unwrap();
     assert_eq!(master.matches("#EXT-X-STREAM-INF").count(), 2, "{master}");
 
     // Pre-warming: every playlist and segment, and the copies.
-    let out = casterpak()
+    casterpak()
         .args([
             "package",
             csmil,
@@ -681,13 +661,8 @@ fn every_url_form_works_for_remote_sources_and_pre_warming_leaves_nothing_to_fet
             "--cache-dir",
         ])
         .arg(&cache)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .assert()
+        .success();
     assert_eq!(inputs_cached(&cache), 3);
 
     // Served afterwards without a byte from the store but HEADs.
