@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::http_client::Server;
-use crate::support::{decode_errors, ffprobe_count, fixture};
+use crate::support::{assert_golden, decode_errors, ffprobe_count, fixture};
 
 /// Fixtures, with their CMAF tracks (`v`, `a`, `a2`...).
 const FIXTURES: &[(&str, &[&str])] = &[
@@ -202,7 +202,6 @@ fn the_mpd_lists_the_segments_of_the_hls_playlists() {
 #[test]
 fn manifests_match_the_golden_files() {
     // Set UPDATE_GOLDEN=1 to rewrite them after a deliberate change.
-    let bless = std::env::var_os("UPDATE_GOLDEN").is_some();
     let (server, _root, _cache) = serve_fixtures();
     let golden_root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/golden");
     for (name, tracks) in FIXTURES {
@@ -210,14 +209,7 @@ fn manifests_match_the_golden_files() {
         files.extend(tracks.iter().map(|t| format!("index_0_{t}.m3u8")));
         for file in &files {
             let got = String::from_utf8(get(&server, &format!("/cmaf/{name}/{file}"))).unwrap();
-            let golden = golden_root.join(name).join("cmaf").join(file);
-            if bless {
-                fs::create_dir_all(golden.parent().unwrap()).unwrap();
-                fs::write(&golden, &got).unwrap();
-            }
-            let want =
-                fs::read_to_string(&golden).unwrap_or_else(|e| panic!("{}: {e}", golden.display()));
-            assert_eq!(got, want, "{name}/{file} differs from {}", golden.display());
+            assert_golden(&golden_root.join(name).join("cmaf").join(file), &got);
         }
     }
 }

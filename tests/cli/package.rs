@@ -6,7 +6,8 @@ use std::path::Path;
 use predicates::prelude::*;
 
 use crate::support::{
-    casterpak, fixture, package, parse_master, parse_media, validate_package, with_nal_length_size,
+    assert_golden, casterpak, fixture, package, parse_master, parse_media, validate_package,
+    with_nal_length_size,
 };
 
 /// Every fixture with the kinds of rendition it makes.
@@ -41,21 +42,13 @@ fn every_fixture_packages_and_validates() {
 #[test]
 fn playlists_match_the_golden_files() {
     // Set UPDATE_GOLDEN=1 to rewrite them after a deliberate change.
-    let bless = std::env::var_os("UPDATE_GOLDEN").is_some();
     let tmp = tempfile::tempdir().unwrap();
     let golden_root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/golden");
     for (name, kind) in FIXTURES {
         let dir = package(&[&fixture(name)], &tmp.path().join(name), &[]);
         for file in ["master.m3u8".to_string(), format!("index_0_{kind}.m3u8")] {
             let got = fs::read_to_string(dir.join(&file)).unwrap();
-            let golden = golden_root.join(name).join(&file);
-            if bless {
-                fs::create_dir_all(golden.parent().unwrap()).unwrap();
-                fs::write(&golden, &got).unwrap();
-            }
-            let want =
-                fs::read_to_string(&golden).unwrap_or_else(|e| panic!("{}: {e}", golden.display()));
-            assert_eq!(got, want, "{name}/{file} differs from {}", golden.display());
+            assert_golden(&golden_root.join(name).join(&file), &got);
         }
     }
 }

@@ -23,6 +23,18 @@ pub fn report(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
+/// Checks `got` against the golden file `golden`; with `UPDATE_GOLDEN=1`
+/// in the environment, rewrites it first (after a deliberate change).
+pub fn assert_golden(golden: &Path, got: &str) {
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
+        std::fs::write(golden, got).unwrap();
+    }
+    let want =
+        std::fs::read_to_string(golden).unwrap_or_else(|e| panic!("{}: {e}", golden.display()));
+    assert_eq!(got, want, "differs from {}", golden.display());
+}
+
 /// Runs `casterpak package` and returns the package directory.
 pub fn package(inputs: &[&Path], out: &Path, extra: &[&str]) -> PathBuf {
     casterpak()
