@@ -125,8 +125,10 @@ pub struct Input {
 }
 
 enum InputState {
-    /// The local file, or the complete copy in the input cache.
+    /// The local file itself (its identity is checked on every request).
     File(File),
+    /// The complete copy in the input cache (gc may delete it).
+    Copy(File),
     /// Not copied (yet): read from where it is, until `copy` is filled in.
     Pending {
         origin: Origin,
@@ -254,7 +256,7 @@ impl Inputs {
                 tracing::debug!("{}: read from its copy in the input cache", source.rel);
                 return Ok(Arc::new(Input {
                     rel: source.rel.clone(),
-                    state: InputState::File(file),
+                    state: InputState::Copy(file),
                 }));
             }
         }
@@ -553,7 +555,9 @@ impl Input {
     /// source where it is.
     pub fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
         let (origin, copy, blocks, ahead) = match &self.state {
-            InputState::File(file) => return file.read_exact_at(buf, offset),
+            InputState::File(file) | InputState::Copy(file) => {
+                return file.read_exact_at(buf, offset)
+            }
             InputState::Pending {
                 origin,
                 copy,
@@ -665,7 +669,8 @@ impl Input {
     /// by gc or invalidate): the source must be opened again.
     pub fn is_gone(&self) -> bool {
         let file = match &self.state {
-            InputState::File(file) => file,
+            InputState::File(_) => return false,
+            InputState::Copy(file) => file,
             InputState::Pending { copy, .. } => match copy.get() {
                 Some(file) => file,
                 None => return false,
