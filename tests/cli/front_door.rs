@@ -707,10 +707,16 @@ fn a_client_gone_before_its_answer_is_logged_499() {
     std::fs::create_dir(&root).unwrap();
     make_big_source(&root.join("big.mp4"));
     let log = dir.path().join("serve.log");
+    // fsync before the object is renamed into place: the answer is ready
+    // only after the disk has taken 6 MB, well after the client is gone
+    // (without it, a fast machine made it in 8 ms, close to the 5 below).
     let server = Server::start_logging(
         &root,
         &dir.path().join("cache"),
-        &[("RUST_LOG", "access=info")],
+        &[
+            ("RUST_LOG", "access=info"),
+            ("CASTERPAK_CACHE_FSYNC", "true"),
+        ],
         &log,
     );
     // A cold segment (its source parsed, then muxed) takes a while; the
