@@ -20,7 +20,9 @@ const MAGIC: [u8; 4] = *b"CPIX";
 /// 2: random access points and NAL unit counts. 3: languages, and the
 /// codec configuration boxes (after each codec's fields, as `config:str`).
 /// 4: the other audio tracks (`more_audio:[track]`, after `audio`).
-pub const VERSION: u32 = 4;
+/// 5: no new field; parameter sets that avc3/hev1 tracks keep in band are
+/// in the configuration box, which older indexes lack.
+pub const VERSION: u32 = 5;
 const SAMPLE_LEN: usize = 24;
 
 pub fn encode(index: &MediaIndex) -> Vec<u8> {

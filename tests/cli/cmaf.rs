@@ -24,6 +24,8 @@ const FIXTURES: &[(&str, &[&str])] = &[
     ("vp9-flac.mp4", &["v", "a"]),
     // Two audio languages: eng (enabled), fra.
     ("h264-aac-2lang.mp4", &["v", "a", "a2"]),
+    // hev1 whose parameter sets are only in its samples.
+    ("hevc-hev1-inband.mp4", &["v"]),
 ];
 
 /// ffprobe's stream selector of a CMAF track of a one-track file or of
@@ -407,4 +409,40 @@ fn ts_offers_each_track_alone_and_the_other_languages_as_an_audio_group() {
         server.get("/i/h264-aac-bframes.mp4/index_0_a.m3u8").status,
         200
     );
+}
+
+/// The NAL arrays of the first `hvcC` in `init`: `(array byte, count)`.
+fn hvcc_arrays(init: &[u8]) -> Vec<(u8, u16)> {
+    let at = init.windows(4).position(|w| w == b"hvcC").expect("an hvcC") + 4;
+    let body = &init[at..];
+    let mut pos = 23;
+    let mut arrays = Vec::new();
+    for _ in 0..body[22] {
+        let count = u16::from_be_bytes([body[pos + 1], body[pos + 2]]);
+        arrays.push((body[pos], count));
+        pos += 3;
+        for _ in 0..count {
+            pos += 2 + usize::from(u16::from_be_bytes([body[pos], body[pos + 1]]));
+        }
+    }
+    arrays
+}
+
+#[test]
+fn hev1_parameter_sets_in_band_move_into_an_hvc1_sample_entry() {
+    let (server, _root, _cache) = serve_fixtures();
+    let init = get(&server, "/cmaf/hevc-hev1-inband.mp4/init_0_v.mp4");
+    let has = |fourcc: &[u8]| init.windows(4).any(|w| w == fourcc);
+    assert!(has(b"hvc1") && !has(b"hev1"), "written as hvc1");
+    // VPS, SPS and PPS, each array complete (the top bit).
+    assert_eq!(
+        hvcc_arrays(&init),
+        [(0x80 | 32, 1), (0x80 | 33, 1), (0x80 | 34, 1)]
+    );
+    let master = String::from_utf8(get(&server, "/cmaf/hevc-hev1-inband.mp4/master.m3u8")).unwrap();
+    assert!(master.contains("CODECS=\"hvc1."), "{master}");
+    // A source whose hvcC has them keeps its own arrays as they are.
+    let init = get(&server, "/cmaf/hevc-aac.mp4/init_0_v.mp4");
+    let source = fs::read(fixture("hevc-aac.mp4")).unwrap();
+    assert_eq!(hvcc_arrays(&init), hvcc_arrays(&source));
 }

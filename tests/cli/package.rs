@@ -22,6 +22,7 @@ const FIXTURES: &[(&str, &str)] = &[
     ("ac3.mp4", "av"),
     ("eac3-only.mp4", "a"),
     ("mp3-only.mp4", "a"),
+    ("hevc-hev1-inband.mp4", "v"),
 ];
 
 #[test]

@@ -193,6 +193,59 @@ impl Walker<'_, '_> {
     }
 }
 
+/// The parameter sets (H.264 SPS and PPS, H.265 VPS, SPS and PPS) that
+/// sample `s` holds before its first picture: where avc3 and hev1 tracks
+/// may keep all of them (ISO/IEC 14496-15 5.4.2, 8.4.2).
+pub fn in_band_parameter_sets(
+    src: &dyn ReadAt,
+    file_len: u64,
+    config: &VideoConfig,
+    s: &Sample,
+) -> Result<Vec<Vec<u8>>> {
+    let mdat = FourCc(*b"mdat");
+    let len_size = usize::from(config.nal_length_size);
+    let header_len: u64 = if config.codec == VideoCodec::H264 {
+        1
+    } else {
+        2
+    };
+    let mut win = Window::new(src, file_len, SPARSE_BLOCK);
+    let end = s.offset + u64::from(s.size);
+    let mut pos = s.offset;
+    let mut sets = Vec::new();
+    for _ in 0..MAX_NALS_BEFORE_PICTURE {
+        if end - pos < len_size as u64 + header_len {
+            break;
+        }
+        let nal_len = win
+            .get(pos, len_size, mdat)?
+            .iter()
+            .fold(0u64, |n, &b| (n << 8) | u64::from(b));
+        pos += len_size as u64;
+        if nal_len > end - pos || nal_len < header_len {
+            break;
+        }
+        let header = win.get(pos, header_len as usize, mdat)?;
+        if picture_type(config.codec, header).is_some() {
+            break;
+        }
+        if is_parameter_set(config.codec, header[0]) && nal_len <= u64::from(u16::MAX) {
+            sets.push(win.read_vec(pos, nal_len as usize, mdat)?);
+        }
+        pos += nal_len;
+    }
+    Ok(sets)
+}
+
+/// Whether a NAL unit whose header begins with `first` is a parameter set.
+pub fn is_parameter_set(codec: VideoCodec, first: u8) -> bool {
+    match codec {
+        VideoCodec::H264 => matches!(first & 0x1f, 7 | 8),
+        VideoCodec::Hevc => (32..=34).contains(&((first >> 1) & 0x3f)),
+        VideoCodec::Av1 | VideoCodec::Vp9 => false,
+    }
+}
+
 /// The nal_unit_type of a picture (VCL) NAL unit of the base layer, or
 /// `None` for any other NAL unit.
 fn picture_type(codec: VideoCodec, header: &[u8]) -> Option<u8> {
@@ -321,5 +374,27 @@ mod tests {
         let c = config(VideoCodec::H264, 4);
         let scan = scan(&src, data.len() as u64, &c, &index, None).unwrap();
         assert_eq!(scan.random_access, [1]);
+    }
+
+    #[test]
+    fn in_band_parameter_sets_are_those_before_the_first_picture() {
+        let (vps, sps, pps, sei, idr) = (hevc(32), hevc(33), hevc(34), hevc(39), hevc(19));
+        let samples: &[&[(&[u8], usize)]] = &[&[
+            (&hevc(35), 1),
+            (&vps, 5),
+            (&sps, 9),
+            (&pps, 3),
+            (&sei, 4),
+            (&idr, 30),
+            (&pps, 3),
+        ]];
+        for len_size in [4, 2, 1] {
+            let (data, index) = file_of(samples, len_size);
+            let src: &[u8] = &data;
+            let c = config(VideoCodec::Hevc, len_size as u8);
+            let sets = in_band_parameter_sets(&src, data.len() as u64, &c, &index[0]).unwrap();
+            let kinds: Vec<(u8, usize)> = sets.iter().map(|s| (s[0] >> 1, s.len())).collect();
+            assert_eq!(kinds, [(32, 7), (33, 11), (34, 5)], "lengths of {len_size}");
+        }
     }
 }

@@ -5,6 +5,7 @@ use super::access_units::{self, Scan};
 use super::moov::{Chosen, Movie};
 use super::source::ReadAt;
 use super::stbl::TrackSamples;
+use super::stsd;
 use crate::packager::error::{Error, Result};
 use crate::packager::index::{rescale, Codec, MediaIndex, Track};
 use crate::packager::validate::check_sample_ranges;
@@ -93,6 +94,37 @@ fn scan_samples(
     Ok(scan)
 }
 
+/// An avc3 or hev1 track whose configuration box lacks parameter sets
+/// keeps them in its samples: those of its first random access point move
+/// into the configuration, where avc1 and hvc1 (which Apple's players ask
+/// for) want them, and where MPEG-TS segments take them from for each of
+/// their key frames.
+fn complete_parameter_sets(
+    codec: Codec,
+    track_id: u32,
+    scan: &Scan,
+    samples: &TrackSamples,
+    src: &dyn ReadAt,
+    file_len: u64,
+) -> Result<Codec> {
+    let Codec::Video(v) = codec else {
+        return Ok(codec);
+    };
+    if !v.codec.is_nal() || stsd::has_parameter_sets(v.codec, &v.parameter_sets) {
+        return Ok(Codec::Video(v));
+    }
+    let first = scan.random_access.first().map_or(0, |&i| i as usize);
+    let sets = access_units::in_band_parameter_sets(src, file_len, &v, &samples.samples[first])?;
+    if !stsd::has_parameter_sets(v.codec, &sets) {
+        tracing::warn!(
+            "track {track_id}: parameter sets are neither in its sample entry nor before \
+             its first picture; segments may not decode"
+        );
+        return Ok(Codec::Video(v));
+    }
+    Ok(Codec::Video(stsd::with_parameter_sets(v, sets)?))
+}
+
 /// Drops samples at the end (in decode order) that are presented at or
 /// after `end`, where the edit list ends the presentation. Only a suffix is
 /// dropped, so no kept frame loses a reference; one sample always stays.
@@ -148,6 +180,7 @@ fn finish_track(
         .unwrap_or(0);
     let codec = t.codec.expect("chosen tracks have a codec");
     let scan = scan_samples(&codec, t.track_id, &samples, src, file_len)?;
+    let codec = complete_parameter_sets(codec, t.track_id, &scan, &samples, src, file_len)?;
     Ok(Track {
         track_id: t.track_id,
         timescale: t.timescale,

@@ -4,7 +4,7 @@
 //! (ETSI TS 102 366 F.4, F.6).
 
 use super::cursor::Cursor;
-use crate::packager::error::Result;
+use crate::packager::error::{FourCc, Result};
 use crate::packager::index::{AudioCodec, AudioConfig, Codec, VideoCodec, VideoConfig};
 
 /// The codec of a track's first sample description, or why we cannot carry it.
@@ -115,6 +115,107 @@ fn vp9_codec_string(mut c: Cursor) -> Result<String> {
     let level = c.u8("level")?;
     let depth = c.u8("bitDepth")? >> 4;
     Ok(format!("vp09.{profile:02}.{level:02}.{depth:02}"))
+}
+
+/// The parameter set types (nal_unit_type) a decoder needs before the
+/// first picture.
+fn needed_parameter_sets(codec: VideoCodec) -> &'static [u8] {
+    match codec {
+        VideoCodec::H264 => &[7, 8],
+        VideoCodec::Hevc => &[32, 33, 34],
+        VideoCodec::Av1 | VideoCodec::Vp9 => &[],
+    }
+}
+
+fn nal_type(codec: VideoCodec, nal: &[u8]) -> u8 {
+    match codec {
+        VideoCodec::H264 => nal[0] & 0x1f,
+        _ => (nal[0] >> 1) & 0x3f,
+    }
+}
+
+/// Whether `sets` hold every parameter set type `codec` needs.
+pub fn has_parameter_sets(codec: VideoCodec, sets: &[Vec<u8>]) -> bool {
+    needed_parameter_sets(codec)
+        .iter()
+        .all(|&t| sets.iter().any(|s| nal_type(codec, s) == t))
+}
+
+/// `v` with `sets` (found in its samples) in its configuration box in
+/// place of the ones it had, written as avc1 or hvc1 (ISO/IEC 14496-15
+/// 5.3.3, 8.3.3: all parameter sets in the sample entry, completeness set).
+/// The box's other fields and other NAL arrays are kept.
+pub fn with_parameter_sets(mut v: VideoConfig, sets: Vec<Vec<u8>>) -> Result<VideoConfig> {
+    let c = Cursor::new(&v.config, 0, FourCc(*b"conf"));
+    let (config, entry) = match v.codec {
+        VideoCodec::H264 => (avcc_with(c, &sets)?, "avc1"),
+        VideoCodec::Hevc => (hvcc_with(c, &sets)?, "hvc1"),
+        VideoCodec::Av1 | VideoCodec::Vp9 => return Ok(v),
+    };
+    v.config = config;
+    if let Some(rest) = v.codec_string.get(4..) {
+        v.codec_string = format!("{entry}{rest}");
+    }
+    v.parameter_sets = sets;
+    Ok(v)
+}
+
+fn push_nal(out: &mut Vec<u8>, nal: &[u8]) {
+    out.extend_from_slice(&(nal.len() as u16).to_be_bytes());
+    out.extend_from_slice(nal);
+}
+
+fn avcc_with(mut c: Cursor, sets: &[Vec<u8>]) -> Result<Vec<u8>> {
+    let mut out = c.bytes(5, "avcC header")?.to_vec();
+    let skip_list =
+        |c: &mut Cursor, count: usize| -> Result<()> { read_nal_list(c, count, &mut Vec::new()) };
+    let sps_count = c.u8("numOfSequenceParameterSets")? & 0x1f;
+    skip_list(&mut c, usize::from(sps_count))?;
+    let pps_count = c.u8("numOfPictureParameterSets")?;
+    skip_list(&mut c, usize::from(pps_count))?;
+    let of = |t: u8| sets.iter().filter(move |s| s[0] & 0x1f == t);
+    out.push(0xe0 | of(7).count().min(31) as u8);
+    of(7).take(31).for_each(|s| push_nal(&mut out, s));
+    out.push(of(8).count().min(255) as u8);
+    of(8).take(255).for_each(|s| push_nal(&mut out, s));
+    // The chroma and bit depth fields of the High profiles.
+    out.extend_from_slice(c.rest());
+    Ok(out)
+}
+
+fn hvcc_with(mut c: Cursor, sets: &[Vec<u8>]) -> Result<Vec<u8>> {
+    let mut out = c.bytes(22, "hvcC header")?.to_vec();
+    let mut arrays: Vec<(u8, Vec<&[u8]>)> = Vec::new();
+    for kind in [32, 33, 34] {
+        let nals: Vec<&[u8]> = sets
+            .iter()
+            .filter(|s| (s[0] >> 1) & 0x3f == kind)
+            .map(Vec::as_slice)
+            .collect();
+        if !nals.is_empty() {
+            // array_completeness: every set of this type is here.
+            arrays.push((0x80 | kind, nals));
+        }
+    }
+    for _ in 0..c.u8("numOfArrays")? {
+        let kind = c.u8("NAL_unit_type")?;
+        let count = c.u16("numNalus")?;
+        let mut nals = Vec::new();
+        for _ in 0..count {
+            let len = c.u16("NAL unit length")?;
+            nals.push(c.bytes(usize::from(len), "NAL unit")?);
+        }
+        if !(32..=34).contains(&(kind & 0x3f)) {
+            arrays.push((kind, nals));
+        }
+    }
+    out.push(arrays.len() as u8);
+    for (kind, nals) in arrays {
+        out.push(kind);
+        out.extend_from_slice(&(nals.len() as u16).to_be_bytes());
+        nals.iter().for_each(|n| push_nal(&mut out, n));
+    }
+    Ok(out)
 }
 
 fn parse_avcc(mut c: Cursor, fourcc: [u8; 4]) -> Result<NalConfig> {
