@@ -1,5 +1,6 @@
 //! Single flight: concurrent requests for the same missing object make it
-//! once; the others wait, for a bounded time, and get the same body.
+//! once; the others wait, for a bounded time, and get what the first made
+//! (a cached object's body, a parsed source).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
@@ -7,34 +8,50 @@ use std::time::{Duration, Instant};
 
 use super::Body;
 
-/// The leader's body and its length, or `None` when it failed.
-type Outcome = Option<(Body, u64)>;
+/// What the leader made (by default a body and its length), or `None`
+/// when it failed.
+type Outcome<T> = Option<T>;
 
-#[derive(Default)]
-pub struct Flights {
-    running: Mutex<HashMap<String, Arc<Flight>>>,
+pub struct Flights<T = (Body, u64)> {
+    running: Mutex<HashMap<String, Arc<Flight<T>>>>,
 }
 
-#[derive(Default)]
-struct Flight {
+impl<T> Default for Flights<T> {
+    fn default() -> Self {
+        Flights {
+            running: Mutex::default(),
+        }
+    }
+}
+
+struct Flight<T> {
     /// `None` while running; `Some(None)` if the leader failed.
-    outcome: Mutex<Option<Outcome>>,
+    outcome: Mutex<Option<Outcome<T>>>,
     done: Condvar,
 }
 
-pub enum Role<'a> {
+impl<T> Default for Flight<T> {
+    fn default() -> Self {
+        Flight {
+            outcome: Mutex::new(None),
+            done: Condvar::new(),
+        }
+    }
+}
+
+pub enum Role<'a, T = (Body, u64)> {
     /// Make the object, then call [`Leader::finish`].
-    Leader(Leader<'a>),
+    Leader(Leader<'a, T>),
     /// Another request made it: this is its body, or `None` if it failed
     /// (then try again, as a leader).
-    Follower(Outcome),
+    Follower(Outcome<T>),
     /// The leader did not finish within the wait.
     TimedOut,
 }
 
-impl Flights {
+impl<T: Clone> Flights<T> {
     /// Leads the making of `key`, or waits at most `wait` for its leader.
-    pub fn join(&self, key: &str, wait: Duration) -> Role<'_> {
+    pub fn join(&self, key: &str, wait: Duration) -> Role<'_, T> {
         let flight = {
             let mut running = self.running.lock().expect("flights lock");
             match running.get(key) {
@@ -66,18 +83,18 @@ impl Flights {
     }
 }
 
-pub struct Leader<'a> {
-    flights: &'a Flights,
+pub struct Leader<'a, T> {
+    flights: &'a Flights<T>,
     key: String,
     finished: bool,
 }
 
-impl Leader<'_> {
-    pub fn finish(mut self, outcome: Outcome) {
+impl<T> Leader<'_, T> {
+    pub fn finish(mut self, outcome: Outcome<T>) {
         self.release(outcome);
     }
 
-    fn release(&mut self, outcome: Outcome) {
+    fn release(&mut self, outcome: Outcome<T>) {
         self.finished = true;
         let flight = self
             .flights
@@ -92,7 +109,7 @@ impl Leader<'_> {
     }
 }
 
-impl Drop for Leader<'_> {
+impl<T> Drop for Leader<'_, T> {
     /// A leader that panicked or returned early still wakes its followers.
     fn drop(&mut self) {
         if !self.finished {
@@ -107,7 +124,7 @@ mod tests {
 
     #[test]
     fn a_follower_of_a_stuck_leader_gives_up_after_its_wait() {
-        let flights = Flights::default();
+        let flights: Flights = Flights::default();
         let leader = match flights.join("k", Duration::from_secs(1)) {
             Role::Leader(l) => l,
             _ => panic!("the first is the leader"),
@@ -126,7 +143,7 @@ mod tests {
 
     #[test]
     fn followers_get_the_leaders_body() {
-        let flights = Flights::default();
+        let flights: Flights = Flights::default();
         let Role::Leader(leader) = flights.join("k", Duration::from_secs(1)) else {
             panic!("the first is the leader")
         };

@@ -34,9 +34,9 @@
 mod admin;
 mod clock;
 mod db;
-mod flight;
+pub mod flight;
 mod gc;
-mod housekeeping;
+pub mod housekeeping;
 mod inputs;
 mod reconcile;
 pub mod remote;
@@ -282,6 +282,11 @@ impl Cache {
     }
 
     /// How long a request waits for another one making the same object.
+    /// How long a request waits for a concurrent one making what it wants.
+    pub fn wait(&self) -> Duration {
+        self.wait
+    }
+
     pub fn with_wait(mut self, wait: Duration) -> Self {
         self.wait = wait;
         self
@@ -350,6 +355,22 @@ impl Cache {
                 }
             }
         }
+    }
+
+    /// Counts a hit on the object of `key` served from a copy in memory,
+    /// and its use (for gc's least-recently-used order).
+    pub fn count_hit(&self, key: &str) {
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        self.accessed
+            .lock()
+            .expect("access lock")
+            .insert(key.to_string(), self.clock.now());
+    }
+
+    /// Counts a miss of an object made outside [`Cache::get_or_make`]
+    /// (stored later with [`Cache::store`]).
+    pub fn count_miss(&self) {
+        self.misses.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The object of `key`, if the cache has it.

@@ -5,7 +5,9 @@
 //! the whole URL in its URIs. Kept on disk, anonymous clients could fill
 //! the cache with them. They are quick to make again from the parsed
 //! sources (in memory, or their indexes in the cache), so they are not
-//! stored.
+//! stored. Media playlists that are stored are also kept here, in front of
+//! the cache: a player asks for them again and again, and from memory a
+//! hit costs no database lookup and no file.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -43,6 +43,10 @@ pub const AUDIO_MP4_TYPE: &str = "audio/mp4";
 const PARTS_IN_MEMORY: usize = 64;
 const PARTS_MEMORY_BYTES: usize = 128 << 20;
 
+/// How long a command waits, before it exits, for the indexes it read to
+/// be stored.
+const INDEX_WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
 pub struct Origin {
     config: Config,
     /// One-track renditions of sources, by source and kind.
@@ -50,6 +54,8 @@ pub struct Origin {
     cache: Arc<Cache>,
     inputs: Arc<Inputs>,
     parsed: sources::ParsedSources,
+    opening: sources::Opening,
+    index_writer: sources::IndexWriter,
     in_memory: in_memory::InMemory,
     failures: sources::Failures,
     uses: AtomicU64,
@@ -66,10 +72,12 @@ impl Origin {
         );
         Origin {
             config,
+            index_writer: sources::IndexWriter::new(Arc::clone(&cache)),
             cache,
             inputs,
             parts: Default::default(),
             parsed: Default::default(),
+            opening: Default::default(),
             in_memory: Default::default(),
             failures: Default::default(),
             uses: Default::default(),
@@ -86,6 +94,13 @@ impl Origin {
 
     pub fn inputs(&self) -> &Inputs {
         &self.inputs
+    }
+
+    /// Before a command exits: waits for the indexes read to be stored,
+    /// then records the use gathered ([`Origin::flush_use`]).
+    pub fn finish(&self) -> Result<(), CacheError> {
+        self.index_writer.wait_idle(INDEX_WRITE_WAIT);
+        self.flush_use()
     }
 
     /// Writes what was gathered in memory (last accesses, hit counts, bytes
@@ -249,17 +264,57 @@ impl Origin {
         uri_prefix: &str,
         make: impl Fn() -> Result<String, OriginError>,
     ) -> Result<Answer, OriginError> {
+        let sources = std::slice::from_ref(source);
         if !uri_prefix.is_empty() {
-            return self.in_memory(key, std::slice::from_ref(source), PLAYLIST_TYPE, make);
+            return self.in_memory(key, sources, PLAYLIST_TYPE, make);
+        }
+        // Stored, and kept in memory in front of the cache: a hit then
+        // costs no database lookup and no file.
+        if let Some(bytes) = self.in_memory.get(&key) {
+            self.cache.count_hit(&key);
+            return Ok(Answer {
+                object: Object {
+                    len: bytes.len() as u64,
+                    body: Body::Bytes(bytes),
+                    state: State::Hit,
+                    etag: cache::etag_of(&key),
+                },
+                content_type: PLAYLIST_TYPE,
+                last_modified: last_modified(sources),
+            });
         }
         let spec = ObjectSpec {
             key,
             kind: "playlist",
             ext: "m3u8",
-            sources: std::slice::from_ref(source),
+            sources,
         };
-        self.get(&spec, PLAYLIST_TYPE, |out| {
+        let Answer {
+            object,
+            content_type,
+            last_modified,
+        } = self.get(&spec, PLAYLIST_TYPE, |out| {
             write_all(out, make()?.as_bytes())
+        })?;
+        let (state, etag) = (object.state, object.etag.clone());
+        let bytes = match &object.body {
+            Body::Bytes(bytes) => Arc::clone(bytes),
+            Body::File(_) => Arc::new(
+                object
+                    .into_bytes()
+                    .map_err(|e| OriginError::Internal(format!("reading the cache: {e}")))?,
+            ),
+        };
+        self.in_memory.insert(spec.key, Arc::clone(&bytes));
+        Ok(Answer {
+            object: Object {
+                len: bytes.len() as u64,
+                body: Body::Bytes(bytes),
+                state,
+                etag,
+            },
+            content_type,
+            last_modified,
         })
     }
 

@@ -5,12 +5,14 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::error::{packager_error, OriginError, RETRY_AFTER_SECONDS};
 use super::Origin;
-use crate::cache::{Input, ObjectSpec, SourceId};
+use crate::cache::flight::{Flights, Role};
+use crate::cache::{Cache, CacheError, Input, ObjectSpec, SourceId};
 use crate::packager::index::MediaIndex;
 use crate::packager::media::MediaSource;
 use crate::packager::rendition::Rendition;
@@ -67,24 +69,50 @@ impl Origin {
     /// The parsed source, from memory or read now. A source that failed
     /// recently fails again at once, with the same error.
     pub fn rendition(&self, source: &SourceId) -> Result<Arc<Rendition>, OriginError> {
-        let tick = self.uses.fetch_add(1, Ordering::Relaxed);
-        {
-            let mut parsed = self.parsed.lock().expect("parsed lock");
-            if let Some(kept) = parsed.map.get_mut(source) {
-                // A copy in the input cache that gc or invalidate removed
-                // is not read from any more: the source is opened again.
-                if !kept.input.is_gone() {
-                    kept.used = tick;
-                    return Ok(Arc::clone(&kept.rendition));
+        loop {
+            if let Some(kept) = self.kept(source) {
+                return Ok(kept);
+            }
+            if let Some(e) = self.remembered_failure(source) {
+                tracing::debug!("{}: failed recently, not read again: {e}", source.rel);
+                return Err(e);
+            }
+            // Concurrent first requests for a source read it once.
+            match self.opening.join(&source.key_part(), self.cache.wait()) {
+                Role::Leader(leader) => {
+                    let opened = match self.kept(source) {
+                        Some(kept) => Ok(kept),
+                        None => self.open_and_keep(source),
+                    };
+                    leader.finish(opened.as_ref().ok().cloned());
+                    return opened;
                 }
-                parsed.remove(source);
+                Role::Follower(Some(rendition)) => return Ok(rendition),
+                // The leader failed: its failure, if remembered, is
+                // answered at the top; else this request tries itself.
+                Role::Follower(None) => continue,
+                Role::TimedOut => return Err(CacheError::Busy(self.cache.wait()).into()),
             }
         }
-        if let Some(e) = self.remembered_failure(source) {
-            tracing::debug!("{}: failed recently, not read again: {e}", source.rel);
-            return Err(e);
+    }
+
+    /// The parsed source, if it is in memory and still readable.
+    fn kept(&self, source: &SourceId) -> Option<Arc<Rendition>> {
+        let tick = self.uses.fetch_add(1, Ordering::Relaxed);
+        let mut parsed = self.parsed.lock().expect("parsed lock");
+        let kept = parsed.map.get_mut(source)?;
+        // A copy in the input cache that gc or invalidate removed is not
+        // read from any more: the source is opened again.
+        if kept.input.is_gone() {
+            parsed.remove(source);
+            return None;
         }
-        let rendition = self.open(source).map_err(|e| {
+        kept.used = tick;
+        Some(Arc::clone(&kept.rendition))
+    }
+
+    fn open_and_keep(&self, source: &SourceId) -> Result<Arc<Rendition>, OriginError> {
+        let (rendition, input, index_to_store) = self.open(source).map_err(|e| {
             let e = self.failed(source, e);
             // Only a source that cannot be opened or parsed is remembered:
             // one bad segment leaves the rest of the source alone.
@@ -93,8 +121,8 @@ impl Origin {
             }
             e
         })?;
-        let (rendition, input) = rendition;
         let rendition = Arc::new(rendition);
+        let tick = self.uses.fetch_add(1, Ordering::Relaxed);
         self.keep(
             source,
             Kept {
@@ -103,12 +131,21 @@ impl Origin {
                 used: tick,
             },
         );
+        if let Some(key) = index_to_store {
+            self.index_writer
+                .store(key, source.clone(), Arc::clone(&rendition));
+        }
         Ok(rendition)
     }
 
-    fn open(&self, source: &SourceId) -> Result<(Rendition, Arc<Input>), OriginError> {
+    /// The source's rendition and input, and the cache key its index is
+    /// to be stored under when it was read from the file.
+    fn open(
+        &self,
+        source: &SourceId,
+    ) -> Result<(Rendition, Arc<Input>, Option<String>), OriginError> {
         let input = self.inputs.open(source)?;
-        let index = self.index(source, &input)?;
+        let (index, index_to_store) = self.index(source, &input)?;
         let name = if source.is_remote() {
             std::path::PathBuf::from(&source.rel)
         } else {
@@ -117,40 +154,36 @@ impl Origin {
         let media: Arc<dyn MediaSource> = Arc::new(Media(Arc::clone(&input)));
         let rendition =
             Rendition::from_index(&name, media, index, self.config.media.segment_duration);
-        Ok((rendition, input))
+        Ok((rendition, input, index_to_store))
     }
 
-    /// The index of `source`, from the cache or read from `file` and
-    /// stored. An index from the cache is checked as a freshly read one
-    /// is; one that fails the check is read again from the source.
-    fn index(&self, source: &SourceId, input: &Arc<Input>) -> Result<MediaIndex, OriginError> {
+    /// The index of `source`, from the cache or read from the file; with
+    /// the key to store it under when it was read (it is stored after the
+    /// answer, see [`IndexWriter`]). An index from the cache is checked as
+    /// a freshly read one is; one that fails the check is read again.
+    fn index(
+        &self,
+        source: &SourceId,
+        input: &Arc<Input>,
+    ) -> Result<(MediaIndex, Option<String>), OriginError> {
         let read = || {
             let media = Media(Arc::clone(input));
             let index = mp4::read_index_from(&media, source.size);
             input.forget_read_ahead();
             index.map_err(|e| packager_error(source, e))
         };
-        let spec = ObjectSpec {
-            // An index of another encoding is another object, not a
-            // failure to read this one.
-            key: self.key(
-                "index",
-                &[&format!("cpix{}", index_codec::VERSION), &source.key_part()],
-            ),
-            kind: "index",
-            ext: "idx",
-            sources: std::slice::from_ref(source),
-        };
-        let (object, made) = self.cache.get_or_make(&spec, |out| {
+        // An index of another encoding is another object, not a failure to
+        // read this one.
+        let key = self.key(
+            "index",
+            &[&format!("cpix{}", index_codec::VERSION), &source.key_part()],
+        );
+        let Some(object) = self.cache.find(&key)? else {
+            self.cache.count_miss();
             let index = read()?;
-            out.write_all(&index_codec::encode(&index))
-                .map_err(|e| packager_error(source, e.into()))?;
-            Ok(index)
-        })?;
-        if let Some(index) = made {
             tracing::debug!("{}: index read from the file", source.rel);
-            return Ok(index);
-        }
+            return Ok((index, Some(key)));
+        };
         let bytes = object
             .into_bytes()
             .map_err(|e| OriginError::Internal(format!("reading the cache: {e}")))?;
@@ -169,7 +202,7 @@ impl Origin {
         match decoded {
             Ok(index) => {
                 tracing::debug!("{}: index from the cache", source.rel);
-                Ok(index)
+                Ok((index, None))
             }
             Err(e) => {
                 tracing::warn!(
@@ -178,7 +211,7 @@ impl Origin {
                 );
                 let index = read()?;
                 tracing::debug!("{}: index read from the file", source.rel);
-                Ok(index)
+                Ok((index, None))
             }
         }
     }
@@ -259,3 +292,133 @@ fn is_changing(source: &SourceId) -> bool {
 
 pub(super) type Failures = Mutex<HashMap<String, (Instant, OriginError)>>;
 pub(super) type ParsedSources = Mutex<Parsed>;
+/// Sources being read, by [`SourceId::key_part`].
+pub(super) type Opening = Flights<Arc<Rendition>>;
+
+/// Indexes waiting to be stored, at most; beyond, one is left unstored (a
+/// restarted origin reads that file's moov again).
+const INDEX_WRITES_QUEUED: usize = 16;
+
+/// Stores indexes read from files in the cache, on a thread of its own, so
+/// that the request that read one does not wait for it: a 2-hour file's
+/// index is 12 MB, and writing it took longer than reading the moov.
+pub(super) struct IndexWriter {
+    cache: Arc<Cache>,
+    queue: Mutex<Option<SyncSender<IndexJob>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Jobs queued or running, for [`IndexWriter::wait_idle`].
+    pending: Arc<(Mutex<usize>, Condvar)>,
+}
+
+struct IndexJob {
+    key: String,
+    source: SourceId,
+    rendition: Arc<Rendition>,
+}
+
+impl IndexWriter {
+    pub(super) fn new(cache: Arc<Cache>) -> IndexWriter {
+        IndexWriter {
+            cache,
+            queue: Mutex::new(None),
+            thread: Mutex::new(None),
+            pending: Arc::default(),
+        }
+    }
+
+    fn store(&self, key: String, source: SourceId, rendition: Arc<Rendition>) {
+        let job = IndexJob {
+            key,
+            source,
+            rendition,
+        };
+        let mut queue = self.queue.lock().expect("index queue lock");
+        if queue.is_none() {
+            *queue = self.start();
+        }
+        let Some(sender) = queue.as_ref() else {
+            // No thread to spare (a thread limit): stored now, as it is.
+            drop(queue);
+            write_index(&self.cache, &job);
+            return;
+        };
+        *self.pending.0.lock().expect("pending lock") += 1;
+        if let Err(e) = sender.try_send(job) {
+            self.done();
+            let job = match e {
+                TrySendError::Full(job) | TrySendError::Disconnected(job) => job,
+            };
+            tracing::debug!("{}: index not stored, too many queued", job.source.rel);
+        }
+    }
+
+    fn start(&self) -> Option<SyncSender<IndexJob>> {
+        let (sender, jobs) = mpsc::sync_channel::<IndexJob>(INDEX_WRITES_QUEUED);
+        let cache = Arc::clone(&self.cache);
+        let pending = Arc::clone(&self.pending);
+        let started = std::thread::Builder::new()
+            .name("index-writer".into())
+            .spawn(move || {
+                crate::cache::housekeeping::lower_priority();
+                for job in jobs {
+                    write_index(&cache, &job);
+                    let (count, idle) = &*pending;
+                    *count.lock().expect("pending lock") -= 1;
+                    idle.notify_all();
+                }
+            });
+        match started {
+            Ok(thread) => {
+                *self.thread.lock().expect("index thread lock") = Some(thread);
+                Some(sender)
+            }
+            Err(e) => {
+                tracing::warn!("no thread to store indexes in the background: {e}");
+                None
+            }
+        }
+    }
+
+    fn done(&self) {
+        let (count, idle) = &*self.pending;
+        *count.lock().expect("pending lock") -= 1;
+        idle.notify_all();
+    }
+
+    /// Waits, at most `limit`, until every index queued is stored.
+    pub(super) fn wait_idle(&self, limit: Duration) {
+        let (count, idle) = &*self.pending;
+        let guard = count.lock().expect("pending lock");
+        let _ = idle.wait_timeout_while(guard, limit, |n| *n > 0);
+    }
+}
+
+impl Drop for IndexWriter {
+    /// Ends the thread once it has stored what is queued: it holds the
+    /// cache, whose database connections must close before the process
+    /// exits (SQLite then folds its write-ahead log back into the database).
+    fn drop(&mut self) {
+        self.queue.lock().expect("index queue lock").take();
+        if let Some(thread) = self.thread.lock().expect("index thread lock").take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn write_index(cache: &Cache, job: &IndexJob) {
+    let spec = ObjectSpec {
+        key: job.key.clone(),
+        kind: "index",
+        ext: "idx",
+        sources: std::slice::from_ref(&job.source),
+    };
+    if matches!(cache.find(&spec.key), Ok(Some(_))) {
+        return;
+    }
+    let encoded = index_codec::encode(job.rendition.index());
+    match cache.store(&spec, |out| out.write_all(&encoded)) {
+        Ok(Ok(_)) => tracing::debug!("{}: index stored", job.source.rel),
+        Ok(Err(e)) => tracing::debug!("{}: index not stored: {e}", job.source.rel),
+        Err(e) => tracing::debug!("{}: index not stored: {e}", job.source.rel),
+    }
+}

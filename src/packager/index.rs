@@ -190,6 +190,20 @@ impl Track {
         self.to_90k(s.dts + i64::from(s.cts_offset) + self.presentation_shift)
     }
 
+    /// Whether sample `index` is presented at another time than it is
+    /// decoded, in 90 kHz units (its PES header then carries a DTS).
+    pub fn has_own_pts(&self, index: usize) -> bool {
+        let s = &self.samples[index];
+        let apart = i64::from(s.cts_offset) + self.decode_delay;
+        match apart {
+            0 => false,
+            // A tick of this timescale is at least one of 90 kHz (for
+            // any time short of the clamping in `rescale`).
+            _ if self.timescale <= 90_000 && s.dts.unsigned_abs() < 1 << 40 => true,
+            _ => self.pts_90k(index) != self.dts_90k(index),
+        }
+    }
+
     /// Decode time of a sample in 90 kHz units, before the stream offset.
     pub fn dts_90k(&self, index: usize) -> i64 {
         let s = &self.samples[index];
@@ -216,6 +230,14 @@ impl Track {
 /// `t * to / from`, rounded down, without overflow for any media time. A
 /// timescale of 0 (a broken `mvhd`) is taken as 1.
 pub fn rescale(t: i64, from: u32, to: u32) -> i64 {
+    // Per sample, several times over: 64-bit arithmetic where it cannot
+    // overflow, which is every real timestamp.
+    if from == to && from != 0 {
+        return t;
+    }
+    if let Some(product) = t.checked_mul(i64::from(to)) {
+        return product.div_euclid(i64::from(from.max(1)));
+    }
     let wide = (i128::from(t) * i128::from(to)).div_euclid(i128::from(from.max(1)));
     wide.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
 }

@@ -92,6 +92,10 @@ pub fn run(
     let addr = listener.local_addr()?;
     start_background_jobs(&origin);
     runtime.block_on(prestart_blocking_threads(workers + READER_THREADS));
+    let signals = {
+        let _runtime = runtime.enter();
+        StopSignals::install()
+    };
     listening(addr, max_connections)?;
     let server = &origin.config().server;
     let timeouts = Timeouts {
@@ -104,14 +108,67 @@ pub fn run(
         work: Arc::new(Semaphore::new(workers)),
     });
     let connections = Connections::new(max_connections);
-    runtime.block_on(listener::accept_loop(
-        listener,
-        connections,
-        move |stream, peer, registered| {
-            serve_connection(stream, peer, registered, Arc::clone(&shared), timeouts)
-        },
-    ));
+    let stopped_by = runtime.block_on(async {
+        tokio::select! {
+            () = listener::accept_loop(
+                listener,
+                connections,
+                move |stream, peer, registered| {
+                    serve_connection(stream, peer, registered, Arc::clone(&shared), timeouts)
+                },
+            ) => None,
+            signal = StopSignals::recv(signals) => Some(signal),
+        }
+    });
+    if let Some(signal) = stopped_by {
+        tracing::info!("{signal}: no new connections; storing what is left to store");
+    }
+    // Indexes read but not yet stored, and the use records gathered.
+    if let Err(e) = origin.finish() {
+        tracing::warn!("recording cache use: {e}");
+    }
+    runtime.shutdown_timeout(STOP_GRACE);
     Ok(())
+}
+
+/// Answers in flight when the server stops get this long to finish.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// SIGTERM and SIGINT, handled from before the server says it listens: the
+/// server then stops accepting connections and stores what it holds in
+/// memory before it exits.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Within the runtime; `None` (and a warning) if they cannot be had.
+    fn install() -> Option<StopSignals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => Some(StopSignals { term, int }),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(
+                    "cannot handle SIGTERM and SIGINT: {e}; they end the process at once"
+                );
+                None
+            }
+        }
+    }
+
+    async fn recv(signals: Option<StopSignals>) -> &'static str {
+        let Some(mut s) = signals else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = s.term.recv() => "SIGTERM",
+            _ = s.int.recv() => "SIGINT",
+        }
+    }
 }
 
 /// Starts the blocking threads the pool may have, now, while thread limits
@@ -199,7 +256,7 @@ fn start_background_jobs(origin: &Arc<Origin>) {
     });
     let reconciler = Arc::clone(origin);
     std::thread::spawn(move || {
-        lower_priority();
+        crate::cache::housekeeping::lower_priority();
         match reconciler.cache().reconcile() {
             Ok(0) => {}
             Ok(removed) => {
@@ -210,21 +267,11 @@ fn start_background_jobs(origin: &Arc<Origin>) {
     });
     let collector = Arc::clone(origin);
     std::thread::spawn(move || {
-        lower_priority();
+        crate::cache::housekeeping::lower_priority();
         let config = collector.config();
         let policy = config.gc_policy();
         collector
             .cache()
             .keep_house(&policy, config.cache.gc_interval.as_std());
     });
-}
-
-/// Makes the calling thread yield to the ones answering requests (on
-/// Linux, the nice value is the thread's own).
-fn lower_priority() {
-    // SAFETY: gettid and setpriority take and return plain integers.
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
-    }
 }

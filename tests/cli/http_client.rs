@@ -120,10 +120,35 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Sends SIGTERM and waits, at most `limit`, for the process to exit:
+    /// its exit status, or `None` if it is still running.
+    pub fn terminate(&mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+        // SAFETY: kill takes a pid and a signal number.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5))
+                }
+                _ => return None,
+            }
+        }
+    }
+}
+
 impl Drop for Server {
+    /// Stops it as an operator does (SIGTERM: it stores what it holds in
+    /// memory, then exits); SIGKILL if it has not exited within 10 s.
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if self.terminate(std::time::Duration::from_secs(10)).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 

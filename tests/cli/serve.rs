@@ -810,18 +810,21 @@ fn csmil_masters_in_any_order_do_not_fill_the_cache() {
         s.get("/i/films/a_,1500k,,.mp4.csmil/master.m3u8").status,
         200
     );
-    let before = walk(&m.cache.join("objects")).len();
+    // The source's index is stored in the background: only the rest counts.
+    let stored = || {
+        walk(&m.cache.join("objects"))
+            .iter()
+            .filter(|p| p.extension().is_none_or(|e| e != "idx"))
+            .count()
+    };
+    let before = stored();
     for n in 1..=64 {
         let labels: Vec<&str> = (0..n).map(|i| ["1500k", "", "missing"][i % 3]).collect();
         let url = format!("/i/films/a_,{},.mp4.csmil/master.m3u8", labels.join(","));
         let reply = s.get(&url);
         assert_eq!(reply.status, 200, "{url}");
     }
-    assert_eq!(
-        walk(&m.cache.join("objects")).len(),
-        before,
-        "nothing stored"
-    );
+    assert_eq!(stored(), before, "nothing stored");
 }
 
 /// With `server.base_url`, a media playlist's URIs carry the URL's whole
@@ -850,4 +853,47 @@ fn playlists_with_absolute_uris_do_not_fill_the_cache() {
         before,
         "nothing stored"
     );
+}
+
+/// SIGTERM: the server exits at once, with 0, and what it read before
+/// (the index, stored in the background after the answer) is in the cache
+/// for the next process.
+#[test]
+fn sigterm_stops_the_server_after_it_stores_the_indexes_it_read() {
+    let m = media();
+    let mut s = start(&m);
+    assert_eq!(s.get("/i/films/a_1500k.mp4/master.m3u8").status, 200);
+    let status = s.terminate(std::time::Duration::from_secs(5));
+    assert!(
+        status.is_some_and(|st| st.success()),
+        "exited with 0 within 5 s: {status:?}"
+    );
+    let indexes = walk(&m.cache.join("objects"))
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "idx"))
+        .count();
+    assert_eq!(indexes, 1, "the index of the one source read");
+}
+
+/// A stored media playlist is also kept in memory: the next request is
+/// answered from there (it still counts as a hit), even once its cache
+/// file is gone behind the server's back.
+#[test]
+fn media_playlist_hits_come_from_memory() {
+    let m = media();
+    let s = start(&m);
+    let path = "/i/films/a_1500k.mp4/index_0_av.m3u8";
+    let first = s.get(path);
+    assert_eq!(first.status, 200);
+    let stored: Vec<PathBuf> = walk(&m.cache.join("objects"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "m3u8"))
+        .collect();
+    assert_eq!(stored.len(), 1, "the playlist is stored");
+    fs::remove_file(&stored[0]).unwrap();
+    let again = s.get(path);
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body, first.body);
+    assert_eq!(again.header("ETag"), first.header("ETag"));
+    assert!(!stored[0].exists(), "answered without making it again");
 }

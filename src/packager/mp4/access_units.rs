@@ -24,7 +24,7 @@ const MAX_LEADING_PICTURES: usize = 64;
 
 /// Reads of sync samples spread out in the file go through small blocks;
 /// a walk of every sample, through large ones.
-const SPARSE_BLOCK: usize = 4 << 10;
+const SPARSE_BLOCK: usize = 512;
 const DENSE_BLOCK: usize = 256 << 10;
 
 /// What the scan found; `nal_units` is empty with 4-byte NAL lengths.

@@ -264,18 +264,34 @@ impl<'s> TableReader<'s> {
         Ok(u32::from_be_bytes(b.try_into().expect("4 bytes")))
     }
 
-    pub fn i32(&mut self, what: &str) -> Result<i32> {
-        Ok(self.u32(what)? as i32)
-    }
-
-    pub fn u64(&mut self, what: &str) -> Result<u64> {
-        let b = self.bytes(8, what)?;
-        Ok(u64::from_be_bytes(b.try_into().expect("8 bytes")))
-    }
-
     pub fn full_box(&mut self) -> Result<(u8, u32)> {
         let v = self.u32("version and flags")?;
         Ok(((v >> 24) as u8, v & 0x00ff_ffff))
+    }
+
+    /// Calls `f` with each of the next `count` entries of `len` bytes (at
+    /// most a block), read a block at a time rather than a number at a
+    /// time: tables of a long file have millions of entries. Stops when `f`
+    /// returns false.
+    pub fn entries(
+        &mut self,
+        count: u64,
+        len: usize,
+        what: &str,
+        mut f: impl FnMut(&[u8]) -> bool,
+    ) -> Result<()> {
+        let per_read = (WALK_BLOCK / len).max(1) as u64;
+        let mut left = count;
+        while left > 0 {
+            let n = left.min(per_read);
+            for entry in self.bytes(n as usize * len, what)?.chunks_exact(len) {
+                if !f(entry) {
+                    return Ok(());
+                }
+            }
+            left -= n;
+        }
+        Ok(())
     }
 
     /// Reads an entry count and checks that `count * entry_len` bytes follow.

@@ -160,10 +160,15 @@ fn read_stsz(mut c: TableReader, file_len: u64, budget: u64) -> Result<Vec<Sampl
         return Err(over_budget(count, budget));
     }
     let mut samples = Vec::with_capacity(count as usize);
-    for _ in 0..count {
-        samples.push(sample(c.u32("entry_size")?));
-    }
+    c.entries(count, 4, "entry_size", |e| {
+        samples.push(sample(be32(e)));
+        true
+    })?;
     Ok(samples)
+}
+
+fn be32(bytes: &[u8]) -> u32 {
+    u32::from_be_bytes(bytes[..4].try_into().expect("4 bytes"))
 }
 
 fn read_stz2(mut c: TableReader, budget: u64) -> Result<Vec<Sample>> {
@@ -209,18 +214,19 @@ fn fill_stts(mut c: TableReader, samples: &mut [Sample]) -> Result<i64> {
     let mut dts: i64 = 0;
     let mut i = 0;
     let mut delta = 0;
-    for _ in 0..entries {
+    c.entries(entries, 8, "stts entry", |e| {
         if i >= samples.len() {
-            break;
+            return false;
         }
-        let run = c.u32("sample_count")? as usize;
-        delta = i64::from(c.u32("sample_delta")?);
+        let run = be32(e) as usize;
+        delta = i64::from(be32(&e[4..]));
         for s in samples.iter_mut().skip(i).take(run) {
             s.dts = dts;
             dts += delta;
         }
         i = i.saturating_add(run).min(samples.len());
-    }
+        true
+    })?;
     for s in samples.iter_mut().skip(i) {
         s.dts = dts;
         dts += delta;
@@ -231,31 +237,37 @@ fn fill_stts(mut c: TableReader, samples: &mut [Sample]) -> Result<i64> {
 fn fill_ctts(mut c: TableReader, samples: &mut [Sample]) -> Result<()> {
     c.full_box()?;
     let entries = c.count(8, "ctts entry count")?;
-    let mut i = 0;
-    for _ in 0..entries {
+    let mut i = 0usize;
+    c.entries(entries, 8, "ctts entry", |e| {
         if i >= samples.len() {
-            break;
+            return false;
         }
-        let run = c.u32("sample_count")? as usize;
+        let run = be32(e) as usize;
         // Version 0 says unsigned, but muxers write negative offsets there
         // too; reading both as signed is what every player does.
-        let offset = c.i32("sample_offset")?;
+        let offset = be32(&e[4..]) as i32;
         for s in samples.iter_mut().skip(i).take(run) {
             s.cts_offset = offset;
         }
         i = i.saturating_add(run);
-    }
+        true
+    })?;
     Ok(())
 }
 
-/// stco or co64, read one chunk at a time.
+/// stco or co64, read forward a batch of chunks at a time (a table may
+/// list far more chunks than the samples use).
 struct ChunkOffsets<'s> {
     table: TableReader<'s>,
     wide: bool,
     count: u64,
-    /// Index of the chunk the next read returns.
-    next: u64,
+    /// Offsets of chunks `first..first + batch.len()`.
+    batch: Vec<u64>,
+    first: u64,
 }
+
+/// Chunk offsets read at a time.
+const CHUNK_BATCH: u64 = 8192;
 
 impl<'s> ChunkOffsets<'s> {
     fn new(mut table: TableReader<'s>, wide: bool) -> Result<Self> {
@@ -265,25 +277,33 @@ impl<'s> ChunkOffsets<'s> {
             table,
             wide,
             count,
-            next: 0,
+            batch: Vec::new(),
+            first: 0,
         })
     }
 
-    /// The offset of chunk `index`, which is at or after the last one read.
+    /// The offset of chunk `index` (below `count`), which is at or after
+    /// the last one asked for.
     fn get(&mut self, index: u64) -> Result<u64> {
-        while self.next < index {
-            self.read()?;
+        while index >= self.first + self.batch.len() as u64 {
+            self.first += self.batch.len() as u64;
+            self.batch.clear();
+            let n = CHUNK_BATCH.min(self.count.saturating_sub(self.first));
+            if n == 0 {
+                return Err(self.table.error(format!("no chunk {index}")));
+            }
+            let (wide, batch) = (self.wide, &mut self.batch);
+            self.table
+                .entries(n, if wide { 8 } else { 4 }, "chunk_offset", |e| {
+                    batch.push(if wide {
+                        u64::from_be_bytes(e.try_into().expect("8 bytes"))
+                    } else {
+                        u64::from(be32(e))
+                    });
+                    true
+                })?;
         }
-        self.read()
-    }
-
-    fn read(&mut self) -> Result<u64> {
-        self.next += 1;
-        if self.wide {
-            self.table.u64("chunk_offset")
-        } else {
-            self.table.u32("chunk_offset").map(u64::from)
-        }
+        Ok(self.batch[(index - self.first) as usize])
     }
 }
 

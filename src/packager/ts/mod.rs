@@ -54,39 +54,52 @@ fn schedule<'a>(index: &'a MediaIndex, segment: &'a Segment) -> impl Iterator<It
     let audio = index.audio.as_ref();
     let mut v = segment.video.start;
     let mut a = segment.audio.start;
-    std::iter::from_fn(move || {
-        let next_video = video
+    // Each sample's decode time is computed once (this runs over every
+    // sample of a file to lay out its segments).
+    let video_at = move |v: usize| {
+        video
             .filter(|_| v < segment.video.end)
-            .map(|t| t.dts_90k(v));
-        let next_audio = audio
+            .map(|t| t.dts_90k(v))
+    };
+    let audio_at = move |a: usize| {
+        audio
             .filter(|_| a < segment.audio.end)
-            .map(|t| t.dts_90k(a));
-        match (next_video, next_audio) {
-            (Some(vt), Some(at)) if at <= vt => {
-                let end = audio_pes_end(audio?, a, segment.audio.end, vt);
-                let unit = Unit::Audio(a..end);
-                a = end;
-                Some(unit)
-            }
-            (Some(_), _) => {
-                v += 1;
-                Some(Unit::Video(v - 1))
-            }
-            (None, Some(_)) => {
-                let end = audio_pes_end(audio?, a, segment.audio.end, i64::MAX);
-                let unit = Unit::Audio(a..end);
-                a = end;
-                Some(unit)
-            }
-            (None, None) => None,
+            .map(|t| t.dts_90k(a))
+    };
+    let mut next_video = video_at(v);
+    let mut next_audio = audio_at(a);
+    std::iter::from_fn(move || match (next_video, next_audio) {
+        (Some(vt), Some(at)) if at <= vt => {
+            let (end, next) = audio_pes_end(audio?, a, at, segment.audio.end, vt);
+            let unit = Unit::Audio(a..end);
+            (a, next_audio) = (end, next);
+            Some(unit)
         }
+        (Some(_), _) => {
+            v += 1;
+            next_video = video_at(v);
+            Some(Unit::Video(v - 1))
+        }
+        (None, Some(at)) => {
+            let (end, next) = audio_pes_end(audio?, a, at, segment.audio.end, i64::MAX);
+            let unit = Unit::Audio(a..end);
+            (a, next_audio) = (end, next);
+            Some(unit)
+        }
+        (None, None) => None,
     })
 }
 
-/// The end of the audio PES that starts with frame `start`: at most `end`,
-/// no frame decoded after `until_90k`, within the size and time limits.
-fn audio_pes_end(track: &Track, start: usize, end: usize, until_90k: i64) -> usize {
-    let first_90k = track.dts_90k(start);
+/// The end of the audio PES that starts with frame `start` (decoded at
+/// `first_90k`): at most `end`, no frame decoded after `until_90k`, within
+/// the size and time limits. With the decode time of the frame at the end.
+fn audio_pes_end(
+    track: &Track,
+    start: usize,
+    first_90k: i64,
+    end: usize,
+    until_90k: i64,
+) -> (usize, Option<i64>) {
     let mut bytes = audio_frame_len(track, start);
     let mut i = start + 1;
     while i < end {
@@ -97,12 +110,12 @@ fn audio_pes_end(track: &Track, start: usize, end: usize, until_90k: i64) -> usi
             || bytes + len > AUDIO_PES_MAX_BYTES
             || i - start >= AUDIO_PES_MAX_FRAMES
         {
-            break;
+            return (i, Some(t));
         }
         bytes += len;
         i += 1;
     }
-    i
+    (i, None)
 }
 
 /// The most bytes video sample `i`'s NAL units take in Annex B form.
@@ -138,7 +151,7 @@ fn packet_counts(index: &MediaIndex, segment: &Segment) -> (u64, u64) {
                 };
                 let sync = track.is_sync(i);
                 let au = video::access_unit_len(config, annexb_len(track, i), sync);
-                let pes = pes::header_len(track.pts_90k(i) != track.dts_90k(i)) + au;
+                let pes = pes::header_len(track.has_own_pts(i)) + au;
                 let af = Adaptation {
                     pcr_90k: Some(0),
                     random_access: sync,
