@@ -20,9 +20,9 @@ use tokio::task::JoinHandle;
 use super::io::InFlight;
 use crate::cache;
 
-/// Bytes read from a cache file per step: what a response waiting on its
-/// client holds in memory.
-const CHUNK_BYTES: usize = 64 << 10;
+/// Bytes read from a cache file per step. A response holds at most two
+/// (one going out, the next being read), whatever its client's speed.
+const CHUNK_BYTES: usize = 256 << 10;
 /// Longest request target written to the access log.
 const LOGGED_TARGET_BYTES: usize = 512;
 
@@ -131,19 +131,7 @@ impl TrackedBody {
                 self.pos = range.end;
                 return Poll::Ready(Some(Ok(chunk)));
             }
-            let want = (range.end - self.pos).min(CHUNK_BYTES as u64) as usize;
-            let (body, pos) = (body.clone(), self.pos);
-            self.reading = Some(tokio::task::spawn_blocking(move || {
-                let mut buf = vec![0; want];
-                let mut done = 0;
-                while done < want {
-                    match body.read_at(&mut buf[done..], pos + done as u64)? {
-                        0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-                        n => done += n,
-                    }
-                }
-                Ok(Bytes::from(buf))
-            }));
+            self.reading = Some(read_chunk(body, self.pos, range.end));
         }
         let reading = self.reading.as_mut().expect("a read in progress");
         let result = match Pin::new(reading).poll(cx) {
@@ -153,9 +141,30 @@ impl TrackedBody {
         self.reading = None;
         if let Ok(chunk) = &result {
             self.pos += chunk.len() as u64;
+            // The next chunk is read while this one goes out.
+            if self.pos < range.end {
+                self.reading = Some(read_chunk(body, self.pos, range.end));
+            }
         }
         Poll::Ready(Some(result))
     }
+}
+
+/// Reads the chunk of `body` at `pos` (up to `end`) on a blocking thread.
+fn read_chunk(body: &cache::Body, pos: u64, end: u64) -> JoinHandle<io::Result<Bytes>> {
+    let want = (end - pos).min(CHUNK_BYTES as u64) as usize;
+    let body = body.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut buf = vec![0; want];
+        let mut done = 0;
+        while done < want {
+            match body.read_at(&mut buf[done..], pos + done as u64)? {
+                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                n => done += n,
+            }
+        }
+        Ok(Bytes::from(buf))
+    })
 }
 
 /// An object's bytes in memory, shared with the other responses that
