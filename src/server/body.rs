@@ -1,5 +1,5 @@
 //! Response bodies: an object's bytes read from its cache file a chunk at a
-//! time on the blocking threads (so a response in flight holds one chunk,
+//! time on the blocking threads (so a response in flight holds two chunks,
 //! whatever the object's size), and the access log line, written once the
 //! socket has taken the whole response, or when the connection ends first
 //! (`cut`), with the body bytes the socket is known to have taken.
