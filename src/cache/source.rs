@@ -2,8 +2,11 @@
 //! it, or an object in a remote store; and the identity that goes into
 //! cache keys.
 
+use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::cache::CacheError;
 
@@ -89,10 +92,9 @@ impl SourceId {
 /// Symlinks are followed, but the file they lead to must be under `root`.
 pub fn resolve_local(root: &Path, rel: &str) -> Result<SourceId, CacheError> {
     let not_found = || CacheError::NotFound(rel.to_string());
-    let root = root
-        .canonicalize()
-        .map_err(|e| CacheError::io(format!("media root {}", root.display()), e))?;
-    let path = root.join(rel).canonicalize().map_err(|_| not_found())?;
+    let root =
+        canonical(root).map_err(|e| CacheError::io(format!("media root {}", root.display()), e))?;
+    let path = canonical(&root.join(rel)).map_err(|_| not_found())?;
     if !path.starts_with(&root) {
         tracing::warn!("{rel}: leads outside the media root, to {}", path.display());
         return Err(not_found());
@@ -102,6 +104,37 @@ pub fn resolve_local(root: &Path, rel: &str) -> Result<SourceId, CacheError> {
         return Err(not_found());
     }
     Ok(SourceId::of_file(rel, path, &meta))
+}
+
+/// How long where a path leads is remembered, and for how many paths.
+/// Resolving symlinks takes a readlink per path component, on every
+/// request; a path remembered was checked to lead inside the root, so a
+/// symlink changed meanwhile serves, for at most this long, the file it
+/// led to before.
+const CANONICAL_TTL: Duration = Duration::from_secs(1);
+const CANONICAL_PATHS: usize = 4096;
+
+type Canonical = HashMap<PathBuf, (PathBuf, Instant)>;
+static CANONICAL: LazyLock<Mutex<Canonical>> = LazyLock::new(Mutex::default);
+
+/// `path` with its symlinks resolved, as `Path::canonicalize`, remembered
+/// for [`CANONICAL_TTL`].
+fn canonical(path: &Path) -> std::io::Result<PathBuf> {
+    if let Some((to, at)) = CANONICAL.lock().expect("canonical lock").get(path) {
+        if at.elapsed() < CANONICAL_TTL {
+            return Ok(to.clone());
+        }
+    }
+    let to = path.canonicalize()?;
+    let mut known = CANONICAL.lock().expect("canonical lock");
+    if known.len() >= CANONICAL_PATHS {
+        known.retain(|_, (_, at)| at.elapsed() < CANONICAL_TTL);
+        if known.len() >= CANONICAL_PATHS {
+            known.clear();
+        }
+    }
+    known.insert(path.to_path_buf(), (to.clone(), Instant::now()));
+    Ok(to)
 }
 
 #[cfg(test)]
