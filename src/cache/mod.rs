@@ -134,6 +134,29 @@ pub struct ObjectSpec<'a> {
 pub enum Body {
     File(Arc<File>),
     Bytes(Arc<Vec<u8>>),
+    /// Made into memory to be answered while it is stored
+    /// ([`Cache::get_or_stream`]), within a budget.
+    Held(Arc<Held>),
+}
+
+/// An object's bytes held in memory while they are answered, counted
+/// against the cache's budget for them until the last answer is done.
+pub struct Held {
+    bytes: Vec<u8>,
+    budget: Arc<AtomicU64>,
+}
+
+impl Held {
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.budget
+            .fetch_sub(self.bytes.capacity() as u64, Ordering::Relaxed);
+    }
 }
 
 impl Body {
@@ -141,16 +164,20 @@ impl Body {
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
         match self {
             Body::File(file) => file.read_at(buf, offset),
-            Body::Bytes(bytes) => {
-                let start = usize::try_from(offset)
-                    .unwrap_or(usize::MAX)
-                    .min(bytes.len());
-                let n = buf.len().min(bytes.len() - start);
-                buf[..n].copy_from_slice(&bytes[start..start + n]);
-                Ok(n)
-            }
+            Body::Bytes(bytes) => Ok(copy_from(bytes, buf, offset)),
+            Body::Held(held) => Ok(copy_from(held.bytes(), buf, offset)),
         }
     }
+}
+
+/// Copies what `bytes` hold from `offset` into `buf`; how many.
+fn copy_from(bytes: &[u8], buf: &mut [u8], offset: u64) -> usize {
+    let start = usize::try_from(offset)
+        .unwrap_or(usize::MAX)
+        .min(bytes.len());
+    let n = buf.len().min(bytes.len() - start);
+    buf[..n].copy_from_slice(&bytes[start..start + n]);
+    n
 }
 
 /// Where an object's bytes came from.
@@ -218,6 +245,8 @@ pub struct Cache {
     temp_counter: AtomicU64,
     /// fsync each object before it is renamed into place.
     fsync: bool,
+    /// Bytes of objects held in memory for their answers ([`Held`]).
+    held: Arc<AtomicU64>,
     /// How long a request waits for a concurrent one making the same object.
     wait: Duration,
     /// When a failure to store was last logged (they are logged at most
@@ -268,6 +297,7 @@ impl Cache {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             temp_counter: AtomicU64::new(0),
+            held: Arc::default(),
             fsync: false,
             wait: DEFAULT_WAIT,
             store_warned: Mutex::default(),
@@ -350,6 +380,50 @@ impl Cache {
                     }
                     self.misses.fetch_add(1, Ordering::Relaxed);
                     let (body, len, made) = self.make_and_store(spec, &make)?;
+                    leader.finish(Some((body.clone(), len)));
+                    return Ok((object(body, len, State::Miss), Some(made)));
+                }
+            }
+        }
+    }
+
+    /// As [`Cache::get_or_make`], for an object whose length `make` can
+    /// tell before its first byte (it calls its `announce` with it): one
+    /// that fits the memory budget is made into memory, handed to `ready`
+    /// as soon as it is whole, so that its answer starts then, and only
+    /// then written to its file and stored. `ready` is not called on a
+    /// hit, for a follower, or for an object made straight into its file.
+    pub fn get_or_stream<T, E: std::fmt::Display>(
+        &self,
+        spec: &ObjectSpec,
+        ready: &dyn Fn(Object),
+        make: impl Fn(&mut dyn Write, &dyn Fn(u64)) -> Result<T, E>,
+    ) -> Result<(Object, Option<T>), Failure<E>> {
+        let etag = etag_of(&spec.key);
+        let object = |body, len, state| Object {
+            body,
+            len,
+            state,
+            etag: etag.clone(),
+        };
+        loop {
+            if let Some(hit) = self.lookup(&spec.key, &etag).map_err(Failure::Cache)? {
+                return Ok((hit, None));
+            }
+            match self.flights.join(&spec.key, self.wait) {
+                Role::Follower(Some((body, len))) => {
+                    return Ok((object(body, len, State::Shared), None));
+                }
+                Role::Follower(None) => continue,
+                Role::TimedOut => return Err(Failure::Cache(CacheError::Busy(self.wait))),
+                Role::Leader(leader) => {
+                    if let Some(hit) = self.lookup(&spec.key, &etag).map_err(Failure::Cache)? {
+                        leader.finish(None);
+                        return Ok((hit, None));
+                    }
+                    self.misses.fetch_add(1, Ordering::Relaxed);
+                    let announce = |body: Body, len: u64| ready(object(body, len, State::Miss));
+                    let (body, len, made) = self.stream_and_store(spec, &announce, &make)?;
                     leader.finish(Some((body.clone(), len)));
                     return Ok((object(body, len, State::Miss), Some(made)));
                 }

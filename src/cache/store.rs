@@ -10,11 +10,18 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use super::{db, hex, Body, Cache, CacheError, Failure, ObjectSpec};
+use super::{db, hex, Body, Cache, CacheError, Failure, Held, ObjectSpec};
 
 /// Bytes gathered before each write to the temporary file: large writes,
 /// and a bounded amount of memory per object being made.
 const WRITE_BUFFER_BYTES: usize = 256 << 10;
+
+/// An object made into memory to be answered before it is stored is at
+/// most this long (6 s of 20 Mbit/s), ...
+const MAX_HELD_OBJECT_BYTES: u64 = 16 << 20;
+/// ... and such objects hold at most this much between them, until their
+/// answers are sent: a client that reads slowly holds its object.
+const MAX_HELD_BYTES: u64 = 256 << 20;
 
 /// A failure to store is logged at most this often.
 const STORE_WARNING_INTERVAL: Duration = Duration::from_secs(60);
@@ -29,7 +36,7 @@ impl Cache {
     ) -> Result<(Body, u64, T), Failure<E>> {
         let started = Instant::now();
         let stored = match self.make_into_file(spec, make) {
-            Ok(Ok(stored)) => Some(stored),
+            Ok(Ok((file, len, made))) => Some((Body::File(Arc::new(file)), len, made)),
             Ok(Err(e)) => return Err(Failure::Make(e)),
             Err(e) => {
                 self.warn_not_stored(spec, &e);
@@ -54,6 +61,94 @@ impl Cache {
         Ok((body, len, made))
     }
 
+    /// Makes the object of `spec`: into memory when `make` announces a
+    /// length within [`MAX_HELD_OBJECT_BYTES`] and the budget
+    /// ([`MAX_HELD_BYTES`]) has room, then hands it to `announce` before it
+    /// is written to its file and stored; else into its file, as
+    /// [`Cache::make_and_store`] does. A failure of `make` is always met
+    /// before anything is announced.
+    pub(super) fn stream_and_store<T, E>(
+        &self,
+        spec: &ObjectSpec,
+        announce: &dyn Fn(Body, u64),
+        make: &impl Fn(&mut dyn Write, &dyn Fn(u64)) -> Result<T, E>,
+    ) -> Result<(Body, u64, T), Failure<E>> {
+        let started = Instant::now();
+        // What `make` announced, and the room it was given in memory.
+        let reserved = std::cell::Cell::new(None::<u64>);
+        let reserve = |len: u64| {
+            if reserved.get().is_none() && len <= MAX_HELD_OBJECT_BYTES {
+                let before = self.held.fetch_add(len, Ordering::Relaxed);
+                if before + len <= MAX_HELD_BYTES {
+                    reserved.set(Some(len));
+                } else {
+                    self.held.fetch_sub(len, Ordering::Relaxed);
+                }
+            }
+        };
+        let mut bytes = Vec::new();
+        let mut sink = InMemory::new(&mut bytes, &reserved);
+        let made = make(&mut sink, &reserve);
+        let refused = sink.refused;
+        let release = |n: u64| self.held.fetch_sub(n, Ordering::Relaxed);
+        let Some(len) = reserved.get() else {
+            return match made {
+                // Not announced, or no room: the object goes straight to
+                // its file, made again (`make` could write nothing).
+                Err(_) if refused => self.make_and_store(spec, &|out| make(out, &|_| {})),
+                Err(e) => Err(Failure::Make(e)),
+                // Nothing written, nothing announced: an empty object.
+                Ok(_) => self.make_and_store(spec, &|out| make(out, &|_| {})),
+            };
+        };
+        let made = match made {
+            Ok(made) if bytes.len() as u64 == len => made,
+            Ok(_) | Err(_) => {
+                release(len);
+                return match made {
+                    Err(e) => Err(Failure::Make(e)),
+                    Ok(_) => {
+                        // The announced length was wrong: made again
+                        // straight into the file, and checked there.
+                        self.make_and_store(spec, &|out| make(out, &|_| {}))
+                    }
+                };
+            }
+        };
+        bytes.reserve_exact(0);
+        // The budget counts what the vector holds (`Held` gives back its
+        // capacity when dropped).
+        let capacity = bytes.capacity() as u64;
+        if capacity != len {
+            self.held.fetch_add(capacity, Ordering::Relaxed);
+            release(len);
+        }
+        let held = Arc::new(Held {
+            bytes,
+            budget: Arc::clone(&self.held),
+        });
+        announce(Body::Held(Arc::clone(&held)), len);
+        let stored = self.temp_file(&object_file(spec).0).and_then(|temp| {
+            (&temp.file)
+                .write_all(held.bytes())
+                .map_err(|e| CacheError::io(format!("writing {}", temp.path.display()), e))?;
+            self.put_in_place(spec, temp, &object_file(spec).1, len)
+        });
+        let body = match stored {
+            Ok(file) => Body::File(Arc::new(file)),
+            Err(e) => {
+                self.warn_not_stored(spec, &e);
+                Body::Held(held)
+            }
+        };
+        tracing::debug!(
+            "{} of {len} bytes made, answered, then stored in {:.2} ms",
+            spec.kind,
+            started.elapsed().as_secs_f64() * 1e3
+        );
+        Ok((body, len, made))
+    }
+
     /// Makes the object of `spec` into the cache, or nothing: no second
     /// attempt into memory (an input copy is not worth holding there).
     /// `Err`: the cache failed; `Ok(Err)`: `make` did.
@@ -62,15 +157,7 @@ impl Cache {
         spec: &ObjectSpec,
         make: impl Fn(&mut dyn Write) -> Result<(), E>,
     ) -> Result<Result<File, E>, CacheError> {
-        Ok(match self.make_into_file(spec, &make)? {
-            Ok((Body::File(file), _, ())) => Ok(Arc::try_unwrap(file)
-                .or_else(|shared| shared.try_clone())
-                .map_err(|e| {
-                    CacheError::io(format!("reopening the {} just stored", spec.kind), e)
-                })?),
-            Ok((Body::Bytes(_), _, ())) => unreachable!("made into a file"),
-            Err(e) => Err(e),
-        })
+        Ok(self.make_into_file(spec, &make)?.map(|(file, _, ())| file))
     }
 
     /// `Err`: the cache failed (and nothing is left of the attempt);
@@ -79,15 +166,9 @@ impl Cache {
         &self,
         spec: &ObjectSpec,
         make: &impl Fn(&mut dyn Write) -> Result<T, E>,
-    ) -> Result<Result<(Body, u64, T), E>, CacheError> {
-        let hash = hex(&Sha256::digest(spec.key.as_bytes()));
-        let rel = format!("objects/{}/{hash}.{}", &hash[..2], spec.ext);
-        let final_path = self.dir.join(&rel);
-        let temp = TempFile::create(self.dir.join("tmp").join(format!(
-            "{hash}.{}.{}",
-            std::process::id(),
-            self.temp_counter.fetch_add(1, Ordering::Relaxed)
-        )))?;
+    ) -> Result<Result<(File, u64, T), E>, CacheError> {
+        let (hash, rel) = object_file(spec);
+        let temp = self.temp_file(&hash)?;
         let mut writer = Recording::new(BufWriter::with_capacity(WRITE_BUFFER_BYTES, &temp.file));
         let made = match make(&mut writer) {
             Ok(made) => made,
@@ -97,6 +178,29 @@ impl Cache {
         };
         let len = writer.written;
         writer.finish(&temp)?;
+        let file = self.put_in_place(spec, temp, &rel, len)?;
+        Ok(Ok((file, len, made)))
+    }
+
+    fn temp_file(&self, hash: &str) -> Result<TempFile, CacheError> {
+        TempFile::create(self.dir.join("tmp").join(format!(
+            "{hash}.{}.{}",
+            std::process::id(),
+            self.temp_counter.fetch_add(1, Ordering::Relaxed)
+        )))
+    }
+
+    /// Steps 2 and 3 for a whole temporary file of `len` bytes: fsync if
+    /// asked, rename to `rel`, record. The file comes back open; a failed
+    /// record leaves an orphan for reconcile, and the object still whole.
+    fn put_in_place(
+        &self,
+        spec: &ObjectSpec,
+        temp: TempFile,
+        rel: &str,
+        len: u64,
+    ) -> Result<File, CacheError> {
+        let final_path = self.dir.join(rel);
         if self.fsync {
             temp.file
                 .sync_data()
@@ -113,7 +217,7 @@ impl Cache {
             .collect();
         let row = db::NewObject {
             key: &spec.key,
-            file: &rel,
+            file: rel,
             kind: spec.kind,
             bytes: len,
             sources: &sources,
@@ -124,7 +228,7 @@ impl Cache {
         if let Err(e) = self.with_db(|c| db::insert(c, &row, now)) {
             self.warn_not_stored(spec, &e);
         }
-        Ok(Ok((Body::File(Arc::new(file)), len, made)))
+        Ok(file)
     }
 
     fn warn_not_stored(&self, spec: &ObjectSpec, e: &CacheError) {
@@ -138,6 +242,56 @@ impl Cache {
             );
         }
     }
+}
+
+/// Where [`Cache::stream_and_store`]'s maker writes: memory, once room
+/// was reserved for the length it announced; a write before that, or past
+/// that length, is refused.
+struct InMemory<'a> {
+    bytes: &'a mut Vec<u8>,
+    reserved: &'a std::cell::Cell<Option<u64>>,
+    /// A write was refused for want of room (not past the length).
+    refused: bool,
+}
+
+impl<'a> InMemory<'a> {
+    fn new(bytes: &'a mut Vec<u8>, reserved: &'a std::cell::Cell<Option<u64>>) -> Self {
+        InMemory {
+            bytes,
+            reserved,
+            refused: false,
+        }
+    }
+}
+
+impl Write for InMemory<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.reserved.get() {
+            Some(len) if self.bytes.len() + buf.len() <= len as usize => {
+                if self.bytes.capacity() == 0 {
+                    self.bytes.reserve_exact(len as usize);
+                }
+                self.bytes.extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            Some(_) => Err(std::io::Error::other("more bytes than announced")),
+            None => {
+                self.refused = true;
+                Err(std::io::Error::other("no room in memory for the object"))
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The hash of `spec`'s key, and the object file's path in the cache.
+fn object_file(spec: &ObjectSpec) -> (String, String) {
+    let hash = hex(&Sha256::digest(spec.key.as_bytes()));
+    let rel = format!("objects/{}/{hash}.{}", &hash[..2], spec.ext);
+    (hash, rel)
 }
 
 /// A temporary file, removed unless renamed into place.
@@ -238,5 +392,100 @@ impl<W: Write> Write for Recording<W> {
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush().map_err(|e| self.remember(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::cache::clock::FixedClock;
+    use crate::cache::{Object, State};
+
+    fn spec(key: &str) -> ObjectSpec<'static> {
+        ObjectSpec {
+            key: key.to_string(),
+            kind: "segment",
+            ext: "ts",
+            sources: &[],
+        }
+    }
+
+    fn read_all(object: &Object) -> Vec<u8> {
+        let mut out = vec![0; object.len as usize];
+        let n = object.body.read_at(&mut out, 0).unwrap();
+        assert_eq!(n as u64, object.len);
+        out
+    }
+
+    #[test]
+    fn an_object_is_answered_from_memory_before_it_is_stored_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path(), Arc::new(FixedClock(1000))).unwrap();
+        let whole: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let early: Mutex<Option<Object>> = Mutex::new(None);
+        let ready = |object: Object| {
+            assert_eq!(object.state, State::Miss);
+            assert!(matches!(object.body, Body::Held(_)));
+            // Not stored yet.
+            assert!(cache.find("k").unwrap().is_none());
+            *early.lock().unwrap() = Some(object);
+        };
+        let (object, made) = cache
+            .get_or_stream(&spec("k"), &ready, |out, announce| {
+                announce(whole.len() as u64);
+                out.write_all(&whole)?;
+                Ok::<_, std::io::Error>(7)
+            })
+            .unwrap();
+        assert_eq!(made, Some(7));
+        assert!(matches!(object.body, Body::File(_)));
+        let early = early.lock().unwrap().take().expect("ready was called");
+        assert!(read_all(&early) == whole, "answered whole");
+        assert!(
+            cache.held.load(Ordering::Relaxed) > 0,
+            "held while answered"
+        );
+        drop(early);
+        assert_eq!(cache.held.load(Ordering::Relaxed), 0, "given back");
+        let hit = cache.find("k").unwrap().expect("stored");
+        assert!(read_all(&hit) == whole, "stored the same");
+    }
+
+    #[test]
+    fn a_failed_maker_announces_nothing_and_stores_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path(), Arc::new(FixedClock(1000))).unwrap();
+        let ready = |_: Object| panic!("nothing to answer");
+        let result = cache.get_or_stream(&spec("k"), &ready, |out, announce| {
+            announce(10);
+            out.write_all(b"12345")?;
+            Err::<(), _>(std::io::Error::other("the source went away"))
+        });
+        assert!(matches!(result, Err(Failure::Make(_))));
+        assert!(cache.find("k").unwrap().is_none());
+        assert_eq!(cache.held.load(Ordering::Relaxed), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+    }
+
+    #[test]
+    fn beyond_the_budget_an_object_goes_straight_to_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path(), Arc::new(FixedClock(1000))).unwrap();
+        cache.held.store(MAX_HELD_BYTES, Ordering::Relaxed);
+        let ready = |_: Object| panic!("no room to answer from memory");
+        let (object, _) = cache
+            .get_or_stream(&spec("k"), &ready, |out, announce| {
+                announce(3);
+                out.write_all(b"abc")
+            })
+            .unwrap();
+        assert!(matches!(object.body, Body::File(_)));
+        assert_eq!(read_all(&object), b"abc");
+        assert_eq!(cache.held.load(Ordering::Relaxed), MAX_HELD_BYTES);
     }
 }

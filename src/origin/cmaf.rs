@@ -15,6 +15,7 @@ impl Origin {
         &self,
         request: &Request,
         uri_prefix: &str,
+        ready: &dyn Fn(Answer),
     ) -> Result<Answer, OriginError> {
         let rels = &request.sources;
         match &request.target {
@@ -25,7 +26,7 @@ impl Origin {
                 self.cmaf_playlist(&rels[*n], *n, track, uri_prefix)
             }
             Target::Init { n, track } => self.init_segment(&rels[*n], *track),
-            Target::Fragment { k, n, track } => self.fragment(&rels[*n], *k, *track),
+            Target::Fragment { k, n, track } => self.fragment(&rels[*n], *k, *track, ready),
             Target::Segment { .. } => {
                 unreachable!("TS names are parsed under the MSOD prefix only")
             }
@@ -110,7 +111,13 @@ impl Origin {
         })
     }
 
-    fn fragment(&self, rel: &str, k: usize, track: TrackKind) -> Result<Answer, OriginError> {
+    fn fragment(
+        &self,
+        rel: &str,
+        k: usize,
+        track: TrackKind,
+        ready: &dyn Fn(Answer),
+    ) -> Result<Answer, OriginError> {
         let source = self.resolve(rel)?;
         let key = self.key(
             "fragment",
@@ -122,8 +129,11 @@ impl Origin {
             ext: "m4s",
             sources: std::slice::from_ref(&source),
         };
-        self.get(&spec, mp4_type(track), |out| {
+        self.stream(&spec, mp4_type(track), ready, |out, announce| {
             let rendition = self.rendition(&source)?;
+            if let Some(len) = rendition.fragment_len(k - 1, track) {
+                announce(len);
+            }
             rendition
                 .write_fragment(k - 1, track, out)
                 .map(|_| ())

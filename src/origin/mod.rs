@@ -125,6 +125,18 @@ impl Origin {
 
     /// Answers a URL path (with the prefix, without the query string).
     pub fn answer(&self, path: &str) -> Result<Answer, OriginError> {
+        self.answer_streaming(path, &|_| {})
+    }
+
+    /// As [`Origin::answer`]; a segment made for this request is also
+    /// handed to `ready` as soon as it is made, before it is stored (from
+    /// memory: [`Body::Held`]). The answer returned afterwards is the same
+    /// object.
+    pub fn answer_streaming(
+        &self,
+        path: &str,
+        ready: &dyn Fn(Answer),
+    ) -> Result<Answer, OriginError> {
         let server = &self.config.server;
         // Where relative URIs in playlists resolve: the directory of `path`.
         let uri_prefix = match server.base_url.trim_end_matches('/') {
@@ -132,7 +144,7 @@ impl Origin {
             base => format!("{base}{}/", &path[..path.rfind('/').expect("has a slash")]),
         };
         if let Some(rest) = path.strip_prefix(server.cmaf_prefix.as_str()) {
-            return self.answer_cmaf(&url::parse_cmaf(rest)?, &uri_prefix);
+            return self.answer_cmaf(&url::parse_cmaf(rest)?, &uri_prefix, ready);
         }
         let rest = path.strip_prefix(server.prefix.as_str()).ok_or_else(|| {
             OriginError::NotFound(format!(
@@ -146,7 +158,7 @@ impl Origin {
             Target::MediaPlaylist { n, kind } => {
                 self.media_playlist(&request.sources[*n], *n, kind, &uri_prefix)
             }
-            Target::Segment { k, n, kind } => self.segment(&request.sources[*n], *k, kind),
+            Target::Segment { k, n, kind } => self.segment(&request.sources[*n], *k, kind, ready),
             Target::Manifest | Target::Init { .. } | Target::Fragment { .. } => {
                 unreachable!("CMAF names are parsed under the CMAF prefix only")
             }
@@ -299,7 +311,7 @@ impl Origin {
         let (state, etag) = (object.state, object.etag.clone());
         let bytes = match &object.body {
             Body::Bytes(bytes) => Arc::clone(bytes),
-            Body::File(_) => Arc::new(
+            Body::File(_) | Body::Held(_) => Arc::new(
                 object
                     .into_bytes()
                     .map_err(|e| OriginError::Internal(format!("reading the cache: {e}")))?,
@@ -318,7 +330,13 @@ impl Origin {
         })
     }
 
-    fn segment(&self, rel: &str, k: usize, kind: &str) -> Result<Answer, OriginError> {
+    fn segment(
+        &self,
+        rel: &str,
+        k: usize,
+        kind: &str,
+        ready: &dyn Fn(Answer),
+    ) -> Result<Answer, OriginError> {
         let source = self.resolve(rel)?;
         let key = self.key("segment", &[&k.to_string(), kind, &source.key_part()]);
         let spec = ObjectSpec {
@@ -327,13 +345,37 @@ impl Origin {
             ext: "ts",
             sources: std::slice::from_ref(&source),
         };
-        self.get(&spec, SEGMENT_TYPE, |out| {
+        self.stream(&spec, SEGMENT_TYPE, ready, |out, announce| {
             let rendition = self.rendition_of_kind(&source, kind)?;
+            if let Some(len) = rendition.segment_len(k - 1) {
+                announce(len);
+            }
             rendition
                 .write_segment(k - 1, out)
                 .map(|_| ())
                 .map_err(|e| self.failed(&source, error::packager_error(&source, e)))
         })
+    }
+
+    /// As [`Origin::get`], for an object whose length `make` announces
+    /// before its first byte ([`Cache::get_or_stream`]).
+    fn stream(
+        &self,
+        spec: &ObjectSpec,
+        content_type: &'static str,
+        ready: &dyn Fn(Answer),
+        make: impl Fn(&mut dyn std::io::Write, &dyn Fn(u64)) -> Result<(), OriginError>,
+    ) -> Result<Answer, OriginError> {
+        let last_modified = last_modified(spec.sources);
+        let answer = |object| Answer {
+            object,
+            content_type,
+            last_modified,
+        };
+        let (object, _) = self
+            .cache
+            .get_or_stream(spec, &|object| ready(answer(object)), make)?;
+        Ok(answer(object))
     }
 
     fn resolve(&self, rel: &str) -> Result<SourceId, OriginError> {

@@ -127,6 +127,19 @@ impl Rendition {
         Ok(out)
     }
 
+    /// The length of MPEG-TS segment `k` (0-based), known before it is made.
+    pub fn segment_len(&self, k: usize) -> Option<u64> {
+        self.layout.get(k).map(|l| l.len_bytes)
+    }
+
+    /// The length of fMP4 media segment `k` (0-based) of `kind`'s track,
+    /// known before it is made.
+    pub fn fragment_len(&self, k: usize, kind: TrackKind) -> Option<u64> {
+        let segment = self.plan.segments.get(k)?;
+        kind.track(&self.index)?;
+        Some(fmp4::fragment_len(&self.index, segment, kind))
+    }
+
     /// Writes MPEG-TS segment `k` (0-based) to `out` as it is made, a
     /// bounded batch of samples at a time; returns its length.
     pub fn write_segment(&self, k: usize, out: &mut dyn Write) -> Result<u64> {

@@ -1,6 +1,7 @@
 //! Response bodies: an object's bytes read from its cache file a chunk at a
 //! time on the blocking threads (so a response in flight holds two chunks,
-//! whatever the object's size), and the access log line, written once the
+//! whatever the object's size), or from memory when they are there (a
+//! playlist, an object just made), and the access log line, written once the
 //! socket has taken the whole response, or when the connection ends first
 //! (`cut`), with the body bytes the socket is known to have taken.
 
@@ -123,10 +124,15 @@ impl TrackedBody {
             if self.pos >= range.end {
                 return Poll::Ready(None);
             }
-            // Bytes in memory (a playlist, an object the cache could not
-            // store) go out as they are, without a copy or a thread.
-            if let cache::Body::Bytes(bytes) = body {
-                let whole = Bytes::from_owner(Shared(Arc::clone(bytes)));
+            // Bytes in memory (a playlist, an object just made, one the
+            // cache could not store) go out as they are, without a copy or
+            // a thread.
+            let whole = match body {
+                cache::Body::Bytes(bytes) => Some(Bytes::from_owner(Shared(Arc::clone(bytes)))),
+                cache::Body::Held(held) => Some(Bytes::from_owner(SharedHeld(Arc::clone(held)))),
+                cache::Body::File(_) => None,
+            };
+            if let Some(whole) = whole {
                 let chunk = whole.slice(self.pos as usize..range.end as usize);
                 self.pos = range.end;
                 return Poll::Ready(Some(Ok(chunk)));
@@ -174,6 +180,15 @@ struct Shared(Arc<Vec<u8>>);
 impl AsRef<[u8]> for Shared {
     fn as_ref(&self) -> &[u8] {
         &self.0
+    }
+}
+
+/// The same, for an object held while it is stored.
+struct SharedHeld(Arc<cache::Held>);
+
+impl AsRef<[u8]> for SharedHeld {
+    fn as_ref(&self) -> &[u8] {
+        self.0.bytes()
     }
 }
 

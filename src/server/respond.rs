@@ -163,17 +163,33 @@ async fn route(shared: &Shared, parts: &http::request::Parts) -> Reply {
     )
     .await;
     let answer = match slot {
-        Ok(Ok(permit)) => tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            origin.answer(&path)
-        })
-        .await
-        .unwrap_or_else(|e| {
-            Err(OriginError::Internal(format!(
-                "internal error ({})",
-                if e.is_panic() { "panic" } else { "cancelled" }
-            )))
-        }),
+        Ok(Ok(permit)) => {
+            // The answer comes back as soon as it can start: a segment made
+            // for this request is sent as it is made, while the work goes
+            // on (holding its slot) on the blocking thread.
+            let (sender, answered) = tokio::sync::oneshot::channel();
+            let sender = std::sync::Mutex::new(Some(sender));
+            let send = move |answer: Result<Answer, OriginError>| {
+                if let Some(sender) = sender.lock().expect("answer lock").take() {
+                    let _ = sender.send(answer);
+                }
+            };
+            let work = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                let answer = origin.answer_streaming(&path, &|early| send(Ok(early)));
+                send(answer);
+            });
+            match answered.await {
+                Ok(answer) => answer,
+                Err(_) => Err(OriginError::Internal(format!(
+                    "internal error ({})",
+                    match work.await {
+                        Err(e) if e.is_panic() => "panic",
+                        _ => "cancelled",
+                    }
+                ))),
+            }
+        }
         Ok(Err(_)) => Err(OriginError::Internal("shutting down".into())),
         Err(_) => Err(OriginError::Unavailable {
             reason: format!(

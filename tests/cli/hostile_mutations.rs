@@ -188,6 +188,15 @@ fn hostile_variants_of_good_files_are_refused_cleanly_while_good_ones_play() {
     // ... then again while a good client plays a good file.
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
+        // The player stops however this scope ends: a failed assertion
+        // below must not leave it playing forever.
+        struct StopOnDrop<'a>(&'a AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let _stop = StopOnDrop(&stop);
         let player = scope.spawn(|| {
             let mut plays = 0;
             while !stop.load(Ordering::Relaxed) {

@@ -346,10 +346,12 @@ fn a_replaced_source_is_never_answered_from_stale_entries() {
     let file = m.root.join("films/a_1500k.mp4");
     let before = s.get("/i/films/a_1500k.mp4/index_0_av.m3u8");
     let seg_before = s.get("/i/films/a_1500k.mp4/segment1_0_av.ts");
-    assert_eq!(
+    // Not made again: from the cache, or (asked while the first answer's
+    // object is still being stored) that same object.
+    assert_ne!(
         s.get("/i/films/a_1500k.mp4/segment1_0_av.ts")
             .header("X-Cache"),
-        Some("HIT")
+        Some("MISS")
     );
     // Replace it (a new file renamed over the old, as deployments do).
     let replacement = m.root.join("films/.new.mp4");
@@ -839,7 +841,17 @@ fn playlists_with_absolute_uris_do_not_fill_the_cache() {
         &[("CASTERPAK_SERVER_BASE_URL", "https://cdn.example.com")],
     );
     assert_eq!(s.get("/i/films/a_1500k.mp4/segment1_0_av.ts").status, 200);
-    let before = walk(&m.cache.join("objects")).len();
+    // Asked again: it is stored by the time this one is answered (a cold
+    // object is answered before it is stored).
+    assert_eq!(s.get("/i/films/a_1500k.mp4/segment1_0_av.ts").status, 200);
+    // The source's index is stored in the background: only the rest counts.
+    let stored = || {
+        walk(&m.cache.join("objects"))
+            .iter()
+            .filter(|p| p.extension().is_none_or(|e| e != "idx"))
+            .count()
+    };
+    let before = stored();
     for n in 0..32 {
         let url = format!("/i/films/a_,1500k,x{n},.mp4.csmil/index_0_av.m3u8");
         let reply = s.get(&url);
@@ -848,11 +860,7 @@ fn playlists_with_absolute_uris_do_not_fill_the_cache() {
             .text()
             .contains(&format!("x{n},.mp4.csmil/segment1_0_av.ts")));
     }
-    assert_eq!(
-        walk(&m.cache.join("objects")).len(),
-        before,
-        "nothing stored"
-    );
+    assert_eq!(stored(), before, "nothing stored");
 }
 
 /// SIGTERM: the server exits at once, with 0, and what it read before
@@ -896,4 +904,38 @@ fn media_playlist_hits_come_from_memory() {
     assert_eq!(again.body, first.body);
     assert_eq!(again.header("ETag"), first.header("ETag"));
     assert!(!stored[0].exists(), "answered without making it again");
+}
+
+/// A cold segment is answered as soon as it is made, from memory, and
+/// stored after; the bytes are those of the cached copy.
+#[test]
+fn cold_segments_are_answered_before_they_are_stored() {
+    let m = media();
+    let log = m.cache.with_extension("log");
+    let s = Server::start_logging(&m.root, &m.cache, &[("RUST_LOG", "casterpak=debug")], &log);
+    let mut cold = Vec::new();
+    for k in [1, 2] {
+        let reply = s.get(&format!("/i/films/a_1500k.mp4/segment{k}_0_av.ts"));
+        assert_eq!(reply.header("X-Cache"), Some("MISS"));
+        cold.push(reply.body);
+    }
+    let fragment = s.get("/cmaf/films/a_1500k.mp4/seg1_0_v.m4s");
+    assert_eq!(fragment.header("X-Cache"), Some("MISS"));
+    for (k, body) in cold.iter().enumerate() {
+        let cached = s.get(&format!("/i/films/a_1500k.mp4/segment{}_0_av.ts", k + 1));
+        assert_eq!(cached.header("X-Cache"), Some("HIT"));
+        assert!(
+            cached.body == *body,
+            "segment {}: cold and cached differ",
+            k + 1
+        );
+    }
+    assert!(s.get("/cmaf/films/a_1500k.mp4/seg1_0_v.m4s").body == fragment.body);
+    drop(s);
+    let answered_first = fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("made, answered, then stored"))
+        .count();
+    assert_eq!(answered_first, 3, "segments 1 and 2, fragment 1");
 }
