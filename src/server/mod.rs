@@ -52,8 +52,8 @@ const MAX_HEAD_BYTES: usize = respond::MAX_TARGET_BYTES + respond::MAX_HEADER_BY
 /// page of that is a first-touch fault, which measured 5.8 ms per 6 s
 /// 1080p segment against 1.7 ms with the workers sharing warm arenas. For
 /// the same reason, buffers of a segment's size (up to 32 MB) come from
-/// the heap rather than from mmap, and the heap is not trimmed below 256
-/// MB: each mmap or trimmed page would be faulted in again on the next
+/// the heap rather than from mmap, and the heap keeps up to 32 MB free at
+/// its top: each mmap or trimmed page would be faulted in again on the next
 /// segment (a 4 MB segment answered from memory measured 8-10 ms against
 /// 2.5 ms with warm pages).
 fn share_malloc_arenas() {
@@ -63,7 +63,7 @@ fn share_malloc_arenas() {
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 32 << 20);
     }
 }
 
