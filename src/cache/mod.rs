@@ -144,11 +144,29 @@ pub enum Body {
 pub struct Held {
     bytes: Vec<u8>,
     budget: Arc<AtomicU64>,
+    /// Set once the object is stored, or could not be.
+    settled: Mutex<bool>,
+    settled_cv: std::sync::Condvar,
 }
 
 impl Held {
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
+    }
+
+    /// Waits until the object is stored (or could not be), at most
+    /// `limit`: an answer sends its last byte only then, so that a client
+    /// that has the whole object finds it in the cache when it asks again.
+    pub fn wait_settled(&self, limit: Duration) {
+        let settled = self.settled.lock().expect("held lock");
+        let _ = self
+            .settled_cv
+            .wait_timeout_while(settled, limit, |done| !*done);
+    }
+
+    fn settle(&self) {
+        *self.settled.lock().expect("held lock") = true;
+        self.settled_cv.notify_all();
     }
 }
 

@@ -108,9 +108,9 @@ pub fn resolve_local(root: &Path, rel: &str) -> Result<SourceId, CacheError> {
 
 /// How long where a path leads is remembered, and for how many paths.
 /// Resolving symlinks takes a readlink per path component, on every
-/// request; a path remembered was checked to lead inside the root, so a
-/// symlink changed meanwhile serves, for at most this long, the file it
-/// led to before.
+/// request. What is remembered goes through the same check against the
+/// root as a fresh answer; a symlink changed meanwhile serves, for at most
+/// this long, the file it led to before.
 const CANONICAL_TTL: Duration = Duration::from_secs(1);
 const CANONICAL_PATHS: usize = 4096;
 

@@ -5,7 +5,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -74,23 +74,22 @@ impl Cache {
         make: &impl Fn(&mut dyn Write, &dyn Fn(u64)) -> Result<T, E>,
     ) -> Result<(Body, u64, T), Failure<E>> {
         let started = Instant::now();
-        // What `make` announced, and the room it was given in memory.
+        // What `make` announced, and the room it was given in memory
+        // (given back however this ends, a panic of `make` included).
         let reserved = std::cell::Cell::new(None::<u64>);
+        let reservation = Reservation {
+            budget: &self.held,
+            len: std::cell::Cell::new(0),
+        };
         let reserve = |len: u64| {
-            if reserved.get().is_none() && len <= MAX_HELD_OBJECT_BYTES {
-                let before = self.held.fetch_add(len, Ordering::Relaxed);
-                if before + len <= MAX_HELD_BYTES {
-                    reserved.set(Some(len));
-                } else {
-                    self.held.fetch_sub(len, Ordering::Relaxed);
-                }
+            if reserved.get().is_none() && len <= MAX_HELD_OBJECT_BYTES && reservation.take(len) {
+                reserved.set(Some(len));
             }
         };
         let mut bytes = Vec::new();
         let mut sink = InMemory::new(&mut bytes, &reserved);
         let made = make(&mut sink, &reserve);
         let refused = sink.refused;
-        let release = |n: u64| self.held.fetch_sub(n, Ordering::Relaxed);
         let Some(len) = reserved.get() else {
             return match made {
                 // Not announced, or no room: the object goes straight to
@@ -103,30 +102,33 @@ impl Cache {
         };
         let made = match made {
             Ok(made) if bytes.len() as u64 == len => made,
-            Ok(_) | Err(_) => {
-                release(len);
-                return match made {
-                    Err(e) => Err(Failure::Make(e)),
-                    Ok(_) => {
-                        // The announced length was wrong: made again
-                        // straight into the file, and checked there.
-                        self.make_and_store(spec, &|out| make(out, &|_| {}))
-                    }
-                };
+            Err(e) => return Err(Failure::Make(e)),
+            // The announced length was wrong: made again straight into
+            // the file, and checked there.
+            Ok(_) => {
+                drop(reservation);
+                return self.make_and_store(spec, &|out| make(out, &|_| {}));
             }
         };
-        bytes.reserve_exact(0);
-        // The budget counts what the vector holds (`Held` gives back its
-        // capacity when dropped).
-        let capacity = bytes.capacity() as u64;
-        if capacity != len {
-            self.held.fetch_add(capacity, Ordering::Relaxed);
-            release(len);
-        }
+        // From here the budget counts what the vector holds, until the
+        // last answer drops it (`Held`); the reservation goes back below.
+        self.held
+            .fetch_add(bytes.capacity() as u64, Ordering::Relaxed);
+        drop(reservation);
         let held = Arc::new(Held {
             bytes,
             budget: Arc::clone(&self.held),
+            settled: Mutex::new(false),
+            settled_cv: std::sync::Condvar::new(),
         });
+        // However storing ends, the answers' last bytes go out.
+        struct Settle<'a>(&'a Held);
+        impl Drop for Settle<'_> {
+            fn drop(&mut self) {
+                self.0.settle();
+            }
+        }
+        let settle = Settle(&held);
         announce(Body::Held(Arc::clone(&held)), len);
         let stored = self.temp_file(&object_file(spec).0).and_then(|temp| {
             (&temp.file)
@@ -134,6 +136,7 @@ impl Cache {
                 .map_err(|e| CacheError::io(format!("writing {}", temp.path.display()), e))?;
             self.put_in_place(spec, temp, &object_file(spec).1, len)
         });
+        drop(settle);
         let body = match stored {
             Ok(file) => Body::File(Arc::new(file)),
             Err(e) => {
@@ -241,6 +244,31 @@ impl Cache {
                 spec.key
             );
         }
+    }
+}
+
+/// Room taken in the budget of held objects, given back when dropped.
+struct Reservation<'a> {
+    budget: &'a std::sync::atomic::AtomicU64,
+    len: std::cell::Cell<u64>,
+}
+
+impl Reservation<'_> {
+    /// Takes room for `len` bytes, if the budget has it.
+    fn take(&self, len: u64) -> bool {
+        let before = self.budget.fetch_add(len, Ordering::Relaxed);
+        if before + len > MAX_HELD_BYTES {
+            self.budget.fetch_sub(len, Ordering::Relaxed);
+            return false;
+        }
+        self.len.set(self.len.get() + len);
+        true
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.budget.fetch_sub(self.len.get(), Ordering::Relaxed);
     }
 }
 
@@ -470,6 +498,24 @@ mod tests {
             std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
             0
         );
+    }
+
+    #[test]
+    fn a_maker_that_panics_gives_its_room_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path(), Arc::new(FixedClock(1000))).unwrap();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let ready = |_: Object| {};
+            let _ = cache.get_or_stream(&spec("k"), &ready, |out, announce| {
+                announce(1000);
+                out.write_all(b"12345")?;
+                panic!("a bug while making it");
+                #[allow(unreachable_code)]
+                Ok::<(), std::io::Error>(())
+            });
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(cache.held.load(Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub fn run(
         Err(e) => bail!("{path}: {e}"),
     };
     let text = answer.object.into_bytes().context("reading the cache")?;
-    origin.finish()?;
+    origin.finish(super::INDEX_WRITE_WAIT)?;
     super::print(&String::from_utf8_lossy(&text))?;
     Ok(ExitCode::SUCCESS)
 }

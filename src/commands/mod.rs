@@ -15,6 +15,10 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::cache::{Cache, Clock};
+
+/// How long a command waits, before it exits, for the indexes it read to
+/// be stored.
+pub const INDEX_WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 use crate::config::Config;
 
 /// The cache of `config`, opened (and created if needed), for commands

@@ -43,10 +43,6 @@ pub const AUDIO_MP4_TYPE: &str = "audio/mp4";
 const PARTS_IN_MEMORY: usize = 64;
 const PARTS_MEMORY_BYTES: usize = 128 << 20;
 
-/// How long a command waits, before it exits, for the indexes it read to
-/// be stored.
-const INDEX_WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
-
 pub struct Origin {
     config: Config,
     /// One-track renditions of sources, by source and kind.
@@ -96,10 +92,11 @@ impl Origin {
         &self.inputs
     }
 
-    /// Before a command exits: waits for the indexes read to be stored,
-    /// then records the use gathered ([`Origin::flush_use`]).
-    pub fn finish(&self) -> Result<(), CacheError> {
-        self.index_writer.wait_idle(INDEX_WRITE_WAIT);
+    /// Before the process exits: waits, at most `limit`, for the indexes
+    /// read to be stored, then records the use gathered
+    /// ([`Origin::flush_use`]).
+    pub fn finish(&self, limit: std::time::Duration) -> Result<(), CacheError> {
+        self.index_writer.wait_idle(limit);
         self.flush_use()
     }
 

@@ -84,12 +84,12 @@ impl Origin {
                         Some(kept) => Ok(kept),
                         None => self.open_and_keep(source),
                     };
-                    leader.finish(opened.as_ref().ok().cloned());
+                    leader.finish(Some(opened.clone()));
                     return opened;
                 }
-                Role::Follower(Some(rendition)) => return Ok(rendition),
-                // The leader failed: its failure, if remembered, is
-                // answered at the top; else this request tries itself.
+                // What the leader got, failure included.
+                Role::Follower(Some(opened)) => return opened,
+                // The leader panicked: this request tries itself.
                 Role::Follower(None) => continue,
                 Role::TimedOut => return Err(CacheError::Busy(self.cache.wait()).into()),
             }
@@ -293,7 +293,7 @@ fn is_changing(source: &SourceId) -> bool {
 pub(super) type Failures = Mutex<HashMap<String, (Instant, OriginError)>>;
 pub(super) type ParsedSources = Mutex<Parsed>;
 /// Sources being read, by [`SourceId::key_part`].
-pub(super) type Opening = Flights<Arc<Rendition>>;
+pub(super) type Opening = Flights<Result<Arc<Rendition>, OriginError>>;
 
 /// Indexes waiting to be stored, at most; beyond, one is left unstored (a
 /// restarted origin reads that file's moov again).
@@ -343,12 +343,19 @@ impl IndexWriter {
             return;
         };
         *self.pending.0.lock().expect("pending lock") += 1;
-        if let Err(e) = sender.try_send(job) {
-            self.done();
-            let job = match e {
-                TrySendError::Full(job) | TrySendError::Disconnected(job) => job,
-            };
-            tracing::debug!("{}: index not stored, too many queued", job.source.rel);
+        match sender.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(job)) => {
+                self.done();
+                tracing::debug!("{}: index not stored, too many queued", job.source.rel);
+            }
+            Err(TrySendError::Disconnected(job)) => {
+                // The thread is gone: a new one for the next.
+                self.done();
+                *queue = None;
+                drop(queue);
+                write_index(&self.cache, &job);
+            }
         }
     }
 
@@ -361,7 +368,13 @@ impl IndexWriter {
             .spawn(move || {
                 crate::cache::housekeeping::lower_priority();
                 for job in jobs {
-                    write_index(&cache, &job);
+                    // A bug storing one index leaves the others to store.
+                    let stored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        write_index(&cache, &job)
+                    }));
+                    if stored.is_err() {
+                        tracing::error!("{}: storing its index panicked", job.source.rel);
+                    }
                     let (count, idle) = &*pending;
                     *count.lock().expect("pending lock") -= 1;
                     idle.notify_all();

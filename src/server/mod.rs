@@ -130,13 +130,17 @@ pub fn run(
     if let Some(signal) = stopped_by {
         tracing::info!("{signal}: no new connections; storing what is left to store");
     }
-    // Indexes read but not yet stored, and the use records gathered.
-    if let Err(e) = origin.finish() {
+    // The answers in flight first (they may read indexes or record use),
+    // then what they left in memory.
+    runtime.shutdown_timeout(STOP_GRACE);
+    if let Err(e) = origin.finish(STOP_STORE_WAIT) {
         tracing::warn!("recording cache use: {e}");
     }
-    runtime.shutdown_timeout(STOP_GRACE);
     Ok(())
 }
+
+/// How long a stopping server waits for the indexes it read to be stored.
+const STOP_STORE_WAIT: Duration = Duration::from_secs(30);
 
 /// Answers in flight when the server stops get this long to finish.
 const STOP_GRACE: Duration = Duration::from_secs(2);

@@ -91,7 +91,7 @@ pub fn run(args: Args, config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<
     bar.finish_and_clear();
     // Copies of remote sources into the input cache are part of warming.
     origin.inputs().wait_for_copies(COPY_WAIT);
-    origin.finish()?;
+    origin.finish(crate::commands::INDEX_WRITE_WAIT)?;
     if let Some(e) = failure.into_inner().expect("lock") {
         return Err(e);
     }
