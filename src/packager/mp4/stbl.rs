@@ -315,27 +315,20 @@ fn fill_offsets(
 ) -> Result<()> {
     c.full_box()?;
     let entries = c.count(12, "stsc entry count")?;
-    let read_entry = |c: &mut TableReader| -> Result<(u32, u32)> {
-        let first_chunk = c.u32("first_chunk")?;
-        let per_chunk = c.u32("samples_per_chunk")?;
-        c.u32("sample_description_index")?;
-        Ok((first_chunk, per_chunk))
+    let mut stsc = StscEntries {
+        table: c,
+        left: entries,
+        batch: Vec::new(),
+        at: 0,
     };
     let mut sample = 0usize;
-    let mut next = if entries > 0 {
-        Some(read_entry(&mut c)?)
-    } else {
-        None
-    };
-    for r in 0..entries {
-        let (first_chunk, per_chunk) = next.expect("read ahead");
-        next = if r + 1 < entries {
-            Some(read_entry(&mut c)?)
-        } else {
-            None
-        };
+    let mut next = stsc.next()?;
+    while let Some((first_chunk, per_chunk)) = next {
+        next = stsc.next()?;
         if first_chunk == 0 || next.is_some_and(|(n, _)| n <= first_chunk) {
-            return Err(c.error(format!("stsc first_chunk {first_chunk} out of order")));
+            return Err(stsc
+                .table
+                .error(format!("stsc first_chunk {first_chunk} out of order")));
         }
         let last_chunk = next.map_or(chunks.count, |(n, _)| u64::from(n) - 1);
         for chunk in u64::from(first_chunk) - 1..last_chunk.min(chunks.count) {
@@ -351,12 +344,42 @@ fn fill_offsets(
         }
     }
     if sample < samples.len() {
-        return Err(c.error(format!(
+        return Err(stsc.table.error(format!(
             "chunks hold {sample} samples, the sample size table has {}",
             samples.len()
         )));
     }
     Ok(())
+}
+
+/// stsc entries `(first_chunk, samples_per_chunk)`, read a batch at a time
+/// (an interleaved file has one per chunk of a track: 189k for two hours).
+struct StscEntries<'s> {
+    table: TableReader<'s>,
+    left: u64,
+    batch: Vec<(u32, u32)>,
+    at: usize,
+}
+
+impl StscEntries<'_> {
+    fn next(&mut self) -> Result<Option<(u32, u32)>> {
+        if self.at == self.batch.len() {
+            if self.left == 0 {
+                return Ok(None);
+            }
+            let n = self.left.min(CHUNK_BATCH);
+            let batch = &mut self.batch;
+            batch.clear();
+            self.table.entries(n, 12, "stsc entry", |e| {
+                batch.push((be32(e), be32(&e[4..])));
+                true
+            })?;
+            self.left -= n;
+            self.at = 0;
+        }
+        self.at += 1;
+        Ok(Some(self.batch[self.at - 1]))
+    }
 }
 
 /// Sync samples, ascending and without repeats, however the table lists
