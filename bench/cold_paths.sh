@@ -43,6 +43,8 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh"
 REPO="$(cd "$HERE/.." && pwd)"
 BENCH_DIR="${BENCH_DIR:-$HOME/.cache/casterpak-bench}"
 CASTERPAK="${CASTERPAK:-$REPO/target/release/casterpak}"
@@ -72,25 +74,7 @@ NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 # --- inputs (made once, cached) ----------------------------------------------
 mkdir -p "$BENCH_DIR"
 [ -s "$SHORT" ] || "$HERE/package.sh" --prepare >/dev/null
-if [ ! -s "$LONG" ]; then
-    # As bench/remote.sh --prepare makes it (which also wants weed and jq):
-    # twelve times the short one, stream copied.
-    exec 9>"$BENCH_DIR/.make.lock"
-    flock 9
-    if [ ! -s "$LONG" ]; then
-        echo "making $LONG (12 x the 10-minute file, stream copy, moov at the end) ..." >&2
-        list="$LONG.list.$$" tmp="$LONG.partial.$$"
-        for _ in $(seq 12); do printf "file '%s'\n" "$SHORT"; done >"$list"
-        t0=$(date +%s.%N)
-        ffmpeg -hide_banner -nostdin -v error -y -f concat -safe 0 -i "$list" -c copy -f mp4 "$tmp"
-        t1=$(date +%s.%N)
-        rm -f "$list"
-        mv -f "$tmp" "$LONG"
-        echo "made $LONG in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')s, $(stat -c %s "$LONG") bytes" \
-            | tee "$LONG.made.txt" >&2
-    fi
-    flock -u 9
-fi
+make_long_input "$SHORT" "$LONG" "$BENCH_DIR"
 [ -n "${NO_BUILD:-}" ] || (cd "$REPO" && cargo build --release -q)
 
 # --- scratch and processes, all removed on exit --------------------------------

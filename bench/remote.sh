@@ -32,6 +32,8 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh"
 REPO="$(cd "$HERE/.." && pwd)"
 BENCH_DIR="${BENCH_DIR:-$HOME/.cache/casterpak-bench}"
 RUNS="${RUNS:-3}"
@@ -90,23 +92,7 @@ if [ "$free_bytes" -lt "$need_bytes" ]; then
     exit 1
 fi
 
-if [ ! -s "$LONG" ]; then
-    exec 9>"$BENCH_DIR/.make.lock"
-    flock 9
-    if [ ! -s "$LONG" ]; then
-        echo "making $LONG (12 x the 10-minute file, stream copy, moov at the end) ..." >&2
-        list="$LONG.list.$$" tmp="$LONG.partial.$$"
-        for _ in $(seq 12); do printf "file '%s'\n" "$SHORT"; done >"$list"
-        t0=$(date +%s.%N)
-        ffmpeg -hide_banner -nostdin -v error -y -f concat -safe 0 -i "$list" -c copy -f mp4 "$tmp"
-        t1=$(date +%s.%N)
-        rm -f "$list"
-        mv -f "$tmp" "$LONG"
-        echo "made $LONG in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')s, $(stat -c %s "$LONG") bytes" \
-            | tee "$LONG.made.txt" >&2
-    fi
-    flock -u 9
-fi
+make_long_input "$SHORT" "$LONG" "$BENCH_DIR"
 
 if [ "$PREPARE_ONLY" -eq 1 ]; then
     ls -l "${FILES[@]}"

@@ -373,6 +373,34 @@ impl Cache {
         spec: &ObjectSpec,
         make: impl Fn(&mut dyn Write) -> Result<T, E>,
     ) -> Result<(Object, Option<T>), Failure<E>> {
+        self.get_or_lead(spec, |_| self.make_and_store(spec, &make))
+    }
+
+    /// As [`Cache::get_or_make`], for an object whose length `make` can
+    /// tell before its first byte (it calls its `announce` with it): one
+    /// that fits the memory budget is made into memory, handed to `ready`
+    /// as soon as it is whole, so that its answer starts then, and only
+    /// then written to its file and stored. `ready` is not called on a
+    /// hit, for a follower, or for an object made straight into its file.
+    pub fn get_or_stream<T, E>(
+        &self,
+        spec: &ObjectSpec,
+        ready: &dyn Fn(Object),
+        make: impl Fn(&mut dyn Write, &dyn Fn(u64)) -> Result<T, E>,
+    ) -> Result<(Object, Option<T>), Failure<E>> {
+        self.get_or_lead(spec, |object| {
+            let announce = |body, len| ready(object(body, len, State::Miss));
+            self.stream_and_store(spec, &announce, &make)
+        })
+    }
+
+    /// The object for `spec` from the cache, from a concurrent call making
+    /// it, or made by `lead` (given how to dress a body as the object).
+    fn get_or_lead<T, E>(
+        &self,
+        spec: &ObjectSpec,
+        lead: impl Fn(&dyn Fn(Body, u64, State) -> Object) -> Result<(Body, u64, T), Failure<E>>,
+    ) -> Result<(Object, Option<T>), Failure<E>> {
         let etag = etag_of(&spec.key);
         let object = |body, len, state| Object {
             body,
@@ -397,51 +425,7 @@ impl Cache {
                         return Ok((hit, None));
                     }
                     self.misses.fetch_add(1, Ordering::Relaxed);
-                    let (body, len, made) = self.make_and_store(spec, &make)?;
-                    leader.finish(Some((body.clone(), len)));
-                    return Ok((object(body, len, State::Miss), Some(made)));
-                }
-            }
-        }
-    }
-
-    /// As [`Cache::get_or_make`], for an object whose length `make` can
-    /// tell before its first byte (it calls its `announce` with it): one
-    /// that fits the memory budget is made into memory, handed to `ready`
-    /// as soon as it is whole, so that its answer starts then, and only
-    /// then written to its file and stored. `ready` is not called on a
-    /// hit, for a follower, or for an object made straight into its file.
-    pub fn get_or_stream<T, E: std::fmt::Display>(
-        &self,
-        spec: &ObjectSpec,
-        ready: &dyn Fn(Object),
-        make: impl Fn(&mut dyn Write, &dyn Fn(u64)) -> Result<T, E>,
-    ) -> Result<(Object, Option<T>), Failure<E>> {
-        let etag = etag_of(&spec.key);
-        let object = |body, len, state| Object {
-            body,
-            len,
-            state,
-            etag: etag.clone(),
-        };
-        loop {
-            if let Some(hit) = self.lookup(&spec.key, &etag).map_err(Failure::Cache)? {
-                return Ok((hit, None));
-            }
-            match self.flights.join(&spec.key, self.wait) {
-                Role::Follower(Some((body, len))) => {
-                    return Ok((object(body, len, State::Shared), None));
-                }
-                Role::Follower(None) => continue,
-                Role::TimedOut => return Err(Failure::Cache(CacheError::Busy(self.wait))),
-                Role::Leader(leader) => {
-                    if let Some(hit) = self.lookup(&spec.key, &etag).map_err(Failure::Cache)? {
-                        leader.finish(None);
-                        return Ok((hit, None));
-                    }
-                    self.misses.fetch_add(1, Ordering::Relaxed);
-                    let announce = |body: Body, len: u64| ready(object(body, len, State::Miss));
-                    let (body, len, made) = self.stream_and_store(spec, &announce, &make)?;
+                    let (body, len, made) = lead(&object)?;
                     leader.finish(Some((body.clone(), len)));
                     return Ok((object(body, len, State::Miss), Some(made)));
                 }

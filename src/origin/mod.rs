@@ -233,16 +233,13 @@ impl Origin {
                 (bytes, State::Miss)
             }
         };
-        Ok(Answer {
-            object: Object {
-                len: bytes.len() as u64,
-                body: Body::Bytes(bytes),
-                state,
-                etag,
-            },
+        Ok(from_memory(
+            bytes,
+            state,
+            etag,
             content_type,
-            last_modified: last_modified(sources),
-        })
+            last_modified(sources),
+        ))
     }
 
     fn media_playlist(
@@ -281,16 +278,14 @@ impl Origin {
         // costs no database lookup and no file.
         if let Some(bytes) = self.in_memory.get(&key) {
             self.cache.count_hit(&key);
-            return Ok(Answer {
-                object: Object {
-                    len: bytes.len() as u64,
-                    body: Body::Bytes(bytes),
-                    state: State::Hit,
-                    etag: cache::etag_of(&key),
-                },
-                content_type: PLAYLIST_TYPE,
-                last_modified: last_modified(sources),
-            });
+            let etag = cache::etag_of(&key);
+            return Ok(from_memory(
+                bytes,
+                State::Hit,
+                etag,
+                PLAYLIST_TYPE,
+                last_modified(sources),
+            ));
         }
         let spec = ObjectSpec {
             key,
@@ -315,16 +310,7 @@ impl Origin {
             ),
         };
         self.in_memory.insert(spec.key, Arc::clone(&bytes));
-        Ok(Answer {
-            object: Object {
-                len: bytes.len() as u64,
-                body: Body::Bytes(bytes),
-                state,
-                etag,
-            },
-            content_type,
-            last_modified,
-        })
+        Ok(from_memory(bytes, state, etag, content_type, last_modified))
     }
 
     fn segment(
@@ -441,6 +427,26 @@ impl Origin {
         }
         parts.insert(key, Arc::clone(&part));
         Ok(part)
+    }
+}
+
+/// An answer of bytes in memory.
+fn from_memory(
+    bytes: Arc<Vec<u8>>,
+    state: State,
+    etag: String,
+    content_type: &'static str,
+    last_modified: i64,
+) -> Answer {
+    Answer {
+        object: Object {
+            len: bytes.len() as u64,
+            body: Body::Bytes(bytes),
+            state,
+            etag,
+        },
+        content_type,
+        last_modified,
     }
 }
 

@@ -414,6 +414,15 @@ fn a_corrupted_cache_file_is_made_again() {
     assert_eq!(again.header("X-Cache"), Some("MISS"));
 }
 
+/// Objects in `cache` but parsed indexes (stored in the background, after
+/// the answer that read them).
+fn stored_objects(cache: &Path) -> usize {
+    walk(&cache.join("objects"))
+        .iter()
+        .filter(|p| p.extension().is_none_or(|e| e != "idx"))
+        .count()
+}
+
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dir).unwrap() {
@@ -810,21 +819,14 @@ fn csmil_masters_in_any_order_do_not_fill_the_cache() {
         s.get("/i/films/a_,1500k,,.mp4.csmil/master.m3u8").status,
         200
     );
-    // The source's index is stored in the background: only the rest counts.
-    let stored = || {
-        walk(&m.cache.join("objects"))
-            .iter()
-            .filter(|p| p.extension().is_none_or(|e| e != "idx"))
-            .count()
-    };
-    let before = stored();
+    let before = stored_objects(&m.cache);
     for n in 1..=64 {
         let labels: Vec<&str> = (0..n).map(|i| ["1500k", "", "missing"][i % 3]).collect();
         let url = format!("/i/films/a_,{},.mp4.csmil/master.m3u8", labels.join(","));
         let reply = s.get(&url);
         assert_eq!(reply.status, 200, "{url}");
     }
-    assert_eq!(stored(), before, "nothing stored");
+    assert_eq!(stored_objects(&m.cache), before, "nothing stored");
 }
 
 /// With `server.base_url`, a media playlist's URIs carry the URL's whole
@@ -839,14 +841,7 @@ fn playlists_with_absolute_uris_do_not_fill_the_cache() {
         &[("CASTERPAK_SERVER_BASE_URL", "https://cdn.example.com")],
     );
     assert_eq!(s.get("/i/films/a_1500k.mp4/segment1_0_av.ts").status, 200);
-    // The source's index is stored in the background: only the rest counts.
-    let stored = || {
-        walk(&m.cache.join("objects"))
-            .iter()
-            .filter(|p| p.extension().is_none_or(|e| e != "idx"))
-            .count()
-    };
-    let before = stored();
+    let before = stored_objects(&m.cache);
     for n in 0..32 {
         let url = format!("/i/films/a_,1500k,x{n},.mp4.csmil/index_0_av.m3u8");
         let reply = s.get(&url);
@@ -855,7 +850,7 @@ fn playlists_with_absolute_uris_do_not_fill_the_cache() {
             .text()
             .contains(&format!("x{n},.mp4.csmil/segment1_0_av.ts")));
     }
-    assert_eq!(stored(), before, "nothing stored");
+    assert_eq!(stored_objects(&m.cache), before, "nothing stored");
 }
 
 /// SIGTERM: the server exits at once, with 0, and what it read before
