@@ -428,8 +428,9 @@ fn write_index(cache: &Cache, job: &IndexJob) {
     if matches!(cache.find(&spec.key), Ok(Some(_))) {
         return;
     }
-    let encoded = index_codec::encode(job.rendition.index());
-    match cache.store(&spec, |out| out.write_all(&encoded)) {
+    match cache.store(&spec, |out| {
+        index_codec::encode_to(job.rendition.index(), out)
+    }) {
         Ok(Ok(_)) => tracing::debug!("{}: index stored", job.source.rel),
         Ok(Err(e)) => tracing::debug!("{}: index not stored: {e}", job.source.rel),
         Err(e) => tracing::debug!("{}: index not stored: {e}", job.source.rel),

@@ -28,27 +28,62 @@ const SAMPLE_LEN: usize = 24;
 pub fn encode(index: &MediaIndex) -> Vec<u8> {
     let samples: usize = index.tracks().map(|t| t.samples.len()).sum();
     let mut out = Vec::with_capacity(64 + samples * SAMPLE_LEN);
-    out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&VERSION.to_be_bytes());
-    out.extend_from_slice(&index.file_len.to_be_bytes());
-    for track in [&index.video, &index.audio] {
-        out.push(u8::from(track.is_some()));
-        if let Some(t) = track {
-            encode_track(&mut out, t);
-        }
-    }
-    out.extend_from_slice(&(index.more_audio.len() as u32).to_be_bytes());
-    for t in &index.more_audio {
-        encode_track(&mut out, t);
-    }
-    out.extend_from_slice(&(index.skipped.len() as u32).to_be_bytes());
-    for s in &index.skipped {
-        put_bytes(&mut out, s.as_bytes());
-    }
+    encode_to(index, &mut out).expect("writing to memory");
     out
 }
 
-fn encode_track(out: &mut Vec<u8>, t: &Track) {
+/// Bytes gathered before each write of [`encode_to`].
+const ENCODE_BUFFER: usize = 256 << 10;
+
+/// As [`encode`], into `out` a buffer at a time: the encoded index of a
+/// long file (24 bytes a sample) is never whole in memory beside it.
+pub fn encode_to(index: &MediaIndex, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(ENCODE_BUFFER + 1024);
+    buf.extend_from_slice(&MAGIC);
+    buf.extend_from_slice(&VERSION.to_be_bytes());
+    buf.extend_from_slice(&index.file_len.to_be_bytes());
+    for track in [&index.video, &index.audio] {
+        buf.push(u8::from(track.is_some()));
+        if let Some(t) = track {
+            encode_track(&mut buf, t, out)?;
+        }
+    }
+    buf.extend_from_slice(&(index.more_audio.len() as u32).to_be_bytes());
+    for t in &index.more_audio {
+        encode_track(&mut buf, t, out)?;
+    }
+    buf.extend_from_slice(&(index.skipped.len() as u32).to_be_bytes());
+    for s in &index.skipped {
+        put_bytes(&mut buf, s.as_bytes());
+    }
+    out.write_all(&buf)
+}
+
+/// Appends `t` to `buf`, handing full buffers to `out`.
+fn encode_track(buf: &mut Vec<u8>, t: &Track, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    encode_track_head(buf, t);
+    buf.extend_from_slice(&(t.samples.len() as u32).to_be_bytes());
+    for s in &t.samples {
+        buf.extend_from_slice(&s.offset.to_be_bytes());
+        buf.extend_from_slice(&s.dts.to_be_bytes());
+        buf.extend_from_slice(&s.size.to_be_bytes());
+        buf.extend_from_slice(&s.cts_offset.to_be_bytes());
+        if buf.len() >= ENCODE_BUFFER {
+            out.write_all(buf)?;
+            buf.clear();
+        }
+    }
+    buf.push(u8::from(t.sync.is_some()));
+    if let Some(sync) = &t.sync {
+        put_u32s(buf, sync);
+    }
+    put_u32s(buf, &t.random_access);
+    put_u32s(buf, &t.nal_units);
+    Ok(())
+}
+
+/// A track's fields before its samples.
+fn encode_track_head(out: &mut Vec<u8>, t: &Track) {
     out.extend_from_slice(&t.track_id.to_be_bytes());
     out.extend_from_slice(&t.timescale.to_be_bytes());
     put_bytes(out, t.language.as_bytes());
@@ -96,19 +131,6 @@ fn encode_track(out: &mut Vec<u8>, t: &Track) {
             put_bytes(out, &a.config);
         }
     }
-    out.extend_from_slice(&(t.samples.len() as u32).to_be_bytes());
-    for s in &t.samples {
-        out.extend_from_slice(&s.offset.to_be_bytes());
-        out.extend_from_slice(&s.dts.to_be_bytes());
-        out.extend_from_slice(&s.size.to_be_bytes());
-        out.extend_from_slice(&s.cts_offset.to_be_bytes());
-    }
-    out.push(u8::from(t.sync.is_some()));
-    if let Some(sync) = &t.sync {
-        put_u32s(out, sync);
-    }
-    put_u32s(out, &t.random_access);
-    put_u32s(out, &t.nal_units);
 }
 
 fn put_u32s(out: &mut Vec<u8>, list: &[u32]) {
@@ -322,6 +344,38 @@ mod tests {
 
     /// A cached index whose video says its NAL lengths take 0 bytes made
     /// the Annex B writer loop forever on the first segment.
+    #[test]
+    fn an_index_written_a_buffer_at_a_time_is_the_one_made_whole() {
+        // Repeated until its samples fill several buffers of `encode_to`.
+        let mut index = fixture_index("h264-aac-bframes.mp4");
+        let video = index.video.as_mut().unwrap();
+        let one = video.samples.clone();
+        while video.samples.len() * SAMPLE_LEN < 3 * ENCODE_BUFFER {
+            video.samples.extend_from_slice(&one);
+        }
+        /// Records the size of every write.
+        struct Writes(Vec<u8>, Vec<usize>);
+        impl std::io::Write for Writes {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.extend_from_slice(buf);
+                self.1.push(buf.len());
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut out = Writes(Vec::new(), Vec::new());
+        encode_to(&index, &mut out).unwrap();
+        assert!(out.0 == encode(&index));
+        assert!(out.1.len() > 3, "{:?}", out.1);
+        assert!(
+            out.1.iter().all(|&n| n <= ENCODE_BUFFER + 1024),
+            "{:?}",
+            out.1
+        );
+    }
+
     #[test]
     fn cached_index_with_nal_length_size_0_is_rejected() {
         let mut index = fixture_index("h264-aac-bframes.mp4");
