@@ -110,11 +110,6 @@ listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 echo "reading the inputs into the page cache ..." >&2
 cat "$SHORT" "$LONG" >/dev/null
 
-# nginx's workers drop to www-data unless told otherwise, and could not
-# read files under /root.
-NGINX_USER=""
-[ "$(id -u)" -ne 0 ] || NGINX_USER="user root;"
-
 # --- nginx-vod: started for each first play, as a child (daemon off) -----------
 VOD_NOTE=""
 if [ -z "${NGINX_VOD:-}" ]; then
@@ -224,24 +219,7 @@ rps() {
 declare -A R
 
 # --- the static nginx: casterpak's segment bytes as files ------------------------
-cat >"$WORK/static/nginx.conf" <<CONF
-$NGINX_USER
-worker_processes auto;
-pid $WORK/static/nginx.pid;
-error_log $LOGS/static-error.log;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    client_body_temp_path $WORK/static/tmp;
-    proxy_temp_path $WORK/static/tmp;
-    fastcgi_temp_path $WORK/static/tmp;
-    uwsgi_temp_path $WORK/static/tmp;
-    scgi_temp_path $WORK/static/tmp;
-    server { listen 127.0.0.1:$NGINX_PORT; root $WORK/static/html; }
-}
-CONF
+static_nginx_conf "$WORK/static" "$NGINX_PORT" "$LOGS/static-error.log"
 if listening "$NGINX_PORT"; then echo "port $NGINX_PORT is in use" >&2; exit 1; fi
 "$NGINX" -c "$WORK/static/nginx.conf" -g 'daemon off;' 2>>"$LOGS/static-error.log" &
 pids+=($!)

@@ -23,3 +23,34 @@ make_long_input() {
     fi
     flock -u 9
 }
+
+# nginx's workers drop to www-data unless told otherwise, and could not
+# read files under /root: as root, they stay root.
+NGINX_USER=""
+[ "$(id -u)" -ne 0 ] || NGINX_USER="user root;"
+
+# static_nginx_conf DIR PORT ERROR_LOG: writes DIR/nginx.conf for an nginx
+# serving DIR/html as static files on 127.0.0.1:PORT (sendfile on, no
+# access log), its pid and temporary files under DIR.
+static_nginx_conf() {
+    local dir="$1" port="$2" error_log="$3"
+    mkdir -p "$dir/html" "$dir/tmp"
+    cat >"$dir/nginx.conf" <<CONF
+$NGINX_USER
+worker_processes auto;
+pid $dir/nginx.pid;
+error_log $error_log;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    client_body_temp_path $dir/tmp;
+    proxy_temp_path $dir/tmp;
+    fastcgi_temp_path $dir/tmp;
+    uwsgi_temp_path $dir/tmp;
+    scgi_temp_path $dir/tmp;
+    server { listen 127.0.0.1:$port; root $dir/html; }
+}
+CONF
+}

@@ -23,6 +23,8 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh"
 REPO="$(cd "$HERE/.." && pwd)"
 BENCH_DIR="${BENCH_DIR:-$HOME/.cache/casterpak-bench}"
 INPUT="$BENCH_DIR/input-1080p30-5M-10min.mp4"
@@ -88,28 +90,7 @@ SEG="segment${picked[0]}_0_av.ts"
 curl -fs "$BASE/$SEG" -o "$WORK/nginx/html/$SEG"
 SEG_BYTES=$(stat -c %s "$WORK/nginx/html/$SEG")
 
-# nginx's workers drop to www-data unless told otherwise, and could not
-# read files under /root.
-NGINX_USER=""
-[ "$(id -u)" -ne 0 ] || NGINX_USER="user root;"
-cat > "$WORK/nginx/nginx.conf" <<CONF
-$NGINX_USER
-worker_processes auto;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    client_body_temp_path $WORK/nginx/tmp;
-    proxy_temp_path $WORK/nginx/tmp;
-    fastcgi_temp_path $WORK/nginx/tmp;
-    uwsgi_temp_path $WORK/nginx/tmp;
-    scgi_temp_path $WORK/nginx/tmp;
-    server { listen 127.0.0.1:$NGINX_PORT; root $WORK/nginx/html; }
-}
-CONF
+static_nginx_conf "$WORK/nginx" "$NGINX_PORT" "$WORK/nginx/error.log"
 nginx -c "$WORK/nginx/nginx.conf" -g 'daemon off;' &
 pids+=($!)
 for _ in $(seq 50); do curl -fs "http://127.0.0.1:$NGINX_PORT/$SEG" -o /dev/null 2>/dev/null && break; sleep 0.1; done

@@ -127,6 +127,17 @@ impl Rendition {
         Ok(out)
     }
 
+    /// Segment `k` (0-based) of the plan, or why there is none.
+    fn planned(&self, k: usize) -> Result<&Segment> {
+        self.plan.segments.get(k).ok_or_else(|| {
+            Error::NotFound(format!(
+                "segment {} of {} segments",
+                k + 1,
+                self.segment_count()
+            ))
+        })
+    }
+
     /// The length of MPEG-TS segment `k` (0-based), known before it is made.
     pub fn segment_len(&self, k: usize) -> Option<u64> {
         self.layout.get(k).map(|l| l.len_bytes)
@@ -152,13 +163,7 @@ impl Rendition {
         out: &mut dyn Write,
         batch_bytes: usize,
     ) -> Result<u64> {
-        let segment = self.plan.segments.get(k).ok_or_else(|| {
-            Error::NotFound(format!(
-                "segment {} of {} segments",
-                k + 1,
-                self.segment_count()
-            ))
-        })?;
+        let segment = self.planned(k)?;
         let input = ts::SegmentInput {
             index: &self.index,
             segment,
@@ -368,13 +373,7 @@ impl Rendition {
     /// Writes fMP4 media segment `k` (0-based) of `kind`'s track to `out`;
     /// returns its length.
     pub fn write_fragment(&self, k: usize, kind: TrackKind, out: &mut dyn Write) -> Result<u64> {
-        let segment = self.plan.segments.get(k).ok_or_else(|| {
-            Error::NotFound(format!(
-                "segment {} of {} segments",
-                k + 1,
-                self.segment_count()
-            ))
-        })?;
+        let segment = self.planned(k)?;
         let input = fmp4::FragmentInput {
             index: &self.index,
             segment,
