@@ -150,6 +150,16 @@ impl Track {
         }
     }
 
+    /// [`Track::is_sync`] for samples asked in ascending order from
+    /// `first`: one step per sync sample instead of a search per sample.
+    pub fn sync_from(&self, first: usize) -> SyncCursor<'_> {
+        let list = self.sync.as_deref();
+        SyncCursor {
+            list,
+            at: list.map_or(0, |l| l.partition_point(|&s| (s as usize) < first)),
+        }
+    }
+
     /// Whether a decoder can start at sample `index` (see `random_access`).
     pub fn is_random_access(&self, index: usize) -> bool {
         match &self.codec {
@@ -204,6 +214,15 @@ impl Track {
         }
     }
 
+    /// [`Track::dts_90k`] for loops over many samples: no division per
+    /// sample.
+    pub fn dts_clock(&self) -> DtsClock<'_> {
+        DtsClock {
+            track: self,
+            to_90k: Rescaler::new(self.timescale, 90_000),
+        }
+    }
+
     /// Decode time of a sample in 90 kHz units, before the stream offset.
     pub fn dts_90k(&self, index: usize) -> i64 {
         let s = &self.samples[index];
@@ -224,6 +243,79 @@ impl Track {
 
     pub fn to_90k(&self, t: i64) -> i64 {
         rescale(t, self.timescale, 90_000)
+    }
+}
+
+/// See [`Track::dts_clock`].
+pub struct DtsClock<'t> {
+    track: &'t Track,
+    to_90k: Rescaler,
+}
+
+impl DtsClock<'_> {
+    /// The same as [`Track::dts_90k`].
+    pub fn dts_90k(&self, index: usize) -> i64 {
+        let t = self.track;
+        self.to_90k
+            .apply(t.samples[index].dts + t.presentation_shift - t.decode_delay)
+    }
+}
+
+/// [`rescale`] from one timescale to another, for many times: a
+/// multiplication and a correction in place of a division (the division
+/// was most of the time of laying out a long file's segments).
+#[derive(Clone, Copy, Debug)]
+pub struct Rescaler {
+    from: u32,
+    to: u32,
+    /// `floor((2^64 - 1) / from)`.
+    inverse: u64,
+}
+
+impl Rescaler {
+    pub fn new(from: u32, to: u32) -> Rescaler {
+        Rescaler {
+            from,
+            to,
+            inverse: u64::MAX / u64::from(from.max(1)),
+        }
+    }
+
+    /// Exactly `rescale(t, from, to)`.
+    pub fn apply(&self, t: i64) -> i64 {
+        match t.checked_mul(i64::from(self.to)) {
+            // For 0 <= n < 2^63 the estimate is the quotient or one less.
+            Some(n) if n >= 0 && self.from != 0 => {
+                let (n, d) = (n as u64, u64::from(self.from));
+                let mut q = ((u128::from(n) * u128::from(self.inverse)) >> 64) as u64;
+                if n - q * d >= d {
+                    q += 1;
+                }
+                q as i64
+            }
+            _ => rescale(t, self.from, self.to),
+        }
+    }
+}
+
+/// See [`Track::sync_from`].
+pub struct SyncCursor<'t> {
+    list: Option<&'t [u32]>,
+    /// The first sync sample not behind the samples asked so far.
+    at: usize,
+}
+
+impl SyncCursor<'_> {
+    /// Whether sample `index`, at or after the last one asked, is a sync
+    /// sample.
+    pub fn is_sync(&mut self, index: usize) -> bool {
+        let Some(list) = self.list else {
+            return true;
+        };
+        while list.get(self.at).is_some_and(|&s| (s as usize) < index) {
+            self.at += 1;
+        }
+        list.get(self.at) == Some(&(index as u32))
     }
 }
 
@@ -310,6 +402,39 @@ impl MediaIndex {
             (Some(_), Some(_)) => "av",
             (None, Some(_)) => "a",
             _ => "v",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rescaler_gives_exactly_what_rescale_gives() {
+        let scales = [
+            0, 1, 2, 3, 1000, 1001, 12_800, 15_360, 30_000, 44_100, 48_000, 90_000,
+        ];
+        let more = [u32::MAX / 3, u32::MAX - 1, u32::MAX];
+        let times = (-5_000i64..5_000)
+            .chain((0..64).map(|b| 1i64 << b))
+            .chain((0..64).map(|b| (1i64 << b) - 1))
+            .chain((0..63).map(|b| -(1i64 << b)))
+            .chain([i64::MAX, i64::MIN, i64::MAX / 90_000, i64::MAX / 90_000 + 1]);
+        // And spread over the whole range, from a fixed generator.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let spread = (0..20_000).map(|_| {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            (x as i64) >> (x % 40)
+        });
+        let times: Vec<i64> = times.chain(spread).collect();
+        for &from in scales.iter().chain(&more) {
+            for &to in scales.iter().chain(&more) {
+                let r = Rescaler::new(from, to);
+                for &t in &times {
+                    assert_eq!(r.apply(t), rescale(t, from, to), "{t} from {from} to {to}");
+                }
+            }
         }
     }
 }

@@ -229,4 +229,29 @@ mod tests {
         assert_eq!(starts, [0, 5, 10, 15, 20, 25]);
         assert!(!plan.independent_segments(&index));
     }
+
+    #[test]
+    fn a_sync_cursor_agrees_with_the_sync_table_from_any_start() {
+        let index = video_index(vec![5, 15, 25]);
+        let mut video = index.video.unwrap();
+        for sync in [
+            Some(vec![0, 5, 10, 15, 20, 25]),
+            Some(vec![7]),
+            Some(vec![]),
+            None,
+        ] {
+            video.sync = sync;
+            for start in 0..30 {
+                let mut cursor = video.sync_from(start);
+                for i in start..30 {
+                    assert_eq!(
+                        cursor.is_sync(i),
+                        video.is_sync(i),
+                        "{:?} from {start}, sample {i}",
+                        video.sync
+                    );
+                }
+            }
+        }
+    }
 }

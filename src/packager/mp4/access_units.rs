@@ -13,6 +13,7 @@
 use super::source::{ReadAt, Window};
 use crate::packager::error::{Error, FourCc, Result};
 use crate::packager::index::{Sample, VideoCodec, VideoConfig};
+use crate::packager::Threads;
 
 /// NAL units looked at in a sample before its first picture (VCL) NAL
 /// unit: an AUD, parameter sets and a few SEI come first in real files.
@@ -24,7 +25,7 @@ const MAX_LEADING_PICTURES: usize = 64;
 
 /// Reads of sync samples spread out in the file go through small blocks;
 /// a walk of every sample, through large ones.
-const SPARSE_BLOCK: usize = 512;
+const SPARSE_BLOCK: usize = 64;
 const DENSE_BLOCK: usize = 256 << 10;
 
 /// What the scan found; `nal_units` is empty with 4-byte NAL lengths.
@@ -46,59 +47,49 @@ pub fn scan(
     config: &VideoConfig,
     samples: &[Sample],
     sync: Option<&[u32]>,
+    threads: Threads,
 ) -> Result<Scan> {
+    // Reads that move forward fill each block about once; only samples
+    // scattered back and forth over the file read more than this.
+    let max_read = file_len.saturating_mul(4).saturating_add(16 << 20);
     let every_sample = config.nal_length_size != 4;
-    let dense = every_sample || sync.is_none_or(|s| s.len() * 8 > samples.len());
-    let block = if dense { DENSE_BLOCK } else { SPARSE_BLOCK };
-    let mut walker = Walker {
-        win: Window::new(src, file_len, block),
-        config,
-        // Reads that move forward fill each block about once; only samples
-        // scattered back and forth over the file read more than this.
-        max_read: file_len.saturating_mul(4).saturating_add(16 << 20),
-    };
-    if let (false, Some(list)) = (every_sample, sync) {
-        // Each sync sample's first bytes, far apart: one round trip for all
-        // of them where reads cost one each.
-        let spans: Vec<(u64, usize)> = list
-            .iter()
-            .filter_map(|&i| samples.get(i as usize))
-            .map(|s| walker.win.fill_at(s.offset))
-            .collect();
-        src.will_read(&spans);
-    }
-    let mut firsts: Vec<FirstPicture> = Vec::new();
-    let mut nal_units = Vec::new();
-    if every_sample {
-        firsts.reserve(samples.len());
-        nal_units.reserve(samples.len());
-        for s in samples {
-            let (count, first) = walker.walk(s, true)?;
-            nal_units.push(count);
-            firsts.push(first);
-        }
-    }
-    let candidates: Box<dyn Iterator<Item = usize>> = match sync {
-        Some(list) => Box::new(list.iter().map(|&i| i as usize)),
-        None => Box::new(0..samples.len()),
-    };
-    let mut first_of = |i: usize| -> Result<FirstPicture> {
-        match firsts.get(i) {
-            Some(&known) => Ok(known),
-            None => Ok(walker.walk(&samples[i], false)?.1),
+    let sparse = match sync {
+        Some(list) if !every_sample && list.len() * 8 <= samples.len() => list,
+        _ => {
+            let mut walker = Walker::new(src, file_len, config, DENSE_BLOCK, max_read);
+            return walker.scan_dense(samples, sync, every_sample);
         }
     };
-    let mut random_access = Vec::new();
-    for i in candidates {
-        if is_random_access(config.codec, i, samples.len(), &mut first_of)? {
-            random_access.push(i as u32);
-        }
+    // Each sync sample's first bytes, far apart: one round trip for all
+    // of them where reads cost one each.
+    let fills = Window::new(src, file_len, SPARSE_BLOCK);
+    let spans: Vec<(u64, usize)> = sparse
+        .iter()
+        .filter_map(|&i| samples.get(i as usize))
+        .map(|s| fills.fill_at(s.offset))
+        .collect();
+    src.will_read(&spans);
+    // A read each, where a read costs more than the rest: a long file's
+    // are shared between two threads (the bound on bytes read with them).
+    let halves = threads.share(sparse.len(), PARALLEL_SYNC_SAMPLES);
+    let max_read = if halves { max_read / 2 } else { max_read };
+    let check = |part: &[u32]| -> Result<Vec<u32>> {
+        let mut walker = Walker::new(src, file_len, config, SPARSE_BLOCK, max_read);
+        walker.random_access(samples, part.iter().map(|&i| i as usize), &[])
+    };
+    let (first, later) = threads.map_halves(sparse, PARALLEL_SYNC_SAMPLES, check);
+    let mut random_access = first?;
+    if let Some(later) = later {
+        random_access.extend(later?);
     }
     Ok(Scan {
         random_access,
-        nal_units,
+        nal_units: Vec::new(),
     })
 }
+
+/// Sync samples from which their checks are shared between two threads.
+const PARALLEL_SYNC_SAMPLES: usize = 1024;
 
 /// Whether sample `i` of `count` starts a sequence a decoder can start at
 /// and decode whole: an H.264 IDR picture; an H.265 IDR or BLA picture, or
@@ -146,7 +137,74 @@ struct Walker<'s, 'c> {
     max_read: u64,
 }
 
-impl Walker<'_, '_> {
+impl<'s, 'c> Walker<'s, 'c> {
+    fn new(
+        src: &'s dyn ReadAt,
+        file_len: u64,
+        config: &'c VideoConfig,
+        block: usize,
+        max_read: u64,
+    ) -> Self {
+        Walker {
+            win: Window::new(src, file_len, block),
+            config,
+            max_read,
+        }
+    }
+
+    /// Every sample's NAL units walked front to back (and counted, when
+    /// `count_all`), then the random access points among `sync`.
+    fn scan_dense(
+        &mut self,
+        samples: &[Sample],
+        sync: Option<&[u32]>,
+        count_all: bool,
+    ) -> Result<Scan> {
+        let mut firsts: Vec<FirstPicture> = Vec::new();
+        let mut nal_units = Vec::new();
+        if count_all {
+            firsts.reserve(samples.len());
+            nal_units.reserve(samples.len());
+            for s in samples {
+                let (count, first) = self.walk(s, true)?;
+                nal_units.push(count);
+                firsts.push(first);
+            }
+        }
+        let random_access = match sync {
+            Some(list) => self.random_access(samples, list.iter().map(|&i| i as usize), &firsts)?,
+            None => self.random_access(samples, 0..samples.len(), &firsts)?,
+        };
+        Ok(Scan {
+            random_access,
+            nal_units,
+        })
+    }
+
+    /// Which of `candidates` are random access points; the first picture
+    /// of each sample is taken from `firsts` where it is known.
+    fn random_access(
+        &mut self,
+        samples: &[Sample],
+        candidates: impl Iterator<Item = usize>,
+        firsts: &[FirstPicture],
+    ) -> Result<Vec<u32>> {
+        let codec = self.config.codec;
+        let mut first_of = |i: usize| -> Result<FirstPicture> {
+            match firsts.get(i) {
+                Some(&known) => Ok(known),
+                None => Ok(self.walk(&samples[i], false)?.1),
+            }
+        };
+        let mut found = Vec::new();
+        for i in candidates {
+            if is_random_access(codec, i, samples.len(), &mut first_of)? {
+                found.push(i as u32);
+            }
+        }
+        Ok(found)
+    }
+
     /// Walks the NAL units of `s`: how many there are (all of them when
     /// `count_all`, else up to the first picture) and the first picture's
     /// type.
@@ -308,19 +366,31 @@ mod tests {
     #[test]
     fn h264_only_idr_pictures_are_random_access() {
         let (sei, idr, non_idr) = ([0x06u8], [0x65u8], [0x41u8]);
-        let samples: &[&[(&[u8], usize)]] = &[
-            &[(&sei, 700), (&idr, 50)],
-            &[(&non_idr, 20)],
-            // An I picture with a recovery point: a sync sample, not an IDR.
-            &[(&sei, 10), (&[0x21], 30)],
-            &[(&idr, 40)],
-        ];
-        let (data, index) = file_of(samples, 4);
-        let src: &[u8] = &data;
+        let first: &[(&[u8], usize)] = &[(&sei, 700), (&idr, 50)];
+        let p_picture: &[(&[u8], usize)] = &[(&non_idr, 20)];
+        let i_with_recovery_point: &[(&[u8], usize)] = &[(&sei, 10), (&[0x21], 30)];
+        let idr_picture: &[(&[u8], usize)] = &[(&idr, 40)];
+        // An I picture with a recovery point: a sync sample, not an IDR.
+        let mut samples = vec![first, p_picture, i_with_recovery_point, idr_picture];
         let c = config(VideoCodec::H264, 4);
-        let scan = scan(&src, data.len() as u64, &c, &index, Some(&[0, 2, 3])).unwrap();
-        assert_eq!(scan.random_access, [0, 3]);
-        assert!(scan.nal_units.is_empty());
+        // Sync samples close together are read with their neighbours, far
+        // apart one by one (and on two threads at once, a long file's).
+        for (padding, threads) in [(0, Threads::One), (20, Threads::One), (20, Threads::Both)] {
+            samples.resize(4 + padding, p_picture);
+            let (data, index) = file_of(&samples, 4);
+            let src: &[u8] = &data;
+            let scan = scan(
+                &src,
+                data.len() as u64,
+                &c,
+                &index,
+                Some(&[0, 2, 3]),
+                threads,
+            );
+            let scan = scan.unwrap();
+            assert_eq!(scan.random_access, [0, 3], "{padding} more, {threads:?}");
+            assert!(scan.nal_units.is_empty());
+        }
     }
 
     #[test]
@@ -342,7 +412,8 @@ mod tests {
             let (data, index) = file_of(samples, len_size);
             let src: &[u8] = &data;
             let c = config(VideoCodec::Hevc, len_size as u8);
-            let scan = scan(&src, data.len() as u64, &c, &index, Some(&[0, 2, 6, 9])).unwrap();
+            let sync = Some(&[0, 2, 6, 9][..]);
+            let scan = scan(&src, data.len() as u64, &c, &index, sync, Threads::Auto).unwrap();
             assert_eq!(scan.random_access, [0, 6, 9], "lengths of {len_size}");
             let want: Vec<u32> = if len_size == 4 {
                 Vec::new()
@@ -372,7 +443,7 @@ mod tests {
         data[3] = 200; // the first NAL unit now runs past its sample
         let src: &[u8] = &data;
         let c = config(VideoCodec::H264, 4);
-        let scan = scan(&src, data.len() as u64, &c, &index, None).unwrap();
+        let scan = scan(&src, data.len() as u64, &c, &index, None, Threads::Auto).unwrap();
         assert_eq!(scan.random_access, [1]);
     }
 

@@ -29,6 +29,7 @@ use source::{FileSource, Located, ReadAt, Window, WALK_BLOCK};
 
 use crate::packager::error::{Error, FourCc, Result};
 use crate::packager::index::{sample_budget, MediaIndex};
+use crate::packager::Threads;
 
 /// Largest `moof` we read into memory. Real ones hold a GOP or a few
 /// seconds (kilobytes); 32 MiB is two million samples of 16-byte entries.
@@ -47,7 +48,7 @@ const FIRST_BOXES: [&[u8; 4]; 11] = [
 /// Reads the index of an MP4 file.
 pub fn read_index(file: &File) -> Result<MediaIndex> {
     let file_len = file.metadata()?.len();
-    parse(&FileSource { file }, file_len, &mut 0)
+    parse(&FileSource { file }, file_len, &mut 0, Threads::Auto)
 }
 
 /// Reads the index of the MP4 file of `len` bytes that `src` reads.
@@ -55,12 +56,17 @@ pub fn read_index_from(
     src: &dyn crate::packager::media::MediaSource,
     len: u64,
 ) -> Result<MediaIndex> {
-    parse(&source::Media(src), len, &mut 0)
+    parse(&source::Media(src), len, &mut 0, Threads::Auto)
 }
 
 /// Reads the index of an MP4 file held in memory (tests, fuzzing).
 pub fn read_index_from_bytes(data: &[u8]) -> Result<MediaIndex> {
-    parse(&data, data.len() as u64, &mut 0)
+    read_index_from_bytes_with(data, Threads::Auto)
+}
+
+/// As [`read_index_from_bytes`], with its work on one thread or two.
+pub fn read_index_from_bytes_with(data: &[u8], threads: Threads) -> Result<MediaIndex> {
+    parse(&data, data.len() as u64, &mut 0, threads)
 }
 
 /// As [`read_index_from_bytes`], also counting the per-sample steps taken
@@ -68,7 +74,7 @@ pub fn read_index_from_bytes(data: &[u8]) -> Result<MediaIndex> {
 #[cfg(test)]
 pub(crate) fn read_index_counting(data: &[u8]) -> (Result<MediaIndex>, u64) {
     let mut walked = 0;
-    let index = parse(&data, data.len() as u64, &mut walked);
+    let index = parse(&data, data.len() as u64, &mut walked, Threads::Auto);
     (index, walked)
 }
 
@@ -112,7 +118,12 @@ fn read_header(win: &mut Window, pos: u64, file_len: u64) -> Result<Option<Locat
     }))
 }
 
-fn parse(src: &dyn ReadAt, file_len: u64, walked: &mut u64) -> Result<MediaIndex> {
+fn parse(
+    src: &dyn ReadAt,
+    file_len: u64,
+    walked: &mut u64,
+    threads: Threads,
+) -> Result<MediaIndex> {
     let mut win = Window::new(src, file_len, WALK_BLOCK);
     let mut movie: Option<Movie> = None;
     let mut budget = Budget {
@@ -136,15 +147,16 @@ fn parse(src: &dyn ReadAt, file_len: u64, walked: &mut u64) -> Result<MediaIndex
                     src.will_read(&[(h.start, (h.end - h.start) as usize)]);
                 }
                 let mut m = moov::read_moov(&mut win, &h)?;
-                budget.samples_left = sample_budget(file_len).saturating_sub(m.sample_count());
-                let fragmented = m.fragmented;
-                if fragmented {
-                    reserve_fragment_samples(&mut win, h.end, &mut m, budget.samples_left)?;
-                }
-                movie = Some(m);
-                if !fragmented {
+                if !m.fragmented {
+                    // Its tables are expanded when its tracks are finished.
+                    movie = Some(m);
                     break;
                 }
+                // The fragments add to the samples of the moov's tables.
+                m.expand_tables(src, file_len)?;
+                budget.samples_left = sample_budget(file_len).saturating_sub(m.sample_count());
+                reserve_fragment_samples(&mut win, h.end, &mut m, budget.samples_left)?;
+                movie = Some(m);
             }
             b"moof" => {
                 let m = movie
@@ -159,7 +171,7 @@ fn parse(src: &dyn ReadAt, file_len: u64, walked: &mut u64) -> Result<MediaIndex
     *walked = budget.samples_walked;
     let movie = movie
         .ok_or_else(|| Error::corrupt(FourCc(*b"moov"), 0, "no 'moov' box: not an MP4 file"))?;
-    select::finish(movie, src, file_len)
+    select::finish(movie, src, file_len, threads)
 }
 
 /// Truncated media data or padding is left to the sample checks; a
@@ -246,4 +258,62 @@ fn read_moof(win: &mut Window, h: &Located, movie: &mut Movie, budget: &mut Budg
     let result = fragment::parse_moof(c, h.start, &trex, &mut targets, budget);
     movie.trex = trex;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packager::{segment, ts};
+    use std::path::Path;
+
+    /// Every MP4 the tests have: fixtures, fuzz regressions, and the shared
+    /// media beside the project where it is.
+    fn every_mp4() -> Vec<std::path::PathBuf> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        for dir in ["tests/fixtures", "fuzz/regressions", "../shared/media"] {
+            let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+                continue;
+            };
+            files.extend(entries.flatten().map(|e| e.path()).filter(|p| {
+                matches!(
+                    p.extension().and_then(|e| e.to_str()),
+                    Some("mp4" | "m4a" | "mov" | "m4v" | "m4b")
+                )
+            }));
+        }
+        files.sort();
+        files
+    }
+
+    #[test]
+    fn one_thread_and_two_read_and_lay_out_every_file_the_same() {
+        let files = every_mp4();
+        assert!(files.len() >= 15, "only {} files found", files.len());
+        let mut indexes = 0;
+        for path in &files {
+            let data = std::fs::read(path).unwrap();
+            let one = read_index_from_bytes_with(&data, Threads::One);
+            let both = read_index_from_bytes_with(&data, Threads::Both);
+            let name = path.display();
+            match (&one, &both) {
+                (Ok(a), Ok(b)) => assert!(a == b, "{name}: the indexes differ"),
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{name}"),
+                _ => panic!(
+                    "{name}: {:?} on one thread, {:?} on two",
+                    one.err(),
+                    both.err()
+                ),
+            }
+            let Ok(index) = one else { continue };
+            indexes += 1;
+            let plan = segment::plan(&index, 2 * 90_000);
+            assert_eq!(
+                ts::layout_with(&index, &plan.segments, Threads::One),
+                ts::layout_with(&index, &plan.segments, Threads::Both),
+                "{name}"
+            );
+        }
+        assert!(indexes >= 10, "only {indexes} files read");
+    }
 }

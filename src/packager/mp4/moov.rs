@@ -3,16 +3,38 @@
 //! ones have their sample tables expanded, within the file's budget.
 
 use super::fragment::{self, Trex};
-use super::source::{next_child, Located, Window};
+use super::source::{next_child, Located, ReadAt, Window};
 use super::stbl::{self, TrackSamples};
 use super::trak::{self, leaf_cursor, read_leaf, Trak};
 use crate::packager::error::{Error, Result};
 use crate::packager::index::{sample_budget, Codec, MAX_MORE_AUDIO};
 
-/// A track chosen for packaging, with its samples so far.
+/// A track chosen for packaging, with its samples so far: none until its
+/// tables are expanded ([`Movie::expand_tables`], or when the track is
+/// finished).
 pub struct Chosen {
     pub trak: Trak,
     pub samples: TrackSamples,
+    pub expanded: bool,
+}
+
+impl Chosen {
+    fn new(trak: Trak) -> Chosen {
+        Chosen {
+            trak,
+            samples: TrackSamples::default(),
+            expanded: false,
+        }
+    }
+
+    /// Expands its sample tables, once.
+    pub fn expand(&mut self, src: &dyn ReadAt, file_len: u64) -> Result<()> {
+        if !self.expanded {
+            self.samples = stbl::expand(&self.trak.tables, src, file_len, sample_budget(file_len))?;
+            self.expanded = true;
+        }
+        Ok(())
+    }
 }
 
 pub struct Movie {
@@ -33,6 +55,12 @@ impl Movie {
             .iter_mut()
             .chain(self.audio.iter_mut())
             .chain(self.more_audio.iter_mut())
+    }
+
+    /// Expands the chosen tracks' sample tables, one after the other (a
+    /// fragmented file's, before its fragments add to them).
+    pub fn expand_tables(&mut self, src: &dyn ReadAt, file_len: u64) -> Result<()> {
+        self.chosen_mut().try_for_each(|c| c.expand(src, file_len))
     }
 
     /// Samples the chosen tracks hold.
@@ -64,9 +92,11 @@ pub fn read_moov(win: &mut Window, moov: &Located) -> Result<Movie> {
             choice.offer(trak::parse_trak(win, &child)?, movie.fragmented);
         }
     }
+    check_declared(win.file_len(), &choice)?;
     movie.skipped = choice.skipped.into_list();
-    let more_audio = choice.more_audio;
-    expand_chosen(win, &mut movie, choice.video, choice.audio, more_audio)?;
+    movie.video = choice.video.map(Chosen::new);
+    movie.audio = choice.audio.map(Chosen::new);
+    movie.more_audio = choice.more_audio.into_iter().map(Chosen::new).collect();
     Ok(movie)
 }
 
@@ -106,36 +136,20 @@ fn read_movie_header(win: &mut Window, moov: &Located, movie: &mut Movie) -> Res
     Ok(())
 }
 
-/// Expands the tables of the chosen tracks, whose declared samples must
-/// together fit in the file's budget.
-fn expand_chosen(
-    win: &mut Window,
-    movie: &mut Movie,
-    video: Option<Trak>,
-    audio: Option<Trak>,
-    more_audio: Vec<Trak>,
-) -> Result<()> {
-    let file_len = win.file_len();
+/// The chosen tracks' declared samples must together fit in the file's
+/// budget: checked before any table is expanded.
+fn check_declared(file_len: u64, choice: &Choice) -> Result<()> {
     let budget = sample_budget(file_len);
-    let declared: u64 = video
+    let declared: u64 = choice
+        .video
         .iter()
-        .chain(audio.iter())
-        .chain(more_audio.iter())
+        .chain(choice.audio.iter())
+        .chain(choice.more_audio.iter())
         .map(|t| t.declared_samples)
         .sum();
     if declared > budget {
         return Err(stbl::over_budget(declared, budget));
     }
-    let mut expand = |t: Trak| -> Result<Chosen> {
-        let samples = stbl::expand(&t.tables, win.src(), file_len, budget)?;
-        Ok(Chosen { trak: t, samples })
-    };
-    movie.video = video.map(&mut expand).transpose()?;
-    movie.audio = audio.map(&mut expand).transpose()?;
-    movie.more_audio = more_audio
-        .into_iter()
-        .map(&mut expand)
-        .collect::<Result<_>>()?;
     Ok(())
 }
 

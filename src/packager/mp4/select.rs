@@ -9,9 +9,22 @@ use super::stsd;
 use crate::packager::error::{Error, Result};
 use crate::packager::index::{rescale, Codec, MediaIndex, Track};
 use crate::packager::validate::check_sample_ranges;
+use crate::packager::Threads;
 
-/// The index of the movie's chosen tracks, once its fragments are read.
-pub fn finish(movie: Movie, src: &dyn ReadAt, file_len: u64) -> Result<MediaIndex> {
+/// Chosen tracks with at least this many samples between them are finished
+/// on two threads, the video track on its own: its tables and its NAL unit
+/// headers take as long as the other tracks' tables together.
+const PARALLEL_SAMPLES: u64 = 100_000;
+
+/// The index of the movie's chosen tracks, once its fragments are read:
+/// each track's tables expanded (where they are not yet) and its samples
+/// checked and scanned.
+pub fn finish(
+    movie: Movie,
+    src: &dyn ReadAt,
+    file_len: u64,
+    threads: Threads,
+) -> Result<MediaIndex> {
     let Movie {
         timescale,
         fragmented,
@@ -21,27 +34,63 @@ pub fn finish(movie: Movie, src: &dyn ReadAt, file_len: u64) -> Result<MediaInde
         mut skipped,
         ..
     } = movie;
-    let mut finish_one = |chosen: Option<Chosen>| -> Result<Option<Track>> {
-        let Some(c) = chosen else { return Ok(None) };
+    let finish_one = |mut c: Chosen| -> Result<std::result::Result<Track, String>> {
+        c.expand(src, file_len)?;
         if c.samples.samples.is_empty() {
-            skipped.push(format!(
+            return Ok(Err(format!(
                 "track {} ({}) left out: it has no samples",
                 c.trak.track_id, c.trak.handler
-            ));
-            return Ok(None);
+            )));
         }
-        finish_track(c, timescale, fragmented, src, file_len).map(Some)
+        finish_track(c, timescale, fragmented, src, file_len, threads).map(Ok)
     };
-    let video = finish_one(video)?;
-    let audio = finish_one(audio)?;
-    let mut more = Vec::with_capacity(more_audio.len());
-    for chosen in more_audio {
-        more.extend(finish_one(Some(chosen))?);
+    let samples = |c: &Chosen| c.trak.declared_samples.max(c.samples.samples.len() as u64);
+    let total: u64 = video
+        .iter()
+        .chain(audio.iter())
+        .chain(more_audio.iter())
+        .map(samples)
+        .sum();
+    let others: Vec<Chosen> = audio.into_iter().chain(more_audio).collect();
+    let shared = threads.share(total as usize, PARALLEL_SAMPLES as usize);
+    let (video, others) = if video.is_some() && !others.is_empty() && shared {
+        std::thread::scope(|scope| {
+            let video = scope.spawn(|| video.map(finish_one).transpose());
+            let others: Vec<_> = others.into_iter().map(finish_one).collect();
+            let video = video
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (video, others)
+        })
+    } else {
+        let video = video.map(finish_one).transpose();
+        (video, others.into_iter().map(finish_one).collect())
+    };
+    // Failures in track order, whichever thread met them.
+    let mut keep = |finished: Result<_>| -> Result<Option<Track>> {
+        match finished? {
+            Ok(track) => Ok(Some(track)),
+            Err(why) => {
+                skipped.push(why);
+                Ok(None)
+            }
+        }
+    };
+    let video = match video? {
+        Some(finished) => keep(Ok(finished))?,
+        None => None,
+    };
+    let mut audio_tracks = Vec::with_capacity(others.len());
+    for finished in others {
+        audio_tracks.extend(keep(finished)?);
     }
-    // The first audio track kept leads when the first chosen had no samples.
-    let (audio, more_audio) = match (audio, more.is_empty()) {
-        (None, false) => (Some(more.remove(0)), more),
-        (audio, _) => (audio, more),
+    // The first audio track kept leads (the chosen one may have had no
+    // samples).
+    let (audio, more_audio) = if audio_tracks.is_empty() {
+        (None, audio_tracks)
+    } else {
+        let first = audio_tracks.remove(0);
+        (Some(first), audio_tracks)
     };
     if video.is_none() && audio.is_none() {
         let mut why = "no audio or video track that MPEG-TS can carry".to_string();
@@ -69,6 +118,7 @@ fn scan_samples(
     samples: &TrackSamples,
     src: &dyn ReadAt,
     file_len: u64,
+    threads: Threads,
 ) -> Result<Scan> {
     let Codec::Video(v) = codec else {
         return Ok(Scan {
@@ -84,7 +134,8 @@ fn scan_samples(
             nal_units: Vec::new(),
         });
     }
-    let scan = access_units::scan(src, file_len, v, &samples.samples, samples.sync.as_deref())?;
+    let sync = samples.sync.as_deref();
+    let scan = access_units::scan(src, file_len, v, &samples.samples, sync, threads)?;
     if scan.random_access.is_empty() {
         tracing::warn!(
             "track {track_id}: no sync sample is an IDR picture (or a CRA without RASL \
@@ -148,6 +199,7 @@ fn finish_track(
     fragmented: bool,
     src: &dyn ReadAt,
     file_len: u64,
+    threads: Threads,
 ) -> Result<Track> {
     let (t, mut samples) = (c.trak, c.samples);
     // In a fragmented file the edit's length may cover only the moov's
@@ -179,7 +231,7 @@ fn finish_track(
         .min()
         .unwrap_or(0);
     let codec = t.codec.expect("chosen tracks have a codec");
-    let scan = scan_samples(&codec, t.track_id, &samples, src, file_len)?;
+    let scan = scan_samples(&codec, t.track_id, &samples, src, file_len, threads)?;
     let codec = complete_parameter_sets(codec, t.track_id, &scan, &samples, src, file_len)?;
     Ok(Track {
         track_id: t.track_id,

@@ -8,8 +8,9 @@ use std::os::unix::fs::FileExt;
 use crate::packager::error::{Error, FourCc, Result};
 use crate::packager::media::MediaSource;
 
-/// Positional reads, from a file or a buffer.
-pub trait ReadAt {
+/// Positional reads, from a file or a buffer; shared by the threads that
+/// read the tracks of a large file.
+pub trait ReadAt: Sync {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()>;
 
     /// See [`MediaSource::will_read`].
@@ -78,10 +79,6 @@ impl<'s> Window<'s> {
 
     pub fn file_len(&self) -> u64 {
         self.file_len
-    }
-
-    pub fn src(&self) -> &'s dyn ReadAt {
-        self.src
     }
 
     /// The `len` bytes at `pos` (`len` at most the block size).

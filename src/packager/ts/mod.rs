@@ -15,9 +15,10 @@ use packet::{write_payload, Adaptation, ContinuityCounter, Pid, PACKET_LEN};
 use psi::EsInfo;
 
 use crate::packager::error::{Error, FourCc, Result};
-use crate::packager::index::{Codec, MediaIndex, Track};
+use crate::packager::index::{Codec, DtsClock, MediaIndex, Track};
 use crate::packager::media::{Batch, MediaSource, Wanted};
 use crate::packager::segment::Segment;
+use crate::packager::Threads;
 
 const VIDEO_PID: Pid = Pid::new(0x100);
 /// The PCR runs this far ahead of the decode times (ffmpeg's default mux
@@ -56,21 +57,23 @@ fn schedule<'a>(index: &'a MediaIndex, segment: &'a Segment) -> impl Iterator<It
     let mut a = segment.audio.start;
     // Each sample's decode time is computed once (this runs over every
     // sample of a file to lay out its segments).
+    let video_clock = video.map(Track::dts_clock);
+    let audio_clock = audio.map(Track::dts_clock);
     let video_at = move |v: usize| {
-        video
+        video_clock
+            .as_ref()
             .filter(|_| v < segment.video.end)
-            .map(|t| t.dts_90k(v))
-    };
-    let audio_at = move |a: usize| {
-        audio
-            .filter(|_| a < segment.audio.end)
-            .map(|t| t.dts_90k(a))
+            .map(|c| c.dts_90k(v))
     };
     let mut next_video = video_at(v);
-    let mut next_audio = audio_at(a);
+    let mut next_audio = audio_clock
+        .as_ref()
+        .filter(|_| a < segment.audio.end)
+        .map(|c| c.dts_90k(a));
     std::iter::from_fn(move || match (next_video, next_audio) {
         (Some(vt), Some(at)) if at <= vt => {
-            let (end, next) = audio_pes_end(audio?, a, at, segment.audio.end, vt);
+            let (end, next) =
+                audio_pes_end(audio?, audio_clock.as_ref()?, a, at, segment.audio.end, vt);
             let unit = Unit::Audio(a..end);
             (a, next_audio) = (end, next);
             Some(unit)
@@ -81,7 +84,14 @@ fn schedule<'a>(index: &'a MediaIndex, segment: &'a Segment) -> impl Iterator<It
             Some(Unit::Video(v - 1))
         }
         (None, Some(at)) => {
-            let (end, next) = audio_pes_end(audio?, a, at, segment.audio.end, i64::MAX);
+            let (end, next) = audio_pes_end(
+                audio?,
+                audio_clock.as_ref()?,
+                a,
+                at,
+                segment.audio.end,
+                i64::MAX,
+            );
             let unit = Unit::Audio(a..end);
             (a, next_audio) = (end, next);
             Some(unit)
@@ -95,6 +105,7 @@ fn schedule<'a>(index: &'a MediaIndex, segment: &'a Segment) -> impl Iterator<It
 /// the size and time limits. With the decode time of the frame at the end.
 fn audio_pes_end(
     track: &Track,
+    clock: &DtsClock,
     start: usize,
     first_90k: i64,
     end: usize,
@@ -103,7 +114,7 @@ fn audio_pes_end(
     let mut bytes = audio_frame_len(track, start);
     let mut i = start + 1;
     while i < end {
-        let t = track.dts_90k(i);
+        let t = clock.dts_90k(i);
         let len = audio_frame_len(track, i);
         if t > until_90k
             || t - first_90k >= AUDIO_PES_MAX_90K
@@ -142,6 +153,10 @@ fn audio_frame_len(track: &Track, i: usize) -> usize {
 /// from: counting would need every earlier segment's bytes.
 fn packet_counts(index: &MediaIndex, segment: &Segment) -> (u64, u64) {
     let (mut video, mut audio) = (0, 0);
+    let mut sync_at = index
+        .video
+        .as_ref()
+        .map(|t| t.sync_from(segment.video.start));
     for unit in schedule(index, segment) {
         match unit {
             Unit::Video(i) => {
@@ -149,7 +164,7 @@ fn packet_counts(index: &MediaIndex, segment: &Segment) -> (u64, u64) {
                 let Codec::Video(config) = &track.codec else {
                     unreachable!("video track")
                 };
-                let sync = track.is_sync(i);
+                let sync = sync_at.as_mut().expect("video track").is_sync(i);
                 let au = video::access_unit_len(config, annexb_len(track, i), sync);
                 let pes = pes::header_len(track.has_own_pts(i)) + au;
                 let af = Adaptation {
@@ -197,12 +212,29 @@ pub struct SegmentLayout {
     pub len_bytes: u64,
 }
 
-/// The layout of each of `segments`, in one walk over their samples.
+/// Segments from which a layout's walk is shared between two threads.
+const PARALLEL_LAYOUT_SEGMENTS: usize = 256;
+
+/// The layout of each of `segments`, in one walk over their samples (a
+/// long file's in two halves at once: each segment's packets are counted
+/// on its own, and only the sums run on from one to the next).
 pub fn layout(index: &MediaIndex, segments: &[Segment]) -> Vec<SegmentLayout> {
+    layout_with(index, segments, Threads::Auto)
+}
+
+pub fn layout_with(
+    index: &MediaIndex,
+    segments: &[Segment],
+    threads: Threads,
+) -> Vec<SegmentLayout> {
+    let count = |part: &[Segment]| -> Vec<(u64, u64)> {
+        part.iter().map(|s| packet_counts(index, s)).collect()
+    };
+    let (mut counts, later) = threads.map_halves(segments, PARALLEL_LAYOUT_SEGMENTS, count);
+    counts.extend(later.into_iter().flatten());
     let mut at = Continuity::default();
     let mut out = Vec::with_capacity(segments.len());
-    for segment in segments {
-        let (video, audio) = packet_counts(index, segment);
+    for (video, audio) in counts {
         out.push(SegmentLayout {
             continuity: at,
             len_bytes: (2 + video + audio) * PACKET_LEN as u64,
