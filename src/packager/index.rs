@@ -214,15 +214,6 @@ impl Track {
         }
     }
 
-    /// [`Track::dts_90k`] for loops over many samples: no division per
-    /// sample.
-    pub fn dts_clock(&self) -> DtsClock<'_> {
-        DtsClock {
-            track: self,
-            to_90k: Rescaler::new(self.timescale, 90_000),
-        }
-    }
-
     /// Decode time of a sample in 90 kHz units, before the stream offset.
     pub fn dts_90k(&self, index: usize) -> i64 {
         let s = &self.samples[index];
@@ -243,58 +234,6 @@ impl Track {
 
     pub fn to_90k(&self, t: i64) -> i64 {
         rescale(t, self.timescale, 90_000)
-    }
-}
-
-/// See [`Track::dts_clock`].
-pub struct DtsClock<'t> {
-    track: &'t Track,
-    to_90k: Rescaler,
-}
-
-impl DtsClock<'_> {
-    /// The same as [`Track::dts_90k`].
-    pub fn dts_90k(&self, index: usize) -> i64 {
-        let t = self.track;
-        self.to_90k
-            .apply(t.samples[index].dts + t.presentation_shift - t.decode_delay)
-    }
-}
-
-/// [`rescale`] from one timescale to another, for many times: a
-/// multiplication and a correction in place of a division (the division
-/// was most of the time of laying out a long file's segments).
-#[derive(Clone, Copy, Debug)]
-pub struct Rescaler {
-    from: u32,
-    to: u32,
-    /// `floor((2^64 - 1) / from)`.
-    inverse: u64,
-}
-
-impl Rescaler {
-    pub fn new(from: u32, to: u32) -> Rescaler {
-        Rescaler {
-            from,
-            to,
-            inverse: u64::MAX / u64::from(from.max(1)),
-        }
-    }
-
-    /// Exactly `rescale(t, from, to)`.
-    pub fn apply(&self, t: i64) -> i64 {
-        match t.checked_mul(i64::from(self.to)) {
-            // For 0 <= n < 2^63 the estimate is the quotient or one less.
-            Some(n) if n >= 0 && self.from != 0 => {
-                let (n, d) = (n as u64, u64::from(self.from));
-                let mut q = ((u128::from(n) * u128::from(self.inverse)) >> 64) as u64;
-                if n - q * d >= d {
-                    q += 1;
-                }
-                q as i64
-            }
-            _ => rescale(t, self.from, self.to),
-        }
     }
 }
 
@@ -402,39 +341,6 @@ impl MediaIndex {
             (Some(_), Some(_)) => "av",
             (None, Some(_)) => "a",
             _ => "v",
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_rescaler_gives_exactly_what_rescale_gives() {
-        let scales = [
-            0, 1, 2, 3, 1000, 1001, 12_800, 15_360, 30_000, 44_100, 48_000, 90_000,
-        ];
-        let more = [u32::MAX / 3, u32::MAX - 1, u32::MAX];
-        let times = (-5_000i64..5_000)
-            .chain((0..64).map(|b| 1i64 << b))
-            .chain((0..64).map(|b| (1i64 << b) - 1))
-            .chain((0..63).map(|b| -(1i64 << b)))
-            .chain([i64::MAX, i64::MIN, i64::MAX / 90_000, i64::MAX / 90_000 + 1]);
-        // And spread over the whole range, from a fixed generator.
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let spread = (0..20_000).map(|_| {
-            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-            (x as i64) >> (x % 40)
-        });
-        let times: Vec<i64> = times.chain(spread).collect();
-        for &from in scales.iter().chain(&more) {
-            for &to in scales.iter().chain(&more) {
-                let r = Rescaler::new(from, to);
-                for &t in &times {
-                    assert_eq!(r.apply(t), rescale(t, from, to), "{t} from {from} to {to}");
-                }
-            }
         }
     }
 }

@@ -15,7 +15,7 @@ use packet::{write_payload, Adaptation, ContinuityCounter, Pid, PACKET_LEN};
 use psi::EsInfo;
 
 use crate::packager::error::{Error, FourCc, Result};
-use crate::packager::index::{Codec, DtsClock, MediaIndex, Track};
+use crate::packager::index::{Codec, MediaIndex, Track};
 use crate::packager::media::{Batch, MediaSource, Wanted};
 use crate::packager::segment::Segment;
 use crate::packager::Threads;
@@ -57,23 +57,18 @@ fn schedule<'a>(index: &'a MediaIndex, segment: &'a Segment) -> impl Iterator<It
     let mut a = segment.audio.start;
     // Each sample's decode time is computed once (this runs over every
     // sample of a file to lay out its segments).
-    let video_clock = video.map(Track::dts_clock);
-    let audio_clock = audio.map(Track::dts_clock);
     let video_at = move |v: usize| {
-        video_clock
-            .as_ref()
+        video
             .filter(|_| v < segment.video.end)
-            .map(|c| c.dts_90k(v))
+            .map(|t| t.dts_90k(v))
     };
     let mut next_video = video_at(v);
-    let mut next_audio = audio_clock
-        .as_ref()
+    let mut next_audio = audio
         .filter(|_| a < segment.audio.end)
-        .map(|c| c.dts_90k(a));
+        .map(|t| t.dts_90k(a));
     std::iter::from_fn(move || match (next_video, next_audio) {
         (Some(vt), Some(at)) if at <= vt => {
-            let (end, next) =
-                audio_pes_end(audio?, audio_clock.as_ref()?, a, at, segment.audio.end, vt);
+            let (end, next) = audio_pes_end(audio?, a, at, segment.audio.end, vt);
             let unit = Unit::Audio(a..end);
             (a, next_audio) = (end, next);
             Some(unit)
@@ -84,14 +79,7 @@ fn schedule<'a>(index: &'a MediaIndex, segment: &'a Segment) -> impl Iterator<It
             Some(Unit::Video(v - 1))
         }
         (None, Some(at)) => {
-            let (end, next) = audio_pes_end(
-                audio?,
-                audio_clock.as_ref()?,
-                a,
-                at,
-                segment.audio.end,
-                i64::MAX,
-            );
+            let (end, next) = audio_pes_end(audio?, a, at, segment.audio.end, i64::MAX);
             let unit = Unit::Audio(a..end);
             (a, next_audio) = (end, next);
             Some(unit)
@@ -105,7 +93,6 @@ fn schedule<'a>(index: &'a MediaIndex, segment: &'a Segment) -> impl Iterator<It
 /// the size and time limits. With the decode time of the frame at the end.
 fn audio_pes_end(
     track: &Track,
-    clock: &DtsClock,
     start: usize,
     first_90k: i64,
     end: usize,
@@ -114,7 +101,7 @@ fn audio_pes_end(
     let mut bytes = audio_frame_len(track, start);
     let mut i = start + 1;
     while i < end {
-        let t = clock.dts_90k(i);
+        let t = track.dts_90k(i);
         let len = audio_frame_len(track, i);
         if t > until_90k
             || t - first_90k >= AUDIO_PES_MAX_90K
