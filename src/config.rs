@@ -249,6 +249,10 @@ pub struct Server {
     /// A request waits this long at most for another request making the
     /// same object, then gets 503.
     pub wait_timeout: Duration,
+    /// Segments made ahead of a player, in the background: after segment
+    /// K the next ones, after a media playlist its first; the next one is
+    /// also named in each answer's prefetch hints. 0 turns both off.
+    pub prefetch: usize,
 }
 
 impl Default for Server {
@@ -267,6 +271,7 @@ impl Default for Server {
             header_timeout: Duration(10),
             keepalive_timeout: Duration(60),
             wait_timeout: Duration(30),
+            prefetch: 1,
         }
     }
 }
@@ -507,6 +512,12 @@ impl Config {
         if self.server.workers == 0 {
             bail!("server.workers: must be at least 1");
         }
+        if self.server.prefetch > MAX_PREFETCH {
+            bail!(
+                "server.prefetch: {} is more than {MAX_PREFETCH} segments ahead",
+                self.server.prefetch
+            );
+        }
         let s = &self.server;
         for (key, value) in [
             ("send_timeout", s.send_timeout),
@@ -524,6 +535,10 @@ impl Config {
         Ok(())
     }
 }
+
+/// Segments a player may be got ahead of, at most (a minute of 6 s
+/// segments): more would make ahead what a viewer who skips never plays.
+pub const MAX_PREFETCH: usize = 10;
 
 /// Applies `CASTERPAK_<SECTION>_<KEY>` variables to `config`. Values are
 /// read as TOML values (numbers, booleans) when they parse as one, else as

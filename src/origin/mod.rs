@@ -3,6 +3,7 @@
 //! mode of `package` call it directly. It knows no HTTP: its errors say
 //! what went wrong, and `serve` maps them to statuses.
 
+mod ahead;
 mod cmaf;
 mod error;
 mod in_memory;

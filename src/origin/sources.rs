@@ -97,7 +97,7 @@ impl Origin {
     }
 
     /// The parsed source, if it is in memory and still readable.
-    fn kept(&self, source: &SourceId) -> Option<Arc<Rendition>> {
+    pub(super) fn kept(&self, source: &SourceId) -> Option<Arc<Rendition>> {
         let tick = self.uses.fetch_add(1, Ordering::Relaxed);
         let mut parsed = self.parsed.lock().expect("parsed lock");
         let kept = parsed.map.get_mut(source)?;

@@ -13,6 +13,7 @@
 mod body;
 mod io;
 mod listener;
+mod prefetch;
 mod respond;
 mod semantics;
 
@@ -110,10 +111,13 @@ pub fn run(
         header: server.header_timeout.as_std(),
         send: server.send_timeout.as_std().max(Duration::from_secs(1)),
     };
+    let work = Arc::new(Semaphore::new(workers));
     let shared = Arc::new(Shared {
         origin: Arc::clone(&origin),
-        work: Arc::new(Semaphore::new(workers)),
+        prefetch: prefetch::Prefetcher::start(Arc::clone(&origin), Arc::clone(&work)),
+        work,
     });
+    let prefetcher = Arc::clone(&shared);
     let connections = Connections::new(max_connections);
     let stopped_by = runtime.block_on(async {
         tokio::select! {
@@ -133,6 +137,9 @@ pub fn run(
     // The answers in flight first (they may read indexes or record use),
     // then what they left in memory.
     runtime.shutdown_timeout(STOP_GRACE);
+    if let Some(prefetch) = &prefetcher.prefetch {
+        prefetch.stop();
+    }
     if let Err(e) = origin.finish(STOP_STORE_WAIT) {
         tracing::warn!("recording cache use: {e}");
     }

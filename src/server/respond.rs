@@ -33,6 +33,8 @@ pub struct Shared {
     /// Slots for work on blocking threads (packaging, cache lookups):
     /// `server.workers`.
     pub work: Arc<Semaphore>,
+    /// Makes segments ahead of players (`server.prefetch`).
+    pub prefetch: Option<super::prefetch::Prefetcher>,
 }
 
 /// What a response is before it becomes one.
@@ -148,7 +150,7 @@ fn refusal(shared: &Shared, parts: &http::request::Parts) -> Option<Reply> {
     Some(reply)
 }
 
-async fn route(shared: &Shared, parts: &http::request::Parts) -> Reply {
+async fn route(shared: &Arc<Shared>, parts: &http::request::Parts) -> Reply {
     let config = &shared.origin.config().server;
     if parts.method == Method::OPTIONS {
         return preflight(config);
@@ -169,15 +171,31 @@ async fn route(shared: &Shared, parts: &http::request::Parts) -> Reply {
             // on (holding its slot) on the blocking thread.
             let (sender, answered) = tokio::sync::oneshot::channel();
             let sender = std::sync::Mutex::new(Some(sender));
-            let send = move |answer: Result<Answer, OriginError>| {
+            let send = move |answer: Result<(Answer, Vec<String>), OriginError>| {
                 if let Some(sender) = sender.lock().expect("answer lock").take() {
                     let _ = sender.send(answer);
                 }
             };
+            let count = config.prefetch;
+            let shared = Arc::clone(shared);
+            let get = parts.method == Method::GET;
             let work = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
-                let answer = origin.answer_streaming(&path, &|early| send(Ok(early)));
-                send(answer);
+                // With each answer, what a player asks for next (hinted):
+                // known once the source is in memory, as it is when the
+                // answer is ready.
+                let hint = |ahead: Vec<String>| ahead.into_iter().take(1).collect::<Vec<_>>();
+                let answer = origin.answer_streaming(&path, &|early| {
+                    send(Ok((early, hint(origin.ahead(&path, count)))))
+                });
+                let ahead = match &answer {
+                    Ok(_) => origin.ahead(&path, count),
+                    Err(_) => Vec::new(),
+                };
+                send(answer.map(|answer| (answer, hint(ahead.clone()))));
+                if let (true, Some(prefetch)) = (get, &shared.prefetch) {
+                    prefetch.ask(ahead);
+                }
             });
             match answered.await {
                 Ok(answer) => answer,
@@ -201,9 +219,27 @@ async fn route(shared: &Shared, parts: &http::request::Parts) -> Reply {
         }),
     };
     match answer {
-        Ok(answer) => object(config, answer, &parts.headers),
+        Ok((answer, next)) => {
+            let mut reply = object(config, answer, &parts.headers);
+            if let (Some(next), 200 | 206) = (next.first(), reply.status.as_u16()) {
+                prefetch_hints(&mut reply.headers, next);
+            }
+            reply
+        }
         Err(e) => error(config, &e),
     }
+}
+
+/// Names `next`, the object a player asks for after this one, for a CDN
+/// that fetches ahead: a `Link` prefetch hint (RFC 8288, HTML's
+/// `prefetch` relation) and Akamai's origin assist header.
+fn prefetch_hints(headers: &mut HeaderMap, next: &str) {
+    put(headers, header::LINK, &format!("<{next}>; rel=prefetch"));
+    put(
+        headers,
+        HeaderName::from_static("cdn-origin-assist-prefetch-path"),
+        next,
+    );
 }
 
 fn object(config: &crate::config::Server, answer: Answer, request: &HeaderMap) -> Reply {

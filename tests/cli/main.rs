@@ -11,6 +11,7 @@ mod hostile_mutations;
 mod http_client;
 mod operator;
 mod package;
+mod prefetch;
 mod remote;
 mod serve;
 mod shared_media;

@@ -242,10 +242,13 @@ fn a_first_play_over_http_fetches_a_small_part_of_the_file_in_few_requests() {
             nginx.url()
         ),
     );
-    let server = Server::start(
+    // Nothing made ahead of the player (tests/cli/prefetch.rs), so that
+    // every byte counted is one this play asked for.
+    let server = Server::start_with_env(
         dir.path(),
         &dir.path().join("cache"),
         &["--config", conf.to_str().unwrap()],
+        &[("CASTERPAK_SERVER_PREFETCH", "0")],
     );
     let base = format!("/i/web/{KEY}");
     get_ok(&server, &format!("{base}/master.m3u8"));

@@ -61,8 +61,12 @@ fn set_age(path: &Path, seconds: u64) {
         .unwrap();
 }
 
+/// These tests count misses and stored objects: nothing is made ahead of
+/// a request here (that is tests/cli/prefetch.rs).
+const NO_PREFETCH: (&str, &str) = ("CASTERPAK_SERVER_PREFETCH", "0");
+
 fn start(m: &Media) -> Server {
-    Server::start(&m.root, &m.cache, &[])
+    Server::start_with_env(&m.root, &m.cache, &[], &[NO_PREFETCH])
 }
 
 #[test]
@@ -467,7 +471,12 @@ fn a_restarted_server_reuses_the_parsed_index_from_the_cache() {
             .map(str::to_string)
             .collect::<Vec<_>>()
     };
-    let s = Server::start_logging(&m.root, &m.cache, &[("RUST_LOG", "casterpak=debug")], &log);
+    let s = Server::start_logging(
+        &m.root,
+        &m.cache,
+        &[("RUST_LOG", "casterpak=debug"), NO_PREFETCH],
+        &log,
+    );
     let expected = s.get("/i/films/a_1500k.mp4/segment2_0_av.ts").body;
     let lines = index_log(s);
     assert!(
@@ -477,7 +486,12 @@ fn a_restarted_server_reuses_the_parsed_index_from_the_cache() {
         "{lines:?}"
     );
     // A new process has nothing in memory: the index comes from the cache.
-    let s = Server::start_logging(&m.root, &m.cache, &[("RUST_LOG", "casterpak=debug")], &log);
+    let s = Server::start_logging(
+        &m.root,
+        &m.cache,
+        &[("RUST_LOG", "casterpak=debug"), NO_PREFETCH],
+        &log,
+    );
     assert_eq!(s.get("/i/films/a_1500k.mp4/segment1_0_av.ts").status, 200);
     let lines = index_log(s);
     assert!(
@@ -503,7 +517,12 @@ fn a_restarted_server_reuses_the_parsed_index_from_the_cache() {
             _ => {}
         }
     }
-    let s = Server::start_logging(&m.root, &m.cache, &[("RUST_LOG", "casterpak=debug")], &log);
+    let s = Server::start_logging(
+        &m.root,
+        &m.cache,
+        &[("RUST_LOG", "casterpak=debug"), NO_PREFETCH],
+        &log,
+    );
     let again = s.get("/i/films/a_1500k.mp4/segment2_0_av.ts");
     assert_eq!((again.status, &again.body), (200, &expected));
     let lines = index_log(s);
@@ -621,7 +640,12 @@ fn a_wrong_configuration_key_or_value_stops_startup_naming_it() {
 fn a_source_being_written_gets_503_and_a_corrupt_one_is_not_read_again() {
     let m = media();
     let log = m.cache.with_extension("log");
-    let s = Server::start_logging(&m.root, &m.cache, &[("RUST_LOG", "casterpak=debug")], &log);
+    let s = Server::start_logging(
+        &m.root,
+        &m.cache,
+        &[("RUST_LOG", "casterpak=debug"), NO_PREFETCH],
+        &log,
+    );
     // Half a file, written just now: a copy in progress.
     let good = fs::read(fixture("h264-aac-bframes.mp4")).unwrap();
     let copying = m.root.join("films/copying.mp4");
@@ -838,7 +862,10 @@ fn playlists_with_absolute_uris_do_not_fill_the_cache() {
         &m.root,
         &m.cache,
         &[],
-        &[("CASTERPAK_SERVER_BASE_URL", "https://cdn.example.com")],
+        &[
+            ("CASTERPAK_SERVER_BASE_URL", "https://cdn.example.com"),
+            NO_PREFETCH,
+        ],
     );
     assert_eq!(s.get("/i/films/a_1500k.mp4/segment1_0_av.ts").status, 200);
     let before = stored_objects(&m.cache);
@@ -902,7 +929,12 @@ fn media_playlist_hits_come_from_memory() {
 fn cold_segments_are_answered_before_they_are_stored() {
     let m = media();
     let log = m.cache.with_extension("log");
-    let s = Server::start_logging(&m.root, &m.cache, &[("RUST_LOG", "casterpak=debug")], &log);
+    let s = Server::start_logging(
+        &m.root,
+        &m.cache,
+        &[("RUST_LOG", "casterpak=debug"), NO_PREFETCH],
+        &log,
+    );
     let mut cold = Vec::new();
     for k in [1, 2] {
         let reply = s.get(&format!("/i/films/a_1500k.mp4/segment{k}_0_av.ts"));

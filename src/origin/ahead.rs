@@ -1,0 +1,65 @@
+//! What a player asks for next: the segments after segment K, or the first
+//! segments of a media playlist. `serve` makes them ahead of the player
+//! (`server.prefetch`) and names the next one in hints a CDN can act on.
+
+use super::Origin;
+use crate::packager::fmp4::TrackKind;
+use crate::packager::url::{self, Target};
+use crate::packager::{cmaf, hls};
+
+impl Origin {
+    /// The URL paths of at most `count` objects a player asks for after
+    /// `path`, in the order it asks: the segments after a segment, or the
+    /// first segments of a media playlist; none past the last segment.
+    /// None either for a source that is not in memory (a hit after a
+    /// restart): no hint, rather than reading its index for one.
+    pub fn ahead(&self, path: &str, count: usize) -> Vec<String> {
+        if count == 0 {
+            return Vec::new();
+        }
+        let Some(slash) = path.rfind('/') else {
+            return Vec::new();
+        };
+        let dir = &path[..=slash];
+        let server = &self.config.server;
+        let (request, cmaf) = if let Some(rest) = path.strip_prefix(server.cmaf_prefix.as_str()) {
+            (url::parse_cmaf(rest), true)
+        } else if let Some(rest) = path.strip_prefix(server.prefix.as_str()) {
+            (url::parse(rest), false)
+        } else {
+            return Vec::new();
+        };
+        let Ok(request) = request else {
+            return Vec::new();
+        };
+        // The segment numbers (1-based) that come next, and how to name one.
+        let (n, after): (usize, usize) = match &request.target {
+            Target::Segment { k, n, .. } | Target::Fragment { k, n, .. } => (*n, *k),
+            Target::MediaPlaylist { n, .. } => (*n, 0),
+            Target::Master | Target::Manifest | Target::Init { .. } => return Vec::new(),
+        };
+        let name = |k: usize| -> Option<String> {
+            match &request.target {
+                Target::Segment { kind, .. } => Some(hls::segment_name(k, n, kind)),
+                Target::Fragment { track, .. } => Some(cmaf::segment_name(k, n, *track)),
+                Target::MediaPlaylist { kind, .. } if cmaf => {
+                    Some(cmaf::segment_name(k, n, TrackKind::from_suffix(kind)?))
+                }
+                Target::MediaPlaylist { kind, .. } => Some(hls::segment_name(k, n, kind)),
+                _ => None,
+            }
+        };
+        let Some(rendition) = request
+            .sources
+            .get(n)
+            .and_then(|rel| self.resolve(rel).ok())
+            .and_then(|source| self.kept(&source))
+        else {
+            return Vec::new();
+        };
+        let last = rendition.segment_count().min(after.saturating_add(count));
+        (after + 1..=last)
+            .filter_map(|k| Some(format!("{dir}{}", name(k)?)))
+            .collect()
+    }
+}
