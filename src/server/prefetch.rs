@@ -4,7 +4,11 @@
 //! cache through the origin, as a request would (a player asking for one
 //! while it is being made waits for it rather than making it again); it
 //! takes a worker slot only when one is free, so foreground requests never
-//! wait for it, and what it cannot take up at once is dropped.
+//! wait for a slot because of it, and what it cannot take up at once is
+//! dropped. Its priority is a nice value, not Linux's idle class: a player
+//! may wait for a segment it is making (and it takes the cache's locks),
+//! and in the idle class a busy machine would leave it, and them, waiting
+//! for seconds.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
