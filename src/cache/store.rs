@@ -185,6 +185,25 @@ impl Cache {
         Ok(Ok((file, len, made)))
     }
 
+    /// Whether the cache can be used: its database answers, and a byte
+    /// can be written to a file in its `tmp/` (not on a full disk or a
+    /// read-only one). For a readiness probe: a few syscalls and a read.
+    pub fn check_health(&self) -> Result<(), CacheError> {
+        self.with_db(|conn| {
+            conn.query_row(
+                "SELECT count(*) FROM (SELECT 1 FROM object LIMIT 1)",
+                [],
+                |_| Ok(()),
+            )
+        })?;
+        let mut probe = self.temp_file("health")?;
+        probe
+            .file
+            .write_all(b"\n")
+            .map_err(|e| CacheError::io(format!("writing {}", probe.path.display()), e))?;
+        Ok(())
+    }
+
     fn temp_file(&self, hash: &str) -> Result<TempFile, CacheError> {
         TempFile::create(self.dir.join("tmp").join(format!(
             "{hash}.{}.{}",

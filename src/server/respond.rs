@@ -156,6 +156,9 @@ async fn route(shared: &Arc<Shared>, parts: &http::request::Parts) -> Reply {
         return preflight(config);
     }
     let path = parts.uri.path().to_string();
+    if path == HEALTH_PATH {
+        return health(shared).await;
+    }
     let origin = Arc::clone(&shared.origin);
     // A request waits for a slot no longer than for another request's
     // object: then it is told to come back.
@@ -228,6 +231,25 @@ async fn route(shared: &Arc<Shared>, parts: &http::request::Parts) -> Reply {
         }
         Err(e) => error(config, &e),
     }
+}
+
+/// Liveness and readiness, off the media URL space: 200 while the cache
+/// can be used, 503 saying why while it cannot (a load balancer or a shield
+/// cache's probe then sends requests elsewhere). It takes no worker slot:
+/// busy workers are no reason to fail a probe.
+pub const HEALTH_PATH: &str = "/healthz";
+
+async fn health(shared: &Shared) -> Reply {
+    let config = &shared.origin.config().server;
+    let origin = Arc::clone(&shared.origin);
+    let checked = tokio::task::spawn_blocking(move || origin.cache().check_health()).await;
+    let mut reply = match checked {
+        Ok(Ok(())) => text(config, 200, "ok"),
+        Ok(Err(e)) => text(config, 503, &format!("cache unusable: {e}")),
+        Err(_) => text(config, 503, "internal error checking the cache"),
+    };
+    put(&mut reply.headers, header::CACHE_CONTROL, "no-store");
+    reply
 }
 
 /// Names `next`, the object a player asks for after this one, for a CDN
