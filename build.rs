@@ -24,7 +24,7 @@ fn main() {
 
 type Probe = fn() -> bool;
 
-const MISSING: [(&str, Probe); 7] = [
+const MISSING: [(&str, Probe); 8] = [
     ("casterpak_no_ffmpeg", || {
         on_path("ffmpeg") && on_path("ffprobe")
     }),
@@ -63,6 +63,16 @@ const MISSING: [(&str, Probe); 7] = [
         // Both probed, so that both are watched.
         let weed = on_path("weed");
         nginx.is_file() && weed
+    }),
+    // The shield cache of tests/cli/varnish.rs (Debian's varnish).
+    ("casterpak_no_varnish", || {
+        let varnishd = Path::new("/usr/sbin/varnishd");
+        watch(if varnishd.exists() {
+            varnishd
+        } else {
+            Path::new("/usr/sbin")
+        });
+        varnishd.is_file() && on_path("varnishadm")
     }),
     // Not watched while missing: `touch build.rs` after adding it.
     ("casterpak_no_shared_media", || {

@@ -32,7 +32,7 @@ fn hls_js_in_chromium_plays_a_csmil_master() {
 /// Two H.264 renditions a player keeps apart (it merges variants with the
 /// same attributes: another size and bitrate; H.264, since Chromium's MSE
 /// has no HEVC) in a new media root: `film_,hi,lo,.mp4.csmil`.
-fn two_renditions() -> tempfile::TempDir {
+pub fn two_renditions() -> tempfile::TempDir {
     let root = tempfile::tempdir().unwrap();
     std::fs::copy(
         fixture("h264-aac-bframes.mp4"),
@@ -52,7 +52,7 @@ fn two_renditions() -> tempfile::TempDir {
 }
 
 /// Plays `url` with `player` (and `extra` options of play.mjs); its report.
-fn play(player: &str, url: &str, extra: &[&str]) -> serde_json::Value {
+pub fn play(player: &str, url: &str, extra: &[&str]) -> serde_json::Value {
     let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     let out = Command::new("node")
         .arg(browser_dir.join("play.mjs"))

@@ -18,3 +18,4 @@ mod serve;
 mod shared_media;
 mod stores;
 mod support;
+mod varnish;

@@ -1,0 +1,142 @@
+# A shield cache in front of one or more casterpak origins (Varnish 7).
+#
+#   varnishd -a :80 -f /etc/varnish/casterpak.vcl -p vcl_path=/etc/varnish -s malloc,4G
+#
+# The origins are listed in casterpak-origins.vcl, beside this file: one
+# `backend` each (with the `casterpak_health` probe), each added to the
+# `origins` director in its `vcl_init`. Each video (a file, or a csmil set) is kept on
+# one origin, chosen by consistent hashing on its URL's directory: its
+# index and its segments are made, and cached, once. When an origin goes
+# away, the probe marks it sick within a few seconds and its videos move to
+# the next origin on the ring; a request meeting it before that is retried
+# there. Adding or removing an origin moves only its share of the videos.
+
+vcl 4.1;
+
+import directors;
+
+# casterpak's readiness: 503 while its cache cannot be used.
+probe casterpak_health {
+    .url = "/healthz";
+    .expected_response = 200;
+    .interval = 2s;
+    .timeout = 1s;
+    .window = 3;
+    .threshold = 2;
+    .initial = 2;
+}
+
+sub vcl_init {
+    new origins = directors.shard();
+}
+
+# Its backends, each added to `origins` in a vcl_init of its own.
+include "casterpak-origins.vcl";
+
+sub vcl_init {
+    origins.reconfigure();
+}
+
+sub vcl_recv {
+    # Health and metrics are each origin's own: never cached.
+    if (req.url ~ "^/(healthz|metrics)(\?|$)") {
+        return (pass);
+    }
+    if (req.url ~ "^/(i|cmaf)/") {
+        unset req.http.Cookie;
+        # casterpak ignores query strings while its tokens are off, so one
+        # object serves every URL that differs only there (player cache
+        # busters, analytics). With tokens on, drop this line: each
+        # token's answer is then its own.
+        set req.url = regsub(req.url, "\?.*$", "");
+    }
+    # Only GET and HEAD reach the cache; concurrent misses for one URL
+    # wait for one fetch (Varnish's request collapsing, on by default).
+    if (req.method != "GET" && req.method != "HEAD") {
+        return (pass);
+    }
+    return (hash);
+}
+
+sub vcl_hash {
+    # casterpak answers a URL with the same bytes whatever the Host (its
+    # absolute URIs come from server.base_url): one object per URL, however
+    # a player names this cache.
+    if (req.url ~ "^/(i|cmaf)/") {
+        hash_data(req.url);
+        return (lookup);
+    }
+}
+
+sub vcl_backend_fetch {
+    # The video's origin: the URL without its last part (a file's or a
+    # csmil set's directory), so that all its renditions, playlists and
+    # segments go to one origin; the next one on the ring on a retry.
+    set bereq.backend = origins.backend(
+        by = KEY,
+        key = origins.key(regsub(bereq.url, "/[^/]*$", "/")),
+        alt = bereq.retries,
+        healthy = CHOSEN);
+}
+
+sub vcl_backend_error {
+    # An origin that cannot be reached (gone before the probe noticed):
+    # the next one makes the same bytes.
+    if (bereq.retries < 1) {
+        return (retry);
+    }
+}
+
+sub vcl_backend_response {
+    # Which origin made it, and whether that was from its own cache.
+    set beresp.http.X-Origin = beresp.backend.name;
+    if (beresp.http.X-Cache) {
+        set beresp.http.X-Origin-Cache = beresp.http.X-Cache;
+        unset beresp.http.X-Cache;
+    }
+    if (bereq.url !~ "^/(i|cmaf)/") {
+        return (deliver);
+    }
+    unset beresp.http.Set-Cookie;
+    if (beresp.status >= 500) {
+        # Ours to retry soon, never to keep.
+        set beresp.ttl = 1s;
+        set beresp.uncacheable = true;
+        return (deliver);
+    }
+    if (beresp.status >= 400) {
+        # A missing file or a bad URL: briefly (the origin says 10 s).
+        set beresp.ttl = 10s;
+        set beresp.grace = 0s;
+        return (deliver);
+    }
+    if (bereq.url ~ "\.(m3u8|mpd)$") {
+        # VOD playlists: as long as the origin says (a day by default). A
+        # live playlist would say half its target duration, and that is
+        # what it gets: the origin's max-age is kept when it is shorter.
+        if (beresp.ttl > 1d) {
+            set beresp.ttl = 1d;
+        }
+    } else {
+        # Segments and init segments of a VOD file never change (their
+        # URLs carry no version: a replaced file changes its ETag, and a
+        # purge or ban clears them).
+        set beresp.ttl = 7d;
+    }
+    # Served stale for a while when every origin is down.
+    set beresp.grace = 6h;
+    return (deliver);
+}
+
+sub vcl_deliver {
+    # This cache's own answer: HIT, or MISS (fetched for this request).
+    if (obj.hits > 0) {
+        set resp.http.X-Cache = "HIT";
+    } else {
+        set resp.http.X-Cache = "MISS";
+    }
+    # The object's remaining TTL, for an operator who asks.
+    if (req.http.X-Casterpak-Debug) {
+        set resp.http.X-Cache-TTL = obj.ttl;
+    }
+}

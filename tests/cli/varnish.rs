@@ -1,0 +1,349 @@
+//! The shipped shield-cache tier (dist/varnish/casterpak.vcl, unmodified)
+//! run by a real Varnish on loopback in front of two casterpak origins:
+//! hits, ranges, TTLs by kind, one origin per video, and an origin going
+//! away.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::browser::{play, two_renditions};
+use crate::http_client::{request, Reply, Server};
+use crate::support::fixture;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// varnishd in the foreground on a free port, with the shipped VCL and an
+/// origins file naming `origins` (host:port).
+struct Varnish {
+    child: Child,
+    addr: String,
+    workdir: PathBuf,
+}
+
+impl Varnish {
+    fn start(dir: &Path, origins: &[&str]) -> Varnish {
+        let vcl_dir = dir.join("vcl");
+        fs::create_dir_all(&vcl_dir).unwrap();
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/varnish");
+        fs::copy(shipped.join("casterpak.vcl"), vcl_dir.join("casterpak.vcl")).unwrap();
+        let mut list = String::new();
+        let mut init = String::from("sub vcl_init {\n");
+        for (n, origin) in origins.iter().enumerate() {
+            let (host, port) = origin.split_once(':').unwrap();
+            list.push_str(&format!(
+                "backend origin{n} {{ .host = \"{host}\"; .port = \"{port}\"; \
+                 .probe = casterpak_health; }}\n"
+            ));
+            init.push_str(&format!("    origins.add_backend(origin{n});\n"));
+        }
+        init.push_str("}\n");
+        fs::write(vcl_dir.join("casterpak-origins.vcl"), list + &init).unwrap();
+        let workdir = dir.join("varnish");
+        let addr = format!("127.0.0.1:{}", free_port());
+        let child = Command::new("varnishd")
+            .args(["-F", "-a", &addr, "-s", "malloc,64m", "-n"])
+            .arg(&workdir)
+            .arg("-f")
+            .arg(vcl_dir.join("casterpak.vcl"))
+            .arg("-p")
+            .arg(format!("vcl_path={}", vcl_dir.display()))
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(dir.join("varnishd.log")).unwrap())
+            .spawn()
+            .expect("varnishd (Debian's varnish)");
+        let varnish = Varnish {
+            child,
+            addr,
+            workdir,
+        };
+        let start = Instant::now();
+        while std::net::TcpStream::connect(&varnish.addr).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "varnishd did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        varnish
+    }
+
+    fn get(&self, path: &str) -> Reply {
+        self.get_with(path, &[])
+    }
+
+    fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        request(&self.addr, "GET", path, headers)
+    }
+
+    /// `varnishadm backend.list`: each origin's name and health.
+    fn health(&self) -> BTreeMap<String, String> {
+        let out = Command::new("varnishadm")
+            .arg("-n")
+            .arg(&self.workdir)
+            .arg("backend.list")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let fields: Vec<&str> = l.split_whitespace().collect();
+                let name = fields.first()?.strip_prefix("boot.")?;
+                Some((name.to_string(), fields.get(3)?.to_string()))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Varnish {
+    fn drop(&mut self) {
+        // SAFETY: kill takes a pid and a signal number.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Two origins over one media root of `videos` copies of a 10 s file, each
+/// on its own cache, with their access logs; Varnish in front.
+struct Tier {
+    // Dropped in this order: the directory they work in goes last.
+    varnish: Varnish,
+    origins: Vec<Option<Server>>,
+    logs: Vec<PathBuf>,
+    _dir: tempfile::TempDir,
+}
+
+fn tier(videos: usize) -> Tier {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("media");
+    fs::create_dir_all(&root).unwrap();
+    for v in 0..videos {
+        fs::copy(
+            fixture("h264-aac-bframes.mp4"),
+            root.join(format!("v{v}.mp4")),
+        )
+        .unwrap();
+    }
+    tier_over(dir, &root)
+}
+
+/// The tier over the media in `root`, working in `dir`.
+fn tier_over(dir: tempfile::TempDir, root: &Path) -> Tier {
+    let mut origins = Vec::new();
+    let mut logs = Vec::new();
+    for n in 0..2 {
+        let log = dir.path().join(format!("origin{n}.log"));
+        let env = [
+            ("RUST_LOG", "warn,access=info"),
+            ("CASTERPAK_MEDIA_SEGMENT_DURATION", "2"),
+            ("CASTERPAK_SERVER_PREFETCH", "0"),
+        ];
+        let cache = dir.path().join(format!("cache{n}"));
+        origins.push(Some(Server::start_logging(root, &cache, &env, &log)));
+        logs.push(log);
+    }
+    let addrs: Vec<&str> = origins
+        .iter()
+        .map(|o| o.as_ref().unwrap().addr.as_str())
+        .collect();
+    let varnish = Varnish::start(dir.path(), &addrs);
+    Tier {
+        varnish,
+        origins,
+        logs,
+        _dir: dir,
+    }
+}
+
+impl Tier {
+    /// Requests for `path` the origins logged, between them.
+    fn origin_requests(&self, path: &str) -> usize {
+        let line = format!("\"GET {path}\"");
+        self.logs
+            .iter()
+            .map(|log| {
+                fs::read_to_string(log)
+                    .unwrap()
+                    .lines()
+                    .filter(|l| l.contains(&line))
+                    .count()
+            })
+            .sum()
+    }
+}
+
+fn is_hit(reply: &Reply) -> bool {
+    reply
+        .header("X-Varnish")
+        .is_some_and(|v| v.split_whitespace().count() == 2)
+}
+
+#[test]
+#[cfg_attr(casterpak_no_varnish, ignore = "needs varnishd (Debian's varnish)")]
+fn varnish_caches_each_object_once_with_its_ttl_and_ranges_from_the_cache() {
+    let t = tier(1);
+    let v = &t.varnish;
+    let segment = "/i/v0.mp4/segment2_0_av.ts";
+    let first = v.get_with(segment, &[("X-Casterpak-Debug", "1")]);
+    assert_eq!(first.status, 200);
+    assert!(!is_hit(&first));
+    assert_eq!(first.header("X-Cache"), Some("MISS"));
+    // Other cookies and query strings, the same object.
+    let again = v.get_with(
+        &format!("{segment}?token=abc&session=1"),
+        &[("Cookie", "player=1"), ("X-Casterpak-Debug", "1")],
+    );
+    assert_eq!(again.status, 200);
+    assert!(is_hit(&again), "{:?}", again.headers);
+    assert_eq!(again.header("X-Cache"), Some("HIT"));
+    assert!(again.header("Age").is_some());
+    assert_eq!(again.body, first.body);
+    assert_eq!(t.origin_requests(segment), 1, "the origins saw one request");
+    // A week for a segment, a day for a playlist, 10 s for a 404.
+    let ttl = |r: &Reply| -> f64 { r.header("X-Cache-TTL").unwrap().parse().unwrap() };
+    assert!(
+        (604_700.0..=604_800.0).contains(&ttl(&again)),
+        "{}",
+        ttl(&again)
+    );
+    let playlist = v.get_with("/i/v0.mp4/index_0_av.m3u8", &[("X-Casterpak-Debug", "1")]);
+    assert_eq!(playlist.status, 200);
+    assert!(
+        (86_300.0..=86_400.0).contains(&ttl(&playlist)),
+        "{}",
+        ttl(&playlist)
+    );
+    let missing = v.get_with(
+        "/i/nothing.mp4/index_0_av.m3u8",
+        &[("X-Casterpak-Debug", "1")],
+    );
+    assert_eq!(missing.status, 404);
+    assert!(ttl(&missing) <= 10.0, "{}", ttl(&missing));
+    // Ranges, from the cached object.
+    for (range, want) in [
+        ("bytes=100-299", 100..300),
+        ("bytes=0-0", 0..1),
+        ("bytes=-188", first.body.len() - 188..first.body.len()),
+    ] {
+        let part = v.get_with(segment, &[("Range", range)]);
+        assert_eq!(part.status, 206, "{range}");
+        assert_eq!(part.body, &first.body[want], "{range}");
+    }
+    assert_eq!(t.origin_requests(segment), 1, "ranges came from the cache");
+    // A cold range: the origin is asked once, for the whole object.
+    let cold = "/i/v0.mp4/segment3_0_av.ts";
+    let part = v.get_with(cold, &[("Range", "bytes=188-375")]);
+    assert_eq!((part.status, part.body.len()), (206, 188));
+    let whole = v.get(cold);
+    assert_eq!(&whole.body[188..376], &part.body[..]);
+    assert_eq!(t.origin_requests(cold), 1);
+    // Health is each origin's own, never cached.
+    for _ in 0..2 {
+        let health = v.get("/healthz");
+        assert_eq!((health.status, is_hit(&health)), (200, false));
+    }
+}
+
+#[test]
+#[cfg_attr(casterpak_no_varnish, ignore = "needs varnishd (Debian's varnish)")]
+fn each_video_stays_on_one_origin_and_moves_when_its_origin_goes() {
+    let mut t = tier(16);
+    let origin_of = |reply: &Reply| reply.header("X-Origin").unwrap().to_string();
+    let mut by_video: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
+    for v in 0..16 {
+        let base = format!("/i/v{v}.mp4");
+        let playlist = t.varnish.get(&format!("{base}/index_0_av.m3u8"));
+        assert_eq!(playlist.status, 200);
+        let names: Vec<String> = playlist
+            .text()
+            .lines()
+            .filter(|l| l.starts_with("segment"))
+            .map(String::from)
+            .collect();
+        assert_eq!(names.len(), 5);
+        let origins = by_video.entry(v).or_default();
+        origins.insert(origin_of(&playlist));
+        for name in &names {
+            let reply = t.varnish.get(&format!("{base}/{name}"));
+            assert_eq!(reply.status, 200);
+            origins.insert(origin_of(&reply));
+        }
+        assert_eq!(origins.len(), 1, "v{v}: {origins:?}");
+    }
+    let used: BTreeSet<&String> = by_video.values().flatten().collect();
+    assert_eq!(used.len(), 2, "both origins take videos: {by_video:?}");
+    // Origin 0 goes away. Its videos' uncached segments (the CMAF ones)
+    // are answered by origin 1 from the first request on: a request that
+    // meets the dead origin before the probe notices is retried.
+    let gone: Vec<usize> = by_video
+        .iter()
+        .filter(|(_, o)| o.contains("origin0"))
+        .map(|(v, _)| *v)
+        .collect();
+    drop(t.origins[0].take());
+    let start = Instant::now();
+    let mut asked = 0;
+    while start.elapsed() < Duration::from_secs(8) {
+        for &v in &gone {
+            for k in 1..=5 {
+                let path = format!("/i/v{v}.mp4/segment{k}_0_av.ts");
+                let cached = t.varnish.get(&path);
+                assert_eq!(cached.status, 200, "{path} (cached)");
+                let path = format!("/cmaf/v{v}.mp4/seg{k}_0_v.m4s");
+                let reply = t.varnish.get(&path);
+                assert_eq!(reply.status, 200, "{path} after {:?}", start.elapsed());
+                asked += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(asked > 0);
+    let health = t.varnish.health();
+    assert_eq!(
+        health.get("origin0").map(String::as_str),
+        Some("sick"),
+        "{health:?}"
+    );
+    assert_eq!(
+        health.get("origin1").map(String::as_str),
+        Some("healthy"),
+        "{health:?}"
+    );
+    // Now new objects of those videos go straight to origin 1.
+    let v = gone[0];
+    let reply = t.varnish.get(&format!("/cmaf/v{v}.mp4/seg1_0_a.m4s"));
+    assert_eq!((reply.status, origin_of(&reply).as_str()), (200, "origin1"));
+}
+
+#[test]
+#[cfg_attr(casterpak_no_varnish, ignore = "needs varnishd (Debian's varnish)")]
+#[cfg_attr(
+    casterpak_no_browser,
+    ignore = "needs chromium, node and tests/browser/node_modules (npm ci)"
+)]
+#[cfg_attr(casterpak_no_ffmpeg, ignore = "needs ffmpeg")]
+fn hls_js_plays_through_the_varnish_tier() {
+    let media = two_renditions();
+    let t = tier_over(tempfile::tempdir().unwrap(), media.path());
+    let url = format!(
+        "http://{}/i/film_,hi,lo,.mp4.csmil/master.m3u8",
+        t.varnish.addr
+    );
+    let result = play("hls", &url, &[]);
+    assert!(result["currentTime"].as_f64().unwrap() >= 3.0, "{result}");
+    assert_eq!(result["fatal"], serde_json::Value::Null);
+    assert_eq!(result["levels"], 2, "{result}");
+    // What it played came through the cache: asked again, it is a hit.
+    let master = t.varnish.get("/i/film_,hi,lo,.mp4.csmil/master.m3u8");
+    assert!(is_hit(&master), "{:?}", master.headers);
+}
