@@ -16,6 +16,7 @@ pub mod cache;
 pub mod commands;
 pub mod config;
 pub mod dates;
+pub mod metrics;
 pub mod origin;
 pub mod packager;
 pub mod server;

@@ -50,20 +50,7 @@ impl Cache {
         let counters: BTreeMap<String, u64> =
             self.with_db(|c| db::counters(c))?.into_iter().collect();
         let top = self.with_db(|c| db::top_sources(c, TOP_SOURCES))?;
-        let fetched = counters
-            .iter()
-            .filter_map(|(name, bytes)| {
-                let backend = name.strip_prefix(FETCHED_BYTES)?;
-                Some(Fetched {
-                    backend: backend.to_string(),
-                    bytes: *bytes,
-                    requests: counters
-                        .get(&format!("{FETCHED_REQUESTS}{backend}"))
-                        .copied()
-                        .unwrap_or(0),
-                })
-            })
-            .collect();
+        let fetched = fetched_of(&counters);
         // Rows of processes that are gone are copies that were cut off.
         let downloads = self
             .with_db(|c| db::downloads(c))?
@@ -204,6 +191,47 @@ pub struct Fetched {
     pub backend: String,
     pub bytes: u64,
     pub requests: u64,
+}
+
+impl Cache {
+    /// What a metrics scrape reports of the cache: objects and bytes by
+    /// kind, and what was fetched from each remote store (as last
+    /// recorded). Lighter than [`Cache::stats`]: no per-source totals.
+    pub fn totals(&self) -> Result<(BTreeMap<String, KindStats>, Vec<Fetched>), CacheError> {
+        let kinds = self.with_db(|c| db::kind_totals(c))?;
+        let counters: BTreeMap<String, u64> =
+            self.with_db(|c| db::counters(c))?.into_iter().collect();
+        let by_kind = kinds
+            .into_iter()
+            .map(|(kind, k)| {
+                let stats = KindStats {
+                    objects: k.objects,
+                    bytes: k.bytes,
+                    expired: k.expired,
+                };
+                (kind, stats)
+            })
+            .collect();
+        Ok((by_kind, fetched_of(&counters)))
+    }
+}
+
+/// The fetched bytes and requests of each remote backend, from the counters.
+fn fetched_of(counters: &BTreeMap<String, u64>) -> Vec<Fetched> {
+    counters
+        .iter()
+        .filter_map(|(name, bytes)| {
+            let backend = name.strip_prefix(FETCHED_BYTES)?;
+            Some(Fetched {
+                backend: backend.to_string(),
+                bytes: *bytes,
+                requests: counters
+                    .get(&format!("{FETCHED_REQUESTS}{backend}"))
+                    .copied()
+                    .unwrap_or(0),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

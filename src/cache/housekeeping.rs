@@ -55,16 +55,19 @@ impl Cache {
 
     fn scheduled_gc(&self, policy: &GcPolicy, short: bool) {
         match self.gc(policy, false) {
-            Ok(r) => tracing::info!(
-                "gc{}: deleted {} objects ({} bytes)",
-                if short {
-                    " (free space below cache.min_free)"
-                } else {
-                    ""
-                },
-                r.deleted_objects,
-                r.deleted_bytes
-            ),
+            Ok(r) => {
+                crate::metrics::metrics().gc_ran(r.deleted_objects, r.deleted_bytes);
+                tracing::info!(
+                    "gc{}: deleted {} objects ({} bytes)",
+                    if short {
+                        " (free space below cache.min_free)"
+                    } else {
+                        ""
+                    },
+                    r.deleted_objects,
+                    r.deleted_bytes
+                )
+            }
             Err(e) => tracing::warn!("gc: {e}"),
         }
     }

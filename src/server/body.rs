@@ -298,6 +298,7 @@ impl Record {
         if !cut {
             self.confirmed = self.len;
         }
+        crate::metrics::metrics().sent(self.confirmed);
         let log = &self.log;
         tracing::info!(
             target: "access",

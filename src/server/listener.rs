@@ -85,6 +85,7 @@ impl Connections {
         match victim {
             Some((_, c)) => {
                 c.evict();
+                crate::metrics::metrics().closed_for_room();
                 true
             }
             None => false,
@@ -147,6 +148,7 @@ where
                 tokio::spawn(serve(stream, peer, registered));
             }
             Err(e) if out_of_resources(&e) => {
+                crate::metrics::metrics().accept_failed();
                 if warned.is_none_or(|t| t.elapsed() >= WARN_INTERVAL) {
                     warned = Some(std::time::Instant::now());
                     tracing::warn!(

@@ -112,13 +112,14 @@ pub fn run(
         send: server.send_timeout.as_std().max(Duration::from_secs(1)),
     };
     let work = Arc::new(Semaphore::new(workers));
+    let connections = Connections::new(max_connections);
     let shared = Arc::new(Shared {
         origin: Arc::clone(&origin),
         prefetch: prefetch::Prefetcher::start(Arc::clone(&origin), Arc::clone(&work)),
         work,
+        connections: Arc::clone(&connections),
     });
     let prefetcher = Arc::clone(&shared);
-    let connections = Connections::new(max_connections);
     let stopped_by = runtime.block_on(async {
         tokio::select! {
             () = listener::accept_loop(

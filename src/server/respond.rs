@@ -16,7 +16,9 @@ use tokio::sync::Semaphore;
 use super::body::{AccessLog, Record, Source, TrackedBody};
 use super::io::ConnState;
 use super::semantics::{not_modified, parse_range, RangeRequest};
+use crate::cache::State;
 use crate::dates::http_date;
+use crate::metrics::metrics;
 use crate::origin::{Answer, Origin, OriginError};
 
 /// Longest request target we answer; longer gets 414 (nginx's default
@@ -35,6 +37,8 @@ pub struct Shared {
     pub work: Arc<Semaphore>,
     /// Makes segments ahead of players (`server.prefetch`).
     pub prefetch: Option<super::prefetch::Prefetcher>,
+    /// The open connections, for `/metrics`.
+    pub connections: Arc<super::listener::Connections>,
 }
 
 /// What a response is before it becomes one.
@@ -78,6 +82,11 @@ pub async fn handle(
     if parts.method == Method::HEAD {
         reply.source = Source::Empty;
     }
+    metrics().answered(
+        route_of(parts.uri.path()),
+        reply.status.as_u16(),
+        reply.cache,
+    );
     let mut log = unanswered.0.take().expect("answered once");
     log.status = reply.status.as_u16();
     log.cache = reply.cache;
@@ -159,6 +168,9 @@ async fn route(shared: &Arc<Shared>, parts: &http::request::Parts) -> Reply {
     if path == HEALTH_PATH {
         return health(shared).await;
     }
+    if path == METRICS_PATH {
+        return metrics_reply(shared).await;
+    }
     let origin = Arc::clone(&shared.origin);
     // A request waits for a slot no longer than for another request's
     // object: then it is told to come back.
@@ -169,6 +181,7 @@ async fn route(shared: &Arc<Shared>, parts: &http::request::Parts) -> Reply {
     .await;
     let answer = match slot {
         Ok(Ok(permit)) => {
+            let started = std::time::Instant::now();
             // The answer comes back as soon as it can start: a segment made
             // for this request is sent as it is made, while the work goes
             // on (holding its slot) on the blocking thread.
@@ -201,7 +214,14 @@ async fn route(shared: &Arc<Shared>, parts: &http::request::Parts) -> Reply {
                 }
             });
             match answered.await {
-                Ok(answer) => answer,
+                Ok(answer) => {
+                    if let Ok((made, _)) = &answer {
+                        if made.object.state == State::Miss {
+                            metrics().made(started.elapsed());
+                        }
+                    }
+                    answer
+                }
                 Err(_) => Err(OriginError::Internal(format!(
                     "internal error ({})",
                     match work.await {
@@ -250,6 +270,50 @@ async fn health(shared: &Shared) -> Reply {
     };
     put(&mut reply.headers, header::CACHE_CONTROL, "no-store");
     reply
+}
+
+/// What the server did since it started, and what its cache holds, in
+/// the Prometheus text format; off the media URL space, no worker slot.
+pub const METRICS_PATH: &str = "/metrics";
+
+async fn metrics_reply(shared: &Arc<Shared>) -> Reply {
+    let config = &shared.origin.config().server;
+    let shared = Arc::clone(shared);
+    let rendered = tokio::task::spawn_blocking(move || {
+        metrics().render(shared.connections.open_count(), shared.origin.cache())
+    })
+    .await;
+    let Ok(body) = rendered else {
+        return text(config, 500, "internal error rendering the metrics");
+    };
+    let mut reply = text(config, 200, "");
+    put(
+        &mut reply.headers,
+        header::CONTENT_TYPE,
+        crate::metrics::CONTENT_TYPE,
+    );
+    put(&mut reply.headers, header::CACHE_CONTROL, "no-store");
+    let body = Bytes::from(body);
+    reply.len = body.len() as u64;
+    reply.source = Source::Bytes(body);
+    reply
+}
+
+/// The route of a request path, for the metrics' `route` label: a small
+/// fixed set, whatever the URL.
+fn route_of(path: &str) -> &'static str {
+    let name = path.rsplit('/').next().unwrap_or("");
+    match path {
+        HEALTH_PATH => "health",
+        METRICS_PATH => "metrics",
+        _ if name == "master.m3u8" => "master",
+        _ if name.ends_with(".m3u8") => "playlist",
+        _ if name.ends_with(".mpd") => "manifest",
+        _ if name.ends_with(".ts") => "segment",
+        _ if name.ends_with(".m4s") => "fragment",
+        _ if name.ends_with(".mp4") => "init",
+        _ => "other",
+    }
 }
 
 /// Names `next`, the object a player asks for after this one, for a CDN
@@ -353,6 +417,9 @@ fn error(config: &crate::config::Server, e: &OriginError) -> Reply {
         OriginError::BadGateway(_) => 502,
         OriginError::GatewayTimeout(_) => 504,
     };
+    if status == 502 || status == 504 {
+        metrics().remote_error();
+    }
     match status {
         // Try again later: the store restoring, a copy changing, a wait.
         503 => tracing::warn!("{e}"),

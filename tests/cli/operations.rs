@@ -57,3 +57,138 @@ fn healthz_fails_while_the_cache_disk_is_full_and_recovers() {
     fs::remove_file(&filler).unwrap();
     assert_eq!(s.get("/healthz").status, 200);
 }
+
+/// `/metrics`, parsed as Prometheus text: the sample of `name` whose
+/// labels include `labels`.
+fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match &s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => *v,
+            prometheus_parse::Value::Histogram(buckets) => buckets.last().map_or(0.0, |b| b.count),
+            prometheus_parse::Value::Summary(_) => f64::NAN,
+        })
+}
+
+fn scrape(s: &Server) -> prometheus_parse::Scrape {
+    let reply = s.get("/metrics");
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.header("Content-Type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let text = reply.text();
+    // Every line a comment or a sample the format allows.
+    for line in text.lines() {
+        assert!(
+            line.starts_with("# HELP casterpak_")
+                || line.starts_with("# TYPE casterpak_")
+                || line.starts_with("casterpak_"),
+            "{line}"
+        );
+    }
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    prometheus_parse::Scrape::parse(lines).expect("Prometheus text format")
+}
+
+#[test]
+fn metrics_parse_as_prometheus_text_and_move_with_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with_env(
+        &media(dir.path()),
+        &dir.path().join("cache"),
+        &[],
+        &[("CASTERPAK_SERVER_PREFETCH", "0")],
+    );
+    let before = scrape(&s);
+    let requests = |scrape: &prometheus_parse::Scrape, route: &str, status: &str| {
+        sample(
+            scrape,
+            "casterpak_requests_total",
+            &[("route", route), ("status", status)],
+        )
+        .unwrap_or(0.0)
+    };
+    let segment = s.get("/i/film.mp4/segment1_0_av.ts");
+    assert_eq!(segment.status, 200);
+    assert_eq!(
+        s.get("/i/film.mp4/segment1_0_av.ts").header("X-Cache"),
+        Some("HIT")
+    );
+    assert_eq!(s.get("/i/missing.mp4/master.m3u8").status, 404);
+    let after = scrape(&s);
+    assert_eq!(
+        requests(&after, "segment", "200") - requests(&before, "segment", "200"),
+        2.0
+    );
+    assert_eq!(
+        requests(&after, "master", "404") - requests(&before, "master", "404"),
+        1.0
+    );
+    assert!(requests(&after, "metrics", "200") >= 1.0);
+    let outcome = |scrape: &prometheus_parse::Scrape, o: &str| {
+        sample(scrape, "casterpak_cache_requests_total", &[("outcome", o)]).unwrap()
+    };
+    assert_eq!(outcome(&after, "hit") - outcome(&before, "hit"), 1.0);
+    assert_eq!(outcome(&after, "miss") - outcome(&before, "miss"), 1.0);
+    let made = |scrape: &prometheus_parse::Scrape| {
+        sample(scrape, "casterpak_packaging_seconds", &[]).unwrap()
+    };
+    assert_eq!(made(&after) - made(&before), 1.0, "one object made");
+    let sent = |scrape: &prometheus_parse::Scrape| {
+        sample(scrape, "casterpak_sent_bytes_total", &[]).unwrap()
+    };
+    assert!(
+        sent(&after) - sent(&before) >= 2.0 * segment.body.len() as f64,
+        "both segments counted"
+    );
+    let objects = sample(&after, "casterpak_cache_objects", &[("kind", "segment")]);
+    assert_eq!(objects, Some(1.0));
+    let bytes = sample(&after, "casterpak_cache_bytes", &[("kind", "segment")]);
+    assert_eq!(bytes, Some(segment.body.len() as f64));
+    assert!(sample(&after, "casterpak_connections_open", &[]).unwrap() >= 1.0);
+    for family in [
+        "casterpak_gc_runs_total",
+        "casterpak_gc_deleted_bytes_total",
+        "casterpak_remote_errors_total",
+        "casterpak_connections_closed_for_room_total",
+        "casterpak_accept_failures_total",
+    ] {
+        assert_eq!(sample(&after, family, &[]), Some(0.0), "{family}");
+    }
+}
+
+#[test]
+fn gc_runs_of_the_server_show_in_its_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with_env(
+        &media(dir.path()),
+        &dir.path().join("cache"),
+        &[],
+        &[
+            ("CASTERPAK_SERVER_PREFETCH", "0"),
+            ("CASTERPAK_CACHE_GC_INTERVAL", "1"),
+            ("CASTERPAK_CACHE_OUTPUT_TTL", "1"),
+        ],
+    );
+    let segment = s.get("/i/film.mp4/segment1_0_av.ts");
+    assert_eq!(segment.status, 200);
+    let start = std::time::Instant::now();
+    loop {
+        let now = scrape(&s);
+        let freed = sample(&now, "casterpak_gc_deleted_bytes_total", &[]).unwrap();
+        if freed >= segment.body.len() as f64 {
+            assert!(sample(&now, "casterpak_gc_runs_total", &[]).unwrap() >= 1.0);
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "gc never freed the segment"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
