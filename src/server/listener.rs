@@ -92,6 +92,39 @@ impl Connections {
         }
     }
 
+    /// When the server stops: asks every connection to close, those
+    /// sending a response once it has gone out, and waits at most `limit`
+    /// for them to; whether they all did.
+    pub async fn drain(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let closed = self.closed.notified();
+            tokio::pin!(closed);
+            closed.as_mut().enable();
+            let open: Vec<Arc<ConnState>> = self
+                .open
+                .lock()
+                .expect("connections lock")
+                .values()
+                .cloned()
+                .collect();
+            if open.is_empty() {
+                return true;
+            }
+            // Asked again each time: one idle when asked may have taken a
+            // request since, and be free to close only now.
+            open.iter().for_each(|c| c.evict());
+            let wait = Duration::from_millis(100);
+            if tokio::time::timeout_at(deadline.min(tokio::time::Instant::now() + wait), closed)
+                .await
+                .is_err()
+                && tokio::time::Instant::now() >= deadline
+            {
+                return false;
+            }
+        }
+    }
+
     fn register(self: &Arc<Self>) -> Registered {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let state = Arc::new(ConnState::default());

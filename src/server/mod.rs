@@ -120,6 +120,7 @@ pub fn run(
         connections: Arc::clone(&connections),
     });
     let prefetcher = Arc::clone(&shared);
+    let draining = Arc::clone(&connections);
     let stopped_by = runtime.block_on(async {
         tokio::select! {
             () = listener::accept_loop(
@@ -133,9 +134,18 @@ pub fn run(
         }
     });
     if let Some(signal) = stopped_by {
-        tracing::info!("{signal}: no new connections; storing what is left to store");
+        tracing::info!("{signal}: no new connections; finishing the answers in flight");
+        // Responses going out finish (a player's segment download
+        // completes); idle connections close at once.
+        if !runtime.block_on(draining.drain(STOP_DRAIN)) {
+            tracing::warn!(
+                "{} connections still open after {}s: cut off",
+                draining.open_count(),
+                STOP_DRAIN.as_secs()
+            );
+        }
     }
-    // The answers in flight first (they may read indexes or record use),
+    // What is left of the answers (they may read indexes or record use),
     // then what they left in memory.
     runtime.shutdown_timeout(STOP_GRACE);
     if let Some(prefetch) = &prefetcher.prefetch {
@@ -150,7 +160,10 @@ pub fn run(
 /// How long a stopping server waits for the indexes it read to be stored.
 const STOP_STORE_WAIT: Duration = Duration::from_secs(30);
 
-/// Answers in flight when the server stops get this long to finish.
+/// Responses going out when the server stops get this long to finish
+/// (a 4 MB segment to a client at 2 Mbit/s takes 16 s) ...
+const STOP_DRAIN: Duration = Duration::from_secs(30);
+/// ... and the work behind them this long after that.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// SIGTERM and SIGINT, handled from before the server says it listens: the

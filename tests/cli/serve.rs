@@ -900,6 +900,80 @@ fn sigterm_stops_the_server_after_it_stores_the_indexes_it_read() {
     assert_eq!(indexes, 1, "the index of the one source read");
 }
 
+/// SIGTERM while a large segment is going out: the download completes (up
+/// to 30 s), nothing new is accepted, and the server then exits with 0.
+#[test]
+#[cfg_attr(casterpak_no_ffmpeg, ignore = "needs ffmpeg")]
+fn sigterm_lets_a_download_in_flight_finish_then_exits_0() {
+    use std::io::{Read, Write};
+    let m = media();
+    // 8 MB in one segment: more than the socket buffers of both ends hold.
+    let made = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-f", "lavfi", "-i"])
+        .arg("testsrc2=s=1280x720:r=30:d=4")
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-qp",
+            "0",
+            "-g",
+            "300",
+        ])
+        .arg(m.root.join("big.mp4"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let mut s = Server::start_with_env(
+        &m.root,
+        &m.cache,
+        &[],
+        &[NO_PREFETCH, ("CASTERPAK_MEDIA_SEGMENT_DURATION", "60")],
+    );
+    let path = "/i/big.mp4/segment1_0_v.ts";
+    let whole = s.get(path).body;
+    assert!(
+        whole.len() > 6 << 20,
+        "{} bytes: {}",
+        whole.len(),
+        String::from_utf8_lossy(&whole)
+    );
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket
+        .connect(&s.addr.parse::<std::net::SocketAddr>().unwrap().into())
+        .unwrap();
+    let mut download: TcpStream = socket.into();
+    write!(download, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut received = vec![0; 64 << 10];
+    download.read_exact(&mut received).unwrap();
+    // SIGTERM, the download part way.
+    // SAFETY: kill takes a pid and a signal number.
+    unsafe {
+        libc::kill(s.pid() as libc::pid_t, libc::SIGTERM);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(s.is_running(), "still sending");
+    assert!(
+        TcpStream::connect(&s.addr).is_err(),
+        "no new connection is accepted"
+    );
+    download
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    download.read_to_end(&mut received).unwrap();
+    let reply = read_reply(&mut BufReader::new(&received[..]), false);
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body.len(), whole.len(), "the whole segment");
+    assert!(reply.body == whole);
+    let status = s.terminate(std::time::Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|st| st.success()),
+        "exited with 0: {status:?}"
+    );
+}
+
 /// A stored media playlist is also kept in memory: the next request is
 /// answered from there (it still counts as a hit), even once its cache
 /// file is gone behind the server's back.
