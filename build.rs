@@ -24,7 +24,7 @@ fn main() {
 
 type Probe = fn() -> bool;
 
-const MISSING: [(&str, Probe); 8] = [
+const MISSING: [(&str, Probe); 9] = [
     ("casterpak_no_ffmpeg", || {
         on_path("ffmpeg") && on_path("ffprobe")
     }),
@@ -73,6 +73,10 @@ const MISSING: [(&str, Probe); 8] = [
             Path::new("/usr/sbin")
         });
         varnishd.is_file() && on_path("varnishadm")
+    }),
+    // Checks of the shipped systemd units (Debian's systemd).
+    ("casterpak_no_systemd_analyze", || {
+        on_path("systemd-analyze")
     }),
     // Not watched while missing: `touch build.rs` after adding it.
     ("casterpak_no_shared_media", || {

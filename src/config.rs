@@ -623,6 +623,72 @@ mod tests {
         }
     }
 
+    /// dist/casterpak.toml shows every key, commented out (`#key = ...`),
+    /// with its default; uncommented, it is a valid configuration.
+    #[test]
+    fn the_sample_file_has_every_key_with_its_default() {
+        let sample = include_str!("../dist/casterpak.toml");
+        let uncommented: String = sample
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest) if rest.starts_with(|c: char| c.is_ascii_lowercase() || c == '[') => {
+                    rest
+                }
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let config: Config = toml::from_str(&uncommented).expect("the sample, uncommented");
+        assert_eq!(config.sources.len(), 3, "a source of each type");
+        let shown: toml::Table = uncommented.parse().unwrap();
+        let defaults = toml::Table::try_from(Config::default()).unwrap();
+        for (section, keys) in &defaults {
+            let Some(keys) = keys.as_table() else {
+                continue;
+            };
+            for (key, default) in keys {
+                let value = shown[section].as_table().unwrap().get(key);
+                let value = value.unwrap_or_else(|| panic!("the sample lacks {section}.{key}"));
+                // The cache directory's default depends on the machine.
+                if (section.as_str(), key.as_str()) != ("cache", "dir") {
+                    assert_eq!(value, default, "{section}.{key}: not its default");
+                }
+            }
+            assert_eq!(
+                shown[section].as_table().unwrap().len(),
+                keys.len(),
+                "[{section}]: a key the code does not have"
+            );
+        }
+        // Every key a source may have, in one of the examples.
+        let source_keys: std::collections::BTreeSet<&str> = shown["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s.as_table().unwrap().keys().map(String::as_str))
+            .collect();
+        let every = Source {
+            prefix: String::new(),
+            kind: SourceType::S3,
+            root: Some(PathBuf::new()),
+            url: Some(String::new()),
+            endpoint: Some(String::new()),
+            region: Some(String::new()),
+            bucket: Some(String::new()),
+            key_prefix: Some(String::new()),
+            path_style: Some(true),
+            copy: Some(true),
+            access_key: Some(String::new()),
+            secret_key: Some(String::new()),
+        };
+        for key in toml::Table::try_from(every).unwrap().keys() {
+            assert!(
+                source_keys.contains(key.as_str()),
+                "no example has sources.{key}"
+            );
+        }
+    }
+
     #[test]
     fn file_then_environment() {
         let dir = tempfile::tempdir().unwrap();
