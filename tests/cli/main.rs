@@ -16,6 +16,6 @@ mod prefetch;
 mod remote;
 mod serve;
 mod shared_media;
+mod shield;
 mod stores;
 mod support;
-mod varnish;
