@@ -17,9 +17,25 @@ pub struct Config {
     pub server: Server,
     pub cache: Cache,
     pub remote: Remote,
+    pub log: Log,
     /// Backends by URL path prefix; `media.root` serves every path none of
     /// them claims.
     pub sources: Vec<Source>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// Lines of text, or one JSON object a line (for a log pipeline).
+    pub format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

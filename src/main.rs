@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Arg, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use casterpak::commands;
-use casterpak::config::{CommonArgs, Config};
+use casterpak::config::{CommonArgs, Config, LogFormat};
 
 #[derive(Parser)]
 #[command(
@@ -19,6 +19,7 @@ struct Cli {
     /// More log detail on stderr (same as RUST_LOG=casterpak=debug).
     #[arg(short, long, global = true)]
     verbose: bool,
+
     #[command(flatten)]
     common: CommonArgs,
     #[command(subcommand)]
@@ -70,7 +71,6 @@ fn main() -> ExitCode {
         Command::Serve(_) => "info",
         _ => "warn",
     };
-    init_logging(cli.verbose, default_level);
     let clock = casterpak::cache::clock_at(now);
     let result = match cli.command {
         Command::Completions { shell } => {
@@ -83,14 +83,17 @@ fn main() -> ExitCode {
                 .and_then(|page| commands::print(&page))
                 .map(|()| ExitCode::SUCCESS)
         }
-        command => Config::load(&cli.common).and_then(|config| match command {
-            Command::Package(args) => commands::package::run(args, config, clock),
-            Command::Serve(args) => commands::serve::run(args, config, clock),
-            Command::Gc(args) => commands::gc::run(args, &config, clock),
-            Command::Stat(args) => commands::stat::run(args, &config, clock),
-            Command::Invalidate(args) => commands::invalidate::run(args, &config, clock),
-            Command::Master(args) => commands::master::run(args, config, clock),
-            Command::Completions { .. } | Command::Man { .. } => unreachable!("matched above"),
+        command => Config::load(&cli.common).and_then(|config| {
+            init_logging(cli.verbose, default_level, config.log.format);
+            match command {
+                Command::Package(args) => commands::package::run(args, config, clock),
+                Command::Serve(args) => commands::serve::run(args, config, clock),
+                Command::Gc(args) => commands::gc::run(args, &config, clock),
+                Command::Stat(args) => commands::stat::run(args, &config, clock),
+                Command::Invalidate(args) => commands::invalidate::run(args, &config, clock),
+                Command::Master(args) => commands::master::run(args, config, clock),
+                Command::Completions { .. } | Command::Man { .. } => unreachable!("matched above"),
+            }
         }),
     };
     result.unwrap_or_else(print_or_fail_err)
@@ -101,7 +104,7 @@ fn print_or_fail_err(e: anyhow::Error) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn init_logging(verbose: bool, level: &str) {
+fn init_logging(verbose: bool, level: &str, format: LogFormat) {
     let default = if verbose {
         "casterpak=debug,access=debug".to_string()
     } else {
@@ -109,10 +112,20 @@ fn init_logging(verbose: bool, level: &str) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let logger = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_target(false);
+    match format {
+        LogFormat::Text => logger
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // One object a line: the time, level, message (`fields`), and the
+        // request's id (`span`) in a request's lines.
+        LogFormat::Json => logger
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
 }

@@ -76,6 +76,8 @@ fn configuration(roff: &mut Roff) {
         ),
         bold("[remote]"),
         roman(" connect_timeout, timeout, revalidate, copies; "),
+        bold("[log]"),
+        roman(" format; "),
         bold("[[sources]]"),
         roman(
             " (one per URL path prefix) prefix, type (filesystem, http or s3), root; url; \

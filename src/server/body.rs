@@ -43,6 +43,8 @@ pub enum Source {
 
 /// What the access log says of one request.
 pub struct AccessLog {
+    /// The request's span (its id), entered to write the line.
+    span: tracing::Span,
     peer: SocketAddr,
     method: http::Method,
     target: String,
@@ -52,7 +54,12 @@ pub struct AccessLog {
 }
 
 impl AccessLog {
-    pub fn new(peer: SocketAddr, method: &http::Method, uri: &http::Uri) -> Self {
+    pub fn new(
+        span: tracing::Span,
+        peer: SocketAddr,
+        method: &http::Method,
+        uri: &http::Uri,
+    ) -> Self {
         // Quotes and backslashes escaped, so that a log line always parses.
         let mut target = String::new();
         for c in uri.to_string().chars() {
@@ -67,6 +74,7 @@ impl AccessLog {
             }
         }
         AccessLog {
+            span,
             peer,
             method: method.clone(),
             target,
@@ -300,6 +308,7 @@ impl Record {
         }
         crate::metrics::metrics().sent(self.confirmed);
         let log = &self.log;
+        let _request = log.span.enter();
         tracing::info!(
             target: "access",
             "{} \"{} {}\" {} {}/{} {:.1}ms {}{}",

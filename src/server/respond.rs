@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 use super::body::{AccessLog, Record, Source, TrackedBody};
 use super::io::ConnState;
@@ -70,15 +71,24 @@ pub async fn handle(
     peer: SocketAddr,
 ) -> Result<Response<TrackedBody>, Infallible> {
     let in_flight = conn.start_request();
+    let id = request_id(request.headers());
+    // Every log line of the request names it.
+    let span = tracing::info_span!("request", id = %id);
     // Logged as 499 if the client goes away before the answer is ready.
-    let mut unanswered = Unanswered(Some(AccessLog::new(peer, request.method(), request.uri())));
+    let log = AccessLog::new(span.clone(), peer, request.method(), request.uri());
+    let mut unanswered = Unanswered(Some(log));
     // The body, if any, is dropped unread: hyper then closes the
     // connection rather than read it.
     let (parts, _) = request.into_parts();
     let mut reply = match refusal(&shared, &parts) {
         Some(reply) => reply,
-        None => route(&shared, &parts).await,
+        None => route(&shared, &parts, &span).instrument(span.clone()).await,
     };
+    put(
+        &mut reply.headers,
+        HeaderName::from_static("x-request-id"),
+        &id,
+    );
     if parts.method == Method::HEAD {
         reply.source = Source::Empty;
     }
@@ -102,6 +112,34 @@ pub async fn handle(
             .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     }
     Ok(response)
+}
+
+/// A request's id: the client's `X-Request-Id` (a load balancer's, to
+/// follow a request across tiers) when it is 1 to 64 letters, digits, `-`,
+/// `_` or `.`; else one of ours, unique in this process and across
+/// restarts.
+fn request_id(headers: &HeaderMap) -> String {
+    if let Some(theirs) = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            (1..=64).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        })
+    {
+        return theirs.to_string();
+    }
+    static PROCESS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let process = PROCESS.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish() as u32
+    });
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{process:08x}-{n:x}")
 }
 
 /// The access log of a request whose answer is not ready yet.
@@ -159,7 +197,7 @@ fn refusal(shared: &Shared, parts: &http::request::Parts) -> Option<Reply> {
     Some(reply)
 }
 
-async fn route(shared: &Arc<Shared>, parts: &http::request::Parts) -> Reply {
+async fn route(shared: &Arc<Shared>, parts: &http::request::Parts, span: &tracing::Span) -> Reply {
     let config = &shared.origin.config().server;
     if parts.method == Method::OPTIONS {
         return preflight(config);
@@ -195,8 +233,10 @@ async fn route(shared: &Arc<Shared>, parts: &http::request::Parts) -> Reply {
             let count = config.prefetch;
             let shared = Arc::clone(shared);
             let get = parts.method == Method::GET;
+            let span = span.clone();
             let work = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
+                let _request = span.enter();
                 // With each answer, what a player asks for next (hinted):
                 // known once the source is in memory, as it is when the
                 // answer is ready.

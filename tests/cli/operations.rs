@@ -243,3 +243,70 @@ fn the_systemd_units_verify_and_are_hardened() {
         assert!(exposure <= 2.0, "{}: exposure {exposure}", unit.display());
     }
 }
+
+/// Every log line of a request names it, by the client's `X-Request-Id`
+/// or one of ours, and the answer carries it; with `log.format = "json"`
+/// each line is an object.
+#[test]
+fn each_request_has_an_id_in_its_answer_and_its_log_lines_text_or_json() {
+    for format in ["text", "json"] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("serve.log");
+        let env = [
+            ("RUST_LOG", "casterpak=debug,access=info"),
+            ("CASTERPAK_LOG_FORMAT", format),
+            ("CASTERPAK_SERVER_PREFETCH", "0"),
+        ];
+        let s = Server::start_logging(&media(dir.path()), &dir.path().join("cache"), &env, &log);
+        let theirs = request(
+            &s.addr,
+            "GET",
+            "/i/film.mp4/segment1_0_av.ts",
+            &[("X-Request-Id", "lb-7f3a.1")],
+        );
+        assert_eq!(theirs.header("X-Request-Id"), Some("lb-7f3a.1"));
+        let ours = request(
+            &s.addr,
+            "GET",
+            "/i/film.mp4/segment2_0_av.ts",
+            &[("X-Request-Id", "not an id; with spaces")],
+        );
+        let id = ours.header("X-Request-Id").unwrap().to_string();
+        assert!(id.len() >= 8 && !id.contains(' '), "{id}");
+        assert_ne!(s.get("/healthz").header("X-Request-Id"), Some(id.as_str()));
+        drop(s);
+        let text = fs::read_to_string(&log).unwrap();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with("casterpak serving"))
+            .collect();
+        if format == "json" {
+            for line in &lines {
+                let _: serde_json::Value =
+                    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            }
+        }
+        for (request_id, path) in [
+            ("lb-7f3a.1", "segment1_0_av.ts"),
+            (id.as_str(), "segment2_0_av.ts"),
+        ] {
+            let mine: Vec<&&str> = lines.iter().filter(|l| l.contains(request_id)).collect();
+            // The segment made (debug) and the access line, at least.
+            assert!(mine.len() >= 2, "{format}: {mine:?}\n{text}");
+            assert!(
+                mine.iter().any(|l| l.contains(path) && l.contains(" 200 ")),
+                "{format}: {mine:?}"
+            );
+            assert!(
+                mine.iter().any(|l| l.contains("made")),
+                "{format}: {mine:?}"
+            );
+            if format == "json" {
+                for line in &mine {
+                    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                    assert_eq!(v["span"]["id"], request_id, "{line}");
+                }
+            }
+        }
+    }
+}
