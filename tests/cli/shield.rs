@@ -524,3 +524,30 @@ fn the_nginx_shield_caches_once_keeps_videos_together_and_survives_an_origin() {
         }
     }
 }
+
+/// The shipped VCL compiles with each origins file shipped beside it: the
+/// example in dist/varnish/, and that of dist/compose/ (the compose setup
+/// itself needs Docker, which the tests do not run).
+#[test]
+#[cfg_attr(casterpak_no_varnish, ignore = "needs varnishd (Debian's varnish)")]
+fn the_shipped_vcl_compiles_with_each_shipped_origins_file() {
+    let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("dist");
+    for origins in ["varnish", "compose"] {
+        let work = tempfile::tempdir().unwrap();
+        let out = Command::new("varnishd")
+            .arg("-C")
+            .arg("-f")
+            .arg(dist.join("varnish/casterpak.vcl"))
+            .arg("-p")
+            .arg(format!("vcl_path={}", dist.join(origins).display()))
+            .arg("-n")
+            .arg(work.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "with dist/{origins}/casterpak-origins.vcl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
