@@ -5,7 +5,9 @@
 #
 #   - player: a fresh server, the media playlist, then segments 1..N back to
 #     back as a player fills its buffer (each request once the last is in);
-#     latency of each segment request, median and p90.
+#     latency of each segment request, median and p90. Then the same with
+#     20 ms between an answer and the next request, as a network round
+#     trip would put there.
 #   - burst: CLIENTS clients at once, each asking for cold segments of its
 #     own part of the file (no two ask for the same one), every answer
 #     triggering a prefetch nobody asks for: latency median, p90 and the
@@ -51,7 +53,7 @@ B="http://127.0.0.1:$PORT/i/film.mp4"
 # stats: "median p90" of the numbers (seconds) on stdin, in ms.
 stats() { sort -g | awk '{a[NR]=$1} END {printf "%.2f %.2f", a[int((NR+1)/2)]*1000, a[int(NR*0.9+0.5)]*1000}'; }
 
-for p in 0 1; do : >"$WORK/player-$p"; : >"$WORK/burst-$p"; : >"$WORK/wall-$p"; done
+for p in 0 1; do : >"$WORK/player-$p"; : >"$WORK/rtt-$p"; : >"$WORK/burst-$p"; : >"$WORK/wall-$p"; done
 echo "prefetch: $ROUNDS rounds of each setting, alternating ..." >&2
 for ((round = 1; round <= ROUNDS; round++)); do
     for p in 0 1; do
@@ -61,6 +63,13 @@ for ((round = 1; round <= ROUNDS; round++)); do
         for k in $(seq 1 "$N"); do
             curl -fs -o /dev/null -w '%{time_total}\n' "$B/segment${k}_0_av.ts"
         done >>"$WORK/player-$p"
+        stop
+        start "$p"
+        curl -fs -o /dev/null "$B/index_0_av.m3u8"
+        for k in $(seq 1 "$N"); do
+            sleep 0.02
+            curl -fs -o /dev/null -w '%{time_total}\n' "$B/segment${k}_0_av.ts"
+        done >>"$WORK/rtt-$p"
         stop
         start "$p"
         curl -fs -o /dev/null "$B/index_0_av.m3u8"
@@ -85,5 +94,6 @@ echo
 echo "| | prefetch 0 | prefetch 1 |"
 echo "| --- | ---: | ---: |"
 echo "| player: segments 1..$N back to back, ms per request (median / p90) | $(stats <"$WORK/player-0" | tr ' ' /) | $(stats <"$WORK/player-1" | tr ' ' /) |"
+echo "| player, 20 ms between answer and request, ms per request (median / p90) | $(stats <"$WORK/rtt-0" | tr ' ' /) | $(stats <"$WORK/rtt-1" | tr ' ' /) |"
 echo "| burst: $CLIENTS clients x 4 cold segments, ms per request (median / p90) | $(stats <"$WORK/burst-0" | tr ' ' /) | $(stats <"$WORK/burst-1" | tr ' ' /) |"
 echo "| burst: wall time, ms (median / p90 of $ROUNDS) | $(stats <"$WORK/wall-0" | tr ' ' /) | $(stats <"$WORK/wall-1" | tr ' ' /) |"
