@@ -25,6 +25,9 @@
 #     -cCONNECTIONS -dDURATION; nginx-vod with its caches on (port 8081:
 #     metadata and playlists; it remuxes every segment it sends); nginx
 #     static serving the segment's bytes;
+#   - first play of a new file in a running server: the same three requests
+#     for a file the server has not seen, after it played another one (what
+#     an origin that has run for a while does for a video's first viewer);
 #   - peak RSS (VmHWM in /proc/PID/status) of casterpak serve: the largest of
 #     the first-play processes, and that of the last one (which then served
 #     the cold segments, CMAF and wrk rows) at the end of the file's rows.
@@ -232,6 +235,36 @@ VOD_M=master.m3u8 VOD_P=index-v1-a1.m3u8 VOD_S=seg-1-v1-a1.ts
 
 for n in 0 1; do
     name=${NAMES[$n]}
+    # --- first play of a new file in a running server: one server plays
+    # another name of the input first (its heap and threads warm), then
+    # each run plays a name it has not seen (its index and segments cold).
+    # nginx-vod with its caches off keeps nothing of a file: every play of
+    # it is a first one. ---
+    echo "first play of a new file in a running server, $name: $RUNS runs ..." >&2
+    for ((run = 0; run <= RUNS; run++)); do
+        ln -f "${INPUTS[$n]}" "$WORK/media/w$run-$name" 2>/dev/null || cp "${INPUTS[$n]}" "$WORK/media/w$run-$name"
+    done
+    cp_start "warm-$n"
+    play "$CP_URL/i/w0-$name" $CP_M $CP_P $CP_S >/dev/null
+    : >"$WORK/warm-cp"
+    for ((run = 1; run <= RUNS; run++)); do
+        play "$CP_URL/i/w$run-$name" $CP_M $CP_P $CP_S >>"$WORK/warm-cp"
+    done
+    stop "$CP_PID"
+    R["warm cp $n"]=$(awk '{print $1}' "$WORK/warm-cp" | stats)
+    R["warmmaster cp $n"]=$(awk '{print $2}' "$WORK/warm-cp" | stats)
+    if [ -z "$VOD_NOTE" ]; then
+        vod_start
+        play "http://127.0.0.1:$VOD_COLD_PORT/hls/$name" $VOD_M $VOD_P $VOD_S >/dev/null
+        : >"$WORK/warm-vod"
+        for ((run = 1; run <= RUNS; run++)); do
+            play "http://127.0.0.1:$VOD_COLD_PORT/hls/$name" $VOD_M $VOD_P $VOD_S >>"$WORK/warm-vod"
+        done
+        vod_stop
+        R["warm vod $n"]=$(awk '{print $1}' "$WORK/warm-vod" | stats)
+        R["warmmaster vod $n"]=$(awk '{print $2}' "$WORK/warm-vod" | stats)
+    fi
+
     # --- first play ---
     echo "first play of $name: untimed play on each server, then $RUNS runs ..." >&2
     cp_start "warmup-$n"
@@ -358,6 +391,10 @@ row "---" "---:" "---:" "---:" "---:" "---:"
 for n in 0 1; do
     lat "first play, ${LABELS[$n]}: master + playlist + segment 1, ms (median, min-max of $RUNS)" play "$n"
     lat "first play, ${LABELS[$n]}: master alone, ms" master "$n"
+done
+for n in 0 1; do
+    lat "first play of a new file in a running server, ${LABELS[$n]}: master + playlist + segment 1, ms" warm "$n"
+    lat "first play of a new file in a running server, ${LABELS[$n]}: master alone, ms" warmmaster "$n"
 done
 for n in 0 1; do
     lat "cold mid-file TS segment, ${LABELS[$n]}, ms (median of ${#picked[@]})" cold "$n"

@@ -70,7 +70,10 @@ impl Batch {
     /// (or [`MAX_GAP_BYTES`]), so a batch never reads more than about twice
     /// its samples.
     pub fn read(&mut self, src: &dyn MediaSource, wanted: &[Wanted]) -> Result<()> {
-        self.buf.clear();
+        // The buffer keeps its length from batch to batch: what a batch
+        // reads overwrites it, and only growth is zeroed (a segment's
+        // batches would otherwise write every byte twice).
+        let mut used = 0;
         self.ranges.clear();
         self.ranges.resize(wanted.len(), 0..0);
         self.order.clear();
@@ -93,9 +96,12 @@ impl Batch {
                 span_end = span_end.max(next.end());
                 j += 1;
             }
-            let base = self.buf.len();
-            self.buf.resize(base + (span_end - span_start) as usize, 0);
-            src.read_exact_at(&mut self.buf[base..], span_start)?;
+            let base = used;
+            used += (span_end - span_start) as usize;
+            if self.buf.len() < used {
+                self.buf.resize(used, 0);
+            }
+            src.read_exact_at(&mut self.buf[base..used], span_start)?;
             for &n in &self.order[i..j] {
                 let from = base + (wanted[n].offset - span_start) as usize;
                 self.ranges[n] = from..from + wanted[n].size as usize;

@@ -15,7 +15,7 @@
 //!   layout, one pass over the samples.
 //! - A segment: one pass over its samples to schedule and mux them, reading
 //!   their bytes (at most 1 GiB, plus gaps no larger than the samples) a
-//!   batch of 4 MiB at a time: memory is a batch, one access unit (at most
+//!   batch of 1 MiB at a time: memory is a batch, one access unit (at most
 //!   16 MiB) and its PES packet, however long the segment.
 //! - A playlist: one pass over the segments.
 

@@ -244,7 +244,7 @@ fn audio_only_adaptation(pcr_90k: u64) -> Adaptation {
 
 /// Sample bytes read and muxed at a time: with the largest access unit, it
 /// bounds the memory one segment takes, however long the segment is.
-pub const BATCH_BYTES: usize = 4 << 20;
+pub const BATCH_BYTES: usize = 1 << 20;
 /// ... and samples per batch, which bounds the batch's bookkeeping.
 const BATCH_SAMPLES: usize = 4096;
 
