@@ -265,6 +265,10 @@ pub struct Server {
     /// A request waits this long at most for another request making the
     /// same object, then gets 503.
     pub wait_timeout: Duration,
+    /// Where `/healthz` and `/metrics` are answered: "" on `listen`, beside
+    /// the media; else an address of their own (e.g. a private one), and
+    /// then only there.
+    pub admin_listen: String,
     /// Segments made ahead of a player, in the background: after segment
     /// K the next ones, after a media playlist its first; the next one is
     /// also named in each answer's prefetch hints. 0 turns both off.
@@ -287,6 +291,7 @@ impl Default for Server {
             header_timeout: Duration(10),
             keepalive_timeout: Duration(60),
             wait_timeout: Duration(30),
+            admin_listen: String::new(),
             prefetch: 1,
         }
     }

@@ -67,7 +67,7 @@ fn configuration(roff: &mut Roff) {
         bold("[server]"),
         roman(
             " listen, prefix, base_url, workers, max_connections, max_age, error_max_age, \
-               cors_origin, send_timeout, header_timeout, keepalive_timeout, wait_timeout, prefetch; ",
+               cors_origin, send_timeout, header_timeout, keepalive_timeout, wait_timeout, admin_listen, prefetch; ",
         ),
         bold("[cache]"),
         roman(

@@ -38,6 +38,19 @@ use respond::Shared;
 /// Last-access times and counters reach SQLite this often.
 const FLUSH_INTERVAL: Duration = Duration::from_secs(2);
 
+/// Connections open at once on `server.admin_listen`, at most (probes and
+/// scrapers).
+const ADMIN_CONNECTIONS: usize = 64;
+
+/// What a listener answers: the media URLs, `/healthz` and `/metrics`, or
+/// both (`server.admin_listen` unset).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Media,
+    Admin,
+    Both,
+}
+
 /// Threads that carry the connections (the blocking pool does the work).
 const MAX_ASYNC_THREADS: usize = 4;
 
@@ -98,6 +111,14 @@ pub fn run(
         .block_on(async { tokio::net::TcpListener::bind(&config.server.listen).await })
         .with_context(|| format!("listening on {}", config.server.listen))?;
     let addr = listener.local_addr()?;
+    let admin = match config.server.admin_listen.as_str() {
+        "" => None,
+        at => Some(
+            runtime
+                .block_on(async { tokio::net::TcpListener::bind(at).await })
+                .with_context(|| format!("listening on {at} (server.admin_listen)"))?,
+        ),
+    };
     start_background_jobs(&origin);
     runtime.block_on(prestart_blocking_threads(workers + READER_THREADS));
     let signals = {
@@ -121,15 +142,48 @@ pub fn run(
     });
     let prefetcher = Arc::clone(&shared);
     let draining = Arc::clone(&connections);
+    let admin_connections = Connections::new(ADMIN_CONNECTIONS);
+    let admin_draining = Arc::clone(&admin_connections);
+    let admin_shared = Arc::clone(&shared);
+    let media_side = if admin.is_some() {
+        Side::Media
+    } else {
+        Side::Both
+    };
     let stopped_by = runtime.block_on(async {
+        let admin_loop = async {
+            match admin {
+                Some(admin) => {
+                    listener::accept_loop(
+                        admin,
+                        admin_connections,
+                        move |stream, peer, registered| {
+                            let shared = Arc::clone(&admin_shared);
+                            serve_connection(
+                                stream,
+                                peer,
+                                registered,
+                                shared,
+                                timeouts,
+                                Side::Admin,
+                            )
+                        },
+                    )
+                    .await
+                }
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = listener::accept_loop(
                 listener,
                 connections,
                 move |stream, peer, registered| {
-                    serve_connection(stream, peer, registered, Arc::clone(&shared), timeouts)
+                    let shared = Arc::clone(&shared);
+                    serve_connection(stream, peer, registered, shared, timeouts, media_side)
                 },
             ) => None,
+            () = admin_loop => None,
             signal = StopSignals::recv(signals) => Some(signal),
         }
     });
@@ -137,6 +191,7 @@ pub fn run(
         tracing::info!("{signal}: no new connections; finishing the answers in flight");
         // Responses going out finish (a player's segment download
         // completes); idle connections close at once.
+        runtime.block_on(admin_draining.drain(Duration::from_secs(1)));
         if !runtime.block_on(draining.drain(STOP_DRAIN)) {
             tracing::warn!(
                 "{} connections still open after {}s: cut off",
@@ -222,6 +277,7 @@ async fn serve_connection(
     registered: Registered,
     shared: Arc<Shared>,
     timeouts: Timeouts,
+    side: Side,
 ) {
     // No Nagle delay: it would hold the body of a small response behind
     // its headers for up to 40 ms.
@@ -235,6 +291,7 @@ async fn serve_connection(
             Arc::clone(&shared),
             Arc::clone(&service_state),
             peer,
+            side,
         )
     });
     let connection = http1::Builder::new()

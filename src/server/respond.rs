@@ -69,6 +69,7 @@ pub async fn handle(
     shared: Arc<Shared>,
     conn: Arc<ConnState>,
     peer: SocketAddr,
+    side: super::Side,
 ) -> Result<Response<TrackedBody>, Infallible> {
     let in_flight = conn.start_request();
     let id = request_id(request.headers());
@@ -82,7 +83,11 @@ pub async fn handle(
     let (parts, _) = request.into_parts();
     let mut reply = match refusal(&shared, &parts) {
         Some(reply) => reply,
-        None => route(&shared, &parts, &span).instrument(span.clone()).await,
+        None => {
+            route(&shared, &parts, &span, side)
+                .instrument(span.clone())
+                .await
+        }
     };
     put(
         &mut reply.headers,
@@ -197,17 +202,25 @@ fn refusal(shared: &Shared, parts: &http::request::Parts) -> Option<Reply> {
     Some(reply)
 }
 
-async fn route(shared: &Arc<Shared>, parts: &http::request::Parts, span: &tracing::Span) -> Reply {
+async fn route(
+    shared: &Arc<Shared>,
+    parts: &http::request::Parts,
+    span: &tracing::Span,
+    side: super::Side,
+) -> Reply {
     let config = &shared.origin.config().server;
     if parts.method == Method::OPTIONS {
         return preflight(config);
     }
     let path = parts.uri.path().to_string();
-    if path == HEALTH_PATH {
-        return health(shared).await;
-    }
-    if path == METRICS_PATH {
-        return metrics_reply(shared).await;
+    let admin = side != super::Side::Media;
+    match path.as_str() {
+        HEALTH_PATH if admin => return health(shared).await,
+        METRICS_PATH if admin => return metrics_reply(shared).await,
+        _ if side == super::Side::Admin => {
+            return text(config, 404, "only /healthz and /metrics here")
+        }
+        _ => {}
     }
     let origin = Arc::clone(&shared.origin);
     // A request waits for a slot no longer than for another request's

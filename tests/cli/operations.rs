@@ -310,3 +310,33 @@ fn each_request_has_an_id_in_its_answer_and_its_log_lines_text_or_json() {
         }
     }
 }
+
+/// `server.admin_listen`: health and metrics on their own address, and
+/// only there; the media only on the main one.
+#[test]
+fn admin_listen_moves_health_and_metrics_off_the_media_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let admin_addr = admin.local_addr().unwrap().to_string();
+    drop(admin);
+    let s = Server::start_with_env(
+        &media(dir.path()),
+        &dir.path().join("cache"),
+        &[],
+        &[("CASTERPAK_SERVER_ADMIN_LISTEN", &admin_addr)],
+    );
+    assert_eq!(s.get("/healthz").status, 404);
+    assert_eq!(s.get("/metrics").status, 404);
+    assert_eq!(s.get("/i/film.mp4/master.m3u8").status, 200);
+    let health = request(&admin_addr, "GET", "/healthz", &[]);
+    assert_eq!((health.status, health.text().as_str()), (200, "ok\n"));
+    let metrics = request(&admin_addr, "GET", "/metrics", &[]);
+    assert_eq!(metrics.status, 200);
+    assert!(metrics
+        .text()
+        .contains("casterpak_requests_total{route=\"master\",status=\"200\"} 1"));
+    assert_eq!(
+        request(&admin_addr, "GET", "/i/film.mp4/master.m3u8", &[]).status,
+        404
+    );
+}
