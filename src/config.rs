@@ -422,6 +422,55 @@ impl From<Size> for toml::Value {
     }
 }
 
+/// Keys a running server takes from a re-read configuration (SIGHUP):
+/// read afresh for each request. The others need a restart.
+const RELOADABLE: [&str; 5] = [
+    "server.max_age",
+    "server.error_max_age",
+    "server.cors_origin",
+    "server.wait_timeout",
+    "server.prefetch",
+];
+
+impl Config {
+    /// `new` applied onto this configuration where that is safe: the keys
+    /// of [`RELOADABLE`] that changed are taken, and the others that
+    /// changed are named, unapplied, as needing a restart. `server.prefetch`
+    /// can change only while it stays above 0 (its thread starts with the
+    /// server). Returns the result, the keys taken, and those left.
+    pub fn reloaded(&self, new: &Config) -> (Config, Vec<String>, Vec<String>) {
+        let now = toml::Table::try_from(self).expect("a configuration serializes");
+        let next = toml::Table::try_from(new).expect("a configuration serializes");
+        let mut applied = now.clone();
+        let (mut taken, mut left) = (Vec::new(), Vec::new());
+        for (section, value) in &next {
+            let (Some(keys), Some(current)) = (value.as_table(), now[section].as_table()) else {
+                // [[sources]]: whole, and only at start.
+                if now.get(section) != Some(value) {
+                    left.push(section.clone());
+                }
+                continue;
+            };
+            for (key, value) in keys {
+                if current.get(key) == Some(value) {
+                    continue;
+                }
+                let name = format!("{section}.{key}");
+                let prefetch_toggled = name == "server.prefetch"
+                    && (self.server.prefetch == 0) != (new.server.prefetch == 0);
+                if RELOADABLE.contains(&name.as_str()) && !prefetch_toggled {
+                    applied[section].as_table_mut().expect("a section")[key] = value.clone();
+                    taken.push(name);
+                } else {
+                    left.push(name);
+                }
+            }
+        }
+        let applied = applied.try_into().expect("keys of a valid configuration");
+        (applied, taken, left)
+    }
+}
+
 /// Options every subcommand takes.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct CommonArgs {
@@ -708,6 +757,63 @@ mod tests {
                 "no example has sources.{key}"
             );
         }
+    }
+
+    #[test]
+    fn a_reload_takes_the_safe_keys_and_names_the_others() {
+        let now = Config::default();
+        let mut new = Config::default();
+        new.server.max_age = 60;
+        new.server.cors_origin = "https://player.example.com".into();
+        new.server.prefetch = 3;
+        new.server.workers = 4;
+        new.media.segment_duration = 4.0;
+        new.cache.output_ttl = Duration(3600);
+        let (applied, taken, left) = now.reloaded(&new);
+        assert_eq!(
+            taken,
+            ["server.cors_origin", "server.max_age", "server.prefetch"]
+        );
+        assert_eq!(
+            left,
+            [
+                "cache.output_ttl",
+                "media.segment_duration",
+                "server.workers"
+            ]
+        );
+        assert_eq!(applied.server.max_age, 60);
+        assert_eq!(applied.server.prefetch, 3);
+        assert_eq!(applied.server.cors_origin, "https://player.example.com");
+        assert_eq!(applied.server.workers, now.server.workers);
+        assert_eq!(applied.media.segment_duration, 6.0);
+        assert_eq!(applied.cache.output_ttl, now.cache.output_ttl);
+        // Prefetch off, or on again, takes a restart (its thread).
+        new = Config::default();
+        new.server.prefetch = 0;
+        let (applied, taken, left) = now.reloaded(&new);
+        assert!(taken.is_empty());
+        assert_eq!(left, ["server.prefetch"]);
+        assert_eq!(applied.server.prefetch, 1);
+        // Sources: whole, at start only.
+        new = Config::default();
+        new.sources.push(Source {
+            prefix: "nas/".into(),
+            kind: SourceType::Filesystem,
+            root: Some("/mnt".into()),
+            url: None,
+            endpoint: None,
+            region: None,
+            bucket: None,
+            key_prefix: None,
+            path_style: None,
+            copy: None,
+            access_key: None,
+            secret_key: None,
+        });
+        let (applied, _, left) = now.reloaded(&new);
+        assert_eq!(left, ["sources"]);
+        assert!(applied.sources.is_empty());
     }
 
     #[test]

@@ -87,7 +87,7 @@ fn main() -> ExitCode {
             init_logging(cli.verbose, default_level, config.log.format);
             match command {
                 Command::Package(args) => commands::package::run(args, config, clock),
-                Command::Serve(args) => commands::serve::run(args, config, clock),
+                Command::Serve(args) => commands::serve::run(args, &cli.common, config, clock),
                 Command::Gc(args) => commands::gc::run(args, &config, clock),
                 Command::Stat(args) => commands::stat::run(args, &config, clock),
                 Command::Invalidate(args) => commands::invalidate::run(args, &config, clock),

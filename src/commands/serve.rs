@@ -5,10 +5,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::cache::Clock;
-use crate::config::Config;
+use crate::config::{CommonArgs, Config};
 use crate::origin::Origin;
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 pub struct Args {
     /// Address and port to listen on (server.listen); port 0 picks a free one.
     #[arg(long, value_name = "ADDR:PORT")]
@@ -18,13 +18,13 @@ pub struct Args {
     workers: Option<usize>,
 }
 
-pub fn run(args: Args, mut config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<ExitCode> {
-    if let Some(listen) = args.listen {
-        config.server.listen = listen;
-    }
-    if let Some(workers) = args.workers {
-        config.server.workers = workers.max(1);
-    }
+pub fn run(
+    args: Args,
+    common: &CommonArgs,
+    config: Config,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<ExitCode> {
+    let config = with_flags(config, &args);
     let root = &config.media.root;
     if !root.is_dir() {
         let why = if root.exists() {
@@ -37,7 +37,10 @@ pub fn run(args: Args, mut config: Config, clock: Arc<dyn Clock>) -> anyhow::Res
     let cache = super::open_cache(&config, clock)?;
     let origin = Arc::new(Origin::new(config, cache));
     let shown = Arc::clone(&origin);
-    crate::server::run(origin, |addr, max_connections| {
+    // SIGHUP: the configuration read again as at start, flags included.
+    let (common, flags) = (common.clone(), args.clone());
+    let reread = move || Config::load(&common).map(|config| with_flags(config, &flags));
+    crate::server::run(origin, reread, |addr, max_connections| {
         super::print(&format!(
             "casterpak serving {} at http://{addr}{} (at most {max_connections} connections)\n",
             shown.config().media.root.display(),
@@ -45,4 +48,15 @@ pub fn run(args: Args, mut config: Config, clock: Arc<dyn Clock>) -> anyhow::Res
         ))
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `config` with serve's own flags applied.
+fn with_flags(mut config: Config, args: &Args) -> Config {
+    if let Some(listen) = &args.listen {
+        config.server.listen = listen.clone();
+    }
+    if let Some(workers) = args.workers {
+        config.server.workers = workers.max(1);
+    }
+    config
 }

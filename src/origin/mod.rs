@@ -45,7 +45,11 @@ const PARTS_IN_MEMORY: usize = 64;
 const PARTS_MEMORY_BYTES: usize = 128 << 20;
 
 pub struct Origin {
+    /// The configuration it started with.
     config: Config,
+    /// The configuration in force: that one, with what a reload changed of
+    /// the keys a running server takes ([`Config::reloaded`]).
+    live: std::sync::RwLock<Arc<Config>>,
     /// One-track renditions of sources, by source and kind.
     parts: std::sync::Mutex<std::collections::HashMap<(SourceId, String), Arc<Rendition>>>,
     cache: Arc<Cache>,
@@ -68,6 +72,7 @@ impl Origin {
             input_settings(&config),
         );
         Origin {
+            live: std::sync::RwLock::new(Arc::new(config.clone())),
             config,
             index_writer: sources::IndexWriter::new(Arc::clone(&cache)),
             cache,
@@ -85,8 +90,19 @@ impl Origin {
         &self.cache
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.live.read().expect("config lock"))
+    }
+
+    /// Takes from `new` what a running server can (see
+    /// [`Config::reloaded`]); returns the keys taken and those that need a
+    /// restart.
+    pub fn reload(&self, new: &Config) -> (Vec<String>, Vec<String>) {
+        let mut live = self.live.write().expect("config lock");
+        let (applied, taken, left) = live.reloaded(new);
+        *live = Arc::new(applied);
+        (taken, left)
     }
 
     pub fn inputs(&self) -> &Inputs {

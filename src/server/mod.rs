@@ -86,6 +86,7 @@ fn share_malloc_arenas() {
 /// once it accepts connections.
 pub fn run(
     origin: Arc<Origin>,
+    reread: impl Fn() -> anyhow::Result<crate::config::Config> + Send + Sync + 'static,
     listening: impl FnOnce(SocketAddr, usize) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     share_malloc_arenas();
@@ -125,6 +126,7 @@ pub fn run(
         let _runtime = runtime.enter();
         StopSignals::install()
     };
+    runtime.spawn(reload_on_sighup(Arc::clone(&origin), Arc::new(reread)));
     listening(addr, max_connections)?;
     let server = &origin.config().server;
     let timeouts = Timeouts {
@@ -255,6 +257,45 @@ impl StopSignals {
             _ = s.term.recv() => "SIGTERM",
             _ = s.int.recv() => "SIGINT",
         }
+    }
+}
+
+/// On each SIGHUP: the configuration read again, and what a running server
+/// can take of it taken (see [`crate::config::Config::reloaded`]); the
+/// keys that need a restart are named. A configuration that does not load
+/// changes nothing.
+async fn reload_on_sighup(
+    origin: Arc<Origin>,
+    reread: Arc<dyn Fn() -> anyhow::Result<crate::config::Config> + Send + Sync>,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot handle SIGHUP: {e}; it ends the process");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        let (origin, reread) = (Arc::clone(&origin), Arc::clone(&reread));
+        let reloaded = tokio::task::spawn_blocking(move || match reread() {
+            Err(e) => tracing::error!(
+                "SIGHUP: the configuration does not load, the one in use stays: {e:#}"
+            ),
+            Ok(config) => {
+                let (taken, left) = origin.reload(&config);
+                let list = |keys: &[String]| match keys {
+                    [] => "none".to_string(),
+                    keys => keys.join(", "),
+                };
+                tracing::info!(
+                    "SIGHUP: configuration re-read; changed now: {}; changed, need a restart: {}",
+                    list(&taken),
+                    list(&left)
+                );
+            }
+        });
+        let _ = reloaded.await;
     }
 }
 

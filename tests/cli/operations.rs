@@ -340,3 +340,68 @@ fn admin_listen_moves_health_and_metrics_off_the_media_address() {
         404
     );
 }
+
+/// SIGHUP: the configuration is read again; what a running server can take
+/// (Cache-Control ages, CORS, waits, prefetch) applies to the next
+/// requests, the rest is named as needing a restart and left as it was; a
+/// file that does not load changes nothing.
+#[test]
+fn sighup_rereads_the_configuration_where_it_is_safe() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = media(dir.path());
+    let file = dir.path().join("casterpak.toml");
+    fs::write(&file, "[server]\nmax_age = 100\n").unwrap();
+    let log = dir.path().join("serve.log");
+    let s = Server::start_logging_with(
+        &root,
+        &dir.path().join("cache"),
+        &["--config", file.to_str().unwrap()],
+        &[("RUST_LOG", "casterpak=info")],
+        &log,
+    );
+    let playlist = "/i/film.mp4/index_0_av.m3u8";
+    let before = s.get(playlist);
+    assert_eq!(before.header("Cache-Control"), Some("public, max-age=100"));
+    let hangup = |expect: &str| {
+        let count = fs::read_to_string(&log).unwrap().matches(expect).count();
+        // SAFETY: kill takes a pid and a signal number.
+        unsafe {
+            libc::kill(s.pid() as libc::pid_t, libc::SIGHUP);
+        }
+        let start = std::time::Instant::now();
+        while fs::read_to_string(&log).unwrap().matches(expect).count() == count {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(10),
+                "no {expect:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    fs::write(
+        &file,
+        "[server]\nmax_age = 200\nworkers = 4\ncors_origin = \"https://p.example\"\n\
+         [media]\nsegment_duration = 2\n",
+    )
+    .unwrap();
+    hangup("SIGHUP: configuration re-read");
+    let logged = fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains(
+            "changed now: server.cors_origin, server.max_age; changed, need a restart: \
+             media.segment_duration, server.workers"
+        ),
+        "{logged}"
+    );
+    let after = s.get(playlist);
+    assert_eq!(after.header("Cache-Control"), Some("public, max-age=200"));
+    assert_eq!(
+        after.header("Access-Control-Allow-Origin"),
+        Some("https://p.example")
+    );
+    assert_eq!(after.body, before.body, "segments as they were: 6 s");
+    // A file that does not load: logged, nothing changes, still serving.
+    fs::write(&file, "[server]\nmax_age = \"soon\"\n").unwrap();
+    hangup("SIGHUP: the configuration does not load");
+    let still = s.get(playlist);
+    assert_eq!(still.header("Cache-Control"), Some("public, max-age=200"));
+}

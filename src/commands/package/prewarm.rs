@@ -56,7 +56,7 @@ pub fn run(args: Args, config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<
         let mut playlists = children(&origin, master, &counts)?;
         // A CMAF master lists one audio track per language; the MPD lists
         // them all: every track of every source is warmed.
-        let cmaf_tracks = every_cmaf_track(origin.config(), master);
+        let cmaf_tracks = every_cmaf_track(&origin.config(), master);
         let listed = playlists.len();
         for playlist in cmaf_tracks {
             if !playlists.contains(&playlist) {
