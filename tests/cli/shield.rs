@@ -285,6 +285,21 @@ fn varnish_caches_each_object_once_with_its_ttl_and_ranges_from_the_cache() {
     eventually("the cold range logged", || t.origin_requests(cold) == 1);
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(t.origin_requests(cold), 1, "asked once");
+    // Concurrent misses for one URL: one fetch (request collapsing).
+    let collapsed = "/i/v0.mp4/segment4_0_av.ts";
+    let bodies: Vec<Vec<u8>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..12).map(|_| scope.spawn(|| v.get(collapsed))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap().body)
+            .collect()
+    });
+    assert!(bodies.iter().all(|b| b == &bodies[0] && !b.is_empty()));
+    eventually("the collapsed miss logged", || {
+        t.origin_requests(collapsed) == 1
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(t.origin_requests(collapsed), 1, "12 players, one fetch");
     // Health is each origin's own, never cached.
     for _ in 0..2 {
         let health = v.get("/healthz");
