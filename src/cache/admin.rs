@@ -63,17 +63,7 @@ impl Cache {
             bytes: kinds.values().map(|k| k.bytes).sum(),
             oldest_access: kinds.values().map(|k| k.oldest_access).min(),
             newest_access: kinds.values().map(|k| k.newest_access).max(),
-            by_kind: kinds
-                .into_iter()
-                .map(|(kind, k)| {
-                    let stats = KindStats {
-                        objects: k.objects,
-                        bytes: k.bytes,
-                        expired: k.expired,
-                    };
-                    (kind, stats)
-                })
-                .collect(),
+            by_kind: by_kind(kinds),
             hits: counters.get("hits").copied().unwrap_or(0),
             misses: counters.get("misses").copied().unwrap_or(0),
             top_sources: top
@@ -201,19 +191,23 @@ impl Cache {
         let kinds = self.with_db(|c| db::kind_totals(c))?;
         let counters: BTreeMap<String, u64> =
             self.with_db(|c| db::counters(c))?.into_iter().collect();
-        let by_kind = kinds
-            .into_iter()
-            .map(|(kind, k)| {
-                let stats = KindStats {
-                    objects: k.objects,
-                    bytes: k.bytes,
-                    expired: k.expired,
-                };
-                (kind, stats)
-            })
-            .collect();
-        Ok((by_kind, fetched_of(&counters)))
+        Ok((by_kind(kinds), fetched_of(&counters)))
     }
+}
+
+/// What stat and metrics tell of each kind of object.
+fn by_kind(kinds: BTreeMap<String, db::KindTotals>) -> BTreeMap<String, KindStats> {
+    kinds
+        .into_iter()
+        .map(|(kind, k)| {
+            let stats = KindStats {
+                objects: k.objects,
+                bytes: k.bytes,
+                expired: k.expired,
+            };
+            (kind, stats)
+        })
+        .collect()
 }
 
 /// The fetched bytes and requests of each remote backend, from the counters.
