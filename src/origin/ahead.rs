@@ -12,7 +12,10 @@ impl Origin {
     /// `path`, in the order it asks: the segments after a segment, or the
     /// first segments of a media playlist; none past the last segment.
     /// None either for a source that is not in memory (a hit after a
-    /// restart): no hint, rather than reading its index for one.
+    /// restart): no hint, rather than reading its index for one. Its file
+    /// is not looked at again (this runs for every answer): a file
+    /// replaced a moment ago may have its old count, and a segment asked
+    /// ahead past its end is a 404 nobody sees.
     pub fn ahead(&self, path: &str, count: usize) -> Vec<String> {
         if count == 0 {
             return Vec::new();
@@ -49,15 +52,14 @@ impl Origin {
                 _ => None,
             }
         };
-        let Some(rendition) = request
+        let Some(segments) = request
             .sources
             .get(n)
-            .and_then(|rel| self.resolve(rel).ok())
-            .and_then(|source| self.kept(&source))
+            .and_then(|rel| self.kept_segment_count(rel))
         else {
             return Vec::new();
         };
-        let last = rendition.segment_count().min(after.saturating_add(count));
+        let last = segments.min(after.saturating_add(count));
         (after + 1..=last)
             .filter_map(|k| Some(format!("{dir}{}", name(k)?)))
             .collect()

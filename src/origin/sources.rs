@@ -96,6 +96,19 @@ impl Origin {
         }
     }
 
+    /// The segment count of the parsed source at `rel` (the URL's path), if
+    /// one is in memory: without looking at the file again, so it may be
+    /// that of a file replaced a moment ago (a hint, never an answer).
+    pub(super) fn kept_segment_count(&self, rel: &str) -> Option<usize> {
+        let parsed = self.parsed.lock().expect("parsed lock");
+        parsed
+            .map
+            .iter()
+            .filter(|(source, _)| source.rel == rel)
+            .max_by_key(|(_, kept)| kept.used)
+            .map(|(_, kept)| kept.rendition.segment_count())
+    }
+
     /// The parsed source, if it is in memory and still readable.
     pub(super) fn kept(&self, source: &SourceId) -> Option<Arc<Rendition>> {
         let tick = self.uses.fetch_add(1, Ordering::Relaxed);

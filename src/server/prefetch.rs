@@ -23,12 +23,34 @@ use crate::origin::Origin;
 /// Paths waiting, at most; more are dropped (players ask for them anyway).
 const QUEUED: usize = 64;
 
+/// Paths remembered as made, at most; then forgotten all at once.
+const REMEMBERED: usize = 16_384;
+
 pub struct Prefetcher {
     queue: Mutex<Option<SyncSender<String>>>,
-    /// Paths queued or being made, so that each is made once.
-    waiting: Arc<Mutex<HashSet<String>>>,
+    paths: Arc<Mutex<Paths>>,
     stopping: Arc<AtomicBool>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// What need not be asked for again.
+#[derive(Default)]
+struct Paths {
+    /// Queued or being made: each is made once.
+    waiting: HashSet<String>,
+    /// Made lately, here or for a player: no lookup for them at every
+    /// answer of a popular video. One removed since (gc, invalidate) is
+    /// made when a player asks for it.
+    made: HashSet<String>,
+}
+
+impl Paths {
+    fn made(&mut self, path: String) {
+        if self.made.len() >= REMEMBERED {
+            self.made.clear();
+        }
+        self.made.insert(path);
+    }
 }
 
 impl Prefetcher {
@@ -38,26 +60,30 @@ impl Prefetcher {
         if origin.config().server.prefetch == 0 {
             return None;
         }
-        let (queue, paths) = mpsc::sync_channel::<String>(QUEUED);
-        let waiting: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let (queue, queued) = mpsc::sync_channel::<String>(QUEUED);
+        let paths: Arc<Mutex<Paths>> = Arc::default();
         let stopping: Arc<AtomicBool> = Arc::default();
-        let (done, stop) = (Arc::clone(&waiting), Arc::clone(&stopping));
+        let (done, stop) = (Arc::clone(&paths), Arc::clone(&stopping));
         let thread = std::thread::Builder::new()
             .name("prefetch".into())
             .spawn(move || {
                 crate::cache::housekeeping::lower_priority();
-                for path in paths {
+                for path in queued {
                     if stop.load(Ordering::Relaxed) {
                         break;
                     }
-                    make(&origin, &work, &path);
-                    done.lock().expect("prefetch lock").remove(&path);
+                    let made = make(&origin, &work, &path);
+                    let mut done = done.lock().expect("prefetch lock");
+                    done.waiting.remove(&path);
+                    if made {
+                        done.made(path);
+                    }
                 }
             });
         match thread {
             Ok(thread) => Some(Prefetcher {
                 queue: Mutex::new(Some(queue)),
-                waiting,
+                paths,
                 stopping,
                 thread: Mutex::new(Some(thread)),
             }),
@@ -68,19 +94,23 @@ impl Prefetcher {
         }
     }
 
-    /// Queues `paths` to be made, those not queued already, while there
-    /// is room.
-    pub fn ask(&self, paths: Vec<String>) {
+    /// `answered` was answered to a player (it is in the cache now); then
+    /// `ahead` are queued to be made, those neither made lately nor queued
+    /// already, while there is room.
+    pub fn ask(&self, answered: &str, ahead: Vec<String>) {
         let queue = self.queue.lock().expect("prefetch lock");
         let Some(queue) = queue.as_ref() else { return };
-        let mut waiting = self.waiting.lock().expect("prefetch lock");
-        for path in paths {
-            if waiting.contains(&path) {
+        let mut paths = self.paths.lock().expect("prefetch lock");
+        if !paths.made.contains(answered) {
+            paths.made(answered.to_string());
+        }
+        for path in ahead {
+            if paths.waiting.contains(&path) || paths.made.contains(&path) {
                 continue;
             }
             match queue.try_send(path.clone()) {
                 Ok(()) => {
-                    waiting.insert(path);
+                    paths.waiting.insert(path);
                 }
                 Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => return,
             }
@@ -99,18 +129,25 @@ impl Prefetcher {
     }
 }
 
-/// Makes `path` into the cache when a worker slot is free; a failure is
-/// the player's to meet, when it asks.
-fn make(origin: &Origin, work: &Arc<Semaphore>, path: &str) {
+/// Makes `path` into the cache when a worker slot is free; whether it is
+/// there now. A failure is the player's to meet, when it asks.
+fn make(origin: &Origin, work: &Arc<Semaphore>, path: &str) -> bool {
     let Ok(_slot) = Arc::clone(work).try_acquire_owned() else {
         tracing::debug!("{path}: not made ahead, every worker is busy");
-        return;
+        return false;
     };
     match origin.answer(path) {
         Ok(answer) if answer.object.state == State::Hit => {
-            tracing::debug!("{path}: in the cache already")
+            tracing::debug!("{path}: in the cache already");
+            true
         }
-        Ok(_) => tracing::debug!("{path}: made ahead"),
-        Err(e) => tracing::debug!("{path}: not made ahead: {e}"),
+        Ok(_) => {
+            tracing::debug!("{path}: made ahead");
+            true
+        }
+        Err(e) => {
+            tracing::debug!("{path}: not made ahead: {e}");
+            false
+        }
     }
 }

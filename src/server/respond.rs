@@ -261,9 +261,10 @@ async fn route(
                     Ok(_) => origin.ahead(&path, count),
                     Err(_) => Vec::new(),
                 };
+                let made = answer.is_ok();
                 send(answer.map(|answer| (answer, hint(ahead.clone()))));
-                if let (true, Some(prefetch)) = (get, &shared.prefetch) {
-                    prefetch.ask(ahead);
+                if let (true, true, Some(prefetch)) = (made, get, &shared.prefetch) {
+                    prefetch.ask(&path, ahead);
                 }
             });
             match answered.await {
