@@ -9,8 +9,10 @@ use crate::packager::{cmaf, hls};
 
 impl Origin {
     /// The URL paths of at most `count` objects a player asks for after
-    /// `path`, in the order it asks: the segments after a segment, or the
-    /// first segments of a media playlist; none past the last segment.
+    /// `path`, in the order it asks: the segments after a segment, the
+    /// first segments of a media playlist, or after a master the first
+    /// segment of its first rendition (each of its tracks, for CMAF),
+    /// where players start; none past the last segment.
     /// None either for a source that is not in memory (a hit after a
     /// restart): no hint, rather than reading its index for one. Its file
     /// is not looked at again (this runs for every answer): a file
@@ -39,7 +41,10 @@ impl Origin {
         let (n, after): (usize, usize) = match &request.target {
             Target::Segment { k, n, .. } | Target::Fragment { k, n, .. } => (*n, *k),
             Target::MediaPlaylist { n, .. } => (*n, 0),
-            Target::Master | Target::Manifest | Target::Init { .. } => return Vec::new(),
+            Target::Master | Target::Manifest => {
+                return self.first_segments(dir, &request.sources, cmaf);
+            }
+            Target::Init { .. } => return Vec::new(),
         };
         let name = |k: usize| -> Option<String> {
             match &request.target {
@@ -52,16 +57,41 @@ impl Origin {
                 _ => None,
             }
         };
-        let Some(segments) = request
+        let Some((segments, _)) = request
             .sources
             .get(n)
-            .and_then(|rel| self.kept_segment_count(rel))
+            .and_then(|rel| self.kept_outline(rel))
         else {
             return Vec::new();
         };
         let last = segments.min(after.saturating_add(count));
         (after + 1..=last)
             .filter_map(|k| Some(format!("{dir}{}", name(k)?)))
+            .collect()
+    }
+
+    /// After a master: the first segment of its first rendition, each of
+    /// its tracks for CMAF.
+    fn first_segments(&self, dir: &str, rels: &[String], cmaf: bool) -> Vec<String> {
+        let Some((segments, kind)) = rels.first().and_then(|rel| self.kept_outline(rel)) else {
+            return Vec::new();
+        };
+        if segments == 0 {
+            return Vec::new();
+        }
+        if !cmaf {
+            return vec![format!("{dir}{}", hls::segment_name(1, 0, &kind))];
+        }
+        let mut tracks = Vec::new();
+        if kind.contains('v') {
+            tracks.push(TrackKind::Video);
+        }
+        if kind.contains('a') {
+            tracks.push(TrackKind::Audio(0));
+        }
+        tracks
+            .into_iter()
+            .map(|track| format!("{dir}{}", cmaf::segment_name(1, 0, track)))
             .collect()
     }
 }

@@ -96,17 +96,21 @@ impl Origin {
         }
     }
 
-    /// The segment count of the parsed source at `rel` (the URL's path), if
-    /// one is in memory: without looking at the file again, so it may be
-    /// that of a file replaced a moment ago (a hint, never an answer).
-    pub(super) fn kept_segment_count(&self, rel: &str) -> Option<usize> {
+    /// The segment count and kind (`av`, `a`, `v`) of the parsed source at
+    /// `rel` (the URL's path), if one is in memory: without looking at the
+    /// file again, so it may be that of a file replaced a moment ago (a
+    /// hint, never an answer).
+    pub(super) fn kept_outline(&self, rel: &str) -> Option<(usize, String)> {
         let parsed = self.parsed.lock().expect("parsed lock");
         parsed
             .map
             .iter()
             .filter(|(source, _)| source.rel == rel)
             .max_by_key(|(_, kept)| kept.used)
-            .map(|(_, kept)| kept.rendition.segment_count())
+            .map(|(_, kept)| {
+                let rendition = &kept.rendition;
+                (rendition.segment_count(), rendition.kind().to_string())
+            })
     }
 
     /// The parsed source, if it is in memory and still readable.

@@ -125,3 +125,37 @@ fn prefetch_0_makes_nothing_ahead_and_names_nothing() {
     );
     assert_eq!(made_ahead(&log), 0);
 }
+
+/// A master: the first segment of its first rendition is made before the
+/// player has read its media playlist (each track's, for CMAF).
+#[test]
+fn after_a_master_its_first_segment_is_made_ahead() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, log) = serve(dir.path(), "1");
+    let master = s.get("/i/film.mp4/master.m3u8");
+    assert_eq!(master.status, 200);
+    assert_eq!(
+        master.header("Link"),
+        Some("</i/film.mp4/segment1_0_av.ts>; rel=prefetch")
+    );
+    wait_made_ahead(&log, "/i/film.mp4/segment1_0_av.ts");
+    assert_eq!(
+        s.get("/i/film.mp4/segment1_0_av.ts").header("X-Cache"),
+        Some("HIT")
+    );
+    assert_eq!(s.get("/cmaf/film.mp4/manifest.mpd").status, 200);
+    for track in ["v", "a"] {
+        let path = format!("/cmaf/film.mp4/seg1_0_{track}.m4s");
+        wait_made_ahead(&log, &path);
+        assert_eq!(s.get(&path).header("X-Cache"), Some("HIT"), "{path}");
+    }
+    // Then the segments after those the player asked for, and nothing
+    // else.
+    wait_made_ahead(&log, "/i/film.mp4/segment2_0_av.ts");
+    std::thread::sleep(Duration::from_millis(300));
+    let text = std::fs::read_to_string(&log).unwrap();
+    for line in text.lines().filter(|l| l.ends_with(": made ahead")) {
+        let made = ["segment1_0_av", "segment2_0_av", "seg1_0_", "seg2_0_"];
+        assert!(made.iter().any(|m| line.contains(m)), "{line}");
+    }
+}
