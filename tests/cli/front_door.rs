@@ -11,14 +11,12 @@
 
 use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::http_client::{read_reply, send, Server};
-use crate::support::{fixture, report};
+use crate::support::{fixture, make_big_source, report};
 
 /// Bounds on the server process under the whole attack: threads (a few
 /// carry the connections; the blocking pool is `workers` + 16), open
@@ -48,7 +46,7 @@ fn the_front_door_holds_under_every_attack_at_once() {
     let root = dir.path().join("media");
     std::fs::create_dir(&root).unwrap();
     std::fs::copy(fixture("h264-aac-bframes.mp4"), root.join("film.mp4")).unwrap();
-    make_big_source(&root.join("big.mp4"));
+    make_big_source(&root.join("big.mp4"), 2);
     let timeouts = [
         (
             "CASTERPAK_SERVER_HEADER_TIMEOUT",
@@ -313,27 +311,6 @@ fn status_of(stream: TcpStream) -> u16 {
         .unwrap_or(0)
 }
 
-/// A source whose only segment is over 4 MB: 2 s of noise in one GOP.
-fn make_big_source(path: &Path) {
-    let made = Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-f", "lavfi", "-i"])
-        .arg("nullsrc=s=320x240:r=30:d=2,geq=random(1)*255:128:128")
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-qp",
-            "10",
-            "-g",
-            "300",
-        ])
-        .arg(path)
-        .status()
-        .unwrap();
-    assert!(made.success(), "ffmpeg made the big source");
-}
-
 #[derive(Default, Clone, Copy)]
 struct Peaks {
     threads: u64,
@@ -530,7 +507,7 @@ fn small_server(env: &[(&str, &str)], big: bool) -> (tempfile::TempDir, Server) 
     std::fs::create_dir(&root).unwrap();
     std::fs::copy(fixture("h264-aac-bframes.mp4"), root.join("film.mp4")).unwrap();
     if big {
-        make_big_source(&root.join("big.mp4"));
+        make_big_source(&root.join("big.mp4"), 2);
     }
     let server = Server::start_with_env(&root, &dir.path().join("cache"), &[], env);
     (dir, server)
@@ -710,7 +687,7 @@ fn a_client_gone_before_its_answer_is_logged_499() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("media");
     std::fs::create_dir(&root).unwrap();
-    make_big_source(&root.join("big.mp4"));
+    make_big_source(&root.join("big.mp4"), 2);
     // Copies, each cold: an attempt where the answer (its source parsed,
     // then muxed, some 8 ms) beat the client's leaving (a loaded machine
     // can stretch the 5 ms below) is made again with the next.

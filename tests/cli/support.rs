@@ -458,3 +458,27 @@ impl Drop for SmallDisk {
         let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
     }
 }
+
+/// A video source whose only segment is big: `seconds` of noise in one GOP
+/// at 320x240, about 2.9 MB a second (over 4 MB for 2 s).
+pub fn make_big_source(path: &Path, seconds: u32) {
+    let made = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-f", "lavfi", "-i"])
+        .arg(format!(
+            "nullsrc=s=320x240:r=30:d={seconds},geq=random(1)*255:128:128"
+        ))
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-qp",
+            "10",
+            "-g",
+            "300",
+        ])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(made.success(), "ffmpeg made the big source");
+}
