@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 
 use crate::http_client::{read_reply, request, send, Server};
-use crate::support::{ffprobe_count, fixture, SmallDisk};
+use crate::support::{ffprobe_count, fixture, make_big_source, SmallDisk};
 
 /// A media root with renditions for a csmil URL (one of them missing), an
 /// audio-only file, a truncated file and a symlink leading outside.
@@ -67,6 +67,16 @@ const NO_PREFETCH: (&str, &str) = ("CASTERPAK_SERVER_PREFETCH", "0");
 
 fn start(m: &Media) -> Server {
     Server::start_with_env(&m.root, &m.cache, &[], &[NO_PREFETCH])
+}
+
+/// As [`start`], with the debug log written to `log`.
+fn start_debug_logging(m: &Media, log: &Path) -> Server {
+    Server::start_logging(
+        &m.root,
+        &m.cache,
+        &[("RUST_LOG", "casterpak=debug"), NO_PREFETCH],
+        log,
+    )
 }
 
 #[test]
@@ -471,12 +481,7 @@ fn a_restarted_server_reuses_the_parsed_index_from_the_cache() {
             .map(str::to_string)
             .collect::<Vec<_>>()
     };
-    let s = Server::start_logging(
-        &m.root,
-        &m.cache,
-        &[("RUST_LOG", "casterpak=debug"), NO_PREFETCH],
-        &log,
-    );
+    let s = start_debug_logging(&m, &log);
     let expected = s.get("/i/films/a_1500k.mp4/segment2_0_av.ts").body;
     let lines = index_log(s);
     assert!(
@@ -486,12 +491,7 @@ fn a_restarted_server_reuses_the_parsed_index_from_the_cache() {
         "{lines:?}"
     );
     // A new process has nothing in memory: the index comes from the cache.
-    let s = Server::start_logging(
-        &m.root,
-        &m.cache,
-        &[("RUST_LOG", "casterpak=debug"), NO_PREFETCH],
-        &log,
-    );
+    let s = start_debug_logging(&m, &log);
     assert_eq!(s.get("/i/films/a_1500k.mp4/segment1_0_av.ts").status, 200);
     let lines = index_log(s);
     assert!(
@@ -517,12 +517,7 @@ fn a_restarted_server_reuses_the_parsed_index_from_the_cache() {
             _ => {}
         }
     }
-    let s = Server::start_logging(
-        &m.root,
-        &m.cache,
-        &[("RUST_LOG", "casterpak=debug"), NO_PREFETCH],
-        &log,
-    );
+    let s = start_debug_logging(&m, &log);
     let again = s.get("/i/films/a_1500k.mp4/segment2_0_av.ts");
     assert_eq!((again.status, &again.body), (200, &expected));
     let lines = index_log(s);
@@ -640,12 +635,7 @@ fn a_wrong_configuration_key_or_value_stops_startup_naming_it() {
 fn a_source_being_written_gets_503_and_a_corrupt_one_is_not_read_again() {
     let m = media();
     let log = m.cache.with_extension("log");
-    let s = Server::start_logging(
-        &m.root,
-        &m.cache,
-        &[("RUST_LOG", "casterpak=debug"), NO_PREFETCH],
-        &log,
-    );
+    let s = start_debug_logging(&m, &log);
     // Half a file, written just now: a copy in progress.
     let good = fs::read(fixture("h264-aac-bframes.mp4")).unwrap();
     let copying = m.root.join("films/copying.mp4");
@@ -907,24 +897,9 @@ fn sigterm_stops_the_server_after_it_stores_the_indexes_it_read() {
 fn sigterm_lets_a_download_in_flight_finish_then_exits_0() {
     use std::io::{Read, Write};
     let m = media();
-    // 8 MB in one segment: more than the socket buffers of both ends hold.
-    let made = std::process::Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-f", "lavfi", "-i"])
-        .arg("testsrc2=s=1280x720:r=30:d=4")
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-qp",
-            "0",
-            "-g",
-            "300",
-        ])
-        .arg(m.root.join("big.mp4"))
-        .status()
-        .unwrap();
-    assert!(made.success());
+    // Over 8 MB in one segment: more than the socket buffers of both ends
+    // hold.
+    make_big_source(&m.root.join("big.mp4"), 4);
     let mut s = Server::start_with_env(
         &m.root,
         &m.cache,
@@ -1003,12 +978,7 @@ fn media_playlist_hits_come_from_memory() {
 fn cold_segments_are_answered_before_they_are_stored() {
     let m = media();
     let log = m.cache.with_extension("log");
-    let s = Server::start_logging(
-        &m.root,
-        &m.cache,
-        &[("RUST_LOG", "casterpak=debug"), NO_PREFETCH],
-        &log,
-    );
+    let s = start_debug_logging(&m, &log);
     let mut cold = Vec::new();
     for k in [1, 2] {
         let reply = s.get(&format!("/i/films/a_1500k.mp4/segment{k}_0_av.ts"));
