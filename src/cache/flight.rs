@@ -25,16 +25,25 @@ impl<T> Default for Flights<T> {
 }
 
 struct Flight<T> {
-    /// `None` while running; `Some(None)` if the leader failed.
-    outcome: Mutex<Option<Outcome<T>>>,
-    done: Condvar,
+    state: Mutex<State<T>>,
+    changed: Condvar,
+}
+
+struct State<T> {
+    /// `None` while it is made; `Some(None)` if the leader failed.
+    outcome: Option<Outcome<T>>,
+    /// Whether the leader is done (has stored what it made, or failed).
+    finished: bool,
 }
 
 impl<T> Default for Flight<T> {
     fn default() -> Self {
         Flight {
-            outcome: Mutex::new(None),
-            done: Condvar::new(),
+            state: Mutex::new(State {
+                outcome: None,
+                finished: false,
+            }),
+            changed: Condvar::new(),
         }
     }
 }
@@ -45,21 +54,32 @@ pub enum Role<'a, T = (Body, u64)> {
     /// Another request made it: this is its body, or `None` if it failed
     /// (then try again, as a leader).
     Follower(Outcome<T>),
+    /// It was made before this request came and has just been stored:
+    /// look it up again.
+    Stored,
     /// The leader did not finish within the wait.
     TimedOut,
 }
 
 impl<T: Clone> Flights<T> {
     /// Leads the making of `key`, or waits at most `wait` for its leader.
+    ///
+    /// A follower that came while the object was being made gets it as
+    /// soon as it is whole ([`Leader::share`]). One that comes after, while
+    /// it is stored, waits for the store and then finds it in the cache
+    /// ([`Role::Stored`]): a client that has had the whole object and asks
+    /// again gets a hit.
     pub fn join(&self, key: &str, wait: Duration) -> Role<'_, T> {
         let flight = {
             let mut running = self.running.lock().expect("flights lock");
             match running.get(key) {
                 Some(f) => Arc::clone(f),
                 None => {
-                    running.insert(key.to_string(), Arc::default());
+                    let flight = Arc::default();
+                    running.insert(key.to_string(), Arc::clone(&flight));
                     return Role::Leader(Leader {
                         flights: self,
+                        flight,
                         key: key.to_string(),
                         finished: false,
                     });
@@ -67,45 +87,62 @@ impl<T: Clone> Flights<T> {
             }
         };
         let deadline = Instant::now() + wait;
-        let mut outcome = flight.outcome.lock().expect("flight lock");
-        while outcome.is_none() {
+        let mut state = flight.state.lock().expect("flight lock");
+        let late = state.outcome.is_some();
+        while !(state.finished || (state.outcome.is_some() && !late)) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Role::TimedOut;
             }
-            outcome = flight
-                .done
-                .wait_timeout(outcome, left)
+            state = flight
+                .changed
+                .wait_timeout(state, left)
                 .expect("flight lock")
                 .0;
         }
-        Role::Follower(outcome.clone().flatten())
+        if late {
+            return Role::Stored;
+        }
+        Role::Follower(state.outcome.clone().flatten())
     }
 }
 
 pub struct Leader<'a, T> {
     flights: &'a Flights<T>,
+    flight: Arc<Flight<T>>,
     key: String,
     finished: bool,
 }
 
 impl<T> Leader<'_, T> {
+    /// Hands `outcome` to the followers waiting now, while the leader goes
+    /// on (to store what it made): their answers start as soon as the
+    /// leader's does.
+    pub fn share(&self, outcome: T) {
+        self.flight.state.lock().expect("flight lock").outcome = Some(Some(outcome));
+        self.flight.changed.notify_all();
+    }
+
     pub fn finish(mut self, outcome: Outcome<T>) {
         self.release(outcome);
     }
 
     fn release(&mut self, outcome: Outcome<T>) {
         self.finished = true;
-        let flight = self
-            .flights
+        self.flights
             .running
             .lock()
             .expect("flights lock")
             .remove(&self.key);
-        if let Some(flight) = flight {
-            *flight.outcome.lock().expect("flight lock") = Some(outcome);
-            flight.done.notify_all();
+        let mut state = self.flight.state.lock().expect("flight lock");
+        // A failure after sharing (storing failed) leaves what was shared:
+        // those bytes are whole.
+        if outcome.is_some() || state.outcome.is_none() {
+            state.outcome = Some(outcome);
         }
+        state.finished = true;
+        drop(state);
+        self.flight.changed.notify_all();
     }
 }
 
@@ -142,6 +179,56 @@ mod tests {
     }
 
     #[test]
+    fn followers_get_what_the_leader_shares_and_latecomers_wait_for_the_store() {
+        let flights: Flights = Flights::default();
+        let Role::Leader(leader) = flights.join("k", Duration::from_secs(1)) else {
+            panic!("the first is the leader")
+        };
+        std::thread::scope(|scope| {
+            let early = scope.spawn(|| flights.join("k", Duration::from_secs(30)));
+            while flights
+                .running
+                .lock()
+                .unwrap()
+                .get("k")
+                .map(Arc::strong_count)
+                != Some(3)
+            {
+                std::thread::yield_now();
+            }
+            leader.share((Body::Bytes(Arc::new(vec![7])), 1));
+            // The one waiting has the bytes while the leader still stores.
+            match early.join().unwrap() {
+                Role::Follower(Some((Body::Bytes(b), 1))) => assert_eq!(*b, [7]),
+                _ => panic!("an early follower gets the shared body"),
+            }
+            // One that comes now waits for the store, then looks it up.
+            assert!(matches!(
+                flights.join("k", Duration::from_millis(20)),
+                Role::TimedOut
+            ));
+            let late = scope.spawn(|| flights.join("k", Duration::from_secs(30)));
+            while flights
+                .running
+                .lock()
+                .unwrap()
+                .get("k")
+                .map(Arc::strong_count)
+                != Some(3)
+            {
+                std::thread::yield_now();
+            }
+            leader.finish(Some((Body::Bytes(Arc::new(vec![7])), 1)));
+            assert!(matches!(late.join().unwrap(), Role::Stored));
+        });
+        // The key is free again.
+        assert!(matches!(
+            flights.join("k", Duration::from_millis(1)),
+            Role::Leader(_)
+        ));
+    }
+
+    #[test]
     fn followers_get_the_leaders_body() {
         let flights: Flights = Flights::default();
         let Role::Leader(leader) = flights.join("k", Duration::from_secs(1)) else {
@@ -149,14 +236,15 @@ mod tests {
         };
         std::thread::scope(|scope| {
             let follower = scope.spawn(|| flights.join("k", Duration::from_secs(30)));
-            // Let the follower start waiting, then finish.
+            // Let the follower start waiting (the flight then has three
+            // owners: the map, the leader and the follower), then finish.
             while flights
                 .running
                 .lock()
                 .unwrap()
                 .get("k")
                 .map(Arc::strong_count)
-                != Some(2)
+                != Some(3)
             {
                 std::thread::yield_now();
             }

@@ -144,29 +144,11 @@ pub enum Body {
 pub struct Held {
     bytes: Vec<u8>,
     budget: Arc<AtomicU64>,
-    /// Set once the object is stored, or could not be.
-    settled: Mutex<bool>,
-    settled_cv: std::sync::Condvar,
 }
 
 impl Held {
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
-    }
-
-    /// Waits until the object is stored (or could not be), at most
-    /// `limit`: an answer sends its last byte only then, so that a client
-    /// that has the whole object finds it in the cache when it asks again.
-    pub fn wait_settled(&self, limit: Duration) {
-        let settled = self.settled.lock().expect("held lock");
-        let _ = self
-            .settled_cv
-            .wait_timeout_while(settled, limit, |done| !*done);
-    }
-
-    fn settle(&self) {
-        *self.settled.lock().expect("held lock") = true;
-        self.settled_cv.notify_all();
     }
 }
 
@@ -373,7 +355,7 @@ impl Cache {
         spec: &ObjectSpec,
         make: impl Fn(&mut dyn Write) -> Result<T, E>,
     ) -> Result<(Object, Option<T>), Failure<E>> {
-        self.get_or_lead(spec, |_| self.make_and_store(spec, &make))
+        self.get_or_lead(spec, |_, _| self.make_and_store(spec, &make))
     }
 
     /// As [`Cache::get_or_make`], for an object whose length `make` can
@@ -388,18 +370,26 @@ impl Cache {
         ready: &dyn Fn(Object),
         make: impl Fn(&mut dyn Write, &dyn Fn(u64)) -> Result<T, E>,
     ) -> Result<(Object, Option<T>), Failure<E>> {
-        self.get_or_lead(spec, |object| {
-            let announce = |body, len| ready(object(body, len, State::Miss));
+        self.get_or_lead(spec, |object, share| {
+            let announce = |body: Body, len| {
+                // Those waiting for it start their answers too.
+                share(body.clone(), len);
+                ready(object(body, len, State::Miss))
+            };
             self.stream_and_store(spec, &announce, &make)
         })
     }
 
     /// The object for `spec` from the cache, from a concurrent call making
-    /// it, or made by `lead` (given how to dress a body as the object).
+    /// it, or made by `lead` (given how to dress a body as the object, and
+    /// how to hand a whole body to those waiting before it is stored).
     fn get_or_lead<T, E>(
         &self,
         spec: &ObjectSpec,
-        lead: impl Fn(&dyn Fn(Body, u64, State) -> Object) -> Result<(Body, u64, T), Failure<E>>,
+        lead: impl Fn(
+            &dyn Fn(Body, u64, State) -> Object,
+            &dyn Fn(Body, u64),
+        ) -> Result<(Body, u64, T), Failure<E>>,
     ) -> Result<(Object, Option<T>), Failure<E>> {
         let etag = etag_of(&spec.key);
         let object = |body, len, state| Object {
@@ -416,7 +406,7 @@ impl Cache {
                 Role::Follower(Some((body, len))) => {
                     return Ok((object(body, len, State::Shared), None));
                 }
-                Role::Follower(None) => continue,
+                Role::Follower(None) | Role::Stored => continue,
                 Role::TimedOut => return Err(Failure::Cache(CacheError::Busy(self.wait))),
                 Role::Leader(leader) => {
                     // It may have been stored between our lookup and joining.
@@ -425,7 +415,8 @@ impl Cache {
                         return Ok((hit, None));
                     }
                     self.misses.fetch_add(1, Ordering::Relaxed);
-                    let (body, len, made) = lead(&object)?;
+                    let share = |body, len| leader.share((body, len));
+                    let (body, len, made) = lead(&object, &share)?;
                     leader.finish(Some((body.clone(), len)));
                     return Ok((object(body, len, State::Miss), Some(made)));
                 }

@@ -90,7 +90,7 @@ impl Origin {
                 // What the leader got, failure included.
                 Role::Follower(Some(opened)) => return opened,
                 // The leader panicked: this request tries itself.
-                Role::Follower(None) => continue,
+                Role::Follower(None) | Role::Stored => continue,
                 Role::TimedOut => return Err(CacheError::Busy(self.cache.wait()).into()),
             }
         }

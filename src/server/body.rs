@@ -24,9 +24,6 @@ use crate::cache;
 /// Bytes read from a cache file per step. A response holds at most two
 /// (one going out, the next being read), whatever its client's speed.
 const CHUNK_BYTES: usize = 256 << 10;
-/// An answer of an object just made waits at most this long, before its
-/// last byte, for the object to be stored.
-const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Longest request target written to the access log.
 const LOGGED_TARGET_BYTES: usize = 512;
 
@@ -138,35 +135,17 @@ impl TrackedBody {
             // Bytes in memory (a playlist, an object just made, one the
             // cache could not store) go out as they are, without a copy or
             // a thread.
-            let (whole, gate) = match body {
-                cache::Body::Bytes(bytes) => {
-                    (Some(Bytes::from_owner(Shared(Arc::clone(bytes)))), u64::MAX)
-                }
-                // An object just made: its last byte goes out once it is
-                // stored (see `Held::wait_settled`).
-                cache::Body::Held(held) => (
-                    Some(Bytes::from_owner(SharedHeld(Arc::clone(held)))),
-                    (held.bytes().len() as u64).saturating_sub(1),
-                ),
-                cache::Body::File(_) => (None, 0),
+            let whole = match body {
+                cache::Body::Bytes(bytes) => Bytes::from_owner(Shared(Arc::clone(bytes))),
+                cache::Body::Held(held) => Bytes::from_owner(SharedHeld(Arc::clone(held))),
+                cache::Body::File(_) => Bytes::new(),
             };
-            if let Some(whole) = whole {
-                let end = range.end.min(gate.max(self.pos));
-                if end > self.pos || range.end <= gate {
-                    let chunk = whole.slice(self.pos as usize..end as usize);
-                    self.pos = end;
-                    return Poll::Ready(Some(Ok(chunk)));
-                }
-                let (held, pos) = (body.clone(), self.pos as usize);
-                self.reading = Some(tokio::task::spawn_blocking(move || {
-                    if let cache::Body::Held(held) = &held {
-                        held.wait_settled(SETTLE_WAIT);
-                    }
-                    Ok(whole.slice(pos..))
-                }));
-            } else {
-                self.reading = Some(read_chunk(body, self.pos, range.end));
+            if !whole.is_empty() {
+                let chunk = whole.slice(self.pos as usize..range.end as usize);
+                self.pos = range.end;
+                return Poll::Ready(Some(Ok(chunk)));
             }
+            self.reading = Some(read_chunk(body, self.pos, range.end));
         }
         let reading = self.reading.as_mut().expect("a read in progress");
         let result = match Pin::new(reading).poll(cx) {

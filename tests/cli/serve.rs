@@ -1001,7 +1001,7 @@ fn cold_segments_are_answered_before_they_are_stored() {
     let answered_first = fs::read_to_string(&log)
         .unwrap()
         .lines()
-        .filter(|l| l.contains("made, answered, then stored"))
+        .filter(|l| l.contains(", answered, then stored in"))
         .count();
     assert_eq!(answered_first, 3, "segments 1 and 2, fragment 1");
 }
