@@ -10,7 +10,7 @@
 //! object of kind `input`. Anything less is never served: an interrupted
 //! copy is dropped and started again on a later request.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::PathBuf;
@@ -116,7 +116,17 @@ pub struct Inputs {
     failed_copies: Mutex<HashMap<String, Instant>>,
     /// Archived objects whose restore was asked for, and when.
     restores: Mutex<HashMap<String, Instant>>,
+    /// Per backend, looked at once: the device of its root when that is
+    /// a local filesystem ([`super::source::local_device`]).
+    local_roots: Vec<OnceLock<Option<u64>>>,
+    /// Files last found on their local root's own filesystem, no mount
+    /// point between: their identity can be read at once
+    /// ([`Inputs::resolve_at_once`]).
+    at_once: Mutex<HashSet<String>>,
 }
+
+/// Files remembered as readable at once, at most.
+const AT_ONCE_PATHS: usize = 65536;
 
 /// A source's bytes, wherever they are now.
 pub struct Input {
@@ -154,13 +164,39 @@ impl Inputs {
     pub fn new(cache: Arc<Cache>, sources: Sources, settings: Settings) -> Arc<Inputs> {
         Arc::new(Inputs {
             cache,
-            sources,
             settings,
             known: Mutex::default(),
             copies: Mutex::default(),
             failed_copies: Mutex::default(),
             restores: Mutex::default(),
+            local_roots: (0..sources.entries.len())
+                .map(|_| OnceLock::new())
+                .collect(),
+            at_once: Mutex::default(),
+            sources,
         })
+    }
+
+    /// The identity of the source at `rel`, when it can be had without
+    /// waiting: a file on a local filesystem (one `stat`, no network
+    /// behind it) or a remote object whose identity was asked for within
+    /// `revalidate`. `None`: ask [`Inputs::resolve`], on a thread that may
+    /// wait. For a server's event loop, which must never block.
+    pub fn resolve_at_once(&self, rel: &str) -> Option<SourceId> {
+        let (n, backend, _) = self.sources.route(rel);
+        match &backend.kind {
+            BackendKind::Filesystem(_) => {
+                if !self.at_once.lock().expect("at-once lock").contains(rel) {
+                    return None;
+                }
+                self.resolve(rel).ok()
+            }
+            BackendKind::Remote(_) => {
+                let known = self.known.lock().expect("known lock");
+                let (at, meta) = known.get(rel)?;
+                (at.elapsed() < self.settings.revalidate).then(|| SourceId::of_remote(rel, n, meta))
+            }
+        }
     }
 
     /// The identity of the source at `rel` (a URL path after the prefix).
@@ -170,9 +206,19 @@ impl Inputs {
         let (n, backend, name) = self.sources.route(rel);
         let store = match &backend.kind {
             BackendKind::Filesystem(root) => {
-                let mut id = super::resolve_local(root, name)?;
+                let (mut id, device) = super::source::resolve_local_on(root, name)?;
                 id.rel = rel.to_string();
                 id.backend = n;
+                let local = *self.local_roots[n].get_or_init(|| super::source::local_device(root));
+                if local == Some(device) {
+                    let mut at_once = self.at_once.lock().expect("at-once lock");
+                    if at_once.len() >= AT_ONCE_PATHS {
+                        at_once.clear();
+                    }
+                    if !at_once.contains(rel) {
+                        at_once.insert(rel.to_string());
+                    }
+                }
                 return Ok(id);
             }
             BackendKind::Remote(store) => store,

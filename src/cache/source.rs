@@ -91,6 +91,11 @@ impl SourceId {
 /// Resolves `rel` (already free of `..` and absolute parts) under `root`.
 /// Symlinks are followed, but the file they lead to must be under `root`.
 pub fn resolve_local(root: &Path, rel: &str) -> Result<SourceId, CacheError> {
+    Ok(resolve_local_on(root, rel)?.0)
+}
+
+/// As [`resolve_local`], with the device of the filesystem the file is on.
+pub fn resolve_local_on(root: &Path, rel: &str) -> Result<(SourceId, u64), CacheError> {
     let not_found = || CacheError::NotFound(rel.to_string());
     let root =
         canonical(root).map_err(|e| CacheError::io(format!("media root {}", root.display()), e))?;
@@ -103,7 +108,42 @@ pub fn resolve_local(root: &Path, rel: &str) -> Result<SourceId, CacheError> {
     if !meta.is_file() {
         return Err(not_found());
     }
-    Ok(SourceId::of_file(rel, path, &meta))
+    Ok((SourceId::of_file(rel, path, &meta), meta.dev()))
+}
+
+/// The device of `root` when it is on a filesystem of this machine's own
+/// disks or memory (ext4, XFS, Btrfs, ZFS, F2FS, bcachefs, tmpfs,
+/// overlayfs, squashfs, vfat): one where a `stat` never waits for a
+/// network, as it can on NFS, SMB or a FUSE mount of a bucket.
+pub fn local_device(root: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    // Each filesystem's magic number, as <linux/magic.h> names it.
+    const LOCAL: [u64; 11] = [
+        0xEF53,      // EXT4_SUPER_MAGIC (ext2, ext3 too)
+        0x5846_5342, // XFS_SUPER_MAGIC
+        0x9123_683E, // BTRFS_SUPER_MAGIC
+        0x2FC1_2FC1, // ZFS
+        0xF2F5_2010, // F2FS_SUPER_MAGIC
+        0xCA45_1A4E, // BCACHEFS_SUPER_MAGIC
+        0x0102_1994, // TMPFS_MAGIC
+        0x8584_58F6, // RAMFS_MAGIC
+        0x794C_7630, // OVERLAYFS_SUPER_MAGIC
+        0x7371_7368, // SQUASHFS_MAGIC
+        0x4D44,      // MSDOS_SUPER_MAGIC (vfat)
+    ];
+    let path = std::ffi::CString::new(root.as_os_str().as_bytes()).ok()?;
+    let mut fs = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: `path` is NUL-terminated and `fs` is written by the call
+    // before it is read, only when it succeeds.
+    if unsafe { libc::statfs(path.as_ptr(), fs.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: statfs succeeded, so it filled `fs`.
+    let kind = unsafe { fs.assume_init() }.f_type as u64;
+    if !LOCAL.contains(&kind) {
+        return None;
+    }
+    Some(std::fs::metadata(root).ok()?.dev())
 }
 
 /// How long where a path leads is remembered, and for how many paths.
@@ -140,6 +180,17 @@ fn canonical(path: &Path) -> std::io::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_disks_and_memory_count_as_local_filesystems() {
+        // Where the tests run: a disk or tmpfs.
+        let here = tempfile::tempdir().unwrap();
+        let device = std::fs::metadata(here.path()).unwrap().dev();
+        assert_eq!(local_device(here.path()), Some(device));
+        // procfs is neither; nor is what is not there.
+        assert_eq!(local_device(Path::new("/proc")), None);
+        assert_eq!(local_device(&here.path().join("missing")), None);
+    }
 
     #[test]
     fn symlinks_may_not_lead_outside_the_root() {

@@ -43,7 +43,7 @@ impl Origin {
     ) -> Result<Answer, OriginError> {
         let (sources, numbers) = self.existing(rels)?;
         let what = if dash { "mpd" } else { "cmaf-master" };
-        let key = self.key(what, &[uri_prefix, &Self::master_key(&sources, &numbers)]);
+        let key = self.master_key(what, &sources, &numbers, uri_prefix);
         let content_type = if dash { MPD_TYPE } else { PLAYLIST_TYPE };
         self.in_memory(key, &sources, content_type, || {
             let mut described = Vec::with_capacity(sources.len());

@@ -152,11 +152,7 @@ impl Origin {
         ready: &dyn Fn(Answer),
     ) -> Result<Answer, OriginError> {
         let server = &self.config.server;
-        // Where relative URIs in playlists resolve: the directory of `path`.
-        let uri_prefix = match server.base_url.trim_end_matches('/') {
-            "" => String::new(),
-            base => format!("{base}{}/", &path[..path.rfind('/').expect("has a slash")]),
-        };
+        let uri_prefix = self.uri_prefix(path);
         if let Some(rest) = path.strip_prefix(server.cmaf_prefix.as_str()) {
             return self.answer_cmaf(&url::parse_cmaf(rest)?, &uri_prefix, ready);
         }
@@ -177,6 +173,58 @@ impl Origin {
                 unreachable!("CMAF names are parsed under the CMAF prefix only")
             }
         }
+    }
+
+    /// Where relative URIs in the playlists of `path` resolve: its
+    /// directory under `server.base_url`, or nothing without one.
+    fn uri_prefix(&self, path: &str) -> String {
+        match self.config.server.base_url.trim_end_matches('/') {
+            "" => String::new(),
+            base => format!("{base}{}/", &path[..path.rfind('/').expect("has a slash")]),
+        }
+    }
+
+    /// The answer to `path` when it can be had without waiting: an HLS
+    /// playlist kept in memory, of sources whose identities can be read at
+    /// once ([`Inputs::resolve_at_once`]). A server answers these on its
+    /// event loop, without the hop to a worker thread and back. `None`:
+    /// ask [`Origin::answer_streaming`], which also gives the errors.
+    pub fn answer_at_once(&self, path: &str) -> Option<Answer> {
+        let rest = path.strip_prefix(self.config.server.prefix.as_str())?;
+        let request = url::parse(rest).ok()?;
+        let uri_prefix = self.uri_prefix(path);
+        let (key, sources) = match &request.target {
+            Target::Master => {
+                let sources = request
+                    .sources
+                    .iter()
+                    .map(|rel| self.inputs.resolve_at_once(rel))
+                    .collect::<Option<Vec<_>>>()?;
+                let numbers: Vec<usize> = (0..sources.len()).collect();
+                (
+                    self.master_key("master", &sources, &numbers, &uri_prefix),
+                    sources,
+                )
+            }
+            Target::MediaPlaylist { n, kind } => {
+                let source = self.inputs.resolve_at_once(&request.sources[*n])?;
+                (
+                    self.media_playlist_key(&source, *n, kind, &uri_prefix),
+                    vec![source],
+                )
+            }
+            _ => return None,
+        };
+        let bytes = self.in_memory.get(&key)?;
+        self.cache.count_hit(&key);
+        let etag = cache::etag_of(&key);
+        Some(from_memory(
+            bytes,
+            State::Hit,
+            etag,
+            PLAYLIST_TYPE,
+            last_modified(&sources),
+        ))
     }
 
     /// The sources of `rels` that exist, with their numbers; a missing
@@ -208,21 +256,26 @@ impl Origin {
     }
 
     /// A key part naming the sources of a master by number and identity.
-    fn master_key(sources: &[SourceId], numbers: &[usize]) -> String {
+    /// The cache key of a master (`what`: of HLS or DASH) of `sources`,
+    /// numbered as in their URL.
+    fn master_key(
+        &self,
+        what: &str,
+        sources: &[SourceId],
+        numbers: &[usize],
+        uri_prefix: &str,
+    ) -> String {
         let ids: Vec<String> = numbers
             .iter()
             .zip(sources)
             .map(|(n, s)| format!("{n}={}", s.key_part()))
             .collect();
-        ids.join("|")
+        self.key(what, &[uri_prefix, &ids.join("|")])
     }
 
     fn master(&self, rels: &[String], uri_prefix: &str) -> Result<Answer, OriginError> {
         let (sources, numbers) = self.existing(rels)?;
-        let key = self.key(
-            "master",
-            &[uri_prefix, &Self::master_key(&sources, &numbers)],
-        );
+        let key = self.master_key("master", &sources, &numbers, uri_prefix);
         self.in_memory(key, &sources, PLAYLIST_TYPE, || {
             let mut variants = Vec::with_capacity(sources.len());
             for (n, source) in numbers.iter().zip(&sources) {
@@ -267,14 +320,24 @@ impl Origin {
         uri_prefix: &str,
     ) -> Result<Answer, OriginError> {
         let source = self.resolve(rel)?;
-        let key = self.key(
-            "playlist",
-            &[uri_prefix, &n.to_string(), kind, &source.key_part()],
-        );
+        let key = self.media_playlist_key(&source, n, kind, uri_prefix);
         self.media_playlist_object(key, &source, uri_prefix, || {
             let rendition = self.rendition_of_kind(&source, kind)?;
             Ok(rendition.media_playlist(n, uri_prefix))
         })
+    }
+
+    fn media_playlist_key(
+        &self,
+        source: &SourceId,
+        n: usize,
+        kind: &str,
+        uri_prefix: &str,
+    ) -> String {
+        self.key(
+            "playlist",
+            &[uri_prefix, &n.to_string(), kind, &source.key_part()],
+        )
     }
 
     /// A media playlist of `source` made by `make`: stored in the cache,

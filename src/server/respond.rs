@@ -222,6 +222,19 @@ async fn route(
         }
         _ => {}
     }
+    // With each answer, what a player asks for next (hinted): known once
+    // the source is in memory, as it is when the answer is ready.
+    let hint = |ahead: &[String]| ahead.iter().take(1).cloned().collect::<Vec<_>>();
+    // A playlist kept in memory is answered here, on the event loop: no
+    // worker slot, no hop to a thread and back.
+    if let Some(answer) = shared.origin.answer_at_once(&path) {
+        let ahead = shared.origin.ahead(&path, config.prefetch);
+        let next = hint(&ahead);
+        if let (true, Some(prefetch)) = (parts.method == Method::GET, &shared.prefetch) {
+            prefetch.ask(&path, ahead);
+        }
+        return answered(config, answer, &next, &parts.headers);
+    }
     let origin = Arc::clone(&shared.origin);
     // A request waits for a slot no longer than for another request's
     // object: then it is told to come back.
@@ -250,19 +263,15 @@ async fn route(
             let work = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
                 let _request = span.enter();
-                // With each answer, what a player asks for next (hinted):
-                // known once the source is in memory, as it is when the
-                // answer is ready.
-                let hint = |ahead: Vec<String>| ahead.into_iter().take(1).collect::<Vec<_>>();
                 let answer = origin.answer_streaming(&path, &|early| {
-                    send(Ok((early, hint(origin.ahead(&path, count)))))
+                    send(Ok((early, hint(&origin.ahead(&path, count)))))
                 });
                 let ahead = match &answer {
                     Ok(_) => origin.ahead(&path, count),
                     Err(_) => Vec::new(),
                 };
                 let made = answer.is_ok();
-                send(answer.map(|answer| (answer, hint(ahead.clone()))));
+                send(answer.map(|answer| (answer, hint(&ahead))));
                 if let (true, true, Some(prefetch)) = (made, get, &shared.prefetch) {
                     prefetch.ask(&path, ahead);
                 }
@@ -296,15 +305,24 @@ async fn route(
         }),
     };
     match answer {
-        Ok((answer, next)) => {
-            let mut reply = object(config, answer, &parts.headers);
-            if let (Some(next), 200 | 206) = (next.first(), reply.status.as_u16()) {
-                prefetch_hints(&mut reply.headers, next);
-            }
-            reply
-        }
+        Ok((answer, next)) => answered(config, answer, &next, &parts.headers),
         Err(e) => error(config, &e),
     }
+}
+
+/// The reply of an answer, naming `next` (what the player asks for after
+/// it) to a CDN that fetches ahead.
+fn answered(
+    config: &crate::config::Server,
+    answer: Answer,
+    next: &[String],
+    request: &HeaderMap,
+) -> Reply {
+    let mut reply = object(config, answer, request);
+    if let (Some(next), 200 | 206) = (next.first(), reply.status.as_u16()) {
+        prefetch_hints(&mut reply.headers, next);
+    }
+    reply
 }
 
 /// Liveness and readiness, off the media URL space: 200 while the cache

@@ -773,6 +773,70 @@ fn a_dead_store_is_502_a_silent_one_504_and_copies_that_would_not_fit_are_not_ma
     assert_eq!(s["downloads"].as_array().map(Vec::len), Some(0), "{s:#}");
 }
 
+/// A playlist kept in memory, of a file on a local disk, is answered on
+/// the server's event loop: while the only worker waits on a store that
+/// does not answer, it still comes at once (a request that needs a worker
+/// gets 503), and a replaced file is still seen at once.
+#[test]
+fn cached_playlists_are_answered_while_every_worker_waits_on_a_silent_store() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("films")).unwrap();
+    let file = root.path().join("films/a.mp4");
+    std::fs::copy(crate::support::fixture("h264-aac-bframes.mp4"), &file).unwrap();
+    let (_held, silent) = silent_store();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let body = format!(
+        "[server]\nworkers = 1\nwait_timeout = \"1s\"\nprefetch = 0\n\
+         [remote]\nconnect_timeout = 1\ntimeout = 6\n\
+         [[sources]]\nprefix = \"silent/\"\ntype = \"http\"\nurl = \"{silent}\"\n"
+    );
+    let conf = config(dir.path(), &body);
+    let server = Server::start(root.path(), &cache, &["--config", conf.to_str().unwrap()]);
+    let master = "/i/films/a.mp4/master.m3u8";
+    let playlist = "/i/films/a.mp4/index_0_av.m3u8";
+    let first = server.get(playlist);
+    assert_eq!(first.header("X-Cache"), Some("MISS"));
+    assert_eq!(server.get(master).status, 200);
+    let waiting = AtomicBool::new(true);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let reply = server.get("/i/silent/films/a.mp4/master.m3u8");
+            waiting.store(false, Ordering::SeqCst);
+            assert_eq!(reply.status, 504, "{}", reply.text());
+        });
+        // The worker is taken: what needs one is told to come back.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let busy = server.get("/i/films/a.mp4/segment1_0_av.ts");
+            if busy.status == 503 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the worker never got busy");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for path in [playlist, master] {
+            let reply = server.get(path);
+            assert_eq!((reply.status, reply.header("X-Cache")), (200, Some("HIT")));
+        }
+        assert_eq!(server.get(playlist).body, first.body);
+        // A file replaced meanwhile is looked at again: not this playlist.
+        let replacement = root.path().join("films/.new.mp4");
+        std::fs::copy(crate::support::fixture("hevc-aac.mp4"), &replacement).unwrap();
+        std::fs::rename(&replacement, &file).unwrap();
+        let after = server.get(playlist);
+        assert_ne!(
+            (after.status, after.header("X-Cache")),
+            (200, Some("HIT")),
+            "a replaced file's old playlist"
+        );
+        assert!(
+            waiting.load(Ordering::SeqCst),
+            "all of it while the silent store held the worker"
+        );
+    });
+}
+
 /// nginx, or None where it is missing (never under CI; see build.rs).
 fn nginx_if_installed(root: &Path) -> Option<Nginx> {
     if cfg!(casterpak_no_stores) {

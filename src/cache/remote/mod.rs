@@ -466,7 +466,7 @@ pub fn etag_md5(etag: &str) -> Option<String> {
 }
 
 pub fn md5_hex(md5: Md5) -> String {
-    md5.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    crate::cache::hex(&md5.finalize())
 }
 
 pub use md5::Md5 as Md5Hasher;
