@@ -46,6 +46,7 @@ mod store;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -168,6 +169,54 @@ impl Body {
             Body::Held(held) => Ok(copy_from(held.bytes(), buf, offset)),
         }
     }
+
+    /// Appends to `buf`, which holds the bytes from `start` on, the next
+    /// ones, as many as its spare capacity holds (fewer at the end; no
+    /// zeroing first); how many. With `at_once`,
+    /// a file is read only as far as the page cache holds it, never
+    /// waiting for a disk: a short count, or `WouldBlock`, means the rest
+    /// must be read where waiting is allowed (a thread of the blocking
+    /// pool, not an event loop).
+    pub fn read_spare(
+        &self,
+        buf: &mut Vec<u8>,
+        start: u64,
+        at_once: bool,
+    ) -> std::io::Result<usize> {
+        let spare = buf.capacity() - buf.len();
+        let offset = start.saturating_add(buf.len() as u64);
+        let n = match self {
+            Body::Bytes(bytes) => copy_into(bytes, buf, offset, spare),
+            Body::Held(held) => copy_into(held.bytes(), buf, offset, spare),
+            Body::File(file) => {
+                let offset = i64::try_from(offset).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+                let iov = libc::iovec {
+                    iov_base: buf.spare_capacity_mut().as_mut_ptr().cast(),
+                    iov_len: spare,
+                };
+                let flags = if at_once { libc::RWF_NOWAIT } else { 0 };
+                // SAFETY: `iov` covers `buf`'s spare capacity, which the
+                // kernel writes at most `spare` bytes of; `file` is open.
+                let read = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, offset, flags) };
+                let read = usize::try_from(read).map_err(|_| std::io::Error::last_os_error())?;
+                // SAFETY: the kernel initialized the first `read` bytes of
+                // the spare capacity.
+                unsafe { buf.set_len(buf.len() + read) };
+                read
+            }
+        };
+        Ok(n)
+    }
+}
+
+/// Appends what `bytes` hold from `offset`, at most `max`, to `buf`; how many.
+fn copy_into(bytes: &[u8], buf: &mut Vec<u8>, offset: u64, max: usize) -> usize {
+    let start = usize::try_from(offset)
+        .unwrap_or(usize::MAX)
+        .min(bytes.len());
+    let n = max.min(bytes.len() - start);
+    buf.extend_from_slice(&bytes[start..start + n]);
+    n
 }
 
 /// Copies what `bytes` hold from `offset` into `buf`; how many.

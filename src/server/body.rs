@@ -145,7 +145,22 @@ impl TrackedBody {
                 self.pos = range.end;
                 return Poll::Ready(Some(Ok(chunk)));
             }
-            self.reading = Some(read_chunk(body, self.pos, range.end));
+            // A chunk of a file in the page cache (as a cached object that
+            // is asked for often is) is read here, without a thread; what
+            // would wait for a disk is read on a blocking thread.
+            let want = (range.end - self.pos).min(CHUNK_BYTES as u64) as usize;
+            let mut buf = Vec::with_capacity(want);
+            while buf.len() < want {
+                match body.read_spare(&mut buf, self.pos, true) {
+                    Ok(n) if n > 0 => {}
+                    _ => break,
+                }
+            }
+            if buf.len() == want {
+                self.pos += want as u64;
+                return Poll::Ready(Some(Ok(Bytes::from(buf))));
+            }
+            self.reading = Some(read_chunk(body, buf, self.pos));
         }
         let reading = self.reading.as_mut().expect("a read in progress");
         let result = match Pin::new(reading).poll(cx) {
@@ -155,26 +170,25 @@ impl TrackedBody {
         self.reading = None;
         if let Ok(chunk) = &result {
             self.pos += chunk.len() as u64;
-            // The next chunk is read while this one goes out.
+            // The next chunk is read while this one goes out: after one
+            // that was not in the page cache, it is not either.
             if self.pos < range.end {
-                self.reading = Some(read_chunk(body, self.pos, range.end));
+                let want = (range.end - self.pos).min(CHUNK_BYTES as u64) as usize;
+                self.reading = Some(read_chunk(body, Vec::with_capacity(want), self.pos));
             }
         }
         Poll::Ready(Some(result))
     }
 }
 
-/// Reads the chunk of `body` at `pos` (up to `end`) on a blocking thread.
-fn read_chunk(body: &cache::Body, pos: u64, end: u64) -> JoinHandle<io::Result<Bytes>> {
-    let want = (end - pos).min(CHUNK_BYTES as u64) as usize;
+/// Fills `buf` to its capacity with the bytes of `body` from `pos` on (of
+/// which it holds the first already), on a blocking thread.
+fn read_chunk(body: &cache::Body, mut buf: Vec<u8>, pos: u64) -> JoinHandle<io::Result<Bytes>> {
     let body = body.clone();
     tokio::task::spawn_blocking(move || {
-        let mut buf = vec![0; want];
-        let mut done = 0;
-        while done < want {
-            match body.read_at(&mut buf[done..], pos + done as u64)? {
-                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-                n => done += n,
+        while buf.len() < buf.capacity() {
+            if body.read_spare(&mut buf, pos, false)? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
             }
         }
         Ok(Bytes::from(buf))

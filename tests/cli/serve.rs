@@ -857,7 +857,10 @@ fn playlists_with_absolute_uris_do_not_fill_the_cache() {
             NO_PREFETCH,
         ],
     );
-    assert_eq!(s.get("/i/films/a_1500k.mp4/segment1_0_av.ts").status, 200);
+    let segment = "/i/films/a_1500k.mp4/segment1_0_av.ts";
+    assert_eq!(s.get(segment).status, 200);
+    // Stored after its answer: asked again, it is waited for, and a hit.
+    assert_eq!(s.get(segment).header("X-Cache"), Some("HIT"));
     let before = stored_objects(&m.cache);
     for n in 0..32 {
         let url = format!("/i/films/a_,1500k,x{n},.mp4.csmil/index_0_av.m3u8");
