@@ -564,3 +564,67 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 pub fn etag_of(key: &str) -> String {
     format!("\"{}\"", &hex(&Sha256::digest(key.as_bytes()))[..20])
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    #[test]
+    fn a_file_out_of_the_page_cache_is_not_read_at_once_and_is_read_whole_by_a_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("object");
+        let bytes: Vec<u8> = (0..(4u32 << 20)).map(|i| (i * 7 % 251) as u8).collect();
+        let mut file = File::create(&path).unwrap();
+        file.write_all(&bytes).unwrap();
+        file.sync_all().unwrap();
+        let file = File::open(&path).unwrap();
+        // SAFETY: a valid descriptor; advice only.
+        let evicted =
+            unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) } == 0;
+        let body = Body::File(Arc::new(file));
+        let start = 1000;
+        let mut buf = Vec::with_capacity(bytes.len() - 2000);
+        let mut at_once = 0;
+        while buf.len() < buf.capacity() {
+            match body.read_spare(&mut buf, start, true) {
+                Ok(n) if n > 0 => at_once += n,
+                _ => break,
+            }
+        }
+        // tmpfs has no disk to wait for.
+        if evicted && !is_tmpfs(dir.path()) {
+            assert!(
+                at_once < buf.capacity(),
+                "read at once from a disk: {at_once}"
+            );
+        }
+        while buf.len() < buf.capacity() {
+            assert!(body.read_spare(&mut buf, start, false).unwrap() > 0);
+        }
+        assert!(buf == bytes[1000..bytes.len() - 1000]);
+        // At the end: fewer, then none.
+        let mut tail = Vec::with_capacity(4000);
+        assert_eq!(
+            body.read_spare(&mut tail, bytes.len() as u64 - 10, false)
+                .unwrap(),
+            10
+        );
+        assert_eq!(
+            body.read_spare(&mut tail, bytes.len() as u64 - 10, true)
+                .unwrap(),
+            0
+        );
+        assert_eq!(tail, bytes[bytes.len() - 10..]);
+    }
+
+    fn is_tmpfs(path: &std::path::Path) -> bool {
+        let out = std::process::Command::new("stat")
+            .args(["-f", "-c", "%T"])
+            .arg(path)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim() == "tmpfs"
+    }
+}
