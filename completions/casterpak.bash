@@ -40,6 +40,9 @@ _casterpak() {
             casterpak,stat)
                 cmd="casterpak__subcmd__stat"
                 ;;
+            casterpak,token)
+                cmd="casterpak__subcmd__token"
+                ;;
             *)
                 ;;
         esac
@@ -47,7 +50,7 @@ _casterpak() {
 
     case "${cmd}" in
         casterpak)
-            opts="-v -h -V --verbose --config --root --cache-dir --help --version package serve gc stat invalidate master completions man"
+            opts="-v -h -V --verbose --config --root --cache-dir --help --version package serve gc stat invalidate master token completions man"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -297,6 +300,44 @@ _casterpak() {
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        casterpak__subcmd__token)
+            opts="-v -h --ttl --acl --ip --verbose --config --root --cache-dir --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --acl)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ip)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -36,6 +36,7 @@ complete -c casterpak -n "__fish_casterpak_needs_command" -f -a "gc" -d 'Delete 
 complete -c casterpak -n "__fish_casterpak_needs_command" -f -a "stat" -d 'Show what the cache holds'
 complete -c casterpak -n "__fish_casterpak_needs_command" -f -a "invalidate" -d 'Expire (or delete) cached objects by source, age or all'
 complete -c casterpak -n "__fish_casterpak_needs_command" -f -a "master" -d 'Print the master playlist serve would answer for a file or csmil path'
+complete -c casterpak -n "__fish_casterpak_needs_command" -f -a "token" -d 'Print a signed-URL token that serve accepts (tokens.key) for a path'
 complete -c casterpak -n "__fish_casterpak_needs_command" -f -a "completions" -d 'Print a shell completion script (the files in completions/ are made so)'
 complete -c casterpak -n "__fish_casterpak_needs_command" -f -a "man" -d 'Print a man page: casterpak(1), or casterpak-SUBCOMMAND(1) (the files in man/ are made so)'
 complete -c casterpak -n "__fish_casterpak_using_subcommand package" -s o -l out -d 'Directory to create with a static package; without it, the serve cache is filled instead' -r -F
@@ -85,6 +86,14 @@ complete -c casterpak -n "__fish_casterpak_using_subcommand master" -l root -d '
 complete -c casterpak -n "__fish_casterpak_using_subcommand master" -l cache-dir -d 'Cache directory (cache.dir)' -r -F
 complete -c casterpak -n "__fish_casterpak_using_subcommand master" -s v -l verbose -d 'More log detail on stderr (same as RUST_LOG=casterpak=debug)'
 complete -c casterpak -n "__fish_casterpak_using_subcommand master" -s h -l help -d 'Print help'
+complete -c casterpak -n "__fish_casterpak_using_subcommand token" -l ttl -d 'How long the token is good for: 90s, 30m, 12h, 3d, or seconds' -r
+complete -c casterpak -n "__fish_casterpak_using_subcommand token" -l acl -d 'Path patterns the token is good for, `!`-separated, `*` any run of characters (e.g. `/i/films/a.mp4/*`); default: PATH itself' -r
+complete -c casterpak -n "__fish_casterpak_using_subcommand token" -l ip -d 'The only client address the token is good for' -r
+complete -c casterpak -n "__fish_casterpak_using_subcommand token" -l config -d 'Configuration file (default: ./casterpak.toml, then /etc/casterpak/casterpak.toml)' -r -F
+complete -c casterpak -n "__fish_casterpak_using_subcommand token" -l root -d 'Media root directory (media.root)' -r -F
+complete -c casterpak -n "__fish_casterpak_using_subcommand token" -l cache-dir -d 'Cache directory (cache.dir)' -r -F
+complete -c casterpak -n "__fish_casterpak_using_subcommand token" -s v -l verbose -d 'More log detail on stderr (same as RUST_LOG=casterpak=debug)'
+complete -c casterpak -n "__fish_casterpak_using_subcommand token" -s h -l help -d 'Print help'
 complete -c casterpak -n "__fish_casterpak_using_subcommand completions" -l config -d 'Configuration file (default: ./casterpak.toml, then /etc/casterpak/casterpak.toml)' -r -F
 complete -c casterpak -n "__fish_casterpak_using_subcommand completions" -l root -d 'Media root directory (media.root)' -r -F
 complete -c casterpak -n "__fish_casterpak_using_subcommand completions" -l cache-dir -d 'Cache directory (cache.dir)' -r -F

@@ -9,6 +9,6 @@ $bin completions bash > completions/casterpak.bash
 $bin completions zsh > completions/_casterpak
 $bin completions fish > completions/casterpak.fish
 $bin man > man/casterpak.1
-for sub in package serve gc stat invalidate master; do
+for sub in package serve gc stat invalidate master token; do
     $bin man "$sub" > "man/casterpak-$sub.1"
 done

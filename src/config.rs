@@ -18,9 +18,92 @@ pub struct Config {
     pub cache: Cache,
     pub remote: Remote,
     pub log: Log,
+    pub tokens: Tokens,
+    pub protection: Protection,
     /// Backends by URL path prefix; `media.root` serves every path none of
     /// them claims.
     pub sources: Vec<Source>,
+}
+
+/// Signed URLs (see `src/tokens.rs` for the token's form).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tokens {
+    /// The HMAC-SHA256 key tokens are signed with: hex (16 bytes at least),
+    /// or the path of a file holding it in hex; empty for none.
+    pub key: String,
+    /// Query parameter that carries a token.
+    pub param: String,
+    /// Cookie that carries a token; empty: the name of `param`.
+    pub cookie: String,
+    /// Every media request needs a valid token. Keys (`[protection]`) need
+    /// one whenever `key` is set, whatever this says.
+    pub required: bool,
+}
+
+impl Default for Tokens {
+    fn default() -> Self {
+        Tokens {
+            key: String::new(),
+            param: "hdnea".into(),
+            cookie: String::new(),
+            required: false,
+        }
+    }
+}
+
+impl Tokens {
+    /// The cookie's name.
+    pub fn cookie_name(&self) -> &str {
+        match self.cookie.as_str() {
+            "" => &self.param,
+            name => name,
+        }
+    }
+}
+
+/// Encrypted streams.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Protection {
+    pub method: ProtectionMethod,
+    /// What each stream's key is derived from: hex (16 bytes at least), or
+    /// the path of a file holding it in hex.
+    pub secret: String,
+    /// The name of `secret` in key URLs (1 to 16 letters and digits): a new
+    /// secret gets a new id, and playlists name the key of the secret
+    /// they were made with.
+    pub key_id: String,
+    /// Secrets replaced by `secret`, by their ids: their keys are still
+    /// answered, for players holding playlists made with them.
+    pub retired: std::collections::BTreeMap<String, String>,
+    /// Source path prefixes (as in URLs, after `server.prefix`) whose
+    /// streams are protected; empty: every stream.
+    pub paths: Vec<String>,
+}
+
+impl Default for Protection {
+    fn default() -> Self {
+        Protection {
+            method: ProtectionMethod::None,
+            secret: String::new(),
+            key_id: "1".into(),
+            retired: Default::default(),
+            paths: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProtectionMethod {
+    /// Streams in the clear.
+    #[default]
+    None,
+    /// HLS AES-128: whole MPEG-TS segments encrypted (AES-128-CBC, PKCS7),
+    /// `EXT-X-KEY` in media playlists (RFC 8216 4.3.2.4).
+    #[serde(rename = "aes-128")]
+    Aes128,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -388,6 +471,13 @@ pub fn parse_with_unit(s: &str, units: &[(char, u64)]) -> Option<u64> {
     digits.trim().parse::<u64>().ok()?.checked_mul(factor)
 }
 
+/// A duration given on the command line, in seconds (`90s`, `30m`,
+/// `12h`, `3d`, or plain seconds).
+pub fn parse_duration_arg(s: &str) -> Result<u64, String> {
+    parse_with_unit(s, &DURATION_UNITS)
+        .ok_or_else(|| format!("bad duration {s:?} (e.g. 90s, 30m, 12h, 3d)"))
+}
+
 pub const DURATION_UNITS: [(char, u64); 4] = [('s', 1), ('m', 60), ('h', 3_600), ('d', 86_400)];
 const SIZE_UNITS: [(char, u64); 4] = [
     ('k', 1 << 10),
@@ -582,6 +672,7 @@ impl Config {
         if self.server.workers == 0 {
             bail!("server.workers: must be at least 1");
         }
+        self.check_protection()?;
         if self.server.prefetch > MAX_PREFETCH {
             bail!(
                 "server.prefetch: {} is more than {MAX_PREFETCH} segments ahead",
@@ -601,6 +692,52 @@ impl Config {
                     value.0
                 );
             }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    fn check_protection(&self) -> anyhow::Result<()> {
+        let t = &self.tokens;
+        if t.key.is_empty() && t.required {
+            bail!("tokens.required: needs tokens.key");
+        }
+        if !t.key.is_empty() {
+            crate::tokens::read_key("tokens.key", &t.key)?;
+        }
+        for (key, name) in [("param", &t.param), ("cookie", &t.cookie)] {
+            let ok = name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !ok || (key == "param" && name.is_empty()) {
+                bail!("tokens.{key}: {name:?} must be letters, digits, '_' or '-'");
+            }
+        }
+        let p = &self.protection;
+        if p.method == ProtectionMethod::None {
+            return Ok(());
+        }
+        if p.secret.is_empty() {
+            bail!(
+                "protection.secret: needed for protection.method {:?}",
+                "aes-128"
+            );
+        }
+        crate::tokens::read_key("protection.secret", &p.secret)?;
+        for id in std::iter::once(&p.key_id).chain(p.retired.keys()) {
+            if !(1..=16).contains(&id.len()) || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                bail!("protection: the key id {id:?} must be 1 to 16 letters and digits");
+            }
+        }
+        for (id, secret) in &p.retired {
+            crate::tokens::read_key(&format!("protection.retired.{id}"), secret)?;
+        }
+        if p.retired.contains_key(&p.key_id) {
+            bail!(
+                "protection.retired: holds the current key_id {:?}",
+                p.key_id
+            );
         }
         Ok(())
     }

@@ -11,6 +11,8 @@
 //! - [`server`]: the HTTP origin around it, with the limits of a server
 //!   facing the internet.
 //! - [`commands`]: one module per subcommand.
+//! - [`tokens`]: signed URLs (minted by `casterpak token`, checked by
+//!   `serve`).
 
 pub mod cache;
 pub mod commands;
@@ -20,3 +22,4 @@ pub mod metrics;
 pub mod origin;
 pub mod packager;
 pub mod server;
+pub mod tokens;

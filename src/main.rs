@@ -40,6 +40,8 @@ enum Command {
     Invalidate(commands::invalidate::Args),
     /// Print the master playlist serve would answer for a file or csmil path.
     Master(commands::master::Args),
+    /// Print a signed-URL token that serve accepts (tokens.key) for a path.
+    Token(commands::token::Args),
     /// Print a shell completion script (the files in completions/ are made so).
     #[command(hide = true)]
     Completions { shell: clap_complete::Shell },
@@ -92,6 +94,7 @@ fn main() -> ExitCode {
                 Command::Stat(args) => commands::stat::run(args, &config, clock),
                 Command::Invalidate(args) => commands::invalidate::run(args, &config, clock),
                 Command::Master(args) => commands::master::run(args, config, clock),
+                Command::Token(args) => commands::token::run(args, &config, clock.now()),
                 Command::Completions { .. } | Command::Man { .. } => unreachable!("matched above"),
             }
         }),

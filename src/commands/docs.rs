@@ -78,6 +78,10 @@ fn configuration(roff: &mut Roff) {
         roman(" connect_timeout, timeout, revalidate, copies; "),
         bold("[log]"),
         roman(" format; "),
+        bold("[tokens]"),
+        roman(" key, param, cookie, required; "),
+        bold("[protection]"),
+        roman(" method (none or aes-128), secret, key_id, retired, paths; "),
         bold("[[sources]]"),
         roman(
             " (one per URL path prefix) prefix, type (filesystem, http or s3), root; url; \
@@ -143,6 +147,11 @@ fn urls(roff: &mut Roff) {
             "/i/<dir>/<prefix>,<l0>,<l1>,...,<suffix>.csmil/master.m3u8",
             "a master of the files <dir>/<prefix><lN><suffix>, at most 64; \
              index_<N>_av.m3u8 and segment<K>_<N>_av.ts are rendition N's",
+        ),
+        (
+            "/i/<path>/<file>/key_<ID>_0.key",
+            "the AES-128 key of a protected stream's segments (rendition N: key_<ID>_<N>.key), \
+             made with the secret named ID; only with a good token when tokens.key is set",
         ),
     ] {
         roff.control("TP", []);

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 
 use crate::cache::Clock;
-use crate::config::{parse_with_unit, Config, DURATION_UNITS};
+use crate::config::Config;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -18,7 +18,7 @@ pub struct Args {
     #[arg(long, conflicts_with = "patterns")]
     all: bool,
     /// Only objects made longer ago than this (`90s`, `30m`, `12h`, `3d`).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration_arg)]
     older_than: Option<u64>,
     /// Delete now instead of marking expired.
     #[arg(long)]
@@ -26,11 +26,6 @@ pub struct Args {
     /// Print a JSON report on stdout.
     #[arg(long)]
     json: bool,
-}
-
-fn parse_duration(s: &str) -> Result<u64, String> {
-    parse_with_unit(s, &DURATION_UNITS)
-        .ok_or_else(|| format!("bad duration {s:?} (e.g. 90s, 30m, 12h, 3d)"))
 }
 
 pub fn run(

@@ -24,7 +24,7 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     let path = master_path(&config, &args.path);
     let cache = crate::commands::open_cache(&config, clock)?;
-    let origin = Origin::new(config, cache);
+    let origin = Origin::new(config, cache)?;
     let answer = match origin.answer(&path) {
         Ok(a) => a,
         Err(e) => bail!("{path}: {e}"),

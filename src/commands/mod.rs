@@ -8,6 +8,7 @@ pub mod master;
 pub mod package;
 pub mod serve;
 pub mod stat;
+pub mod token;
 
 use std::io::Write;
 use std::sync::Arc;

@@ -35,7 +35,7 @@ pub fn run(
         anyhow::bail!("media root {}: {why}", root.display());
     }
     let cache = super::open_cache(&config, clock)?;
-    let origin = Arc::new(Origin::new(config, cache));
+    let origin = Arc::new(Origin::new(config, cache)?);
     let shown = Arc::clone(&origin);
     // SIGHUP: the configuration read again as at start, flags included.
     let (common, flags) = (common.clone(), args.clone());

@@ -44,7 +44,7 @@ impl Origin {
             Target::Master | Target::Manifest => {
                 return self.first_segments(dir, &request.sources, cmaf);
             }
-            Target::Init { .. } => return Vec::new(),
+            Target::Init { .. } | Target::Key { .. } => return Vec::new(),
         };
         let name = |k: usize| -> Option<String> {
             match &request.target {

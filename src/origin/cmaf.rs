@@ -18,6 +18,13 @@ impl Origin {
         ready: &dyn Fn(Answer),
     ) -> Result<Answer, OriginError> {
         let rels = &request.sources;
+        if let Some(rel) = rels.iter().find(|rel| self.sealed(rel).is_some()) {
+            // Until CMAF is encrypted too, its clear forms of a protected
+            // stream are not served.
+            return Err(OriginError::Forbidden(format!(
+                "{rel}: protected; served encrypted as MPEG-TS HLS only"
+            )));
+        }
         match &request.target {
             Target::Master => self.cmaf_manifest(rels, uri_prefix, false),
             Target::Manifest => self.cmaf_manifest(rels, "", true),
@@ -27,8 +34,8 @@ impl Origin {
             }
             Target::Init { n, track } => self.init_segment(&rels[*n], *track),
             Target::Fragment { k, n, track } => self.fragment(&rels[*n], *k, *track, ready),
-            Target::Segment { .. } => {
-                unreachable!("TS names are parsed under the MSOD prefix only")
+            Target::Segment { .. } | Target::Key { .. } => {
+                unreachable!("TS and key names are parsed under the MSOD prefix only")
             }
         }
     }

@@ -7,6 +7,7 @@ mod ahead;
 mod cmaf;
 mod error;
 mod in_memory;
+mod protection;
 mod sources;
 
 pub use error::{OriginError, RETRY_AFTER_SECONDS};
@@ -23,7 +24,7 @@ use crate::cache::{FETCHED_BYTES, FETCHED_REQUESTS};
 use crate::config::{Config, SourceType};
 use crate::packager::rendition::Rendition;
 use crate::packager::url::{self, Target};
-use crate::packager::{hls, FORMAT_VERSION};
+use crate::packager::{encrypt, hls, FORMAT_VERSION};
 
 pub struct Answer {
     pub object: Object,
@@ -37,6 +38,8 @@ pub const SEGMENT_TYPE: &str = "video/mp2t";
 pub const MPD_TYPE: &str = "application/dash+xml";
 pub const VIDEO_MP4_TYPE: &str = "video/mp4";
 pub const AUDIO_MP4_TYPE: &str = "audio/mp4";
+/// An AES-128 key: 16 bytes (RFC 8216 5.2).
+pub const KEY_TYPE: &str = "application/octet-stream";
 
 /// Renditions of one track of a source ([`Rendition::part`]) kept, at
 /// most, and their sample tables' bytes at most (each holds a copy of its
@@ -60,18 +63,23 @@ pub struct Origin {
     in_memory: in_memory::InMemory,
     failures: sources::Failures,
     uses: AtomicU64,
+    /// Encryption, when `[protection]` asks for it.
+    protection: Option<protection::Protection>,
 }
 
 impl Origin {
-    /// The origin of `config`'s sources, through `cache`.
-    pub fn new(config: Config, cache: Cache) -> Origin {
+    /// The origin of `config`'s sources, through `cache`; an error when a
+    /// key it names cannot be read.
+    pub fn new(config: Config, cache: Cache) -> anyhow::Result<Origin> {
+        let protection = protection::Protection::new(&config.protection)?;
         let cache = Arc::new(cache);
         let inputs = Inputs::new(
             Arc::clone(&cache),
             sources_of(&config),
             input_settings(&config),
         );
-        Origin {
+        Ok(Origin {
+            protection,
             live: std::sync::RwLock::new(Arc::new(config.clone())),
             config,
             index_writer: sources::IndexWriter::new(Arc::clone(&cache)),
@@ -83,7 +91,7 @@ impl Origin {
             in_memory: Default::default(),
             failures: Default::default(),
             uses: Default::default(),
-        }
+        })
     }
 
     pub fn cache(&self) -> &Cache {
@@ -169,6 +177,7 @@ impl Origin {
                 self.media_playlist(&request.sources[*n], *n, kind, &uri_prefix)
             }
             Target::Segment { k, n, kind } => self.segment(&request.sources[*n], *k, kind, ready),
+            Target::Key { n, key_id } => self.aes_key(&request.sources[*n], key_id),
             Target::Manifest | Target::Init { .. } | Target::Fragment { .. } => {
                 unreachable!("CMAF names are parsed under the CMAF prefix only")
             }
@@ -268,7 +277,7 @@ impl Origin {
         let ids: Vec<String> = numbers
             .iter()
             .zip(sources)
-            .map(|(n, s)| format!("{n}={}", s.key_part()))
+            .map(|(n, s)| format!("{n}={}{}", s.key_part(), self.sealed_part(&s.rel)))
             .collect();
         self.key(what, &[uri_prefix, &ids.join("|")])
     }
@@ -279,7 +288,12 @@ impl Origin {
         self.in_memory(key, &sources, PLAYLIST_TYPE, || {
             let mut variants = Vec::with_capacity(sources.len());
             for (n, source) in numbers.iter().zip(&sources) {
-                variants.push((*n, self.ts_rendition(source)?.variant()));
+                let rendition = self.ts_rendition(source)?;
+                let variant = match self.sealed(&source.rel) {
+                    Some(_) => rendition.aes128_variant(),
+                    None => rendition.variant(),
+                };
+                variants.push((*n, variant));
             }
             Ok(hls::master_playlist(&variants, uri_prefix))
         })
@@ -321,9 +335,12 @@ impl Origin {
     ) -> Result<Answer, OriginError> {
         let source = self.resolve(rel)?;
         let key = self.media_playlist_key(&source, n, kind, uri_prefix);
+        let key_uri = self
+            .sealed(rel)
+            .map(|(key_id, _)| format!("{uri_prefix}{}", hls::key_name(key_id, n)));
         self.media_playlist_object(key, &source, uri_prefix, || {
             let rendition = self.rendition_of_kind(&source, kind)?;
-            Ok(rendition.media_playlist(n, uri_prefix))
+            Ok(rendition.media_playlist(n, uri_prefix, key_uri.as_deref()))
         })
     }
 
@@ -334,10 +351,8 @@ impl Origin {
         kind: &str,
         uri_prefix: &str,
     ) -> String {
-        self.key(
-            "playlist",
-            &[uri_prefix, &n.to_string(), kind, &source.key_part()],
-        )
+        let id = format!("{}{}", source.key_part(), self.sealed_part(&source.rel));
+        self.key("playlist", &[uri_prefix, &n.to_string(), kind, &id])
     }
 
     /// A media playlist of `source` made by `make`: stored in the cache,
@@ -401,23 +416,77 @@ impl Origin {
         ready: &dyn Fn(Answer),
     ) -> Result<Answer, OriginError> {
         let source = self.resolve(rel)?;
-        let key = self.key("segment", &[&k.to_string(), kind, &source.key_part()]);
+        let id = format!("{}{}", source.key_part(), self.sealed_part(rel));
+        let key = self.key("segment", &[&k.to_string(), kind, &id]);
         let spec = ObjectSpec {
             key,
             kind: "segment",
             ext: "ts",
             sources: std::slice::from_ref(&source),
         };
+        let sealed = self.sealed(rel);
         self.stream(&spec, SEGMENT_TYPE, ready, |out, announce| {
             let rendition = self.rendition_of_kind(&source, kind)?;
+            let failed = |e| self.failed(&source, error::packager_error(&source, e));
+            let Some((_, aes_key)) = sealed else {
+                if let Some(len) = rendition.segment_len(k - 1) {
+                    announce(len);
+                }
+                return rendition
+                    .write_segment(k - 1, out)
+                    .map(|_| ())
+                    .map_err(failed);
+            };
             if let Some(len) = rendition.segment_len(k - 1) {
-                announce(len);
+                announce(encrypt::encrypted_len(len));
             }
+            // Media sequence numbers start at 1, as K does.
+            let mut sealing =
+                encrypt::Encrypting::new(&aes_key, &encrypt::sequence_iv(k as u64), out);
             rendition
-                .write_segment(k - 1, out)
-                .map(|_| ())
-                .map_err(|e| self.failed(&source, error::packager_error(&source, e)))
+                .write_segment(k - 1, &mut sealing)
+                .map_err(failed)?;
+            sealing
+                .finish()
+                .map_err(|e| OriginError::Internal(format!("writing segment {k}: {e}")))
         })
+    }
+
+    /// The AES-128 key id and key of the source at `rel`, when its streams
+    /// are protected (`[protection]`).
+    fn sealed(&self, rel: &str) -> Option<(&str, encrypt::Key)> {
+        let protection = self.protection.as_ref().filter(|p| p.covers(rel))?;
+        Some((protection.key_id(), protection.current_key(rel)))
+    }
+
+    /// What a cache key of the source at `rel` says of its protection:
+    /// nothing for clear streams (their keys are as they always were).
+    fn sealed_part(&self, rel: &str) -> String {
+        match self.sealed(rel) {
+            Some((key_id, _)) => format!("|aes-128:{key_id}"),
+            None => String::new(),
+        }
+    }
+
+    /// The AES-128 key of the source at `rel` under the secret `key_id`:
+    /// 16 bytes, kept nowhere (derived again for each request).
+    fn aes_key(&self, rel: &str, key_id: &str) -> Result<Answer, OriginError> {
+        let not_found = || OriginError::NotFound(format!("{rel}: no key {key_id}"));
+        let protection = self
+            .protection
+            .as_ref()
+            .filter(|p| p.covers(rel))
+            .ok_or_else(not_found)?;
+        let key = protection.key(key_id, rel).ok_or_else(not_found)?;
+        // Only of a source that exists: no keys for made-up paths.
+        let source = self.resolve(rel)?;
+        Ok(from_memory(
+            Arc::new(key.to_vec()),
+            State::Miss,
+            cache::etag_of(&format!("key|{key_id}|{}", source.key_part())),
+            KEY_TYPE,
+            last_modified(std::slice::from_ref(&source)),
+        ))
     }
 
     /// As [`Origin::get`], for an object whose length `make` announces

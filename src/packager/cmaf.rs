@@ -322,6 +322,32 @@ pub fn mpd(sources: &[Source], duration_seconds: f64, max_segment_seconds: f64) 
     out
 }
 
+/// `mpd` with `query` (`name=value`, already fit for a URI and for XML)
+/// added to its segment templates' `initialization` and `media` URLs: how
+/// a signed URL's token is carried on to the segments.
+pub fn mpd_with_query(mpd: &str, query: &str) -> String {
+    let mut out = mpd.to_string();
+    for attribute in [" initialization=\"", " media=\""] {
+        let mut done = String::with_capacity(out.len() + 256);
+        let mut rest = out.as_str();
+        while let Some(at) = rest.find(attribute) {
+            let start = at + attribute.len();
+            let Some(len) = rest[start..].find('"') else {
+                break;
+            };
+            let uri = &rest[start..start + len];
+            let joint = if uri.contains('?') { "&amp;" } else { "?" };
+            done.push_str(&rest[..start + len]);
+            done.push_str(joint);
+            done.push_str(query);
+            rest = &rest[start + len..];
+        }
+        done.push_str(rest);
+        out = done;
+    }
+    out
+}
+
 fn segment_template(out: &mut String, n: usize, t: &TrackInfo) {
     let _ = writeln!(
         out,
@@ -376,6 +402,17 @@ fn frame_rate(fps: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_query_is_carried_to_the_segment_templates() {
+        let mpd = "<SegmentTemplate timescale=\"90000\" initialization=\"init_0_v.mp4\" \
+                   media=\"seg$Number$_0_v.m4s\" startNumber=\"1\">";
+        assert_eq!(
+            mpd_with_query(mpd, "t=1~2"),
+            "<SegmentTemplate timescale=\"90000\" initialization=\"init_0_v.mp4?t=1~2\" \
+             media=\"seg$Number$_0_v.m4s?t=1~2\" startNumber=\"1\">"
+        );
+    }
 
     #[test]
     fn frame_rates_and_durations_are_schema_types() {

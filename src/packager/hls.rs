@@ -35,6 +35,40 @@ pub fn segment_name(k: usize, n: usize, kind_suffix: &str) -> String {
     format!("segment{k}_{n}_{kind_suffix}.ts")
 }
 
+/// The AES-128 key of rendition `n`'s segments, made with the secret
+/// named `key_id`.
+pub fn key_name(key_id: &str, n: usize) -> String {
+    format!("key_{key_id}_{n}.key")
+}
+
+/// `playlist` with `query` (`name=value`, already fit for a URI) added to
+/// every URI it lists, on URI lines and in `URI="..."` attributes: how a
+/// signed URL's token is carried on to what a player asks for next.
+pub fn with_query(playlist: &str, query: &str) -> String {
+    let add = |uri: &str| {
+        let joint = if uri.contains('?') { '&' } else { '?' };
+        format!("{uri}{joint}{query}")
+    };
+    let mut out = String::with_capacity(playlist.len() * 2);
+    for line in playlist.lines() {
+        if line.is_empty() {
+        } else if !line.starts_with('#') {
+            out.push_str(&add(line));
+        } else if let Some((head, rest)) = line.split_once("URI=\"") {
+            match rest.split_once('"') {
+                Some((uri, tail)) => {
+                    let _ = write!(out, "{head}URI=\"{}\"{tail}", add(uri));
+                }
+                None => out.push_str(line),
+            }
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// A segment's `#EXTINF` duration in milliseconds, as written: bitrates
 /// in the master are computed from these, as a player computes them
 /// (RFC 8216 4.3.4.2: segment sizes over their EXTINF durations).
@@ -43,8 +77,16 @@ pub fn extinf_millis(segment: &Segment) -> i64 {
 }
 
 /// A VOD media playlist listing every segment of rendition `n`; `prefix`
-/// goes before each segment's name (empty for relative URIs).
-pub fn media_playlist(segments: &[Segment], n: usize, kind_suffix: &str, prefix: &str) -> String {
+/// goes before each segment's name (empty for relative URIs). With
+/// `key_uri`, every segment is encrypted with AES-128 under the key there,
+/// its IV its media sequence number (4.3.2.4, 5.2).
+pub fn media_playlist(
+    segments: &[Segment],
+    n: usize,
+    kind_suffix: &str,
+    prefix: &str,
+    key_uri: Option<&str>,
+) -> String {
     // EXTINF is written in milliseconds; TARGETDURATION is the largest of
     // those rounded up, so that no rounded EXTINF exceeds it (4.3.3.1).
     let millis: Vec<i64> = segments.iter().map(extinf_millis).collect();
@@ -53,6 +95,9 @@ pub fn media_playlist(segments: &[Segment], n: usize, kind_suffix: &str, prefix:
     out.push_str("#EXTM3U\n#EXT-X-VERSION:3\n");
     let _ = writeln!(out, "#EXT-X-TARGETDURATION:{target}");
     out.push_str("#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-PLAYLIST-TYPE:VOD\n");
+    if let Some(uri) = key_uri {
+        let _ = writeln!(out, "#EXT-X-KEY:METHOD=AES-128,URI=\"{uri}\"");
+    }
     for (k, ms) in millis.iter().enumerate() {
         let _ = writeln!(out, "#EXTINF:{}.{:03},", ms / 1000, ms % 1000);
         out.push_str(prefix);
@@ -147,6 +192,19 @@ mod tests {
     }
 
     #[test]
+    fn a_query_is_carried_to_every_uri_and_nothing_else() {
+        let playlist = "#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=\"key_1_0.key\"\n\
+                        #EXTINF:6.000,\nsegment1_0_av.ts\n#EXTINF:6.000,\nhttp://x/s2.ts?a=1\n\
+                        #EXT-X-MEDIA:TYPE=AUDIO,URI=\"index_0_a2.m3u8\",NAME=\"x\"\n#EXT-X-ENDLIST\n";
+        assert_eq!(
+            with_query(playlist, "t=1~2"),
+            "#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=\"key_1_0.key?t=1~2\"\n\
+             #EXTINF:6.000,\nsegment1_0_av.ts?t=1~2\n#EXTINF:6.000,\nhttp://x/s2.ts?a=1&t=1~2\n\
+             #EXT-X-MEDIA:TYPE=AUDIO,URI=\"index_0_a2.m3u8?t=1~2\",NAME=\"x\"\n#EXT-X-ENDLIST\n"
+        );
+    }
+
+    #[test]
     fn independent_segments_only_when_every_variant_has_them() {
         const TAG: &str = "#EXT-X-INDEPENDENT-SEGMENTS\n";
         let both = master_playlist(&[(0, variant(true)), (1, variant(true))], "");
@@ -157,13 +215,13 @@ mod tests {
 
     #[test]
     fn target_duration_is_the_rounded_up_longest_segment() {
-        let p = media_playlist(&[seg(0, 540_540), seg(540_540, 900_000)], 2, "av", "");
+        let p = media_playlist(&[seg(0, 540_540), seg(540_540, 900_000)], 2, "av", "", None);
         assert!(p.contains("#EXT-X-TARGETDURATION:7\n"), "{p}");
         assert!(
             p.contains("#EXTINF:6.006,\nsegment1_2_av.ts\n#EXTINF:3.994,\nsegment2_2_av.ts\n"),
             "{p}"
         );
-        let p = media_playlist(&[seg(0, 540_000)], 0, "a", "");
+        let p = media_playlist(&[seg(0, 540_000)], 0, "a", "", None);
         assert!(p.contains("#EXT-X-TARGETDURATION:6\n"), "{p}");
     }
 }

@@ -2,6 +2,7 @@
 //! It knows nothing of HTTP, SQLite or the disk cache.
 
 pub mod cmaf;
+pub mod encrypt;
 pub mod error;
 pub mod fmp4;
 #[doc(hidden)]

@@ -189,17 +189,28 @@ impl Rendition {
     }
 
     /// The media playlist of this rendition as rendition number `n`, with
-    /// `prefix` before each segment name.
-    pub fn media_playlist(&self, n: usize, prefix: &str) -> String {
-        hls::media_playlist(&self.plan.segments, n, &self.kind, prefix)
+    /// `prefix` before each segment name; with `key_uri`, its segments are
+    /// encrypted with AES-128 (see [`crate::packager::encrypt`]).
+    pub fn media_playlist(&self, n: usize, prefix: &str, key_uri: Option<&str>) -> String {
+        hls::media_playlist(&self.plan.segments, n, &self.kind, prefix, key_uri)
     }
 
     /// This rendition's entry in a master playlist.
     pub fn variant(&self) -> Variant {
+        self.variant_sized(|len| len)
+    }
+
+    /// The same, for its segments encrypted with AES-128 (each padded).
+    pub fn aes128_variant(&self) -> Variant {
+        self.variant_sized(crate::packager::encrypt::encrypted_len)
+    }
+
+    /// A master playlist's entry, with segments of `size(len)` bytes.
+    fn variant_sized(&self, size: fn(u64) -> u64) -> Variant {
         let mut peak_bps = 0u64;
         let mut total_bytes = 0u64;
         for (segment, layout) in self.plan.segments.iter().zip(&self.layout) {
-            let bytes = layout.len_bytes;
+            let bytes = size(layout.len_bytes);
             total_bytes += bytes;
             peak_bps = peak_bps.max(bits_per_second(bytes, hls::extinf_millis(segment)));
         }

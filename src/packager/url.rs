@@ -7,6 +7,7 @@
 //! <dir>/<prefix>,<l0>,<l1>,...,<suffix>.csmil/master.m3u8
 //!                                               renditions N = files <dir>/<prefix><lN><suffix>
 //! <dir>/<...>.csmil/index_<N>_<kind>.m3u8, .../segment<K>_<N>_<kind>.ts
+//! <...>/key_<ID>_<N>.key                        rendition N's AES-128 key, of secret ID
 //! ```
 //!
 //! `<kind>` is `av`, `a` or `v`: the file's tracks, or one of them; `a2`,
@@ -45,6 +46,12 @@ pub enum Target {
         k: usize,
         n: usize,
         kind: String,
+    },
+    /// `key_<ID>_<N>.key`: the AES-128 key of rendition N's segments, made
+    /// with the secret named ID (1 to 16 letters and digits).
+    Key {
+        n: usize,
+        key_id: String,
     },
 }
 
@@ -98,7 +105,8 @@ fn parse_with(path: &str, parse_target: fn(&str) -> Option<Target>) -> Result<Re
         Target::MediaPlaylist { n, .. }
         | Target::Segment { n, .. }
         | Target::Init { n, .. }
-        | Target::Fragment { n, .. } => *n,
+        | Target::Fragment { n, .. }
+        | Target::Key { n, .. } => *n,
     };
     if n >= sources.len() {
         return Err(UrlError::NotFound(format!(
@@ -121,6 +129,18 @@ fn parse_target(name: &str) -> Option<Target> {
         return Some(Target::MediaPlaylist {
             n: number(n)?,
             kind: kind_of(kind)?,
+        });
+    }
+    if let Some(rest) = name
+        .strip_prefix("key_")
+        .and_then(|r| r.strip_suffix(".key"))
+    {
+        let (key_id, n) = rest.split_once('_')?;
+        let fits =
+            (1..=16).contains(&key_id.len()) && key_id.bytes().all(|b| b.is_ascii_alphanumeric());
+        return fits.then(|| number(n)).flatten().map(|n| Target::Key {
+            n,
+            key_id: key_id.to_string(),
         });
     }
     let rest = name.strip_prefix("segment")?.strip_suffix(".ts")?;

@@ -136,7 +136,20 @@ pub fn run(
     };
     let work = Arc::new(Semaphore::new(workers));
     let connections = Connections::new(max_connections);
+    let tokens = match config.tokens.key.as_str() {
+        "" => None,
+        key => Some(crate::tokens::Signer::new(crate::tokens::read_key(
+            "tokens.key",
+            key,
+        )?)),
+    };
+    if tokens.is_none() && config.protection.method != crate::config::ProtectionMethod::None {
+        tracing::warn!(
+            "[protection] without tokens.key: keys are answered to anyone who asks for them"
+        );
+    }
     let shared = Arc::new(Shared {
+        tokens,
         origin: Arc::clone(&origin),
         prefetch: prefetch::Prefetcher::start(Arc::clone(&origin), Arc::clone(&work)),
         work,

@@ -20,7 +20,8 @@ use super::semantics::{not_modified, parse_range, RangeRequest};
 use crate::cache::State;
 use crate::dates::http_date;
 use crate::metrics::metrics;
-use crate::origin::{Answer, Origin, OriginError};
+use crate::origin::{Answer, Origin, OriginError, KEY_TYPE, MPD_TYPE, PLAYLIST_TYPE};
+use sha2::Digest;
 
 /// Longest request target we answer; longer gets 414 (nginx's default
 /// `large_client_header_buffers` is 8 KiB a line too).
@@ -40,6 +41,8 @@ pub struct Shared {
     pub prefetch: Option<super::prefetch::Prefetcher>,
     /// The open connections, for `/metrics`.
     pub connections: Arc<super::listener::Connections>,
+    /// Checks signed URLs, when `tokens.key` is set.
+    pub tokens: Option<crate::tokens::Signer>,
 }
 
 /// What a response is before it becomes one.
@@ -84,7 +87,7 @@ pub async fn handle(
     let mut reply = match refusal(&shared, &parts) {
         Some(reply) => reply,
         None => {
-            route(&shared, &parts, &span, side)
+            route(&shared, &parts, &span, side, peer)
                 .instrument(span.clone())
                 .await
         }
@@ -207,6 +210,7 @@ async fn route(
     parts: &http::request::Parts,
     span: &tracing::Span,
     side: super::Side,
+    peer: SocketAddr,
 ) -> Reply {
     let config = &shared.origin.config().server;
     if parts.method == Method::OPTIONS {
@@ -222,6 +226,14 @@ async fn route(
         }
         _ => {}
     }
+    let carried = match admitted(shared, parts, &path, peer) {
+        Ok(carried) => carried,
+        Err(refusal) => {
+            let mut reply = text(config, 403, &refusal.to_string());
+            put(&mut reply.headers, header::CACHE_CONTROL, "no-store");
+            return reply;
+        }
+    };
     // With each answer, what a player asks for next (hinted): known once
     // the source is in memory, as it is when the answer is ready.
     let hint = |ahead: &[String]| ahead.iter().take(1).cloned().collect::<Vec<_>>();
@@ -233,7 +245,7 @@ async fn route(
         if let (true, Some(prefetch)) = (parts.method == Method::GET, &shared.prefetch) {
             prefetch.ask(&path, ahead);
         }
-        return answered(config, answer, &next, &parts.headers);
+        return answered(config, answer, &next, &parts.headers, carried.as_deref());
     }
     let origin = Arc::clone(&shared.origin);
     // A request waits for a slot no longer than for another request's
@@ -305,24 +317,170 @@ async fn route(
         }),
     };
     match answer {
-        Ok((answer, next)) => answered(config, answer, &next, &parts.headers),
+        Ok((answer, next)) => answered(config, answer, &next, &parts.headers, carried.as_deref()),
         Err(e) => error(config, &e),
     }
 }
 
 /// The reply of an answer, naming `next` (what the player asks for after
-/// it) to a CDN that fetches ahead.
+/// it) to a CDN that fetches ahead. With `carried` (a signed URL's token
+/// as `name=value`), a playlist lists its URIs with it, and is then for
+/// this viewer alone; a key is never stored by anyone.
 fn answered(
     config: &crate::config::Server,
     answer: Answer,
     next: &[String],
     request: &HeaderMap,
+    carried: Option<&str>,
 ) -> Reply {
+    let kind = answer.content_type;
+    let answer = match carried {
+        Some(query) if matches!(kind, PLAYLIST_TYPE | MPD_TYPE) => with_query(answer, query),
+        _ => answer,
+    };
     let mut reply = object(config, answer, request);
     if let (Some(next), 200 | 206) = (next.first(), reply.status.as_u16()) {
         prefetch_hints(&mut reply.headers, next);
     }
+    if kind == KEY_TYPE {
+        put(&mut reply.headers, header::CACHE_CONTROL, "no-store");
+    } else if carried.is_some() && matches!(kind, PLAYLIST_TYPE | MPD_TYPE) {
+        let private = format!("private, max-age={}", config.max_age);
+        put(&mut reply.headers, header::CACHE_CONTROL, &private);
+    }
     reply
+}
+
+/// `answer`, a playlist or MPD, with `query` added to every URI it lists;
+/// its ETag tells the two apart.
+fn with_query(answer: Answer, query: &str) -> Answer {
+    let Answer {
+        object,
+        content_type,
+        last_modified,
+    } = answer;
+    let etag = object.etag.clone();
+    let state = object.state;
+    let text = match object.into_bytes() {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(e) => {
+            tracing::error!("reading a playlist to carry a token on: {e}");
+            String::new()
+        }
+    };
+    let text = match content_type {
+        MPD_TYPE => crate::packager::cmaf::mpd_with_query(&text, query),
+        _ => crate::packager::hls::with_query(&text, query),
+    };
+    let tag = crate::cache::hex(&sha2::Sha256::digest(query.as_bytes())[..4]);
+    let bytes = text.into_bytes();
+    Answer {
+        object: crate::cache::Object {
+            len: bytes.len() as u64,
+            body: crate::cache::Body::Bytes(Arc::new(bytes)),
+            state,
+            etag: format!("{}-{tag}\"", etag.trim_end_matches('"')),
+        },
+        content_type,
+        last_modified,
+    }
+}
+
+/// Whether the request may have `path`, by its signed-URL token
+/// (`[tokens]`): with `tokens.required`, and for a key whenever tokens are
+/// on, only with a good one (from the query string, else the cookie).
+/// `Ok` gives what to carry on to a playlist's URIs (`name=value`): the
+/// token, when it came in the query string (a cookie goes along by itself).
+fn admitted(
+    shared: &Shared,
+    parts: &http::request::Parts,
+    path: &str,
+    peer: SocketAddr,
+) -> Result<Option<String>, crate::tokens::Refusal> {
+    let Some(signer) = &shared.tokens else {
+        return Ok(None);
+    };
+    let config = shared.origin.config();
+    let t = &config.tokens;
+    let needed = t.required || path.ends_with(".key");
+    let in_query = parts.uri.query().and_then(|q| query_value(q, &t.param));
+    let token = in_query
+        .clone()
+        .or_else(|| cookie_value(&parts.headers, t.cookie_name()));
+    let Some(token) = token else {
+        return if needed {
+            Err(crate::tokens::Refusal::Missing)
+        } else {
+            Ok(None)
+        };
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    match signer.check(&token, path, peer.ip(), now) {
+        Ok(_) => Ok(in_query.map(|token| format!("{}={}", t.param, uri_safe(&token)))),
+        Err(refusal) if needed => Err(refusal),
+        // Not needed: served as if it had none.
+        Err(_) => Ok(None),
+    }
+}
+
+/// The percent-decoded value of `name` in a query string, if given.
+fn query_value(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let value = pair.strip_prefix(name)?.strip_prefix('=')?;
+        Some(percent_decoded(value))
+    })
+}
+
+/// The value of the cookie `name`, if sent (RFC 6265 5.4).
+fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let value = pair.trim().strip_prefix(name)?.strip_prefix('=')?;
+            Some(percent_decoded(value.trim_matches('"')))
+        })
+}
+
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `text` fit for a URI's query and for XML: what a token is made of as
+/// it is, anything else percent-encoded.
+fn uri_safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~=*!/:".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Liveness and readiness, off the media URL space: 200 while the cache
@@ -488,6 +646,7 @@ fn error(config: &crate::config::Server, e: &OriginError) -> Reply {
         OriginError::Internal(_) => 500,
         OriginError::BadGateway(_) => 502,
         OriginError::GatewayTimeout(_) => 504,
+        OriginError::Forbidden(_) => 403,
     };
     if status == 502 || status == 504 {
         metrics().remote_error();

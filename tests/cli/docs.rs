@@ -20,7 +20,15 @@ fn completions_and_man_pages_are_up_to_date() {
         ),
         (vec!["man"], "man/casterpak.1".into()),
     ];
-    for sub in ["package", "serve", "gc", "stat", "invalidate", "master"] {
+    for sub in [
+        "package",
+        "serve",
+        "gc",
+        "stat",
+        "invalidate",
+        "master",
+        "token",
+    ] {
         cases.push((vec!["man", sub], format!("man/casterpak-{sub}.1")));
     }
     for (args, file) in cases {

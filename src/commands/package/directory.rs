@@ -119,7 +119,7 @@ fn write_playlists(renditions: &[Rendition], dir: &Path) -> anyhow::Result<()> {
     )?;
     for (n, r) in renditions.iter().enumerate() {
         let name = hls::media_playlist_name(n, r.index().kind_suffix());
-        write_file(&dir.join(name), r.media_playlist(n, "").as_bytes())?;
+        write_file(&dir.join(name), r.media_playlist(n, "", None).as_bytes())?;
     }
     Ok(())
 }

@@ -48,7 +48,7 @@ pub fn run(args: Args, config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<
         config.cache.dir.display(),
         config.media.root.display()
     );
-    let origin = Origin::new(config, cache);
+    let origin = Origin::new(config, cache)?;
     let counts = Counts::default();
     // Playlists first (in order), then every segment they list.
     let mut segments = Vec::new();
