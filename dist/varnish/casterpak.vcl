@@ -43,12 +43,22 @@ sub vcl_recv {
         return (pass);
     }
     if (req.url ~ "^/(i|cmaf)/") {
-        unset req.http.Cookie;
-        # casterpak ignores query strings while its tokens are off, so one
-        # object serves every URL that differs only there (player cache
-        # busters, analytics). With tokens on, drop this line: each
-        # token's answer is then its own.
-        set req.url = regsub(req.url, "\?.*$", "");
+        # AES-128 keys: casterpak checks each request's token (query or
+        # cookie); a key is never kept here.
+        if (req.url ~ "\.key(\?|$)") {
+            return (pass);
+        }
+        # One object serves every URL that differs only in its query string
+        # (player cache busters, analytics, signed-URL tokens): the object
+        # is found by the path alone (vcl_hash). The request still goes to
+        # the origin as it came, with its query string and cookies: the
+        # origin checks a token there (tokens.required) and carries a query
+        # token on into the URIs of the playlist it answers, which is then
+        # private (not kept here). Segments kept here are served without a
+        # token check: protect their content with [protection] (they are
+        # useless without the key, which is checked every time), or check
+        # tokens at the edge in front of this cache.
+        set req.http.X-Casterpak-Path = regsub(req.url, "\?.*$", "");
     }
     # Only GET and HEAD reach the cache; concurrent misses for one URL
     # wait for one fetch (Varnish's request collapsing, on by default).
@@ -63,7 +73,7 @@ sub vcl_hash {
     # absolute URIs come from server.base_url): one object per URL, however
     # a player names this cache.
     if (req.url ~ "^/(i|cmaf)/") {
-        hash_data(req.url);
+        hash_data(req.http.X-Casterpak-Path);
         return (lookup);
     }
 }
@@ -98,6 +108,13 @@ sub vcl_backend_response {
         return (deliver);
     }
     unset beresp.http.Set-Cookie;
+    if (beresp.http.Cache-Control ~ "(private|no-store)") {
+        # A playlist carrying a viewer's token, or a refusal of one: the
+        # next request goes to the origin (hit-for-miss).
+        set beresp.ttl = 10s;
+        set beresp.uncacheable = true;
+        return (deliver);
+    }
     if (beresp.status >= 500) {
         # Ours to retry soon, never to keep.
         set beresp.ttl = 1s;

@@ -13,6 +13,7 @@ mod operations;
 mod operator;
 mod package;
 mod prefetch;
+mod protection;
 mod remote;
 mod serve;
 mod shared_media;

@@ -717,6 +717,9 @@ fn a_full_cache_disk_still_answers_and_keeps_what_it_has() {
     );
     let first = s.get("/i/film0.mp4/segment1_0_av.ts");
     assert_eq!((first.status, first.header("X-Cache")), (200, Some("MISS")));
+    // Stored after its answer: asked again, it is waited for, and a hit.
+    let stored = s.get("/i/film0.mp4/segment1_0_av.ts");
+    assert_eq!(stored.header("X-Cache"), Some("HIT"));
     for n in 1..12 {
         let reply = s.get(&format!("/i/film{n}.mp4/segment1_0_av.ts"));
         assert_eq!(reply.status, 200, "{}", reply.text());

@@ -123,15 +123,21 @@ struct Origins {
 
 impl Origins {
     fn start(dir: &Path, root: &Path) -> Origins {
+        Self::start_with(dir, root, &[])
+    }
+
+    /// With more environment (configuration) for each origin.
+    fn start_with(dir: &Path, root: &Path, more: &[(&str, &str)]) -> Origins {
         let mut servers = Vec::new();
         let mut logs = Vec::new();
         for n in 0..2 {
             let log = dir.join(format!("origin{n}.log"));
-            let env = [
+            let mut env = vec![
                 ("RUST_LOG", "warn,access=info"),
                 ("CASTERPAK_MEDIA_SEGMENT_DURATION", "2"),
                 ("CASTERPAK_SERVER_PREFETCH", "0"),
             ];
+            env.extend_from_slice(more);
             let cache = dir.join(format!("cache{n}"));
             servers.push(Some(Server::start_logging(root, &cache, &env, &log)));
             logs.push(log);
@@ -146,16 +152,17 @@ impl Origins {
             .collect()
     }
 
-    /// Requests for `path` each origin logged.
+    /// Requests for `path` each origin logged (whatever their query
+    /// strings).
     fn requests(&self, path: &str) -> Vec<usize> {
-        let line = format!("\"GET {path}\"");
+        let (plain, queried) = (format!("\"GET {path}\""), format!("\"GET {path}?"));
         self.logs
             .iter()
             .map(|log| {
                 fs::read_to_string(log)
                     .unwrap()
                     .lines()
-                    .filter(|l| l.contains(&line))
+                    .filter(|l| l.contains(&plain) || l.contains(&queried))
                     .count()
             })
             .collect()
@@ -305,6 +312,70 @@ fn varnish_caches_each_object_once_with_its_ttl_and_ranges_from_the_cache() {
         let health = v.get("/healthz");
         assert_eq!((health.status, is_hit(&health)), (200, false));
     }
+}
+
+/// Signed URLs and AES-128 through the tier: keys are never kept and
+/// always checked at the origin; a segment is kept once whatever the
+/// token; a playlist carrying a viewer's token is not kept.
+#[test]
+#[cfg_attr(casterpak_no_varnish, ignore = "needs varnishd (Debian's varnish)")]
+fn tokens_and_keys_work_through_the_varnish_tier() {
+    let (dir, root) = videos(1);
+    let key = "00112233445566778899aabbccddeeff";
+    let origins = Origins::start_with(
+        dir.path(),
+        &root,
+        &[
+            ("CASTERPAK_TOKENS_KEY", key),
+            ("CASTERPAK_TOKENS_REQUIRED", "true"),
+            ("CASTERPAK_PROTECTION_METHOD", "aes-128"),
+            (
+                "CASTERPAK_PROTECTION_SECRET",
+                "ffeeddccbbaa99887766554433221100",
+            ),
+        ],
+    );
+    let v = Varnish::start(dir.path(), &origins.addrs());
+    let token = |acl: &str| -> String {
+        let out = crate::support::casterpak()
+            .env("CASTERPAK_TOKENS_KEY", key)
+            .args(["token", "x", "--acl", acl, "--ttl", "1h"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let (a, b) = (token("/i/*"), token("/i/v0.mp4/*"));
+    let key_path = "/i/v0.mp4/key_1_0.key";
+    assert_eq!(v.get(key_path).status, 403);
+    for _ in 0..2 {
+        let reply = v.get(&format!("{key_path}?hdnea={a}"));
+        assert_eq!((reply.status, reply.body.len()), (200, 16));
+        assert!(!is_hit(&reply));
+        assert_eq!(reply.header("Cache-Control"), Some("no-store"));
+    }
+    let cookie = format!("hdnea={b}");
+    let by_cookie = v.get_with(key_path, &[("Cookie", &cookie)]);
+    assert_eq!(by_cookie.status, 200, "the token cookie reaches the origin");
+    eventually("every key request at an origin", || {
+        origins.requests(key_path).iter().sum::<usize>() == 4
+    });
+    // A segment: fetched once, then served to the other token from here.
+    let segment = "/i/v0.mp4/segment1_0_av.ts";
+    let first = v.get(&format!("{segment}?hdnea={a}"));
+    let second = v.get(&format!("{segment}?hdnea={b}"));
+    assert_eq!((first.status, second.status), (200, 200));
+    assert!(is_hit(&second) && second.body == first.body);
+    // A playlist carries each viewer's token, so each gets their own.
+    let playlist = "/i/v0.mp4/index_0_av.m3u8";
+    let theirs = v.get(&format!("{playlist}?hdnea={a}"));
+    let others = v.get(&format!("{playlist}?hdnea={b}"));
+    assert!(theirs
+        .text()
+        .contains(&format!("segment1_0_av.ts?hdnea={a}")));
+    assert!(others
+        .text()
+        .contains(&format!("segment1_0_av.ts?hdnea={b}")));
+    assert!(!is_hit(&others));
 }
 
 #[test]

@@ -18,6 +18,11 @@ pub fn fixture(name: &str) -> PathBuf {
 
 /// Prints a line where `cargo test` shows it (the output of passing tests
 /// is captured, but not what is written to the stderr handle directly).
+/// `bytes` in lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 pub fn report(line: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "{line}");
