@@ -153,6 +153,10 @@ fn urls(roff: &mut Roff) {
             "the AES-128 key of a protected stream's segments (rendition N: key_<ID>_<N>.key), \
              made with the secret named ID; only with a good token when tokens.key is set",
         ),
+        (
+            "/cmaf/<path>/<file>/key_<ID>_0.key",
+            "the cbcs key of its CMAF (DASH) form, as a W3C ClearKey license (JSON Web Keys)",
+        ),
     ] {
         roff.control("TP", []);
         roff.text([bold(url)]);

@@ -5,9 +5,11 @@
 use super::{
     write_all, Answer, Origin, OriginError, AUDIO_MP4_TYPE, MPD_TYPE, PLAYLIST_TYPE, VIDEO_MP4_TYPE,
 };
-use crate::cache::ObjectSpec;
+use std::sync::Arc;
+
+use crate::cache::{ObjectSpec, State};
 use crate::packager::cmaf;
-use crate::packager::fmp4::TrackKind;
+use crate::packager::fmp4::{Sealing, TrackKind};
 use crate::packager::url::{Request, Target};
 
 impl Origin {
@@ -18,11 +20,15 @@ impl Origin {
         ready: &dyn Fn(Answer),
     ) -> Result<Answer, OriginError> {
         let rels = &request.sources;
-        if let Some(rel) = rels.iter().find(|rel| self.sealed(rel).is_some()) {
-            // Until CMAF is encrypted too, its clear forms of a protected
-            // stream are not served.
+        let hls = matches!(
+            request.target,
+            Target::Master | Target::MediaPlaylist { .. }
+        );
+        if let (true, Some(rel)) = (hls, rels.iter().find(|rel| self.sealed(rel).is_some())) {
+            // fMP4 HLS would signal SAMPLE-AES with a key system's URI
+            // (FairPlay's skd://), which is not there yet.
             return Err(OriginError::Forbidden(format!(
-                "{rel}: protected; served encrypted as MPEG-TS HLS only"
+                "{rel}: protected; served as DASH (cbcs, ClearKey) or MPEG-TS HLS (AES-128)"
             )));
         }
         match &request.target {
@@ -34,8 +40,9 @@ impl Origin {
             }
             Target::Init { n, track } => self.init_segment(&rels[*n], *track),
             Target::Fragment { k, n, track } => self.fragment(&rels[*n], *k, *track, ready),
-            Target::Segment { .. } | Target::Key { .. } => {
-                unreachable!("TS and key names are parsed under the MSOD prefix only")
+            Target::Key { n, key_id } => self.clear_key(&rels[*n], key_id),
+            Target::Segment { .. } => {
+                unreachable!("TS names are parsed under the MSOD prefix only")
             }
         }
     }
@@ -65,7 +72,14 @@ impl Origin {
                     .iter()
                     .map(|s| s.duration_90k() as f64 / 90_000.0)
                     .fold(longest_segment, f64::max);
-                described.push(rendition.cmaf_source(*n));
+                let mut described_source = rendition.cmaf_source(*n);
+                if let Some(sealing) = self.cmaf_sealing(&source.rel) {
+                    let tracks = described_source.video.iter_mut();
+                    for track in tracks.chain(&mut described_source.audio) {
+                        track.default_kid = Some(sealing.kid);
+                    }
+                }
+                described.push(described_source);
             }
             Ok(if dash {
                 cmaf::mpd(&described, duration, longest_segment)
@@ -102,7 +116,9 @@ impl Origin {
 
     fn init_segment(&self, rel: &str, track: TrackKind) -> Result<Answer, OriginError> {
         let source = self.resolve(rel)?;
-        let key = self.key("init", &[&track.suffix(), &source.key_part()]);
+        let id = format!("{}{}", source.key_part(), self.sealed_part(rel));
+        let key = self.key("init", &[&track.suffix(), &id]);
+        let sealing = self.cmaf_sealing(rel);
         let spec = ObjectSpec {
             key,
             kind: "init",
@@ -112,7 +128,7 @@ impl Origin {
         self.get(&spec, mp4_type(track), |out| {
             let rendition = self.rendition(&source)?;
             let bytes = rendition
-                .init_segment(track)
+                .init_segment(track, sealing.as_ref())
                 .map_err(|e| super::error::packager_error(&source, e))?;
             write_all(out, &bytes)
         })
@@ -126,27 +142,87 @@ impl Origin {
         ready: &dyn Fn(Answer),
     ) -> Result<Answer, OriginError> {
         let source = self.resolve(rel)?;
-        let key = self.key(
-            "fragment",
-            &[&k.to_string(), &track.suffix(), &source.key_part()],
-        );
+        let id = format!("{}{}", source.key_part(), self.sealed_part(rel));
+        let key = self.key("fragment", &[&k.to_string(), &track.suffix(), &id]);
         let spec = ObjectSpec {
             key,
             kind: "segment",
             ext: "m4s",
             sources: std::slice::from_ref(&source),
         };
+        let sealing = self.cmaf_sealing(rel);
         self.stream(&spec, mp4_type(track), ready, |out, announce| {
             let rendition = self.rendition(&source)?;
+            let failed = |e| self.failed(&source, super::error::packager_error(&source, e));
+            if let Some(sealing) = &sealing {
+                // Made whole first: its moof depends on every sample.
+                let bytes = rendition
+                    .sealed_fragment(k - 1, track, sealing)
+                    .map_err(failed)?;
+                announce(bytes.len() as u64);
+                return write_all(out, &bytes);
+            }
             if let Some(len) = rendition.fragment_len(k - 1, track) {
                 announce(len);
             }
             rendition
                 .write_fragment(k - 1, track, out)
                 .map(|_| ())
-                .map_err(|e| self.failed(&source, super::error::packager_error(&source, e)))
+                .map_err(failed)
         })
     }
+
+    /// How the fMP4 samples of the source at `rel` are encrypted, when its
+    /// streams are protected: `cbcs` under the current secret.
+    fn cmaf_sealing(&self, rel: &str) -> Option<Sealing> {
+        let protection = self.protection.as_ref().filter(|p| p.covers(rel))?;
+        protection.sealing(protection.key_id(), rel)
+    }
+
+    /// The `cbcs` key of the source at `rel` under the secret `key_id`, as
+    /// a W3C ClearKey license (a JSON Web Key set, EME 9.1.4): what a page
+    /// hands its player. Kept nowhere.
+    fn clear_key(&self, rel: &str, key_id: &str) -> Result<Answer, OriginError> {
+        let not_found = || OriginError::NotFound(format!("{rel}: no key {key_id}"));
+        let sealing = self
+            .protection
+            .as_ref()
+            .filter(|p| p.covers(rel))
+            .and_then(|p| p.sealing(key_id, rel))
+            .ok_or_else(not_found)?;
+        let source = self.resolve(rel)?;
+        let json = serde_json::json!({
+            "keys": [{
+                "kty": "oct",
+                "kid": base64url(&sealing.kid),
+                "k": base64url(&sealing.key),
+            }],
+            "type": "temporary",
+        });
+        Ok(super::from_memory(
+            Arc::new(json.to_string().into_bytes()),
+            State::Miss,
+            crate::cache::etag_of(&format!("clearkey|{key_id}|{}", source.key_part())),
+            super::JSON_KEY_TYPE,
+            super::last_modified(std::slice::from_ref(&source)),
+        ))
+    }
+}
+
+/// Base64 with the URL alphabet and no padding (RFC 4648 5), as JWK has it.
+fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, &b)| acc | u32::from(b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
 }
 
 fn mp4_type(track: TrackKind) -> &'static str {

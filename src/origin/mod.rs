@@ -40,6 +40,8 @@ pub const VIDEO_MP4_TYPE: &str = "video/mp4";
 pub const AUDIO_MP4_TYPE: &str = "audio/mp4";
 /// An AES-128 key: 16 bytes (RFC 8216 5.2).
 pub const KEY_TYPE: &str = "application/octet-stream";
+/// A ClearKey license: a JSON Web Key set (W3C EME 9.1.4).
+pub const JSON_KEY_TYPE: &str = "application/json";
 
 /// Renditions of one track of a source ([`Rendition::part`]) kept, at
 /// most, and their sample tables' bytes at most (each holds a copy of its

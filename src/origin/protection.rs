@@ -7,6 +7,9 @@
 //! key = first 16 bytes of HMAC-SHA256(secret, "casterpak aes-128 key|" + source path)
 //! ```
 //!
+//! A CMAF (`cbcs`) stream's key, its id and its constant IV are derived the
+//! same way, with labels of their own ([`Protection::sealing`]).
+//!
 //! The source path is the one in URLs (after `server.prefix`, a csmil
 //! set's rendition expanded). It names the asset; a file replaced at the
 //! same path keeps its key, so players in the middle of it go on.
@@ -18,6 +21,7 @@ use sha2::Sha256;
 
 use crate::config::{self, ProtectionMethod};
 use crate::packager::encrypt::Key;
+use crate::packager::fmp4::Sealing;
 
 /// What keys are derived under, so that a secret shared with other uses
 /// never gives the same bytes.
@@ -83,7 +87,33 @@ impl Protection {
         self.key(&self.key_id, rel)
             .expect("the current secret is known")
     }
+
+    /// How the fMP4 samples of the source at `rel` are encrypted (`cbcs`)
+    /// under the secret `key_id`: a key, its id and a constant IV, each
+    /// derived as the AES-128 key is, with labels of their own.
+    pub fn sealing(&self, key_id: &str, rel: &str) -> Option<Sealing> {
+        let secret = self.secrets.get(key_id)?;
+        let derive = |label: &str| -> [u8; 16] {
+            let mut mac =
+                Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+            mac.update(label.as_bytes());
+            mac.update(rel.as_bytes());
+            let mut out = [0; 16];
+            out.copy_from_slice(&mac.finalize().into_bytes()[..16]);
+            out
+        };
+        Some(Sealing {
+            key: derive(CBCS_KEY_LABEL),
+            kid: derive(CBCS_KID_LABEL),
+            iv: derive(CBCS_IV_LABEL),
+        })
+    }
 }
+
+/// Labels of what `cbcs` derives (see [`Protection::sealing`]).
+const CBCS_KEY_LABEL: &str = "casterpak cbcs key|";
+const CBCS_KID_LABEL: &str = "casterpak cbcs kid|";
+const CBCS_IV_LABEL: &str = "casterpak cbcs iv|";
 
 #[cfg(test)]
 mod tests {

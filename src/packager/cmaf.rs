@@ -50,6 +50,9 @@ pub struct TrackInfo {
     pub presentation_time_offset: u64,
     /// Every segment starts where a decoder can start.
     pub independent: bool,
+    /// The id of the key its samples are encrypted with (`cbcs`), if
+    /// they are.
+    pub default_kid: Option<[u8; 16]>,
 }
 
 /// One source of a master or MPD: rendition `n`.
@@ -220,11 +223,20 @@ fn variant(
 /// audio tracks per language.
 pub fn mpd(sources: &[Source], duration_seconds: f64, max_segment_seconds: f64) -> String {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let protected = sources
+        .iter()
+        .flat_map(|s| s.video.iter().chain(&s.audio))
+        .any(|t| t.default_kid.is_some());
     let _ = writeln!(
         out,
-        "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" \
+        "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\"{} \
          profiles=\"urn:mpeg:dash:profile:isoff-live:2011\" type=\"static\" \
          mediaPresentationDuration=\"{}\" minBufferTime=\"{}\">",
+        if protected {
+            " xmlns:cenc=\"urn:mpeg:cenc:2013\""
+        } else {
+            ""
+        },
         xs_duration(duration_seconds),
         xs_duration(max_segment_seconds.ceil().max(1.0))
     );
@@ -348,7 +360,37 @@ pub fn mpd_with_query(mpd: &str, query: &str) -> String {
     out
 }
 
+/// A protected track's `ContentProtection` (ISO/IEC 23009-1 5.8.4.1, DASH-IF
+/// IOP 7.5): the `cbcs` scheme with its key id, and W3C ClearKey.
+fn content_protection(out: &mut String, t: &TrackInfo) {
+    let Some(kid) = t.default_kid else { return };
+    let _ = writeln!(
+        out,
+        "        <ContentProtection schemeIdUri=\"urn:mpeg:dash:mp4protection:2011\" \
+         value=\"cbcs\" cenc:default_KID=\"{}\"/>",
+        uuid(&kid)
+    );
+    out.push_str(
+        "        <ContentProtection \
+         schemeIdUri=\"urn:uuid:e2719d58-a985-b3c9-781a-b030af78d30e\" value=\"ClearKey1.0\"/>\n",
+    );
+}
+
+/// 16 bytes as a UUID's text (8-4-4-4-12 hex digits).
+pub fn uuid(bytes: &[u8; 16]) -> String {
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
 fn segment_template(out: &mut String, n: usize, t: &TrackInfo) {
+    content_protection(out, t);
     let _ = writeln!(
         out,
         "        <SegmentTemplate timescale=\"{}\" presentationTimeOffset=\"{}\" \
@@ -438,6 +480,7 @@ mod tests {
             timeline: vec![(10, 5), (15, 5), (20, 5), (25, 3), (28, 3), (40, 3)],
             presentation_time_offset: 10,
             independent: true,
+            default_kid: None,
         };
         let mut out = String::new();
         segment_template(&mut out, 0, &track);

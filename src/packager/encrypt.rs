@@ -1,8 +1,16 @@
-//! HLS segment encryption, method AES-128 (RFC 8216 4.3.2.4 and 5.2):
-//! a whole segment encrypted with AES-128 (FIPS 197) in CBC mode, padded
-//! with PKCS7 (RFC 5652 6.3). Without an `IV` attribute in `EXT-X-KEY`, a
-//! segment's IV is its media sequence number, big-endian in 16 bytes (RFC
-//! 8216 5.2), so any segment can be encrypted alone.
+//! Segment encryption.
+//!
+//! - HLS method AES-128 (RFC 8216 4.3.2.4 and 5.2): a whole segment
+//!   encrypted with AES-128 (FIPS 197) in CBC mode, padded with PKCS7 (RFC
+//!   5652 6.3). Without an `IV` attribute in `EXT-X-KEY`, a segment's IV is
+//!   its media sequence number, big-endian in 16 bytes (RFC 8216 5.2), so
+//!   any segment can be encrypted alone.
+//! - Common Encryption scheme `cbcs` (ISO/IEC 23001-7:2016 10.4) for fMP4
+//!   samples: AES-128-CBC with a constant IV, started again for each
+//!   subsample; video NAL units keep their length field and first bytes in
+//!   the clear and are encrypted in the pattern 1:9 (one 16-byte block in
+//!   ten), audio samples every whole block (pattern 0:0); a partial last
+//!   block stays clear.
 
 use std::io::{self, Write};
 
@@ -81,9 +89,210 @@ impl Write for Encrypting<'_> {
     }
 }
 
+/// One subsample (ISO/IEC 23001-7 7.2): clear bytes, then protected ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Subsample {
+    pub clear: u16,
+    pub protected: u32,
+}
+
+/// Bytes of a slice NAL unit left in the clear after its length field:
+/// its header and slice header, taken to fit in 32 bytes as Apple's
+/// SAMPLE-AES for MPEG-TS has it for H.264.
+const NAL_CLEAR_LEADER: usize = 32;
+
+/// Whether a NAL unit of the header byte `first` carries slice data:
+/// H.264 types 1 to 5 (ISO/IEC 14496-10 7.4.1), HEVC types 0 to 31
+/// (ISO/IEC 23008-2 7.4.2.2).
+fn is_slice(first: u8, hevc: bool) -> bool {
+    if hevc {
+        (first >> 1) & 0x3f < 32
+    } else {
+        (1..=5).contains(&(first & 0x1f))
+    }
+}
+
+/// Subsamples a sample may have: its `saiz` size, 2 + 6 a subsample,
+/// must fit in a byte.
+const MAX_SUBSAMPLES: usize = 42;
+
+/// The subsamples of a length-prefixed H.264 or HEVC sample: each slice
+/// NAL unit's body protected, as whole blocks (what is left of a block
+/// goes to the next clear run), everything else clear; past 41 protected
+/// slices, the rest clear. `None` when the NAL lengths do not add up to
+/// the sample, or it has no room in [`MAX_SUBSAMPLES`].
+pub fn video_subsamples(sample: &[u8], length_size: usize, hevc: bool) -> Option<Vec<Subsample>> {
+    let mut out = Vec::new();
+    let mut clear = 0usize;
+    let mut at = 0usize;
+    while at < sample.len() {
+        let field = sample.get(at..at + length_size)?;
+        let len = field
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        let body = sample.get(at + length_size..at + length_size + len)?;
+        at += length_size + len;
+        let protected = body.len().saturating_sub(NAL_CLEAR_LEADER) / BLOCK * BLOCK;
+        let full = out.len() + 1 >= MAX_SUBSAMPLES;
+        if protected == 0 || full || !is_slice(body[0], hevc) {
+            clear += length_size + len;
+            continue;
+        }
+        clear += length_size + NAL_CLEAR_LEADER;
+        push_clear(&mut out, &mut clear);
+        out.push(Subsample {
+            clear: clear as u16,
+            protected: protected as u32,
+        });
+        clear = len - NAL_CLEAR_LEADER - protected;
+    }
+    if clear > 0 {
+        push_clear(&mut out, &mut clear);
+        out.push(Subsample {
+            clear: clear as u16,
+            protected: 0,
+        });
+    }
+    (out.len() <= MAX_SUBSAMPLES).then_some(out)
+}
+
+/// Leaves at most `u16::MAX` in `clear`, the rest as clear-only subsamples.
+fn push_clear(out: &mut Vec<Subsample>, clear: &mut usize) {
+    while *clear > usize::from(u16::MAX) {
+        out.push(Subsample {
+            clear: u16::MAX,
+            protected: 0,
+        });
+        *clear -= usize::from(u16::MAX);
+    }
+}
+
+/// Encrypts `sample` in place with `cbcs`: each subsample's protected
+/// bytes (all of the sample when `subsamples` is empty) from `iv`, in the
+/// pattern `crypt`:`skip` blocks (0:0: every block).
+pub fn encrypt_cbcs(
+    key: &Key,
+    iv: &[u8; 16],
+    sample: &mut [u8],
+    subsamples: &[Subsample],
+    (crypt, skip): (usize, usize),
+) {
+    let protect = |range: &mut [u8]| {
+        let mut cipher = Aes128CbcEnc::new(key.into(), iv.into());
+        let blocks = range.len() / BLOCK;
+        let (crypt, skip) = if crypt == 0 && skip == 0 {
+            (blocks.max(1), 0)
+        } else {
+            (crypt, skip)
+        };
+        let mut block = 0;
+        while block < blocks {
+            let n = crypt.min(blocks - block);
+            let bytes = &mut range[block * BLOCK..(block + n) * BLOCK];
+            let (whole, _) = aes::cipher::Array::slice_as_chunks_mut(bytes);
+            cipher.encrypt_blocks(whole);
+            block += n + skip;
+        }
+    };
+    if subsamples.is_empty() {
+        protect(sample);
+        return;
+    }
+    let mut at = 0;
+    for s in subsamples {
+        at += usize::from(s.clear);
+        let end = (at + s.protected as usize).min(sample.len());
+        protect(&mut sample[at.min(end)..end]);
+        at = end;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A slice NAL unit of `len` body bytes (type 5, IDR) and an SEI of 10,
+    /// with 4-byte lengths.
+    fn sample(slice: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (kind, len) in [(6u8, 10usize), (0x65, slice)] {
+            out.extend_from_slice(&(len as u32).to_be_bytes());
+            out.push(kind);
+            out.extend((1..len).map(|i| i as u8));
+        }
+        out
+    }
+
+    #[test]
+    fn slices_are_protected_as_whole_blocks_after_their_leader() {
+        let s = sample(32 + 16 * 20 + 5);
+        let subsamples = video_subsamples(&s, 4, false).unwrap();
+        assert_eq!(
+            subsamples,
+            [
+                Subsample {
+                    clear: 4 + 10 + 4 + 32,
+                    protected: 16 * 20
+                },
+                Subsample {
+                    clear: 5,
+                    protected: 0
+                }
+            ]
+        );
+        let total: usize = subsamples
+            .iter()
+            .map(|s| usize::from(s.clear) + s.protected as usize)
+            .sum();
+        assert_eq!(total, s.len());
+        // Too short to protect anything: all clear; lengths that overrun: None.
+        assert_eq!(
+            video_subsamples(&sample(40), 4, false).unwrap(),
+            [Subsample {
+                clear: 4 + 10 + 4 + 40,
+                protected: 0
+            }]
+        );
+        assert_eq!(video_subsamples(&s[..s.len() - 1], 4, false), None);
+    }
+
+    /// Decrypting as Chromium's cbcs decryptor does (each subsample from
+    /// the IV, crypt:skip blocks) gives the sample back, and the pattern
+    /// leaves 9 blocks in 10 as they were.
+    #[test]
+    fn cbcs_encrypts_one_block_in_ten_per_subsample_from_the_iv() {
+        use aes::cipher::BlockModeDecrypt;
+        let key = [3; 16];
+        let iv = [9; 16];
+        let plain = sample(32 + 16 * 25 + 7);
+        let subsamples = video_subsamples(&plain, 4, false).unwrap();
+        let mut sealed = plain.clone();
+        encrypt_cbcs(&key, &iv, &mut sealed, &subsamples, (1, 9));
+        let start = usize::from(subsamples[0].clear);
+        for b in 0..25 {
+            let range = start + b * 16..start + (b + 1) * 16;
+            assert_eq!(
+                sealed[range.clone()] == plain[range],
+                b % 10 != 0,
+                "block {b}"
+            );
+        }
+        assert_eq!(sealed[..start], plain[..start]);
+        // Decrypt the encrypted blocks, chained, from the IV.
+        let mut opened = sealed.clone();
+        let mut cipher = cbc::Decryptor::<aes::Aes128>::new((&key).into(), (&iv).into());
+        for b in (0..25).step_by(10) {
+            let range = start + b * 16..start + (b + 1) * 16;
+            let (blocks, _) = aes::cipher::Array::slice_as_chunks_mut(&mut opened[range]);
+            cipher.decrypt_blocks(blocks);
+        }
+        assert_eq!(opened, plain);
+        // Audio: every whole block, the partial one clear.
+        let mut audio = vec![5u8; 40];
+        encrypt_cbcs(&key, &iv, &mut audio, &[], (0, 0));
+        assert_ne!(audio[..32], [5; 32]);
+        assert_eq!(audio[32..], [5; 8]);
+    }
 
     fn encrypt(key: &Key, iv: &[u8; 16], plain: &[u8], pieces: usize) -> Vec<u8> {
         let mut out = Vec::new();

@@ -50,7 +50,7 @@ pub fn exercise_url(data: &[u8]) {
 fn plan_and_mux(index: &MediaIndex, data: &[u8]) {
     let plan = segment::plan(index, 6 * 90_000);
     for track in fmp4::TrackKind::all(index) {
-        let _ = fmp4::init_segment(index, track);
+        let _ = fmp4::init_segment(index, track, None);
         for (k, segment) in plan.segments.iter().enumerate().take(4) {
             let input = fmp4::FragmentInput {
                 index,

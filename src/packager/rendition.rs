@@ -355,6 +355,7 @@ impl Rendition {
                 TrackKind::Video => self.plan.independent_segments(&self.index),
                 TrackKind::Audio(_) => true,
             },
+            default_kid: None,
         })
     }
 
@@ -377,8 +378,33 @@ impl Rendition {
         Ok(cmaf::media_playlist(&track, n, prefix))
     }
 
-    pub fn init_segment(&self, kind: TrackKind) -> Result<Vec<u8>> {
-        fmp4::init_segment(&self.index, kind)
+    /// The fMP4 init segment of `kind`'s track, protected with `sealing`
+    /// if given.
+    pub fn init_segment(
+        &self,
+        kind: TrackKind,
+        sealing: Option<&fmp4::Sealing>,
+    ) -> Result<Vec<u8>> {
+        fmp4::init_segment(&self.index, kind, sealing)
+    }
+
+    /// fMP4 media segment `k` (0-based) of `kind`'s track, its samples
+    /// encrypted with `sealing` (`cbcs`), whole.
+    pub fn sealed_fragment(
+        &self,
+        k: usize,
+        kind: TrackKind,
+        sealing: &fmp4::Sealing,
+    ) -> Result<Vec<u8>> {
+        let segment = self.planned(k)?;
+        let input = fmp4::FragmentInput {
+            index: &self.index,
+            segment,
+            number: k as u32 + 1,
+            kind,
+            offset_90k: self.plan.stream_offset_90k,
+        };
+        fmp4::sealed_fragment(&input, &*self.src, sealing)
     }
 
     /// Writes fMP4 media segment `k` (0-based) of `kind`'s track to `out`;

@@ -7,7 +7,7 @@
 //! <dir>/<prefix>,<l0>,<l1>,...,<suffix>.csmil/master.m3u8
 //!                                               renditions N = files <dir>/<prefix><lN><suffix>
 //! <dir>/<...>.csmil/index_<N>_<kind>.m3u8, .../segment<K>_<N>_<kind>.ts
-//! <...>/key_<ID>_<N>.key                        rendition N's AES-128 key, of secret ID
+//! <...>/key_<ID>_<N>.key                        rendition N's key, of secret ID (under /cmaf/: cbcs, as a ClearKey JWK set)
 //! ```
 //!
 //! `<kind>` is `av`, `a` or `v`: the file's tracks, or one of them; `a2`,
@@ -131,17 +131,8 @@ fn parse_target(name: &str) -> Option<Target> {
             kind: kind_of(kind)?,
         });
     }
-    if let Some(rest) = name
-        .strip_prefix("key_")
-        .and_then(|r| r.strip_suffix(".key"))
-    {
-        let (key_id, n) = rest.split_once('_')?;
-        let fits =
-            (1..=16).contains(&key_id.len()) && key_id.bytes().all(|b| b.is_ascii_alphanumeric());
-        return fits.then(|| number(n)).flatten().map(|n| Target::Key {
-            n,
-            key_id: key_id.to_string(),
-        });
+    if name.starts_with("key_") {
+        return parse_key(name);
     }
     let rest = name.strip_prefix("segment")?.strip_suffix(".ts")?;
     let mut parts = rest.splitn(3, '_');
@@ -153,10 +144,23 @@ fn parse_target(name: &str) -> Option<Target> {
     (k >= 1).then_some(Target::Segment { k, n, kind })
 }
 
+/// `key_<ID>_<N>.key`.
+fn parse_key(name: &str) -> Option<Target> {
+    let rest = name.strip_prefix("key_")?.strip_suffix(".key")?;
+    let (key_id, n) = rest.split_once('_')?;
+    let fits =
+        (1..=16).contains(&key_id.len()) && key_id.bytes().all(|b| b.is_ascii_alphanumeric());
+    fits.then(|| number(n)).flatten().map(|n| Target::Key {
+        n,
+        key_id: key_id.to_string(),
+    })
+}
+
 fn parse_cmaf_target(name: &str) -> Option<Target> {
     match name {
         "master.m3u8" => return Some(Target::Master),
         "manifest.mpd" => return Some(Target::Manifest),
+        _ if name.starts_with("key_") => return parse_key(name),
         _ => {}
     }
     let track_of = |rest: &str| -> Option<(usize, TrackKind)> {

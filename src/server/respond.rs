@@ -20,7 +20,9 @@ use super::semantics::{not_modified, parse_range, RangeRequest};
 use crate::cache::State;
 use crate::dates::http_date;
 use crate::metrics::metrics;
-use crate::origin::{Answer, Origin, OriginError, KEY_TYPE, MPD_TYPE, PLAYLIST_TYPE};
+use crate::origin::{
+    Answer, Origin, OriginError, JSON_KEY_TYPE, KEY_TYPE, MPD_TYPE, PLAYLIST_TYPE,
+};
 use sha2::Digest;
 
 /// Longest request target we answer; longer gets 414 (nginx's default
@@ -342,7 +344,7 @@ fn answered(
     if let (Some(next), 200 | 206) = (next.first(), reply.status.as_u16()) {
         prefetch_hints(&mut reply.headers, next);
     }
-    if kind == KEY_TYPE {
+    if matches!(kind, KEY_TYPE | JSON_KEY_TYPE) {
         put(&mut reply.headers, header::CACHE_CONTROL, "no-store");
     } else if carried.is_some() && matches!(kind, PLAYLIST_TYPE | MPD_TYPE) {
         let private = format!("private, max-age={}", config.max_age);

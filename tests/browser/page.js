@@ -74,6 +74,12 @@ function dashjsAdapter(url) {
   p.on(ev.TRACK_CHANGE_RENDERED, (e) => {
     if (e.mediaType === 'audio') { renderedAudio = e.newMediaInfo; audioPending = false; }
   });
+  if (clearKeys) {
+    const b64url = (hex) => btoa(String.fromCharCode(...hex.match(/../g).map((h) => parseInt(h, 16))))
+      .replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+    const keys = Object.fromEntries(Object.entries(clearKeys).map(([k, v]) => [b64url(k), b64url(v)]));
+    p.setProtectionData({ 'org.w3.clearkey': { clearkeys: keys } });
+  }
   p.initialize(video, url, true);
   const reps = () => p.getRepresentationsByType('video');
   const tracks = () => p.getTracksFor('audio');
@@ -119,6 +125,7 @@ function shakaAdapter(url) {
   p.addEventListener('error', (e) => {
     if (e.detail.severity === Severity.CRITICAL) fail(describe(e.detail)); else note(describe(e.detail));
   });
+  if (clearKeys) p.configure({ drm: { clearKeys } });
   p.attach(video).then(() => p.load(url)).then(play).catch((e) => fail(describe(e)));
   const indexOfActive = (list) => list.findIndex((t) => t.active);
   // Shaka's `active` is the track being streamed; its VideoTrack has no id,
@@ -145,7 +152,7 @@ function shakaAdapter(url) {
   };
 }
 
-const { player, url } = window.config;
+const { player, url, clearKeys } = window.config;
 window.adapter = { hls: hlsAdapter, dashjs: dashjsAdapter, shaka: shakaAdapter }[player](url);
 
 window.state = () => {

@@ -4,7 +4,7 @@
 //
 //   node play.mjs <url> [seconds] [--player hls|dashjs|shaka]
 //                 [--switch-video] [--switch-audio LANG]...
-//                 [--advance SECONDS] [--timeout SECONDS]
+//                 [--advance SECONDS] [--timeout SECONDS] [--clearkey KID:KEY]...
 //
 // <url> is an HLS master playlist for hls.js, an MPD for dash.js; Shaka
 // plays either. The page (page.js and the player, from node_modules) is
@@ -87,6 +87,7 @@ function options(argv) {
       'switch-audio': { type: 'string', multiple: true, default: [] },
       advance: { type: 'string', default: '1' },
       timeout: { type: 'string', default: '60' },
+      clearkey: { type: 'string', multiple: true, default: [] },
     },
   });
   const opts = {
@@ -97,6 +98,11 @@ function options(argv) {
     switchAudio: values['switch-audio'],
     advance: Number(values.advance),
     timeoutS: Number(values.timeout),
+    // KID:KEY in hex, each: W3C ClearKey keys for the player (dash.js,
+    // Shaka).
+    clearKeys: values.clearkey.length
+      ? Object.fromEntries(values.clearkey.map((pair) => pair.split(':')))
+      : null,
   };
   if (!opts.url || positionals.length > 2 || !PLAYERS[opts.player]
     || ![opts.want, opts.advance, opts.timeoutS].every(Number.isFinite)) {
@@ -134,7 +140,8 @@ async function run(opts) {
     '/player.js': readFileSync(new URL(PLAYERS[opts.player], import.meta.url)),
     '/page.js': readFileSync(new URL('page.js', import.meta.url)),
   };
-  const config = JSON.stringify({ player: opts.player, url: opts.url }).replaceAll('<', '\\u003c');
+  const config = JSON.stringify({ player: opts.player, url: opts.url, clearKeys: opts.clearKeys })
+    .replaceAll('<', '\\u003c');
   const html = `<!doctype html><video id="v" muted playsinline></video>
 <script>window.config = ${config};</script>
 <script src="/player.js"></script>

@@ -53,11 +53,16 @@ pub fn two_renditions() -> tempfile::TempDir {
 
 /// Plays `url` with `player` (and `extra` options of play.mjs); its report.
 pub fn play(player: &str, url: &str, extra: &[&str]) -> serde_json::Value {
+    play_to(player, url, 3, extra)
+}
+
+/// As [`play`], until `seconds` have played.
+pub fn play_to(player: &str, url: &str, seconds: u32, extra: &[&str]) -> serde_json::Value {
     let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     let out = Command::new("node")
         .arg(browser_dir.join("play.mjs"))
         .arg(url)
-        .arg("3")
+        .arg(seconds.to_string())
         .args(["--player", player])
         .args(extra)
         .output()

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::browser::play;
+use crate::browser::{play, play_to};
 use crate::http_client::{request, Reply, Server};
 use crate::support::{casterpak, ffprobe_count, fixture};
 
@@ -307,11 +307,196 @@ fn an_aes_128_stream_decrypts_with_openssl_and_decodes_through_the_server() {
             .unwrap()
     };
     assert!(bandwidth(&master) > bandwidth(&clear_master));
-    // Its CMAF forms are not served in the clear.
-    let cmaf = get("/cmaf/films/a.mp4/seg1_0_v.m4s");
+    // Its fMP4 HLS form is not served (no key system for it yet).
+    let cmaf = get("/cmaf/films/a.mp4/master.m3u8");
     assert_eq!(cmaf.status, 403, "{}", cmaf.text());
     assert!(cmaf.text().contains("protected"), "{}", cmaf.text());
-    assert_eq!(get("/cmaf/free/b.mp4/seg1_0_v.m4s").status, 200);
+    assert_eq!(get("/cmaf/free/b.mp4/master.m3u8").status, 200);
+}
+
+/// The ClearKey license of a protected stream's CMAF form: its key id and
+/// key (base64url), only with a token, never stored.
+fn clear_key(server: &Server, token: &str, dir: &str) -> (String, String) {
+    let path = format!("/cmaf/{dir}/key_1_0.key");
+    assert_eq!(server.get(&path).status, 403);
+    let reply = server.get(&format!("{path}?hdnea={token}"));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.header("Cache-Control"), Some("no-store"));
+    let jwk: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    let key = &jwk["keys"][0];
+    assert_eq!(key["kty"], "oct");
+    let hex = |field: &str| crate::support::hex(&base64url_decoded(key[field].as_str().unwrap()));
+    (hex("kid"), hex("k"))
+}
+
+fn base64url_decoded(text: &str) -> Vec<u8> {
+    let value = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => panic!("not base64url: {text}"),
+        }
+    };
+    let mut out = Vec::new();
+    for chunk in text.as_bytes().chunks(4) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, &c)| acc | value(c) << (18 - 6 * i));
+        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    out
+}
+
+/// The CMAF form of a protected stream is `cbcs`: the MPD names the key id
+/// in `ContentProtection`, the init segment carries `encv`/`enca` and a
+/// `pssh`, and ffmpeg, given the key from the ClearKey license, decrypts
+/// and decodes every frame of the source (and without it, cannot).
+#[test]
+fn a_cbcs_stream_decrypts_with_ffmpeg_given_its_clear_key() {
+    let s = setup("");
+    let server = s.serve();
+    let token = s.token(&["x", "--acl", "/cmaf/*", "--ttl", "1h"]);
+    let get = |path: &str| server.get(&format!("{path}?hdnea={token}"));
+    let (kid, key) = clear_key(&server, &token, "films/a.mp4");
+    let mpd = get("/cmaf/films/a.mp4/manifest.mpd").text();
+    let uuid = format!(
+        "{}-{}-{}-{}-{}",
+        &kid[..8],
+        &kid[8..12],
+        &kid[12..16],
+        &kid[16..20],
+        &kid[20..]
+    );
+    assert!(
+        mpd.contains(&format!("value=\"cbcs\" cenc:default_KID=\"{uuid}\"")),
+        "{mpd}"
+    );
+    assert!(mpd.contains("urn:uuid:e2719d58-a985-b3c9-781a-b030af78d30e"));
+    assert!(!get("/cmaf/free/b.mp4/manifest.mpd")
+        .text()
+        .contains("ContentProtection"));
+    let work = tempfile::tempdir().unwrap();
+    // ffprobe's count of decoded frames in `file` (with `key`, if given)
+    // and what it said on stderr.
+    let count = |file: &Path, select: &str, key: Option<&str>| -> (u64, String) {
+        let mut command = Command::new("ffprobe");
+        command.args(["-v", "error"]);
+        if let Some(key) = key {
+            command.args(["-decryption_key", key]);
+        }
+        let out = command
+            .args(["-count_frames", "-select_streams", select])
+            .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+            .arg(file)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let frames = text.trim().trim_end_matches(',').parse().unwrap_or(0);
+        (frames, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    for (track, select) in [("v", "v:0"), ("a", "a:0")] {
+        let init = get(&format!("/cmaf/films/a.mp4/init_0_{track}.mp4"));
+        let marks: &[&[u8]] = &[b"sinf", b"cbcs", b"tenc", b"pssh"];
+        for mark in marks {
+            assert!(
+                init.body.windows(4).any(|w| w == *mark),
+                "{track}: no {mark:?}"
+            );
+        }
+        let clear_init = get(&format!("/cmaf/free/b.mp4/init_0_{track}.mp4"));
+        // Each segment decoded on its own, after its init segment, as many
+        // frames as the same segment of the clear form of the same file.
+        let mut frames = 0;
+        for k in 1.. {
+            let fragment = get(&format!("/cmaf/films/a.mp4/seg{k}_0_{track}.m4s"));
+            if fragment.status == 404 {
+                break;
+            }
+            assert_eq!(fragment.status, 200);
+            assert!(fragment.body.windows(4).any(|w| w == b"senc"));
+            let clear = get(&format!("/cmaf/free/b.mp4/seg{k}_0_{track}.m4s"));
+            let sealed_file = work.path().join(format!("{track}{k}.mp4"));
+            let clear_file = work.path().join(format!("{track}{k}-clear.mp4"));
+            std::fs::write(
+                &sealed_file,
+                [init.body.as_slice(), &fragment.body].concat(),
+            )
+            .unwrap();
+            std::fs::write(
+                &clear_file,
+                [clear_init.body.as_slice(), &clear.body].concat(),
+            )
+            .unwrap();
+            let (decrypted, errors) = count(&sealed_file, select, Some(&key));
+            assert!(errors.is_empty(), "{track} segment {k}: {errors}");
+            assert_eq!(
+                decrypted,
+                count(&clear_file, select, None).0,
+                "{track} segment {k}"
+            );
+            frames += decrypted;
+            // The samples really are encrypted: without the key, the
+            // decoder meets garbage.
+            let (_, errors) = count(&sealed_file, select, None);
+            assert!(
+                !errors.is_empty(),
+                "{track} segment {k} decodes without its key"
+            );
+        }
+        assert!(frames > 0);
+        if track == "v" {
+            let source = ffprobe_count(&fixture("h264-aac-bframes.mp4"), select, true);
+            assert_eq!(Some(frames), source, "{track}");
+        }
+    }
+}
+
+/// Shaka Player and dash.js in Chromium play the `cbcs` DASH stream with
+/// W3C ClearKey, given the key from the license; with a wrong key they
+/// cannot.
+#[test]
+#[cfg_attr(
+    casterpak_no_browser,
+    ignore = "needs chromium, node and tests/browser/node_modules (npm ci)"
+)]
+fn shaka_and_dash_js_play_the_cbcs_dash_stream_with_clear_key() {
+    let s = setup("");
+    let server = s.serve();
+    let token = s.token(&["x", "--acl", "/cmaf/*", "--ttl", "1h"]);
+    let (kid, key) = clear_key(&server, &token, "films/a.mp4");
+    let url = format!(
+        "http://{}/cmaf/films/a.mp4/manifest.mpd?hdnea={token}",
+        server.addr
+    );
+    let pair = format!("{kid}:{key}");
+    for player in ["shaka", "dashjs"] {
+        // Past the first segment (6 s): every fragment's senc counts.
+        let result = play_to(player, &url, 8, &["--clearkey", &pair]);
+        assert!(result["currentTime"].as_f64().unwrap() >= 8.0, "{result}");
+        assert_eq!(result["fatal"], serde_json::Value::Null, "{result}");
+    }
+    let wrong = format!("{kid}:{}", "0".repeat(32));
+    let out = Command::new("node")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/play.mjs"))
+        .args([
+            &url,
+            "3",
+            "--player",
+            "shaka",
+            "--timeout",
+            "20",
+            "--clearkey",
+            &wrong,
+        ])
+        .output()
+        .unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert_eq!(report["ok"], false, "played with a wrong key: {report}");
 }
 
 /// A rotated secret: new playlists name the new key id; the old id's key

@@ -155,7 +155,7 @@ fn write_cmaf_manifests(renditions: &[Rendition], dir: &Path) -> anyhow::Result<
                 &dir.join(cmaf::media_playlist_name(n, track)),
                 playlist.as_bytes(),
             )?;
-            let init = r.init_segment(track)?;
+            let init = r.init_segment(track, None)?;
             write_file(&dir.join(cmaf::init_name(n, track)), &init)?;
         }
     }

@@ -9,6 +9,13 @@
 //! The init segment carries the source's own codec configuration box.
 //! Samples go into `mdat` as they are in the source (length-prefixed NAL
 //! units, raw audio frames), read a batch at a time.
+//!
+//! Protected (Common Encryption, ISO/IEC 23001-7, scheme `cbcs`): the sample
+//! entry becomes `encv`/`enca` with a `sinf` (`frma`, `schm`, `tenc` with
+//! the key's id and the constant IV), the `moov` a `pssh` of the W3C common
+//! system (for ClearKey, W3C EME); a media segment's `traf` adds `saiz`,
+//! `saio` and `senc` (its samples' subsamples), and its samples are
+//! encrypted ([`crate::packager::encrypt`]).
 
 mod boxes;
 
@@ -16,10 +23,27 @@ use std::io::Write;
 
 use boxes::{bx, full, u16, u32, u64, unity_matrix, zeros};
 
-use crate::packager::error::{Error, Result};
+use crate::packager::error::{Error, FourCc, Result};
 use crate::packager::index::{AudioCodec, Codec, MediaIndex, Track, VideoCodec, MAX_MORE_AUDIO};
 use crate::packager::media::{Batch, MediaSource, Wanted};
 use crate::packager::segment::Segment;
+
+/// How a track's samples are encrypted (`cbcs`).
+#[derive(Clone, Copy, Debug)]
+pub struct Sealing {
+    pub key: crate::packager::encrypt::Key,
+    /// The key's id (`tenc`'s default_KID, `pssh`, the MPD's
+    /// `cenc:default_KID`).
+    pub kid: [u8; 16],
+    /// The constant IV of every sample.
+    pub iv: [u8; 16],
+}
+
+/// The W3C common PSSH system (ISO/IEC 23001-7 8.1.3, W3C EME
+/// "cenc" initialization data): lists the key ids.
+const COMMON_SYSTEM_ID: [u8; 16] = [
+    0x10, 0x77, 0xef, 0xec, 0xc0, 0xb2, 0x4d, 0x02, 0xac, 0xe3, 0x3c, 0x1e, 0x52, 0xe2, 0xfb, 0x4b,
+];
 
 /// One track of a source, as a CMAF track of its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,8 +176,12 @@ impl<'t> Timeline<'t> {
 }
 
 /// The init segment of `kind`'s track: `ftyp`, and a `moov` with one track,
-/// its codec configuration and `mvex`.
-pub fn init_segment(index: &MediaIndex, kind: TrackKind) -> Result<Vec<u8>> {
+/// its codec configuration and `mvex`; protected with `sealing`, if given.
+pub fn init_segment(
+    index: &MediaIndex,
+    kind: TrackKind,
+    sealing: Option<&Sealing>,
+) -> Result<Vec<u8>> {
     let track = kind
         .track(index)
         .ok_or_else(|| Error::NotFound(format!("no {kind:?} track")))?;
@@ -225,7 +253,7 @@ pub fn init_segment(index: &MediaIndex, kind: TrackKind) -> Result<Vec<u8>> {
                     bx(o, b"stbl", |o| {
                         full(o, b"stsd", 0, 0, |o| {
                             u32(o, 1);
-                            sample_entry(o, track);
+                            sample_entry(o, track, sealing);
                         });
                         for table in [b"stts", b"stsc", b"stco"] {
                             full(o, table, 0, 0, |o| u32(o, 0));
@@ -242,22 +270,63 @@ pub fn init_segment(index: &MediaIndex, kind: TrackKind) -> Result<Vec<u8>> {
                 zeros(o, 12);
             });
         });
+        if let Some(sealing) = sealing {
+            // Version 1: the key ids, and no system data (8.1.1).
+            full(o, b"pssh", 1, 0, |o| {
+                o.extend_from_slice(&COMMON_SYSTEM_ID);
+                u32(o, 1);
+                o.extend_from_slice(&sealing.kid);
+                u32(o, 0);
+            });
+        }
     });
     Ok(out)
 }
 
-/// The sample entry of `track`, with its codec configuration box.
-fn sample_entry(o: &mut Vec<u8>, track: &Track) {
+/// The `sinf` of a protected sample entry whose format was `original`:
+/// `cbcs` version 1.0, video in the pattern 1:9, audio whole (0:0), a
+/// constant IV (ISO/IEC 23001-7 8.2, 10.4).
+fn sinf(o: &mut Vec<u8>, original: &[u8; 4], sealing: &Sealing, video: bool) {
+    bx(o, b"sinf", |o| {
+        bx(o, b"frma", |o| o.extend_from_slice(original));
+        full(o, b"schm", 0, 0, |o| {
+            o.extend_from_slice(b"cbcs");
+            u32(o, 0x0001_0000);
+        });
+        bx(o, b"schi", |o| {
+            full(o, b"tenc", 1, 0, |o| {
+                o.push(0);
+                o.push(if video { 0x19 } else { 0x00 });
+                // isProtected, Per_Sample_IV_Size 0: the constant IV follows.
+                o.push(1);
+                o.push(0);
+                o.extend_from_slice(&sealing.kid);
+                o.push(16);
+                o.extend_from_slice(&sealing.iv);
+            });
+        });
+    });
+}
+
+/// The sample entry of `track`, with its codec configuration box; for a
+/// protected track, `encv`/`enca` with a `sinf` after it.
+fn sample_entry(o: &mut Vec<u8>, track: &Track, sealing: Option<&Sealing>) {
+    let entry = |codec: &[u8; 4], video: bool| -> [u8; 4] {
+        match sealing {
+            Some(_) if video => *b"encv",
+            Some(_) => *b"enca",
+            None => *codec,
+        }
+    };
     match &track.codec {
         Codec::Video(v) => {
-            // HEVC as hvc1, as Apple's HLS authoring specification asks.
-            let (entry, config) = match v.codec {
-                VideoCodec::H264 => (b"avc1", b"avcC"),
-                VideoCodec::Hevc => (b"hvc1", b"hvcC"),
-                VideoCodec::Av1 => (b"av01", b"av1C"),
-                VideoCodec::Vp9 => (b"vp09", b"vpcC"),
+            let config = match v.codec {
+                VideoCodec::H264 => b"avcC",
+                VideoCodec::Hevc => b"hvcC",
+                VideoCodec::Av1 => b"av1C",
+                VideoCodec::Vp9 => b"vpcC",
             };
-            bx(o, entry, |o| {
+            bx(o, &entry(entry_of_video(v.codec), true), |o| {
                 zeros(o, 6);
                 u16(o, 1);
                 zeros(o, 16);
@@ -271,17 +340,20 @@ fn sample_entry(o: &mut Vec<u8>, track: &Track) {
                 u16(o, 0x0018);
                 u16(o, 0xffff);
                 bx(o, config, |o| o.extend_from_slice(&v.config));
+                if let Some(sealing) = sealing {
+                    sinf(o, entry_of_video(v.codec), sealing, true);
+                }
             });
         }
         Codec::Audio(a) => {
-            let entry = match a.codec {
+            let original = match a.codec {
                 AudioCodec::Aac { .. } | AudioCodec::Mp3 => b"mp4a",
                 AudioCodec::Ac3 => b"ac-3",
                 AudioCodec::Eac3 => b"ec-3",
                 AudioCodec::Opus => b"Opus",
                 AudioCodec::Flac => b"fLaC",
             };
-            bx(o, entry, |o| {
+            bx(o, &entry(original, false), |o| {
                 zeros(o, 6);
                 u16(o, 1);
                 zeros(o, 8);
@@ -298,8 +370,22 @@ fn sample_entry(o: &mut Vec<u8>, track: &Track) {
                     AudioCodec::Mp3 if a.config.is_empty() => mp3_esds(o, track.track_id),
                     _ => bx(o, b"esds", |o| o.extend_from_slice(&a.config)),
                 }
+                if let Some(sealing) = sealing {
+                    sinf(o, original, sealing, false);
+                }
             });
         }
+    }
+}
+
+/// A video codec's sample entry type; HEVC as hvc1, as Apple's HLS
+/// authoring specification asks.
+fn entry_of_video(codec: VideoCodec) -> &'static [u8; 4] {
+    match codec {
+        VideoCodec::H264 => b"avc1",
+        VideoCodec::Hevc => b"hvc1",
+        VideoCodec::Av1 => b"av01",
+        VideoCodec::Vp9 => b"vp09",
     }
 }
 
@@ -371,7 +457,7 @@ pub fn write_fragment(
         )));
     }
     crate::packager::ts::check_segment_media(input.index, input.segment)?;
-    let head = fragment_head(input, track, range.clone());
+    let head = fragment_head(input, track, range.clone(), None);
     out.write_all(&head)?;
     let mut written = head.len() as u64;
     let mut batch = Batch::default();
@@ -399,6 +485,78 @@ pub fn write_fragment(
     }
     out.flush()?;
     Ok(written)
+}
+
+/// The media segment of `input`'s track, its samples encrypted with
+/// `sealing` (`cbcs`): made whole in memory, since its `moof` lists each
+/// sample's subsamples, known once the sample is read. H.264 and HEVC
+/// video, any audio.
+pub fn sealed_fragment(
+    input: &FragmentInput,
+    src: &dyn MediaSource,
+    sealing: &Sealing,
+) -> Result<Vec<u8>> {
+    use crate::packager::encrypt::{encrypt_cbcs, video_subsamples};
+    let track = input
+        .kind
+        .track(input.index)
+        .ok_or_else(|| Error::NotFound(format!("no {:?} track", input.kind)))?;
+    let range = input.kind.range(input.segment);
+    if range.is_empty() {
+        return Err(Error::NotFound(format!(
+            "segment {} has no {:?} samples",
+            input.number, input.kind
+        )));
+    }
+    crate::packager::ts::check_segment_media(input.index, input.segment)?;
+    let nal = match &track.codec {
+        Codec::Video(v) => match v.codec {
+            VideoCodec::H264 => Some((usize::from(v.nal_length_size), false)),
+            VideoCodec::Hevc => Some((usize::from(v.nal_length_size), true)),
+            VideoCodec::Av1 | VideoCodec::Vp9 => {
+                return Err(Error::Unsupported(format!(
+                    "{}: cbcs encryption of this codec",
+                    v.codec_string
+                )))
+            }
+        },
+        Codec::Audio(_) => None,
+    };
+    let wanted: Vec<Wanted> = track.samples[range.clone()]
+        .iter()
+        .map(|s| Wanted {
+            offset: s.offset,
+            size: s.size,
+        })
+        .collect();
+    let mut batch = Batch::default();
+    batch.read(src, &wanted)?;
+    let total: usize = wanted.iter().map(|w| w.size as usize).sum();
+    let mut data = Vec::with_capacity(total);
+    let mut aux = Vec::with_capacity(wanted.len());
+    for (n, i) in range.clone().enumerate() {
+        let start = data.len();
+        data.extend_from_slice(batch.sample(n));
+        let sample = &mut data[start..];
+        let subsamples = match nal {
+            Some((length_size, hevc)) => {
+                video_subsamples(sample, length_size, hevc).ok_or_else(|| {
+                    Error::corrupt(
+                        FourCc(*b"mdat"),
+                        track.samples[i].offset,
+                        format!("sample {i}: its NAL unit lengths overrun it"),
+                    )
+                })?
+            }
+            None => Vec::new(),
+        };
+        let pattern = if nal.is_some() { (1, 9) } else { (0, 0) };
+        encrypt_cbcs(&sealing.key, &sealing.iv, sample, &subsamples, pattern);
+        aux.push(subsamples);
+    }
+    let mut out = fragment_head(input, track, range, Some(&aux));
+    out.extend_from_slice(&data);
+    Ok(out)
 }
 
 /// The length of the media segment of `kind` in `segment`, without making it.
@@ -430,8 +588,15 @@ fn head_len(kind: TrackKind, count: usize) -> usize {
     styp + moof + 8
 }
 
-/// `styp`, `moof` and the `mdat` header of a media segment.
-fn fragment_head(input: &FragmentInput, track: &Track, range: std::ops::Range<usize>) -> Vec<u8> {
+/// `styp`, `moof` and the `mdat` header of a media segment; with `aux`,
+/// each sample's subsamples, for a protected one (`saiz`, `saio`, `senc`;
+/// ISO/IEC 23001-7 7.2, 14496-12 8.7.8-9).
+fn fragment_head(
+    input: &FragmentInput,
+    track: &Track,
+    range: std::ops::Range<usize>,
+    aux: Option<&[Vec<crate::packager::encrypt::Subsample>]>,
+) -> Vec<u8> {
     let timeline = Timeline::new(track, input.offset_90k);
     let video = input.kind.is_video();
     let mut out = Vec::with_capacity(head_len(input.kind, range.len()));
@@ -470,6 +635,9 @@ fn fragment_head(input: &FragmentInput, track: &Track, range: std::ops::Range<us
                     }
                 }
             });
+            if let Some(aux) = aux {
+                aux_info(o, aux, video, moof_at);
+            }
         });
     });
     // The samples start just after the mdat header, counted from the moof.
@@ -479,6 +647,52 @@ fn fragment_head(input: &FragmentInput, track: &Track, range: std::ops::Range<us
     u32(&mut out, (samples + 8) as u32);
     out.extend_from_slice(b"mdat");
     out
+}
+
+/// `saiz`, `saio` and `senc` of a protected fragment's samples: no
+/// per-sample IV (a constant one), the subsamples of video. `moof_at`:
+/// where the `moof` starts in `o` (`saio` counts from there).
+fn aux_info(
+    o: &mut Vec<u8>,
+    aux: &[Vec<crate::packager::encrypt::Subsample>],
+    video: bool,
+    moof_at: usize,
+) {
+    let sizes: Vec<u8> = aux
+        .iter()
+        .map(|s| if video { (2 + 6 * s.len()) as u8 } else { 0 })
+        .collect();
+    full(o, b"saiz", 0, 0, |o| {
+        // A default of 0 means a size for each sample follows (8.7.8.2).
+        let same = sizes[0] != 0 && sizes.iter().all(|&n| n == sizes[0]);
+        o.push(if same { sizes[0] } else { 0 });
+        u32(o, sizes.len() as u32);
+        if !same {
+            o.extend_from_slice(&sizes);
+        }
+    });
+    let mut offset_at = 0;
+    full(o, b"saio", 0, 0, |o| {
+        u32(o, 1);
+        offset_at = o.len();
+        u32(o, 0);
+    });
+    let mut data_at = 0;
+    full(o, b"senc", 0, if video { 0x2 } else { 0 }, |o| {
+        u32(o, aux.len() as u32);
+        data_at = o.len();
+        if video {
+            for subsamples in aux {
+                u16(o, subsamples.len() as u16);
+                for s in subsamples {
+                    u16(o, s.clear);
+                    u32(o, s.protected);
+                }
+            }
+        }
+    });
+    let offset = (data_at - moof_at) as u32;
+    o[offset_at..offset_at + 4].copy_from_slice(&offset.to_be_bytes());
 }
 
 #[cfg(test)]
@@ -494,7 +708,7 @@ mod tests {
         .unwrap();
         let mut index = crate::packager::mp4::read_index_from_bytes(&data).unwrap();
         index.audio.as_mut().unwrap().track_id = u32::MAX;
-        let init = init_segment(&index, TrackKind::Audio(0)).unwrap();
+        let init = init_segment(&index, TrackKind::Audio(0), None).unwrap();
         // mvhd: after its header, version/flags, 2 times, timescale,
         // duration, rate, volume, 10 reserved, the matrix and 24 bytes.
         let mvhd = init.windows(4).position(|w| w == b"mvhd").unwrap() - 4;
