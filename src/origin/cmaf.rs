@@ -20,17 +20,6 @@ impl Origin {
         ready: &dyn Fn(Answer),
     ) -> Result<Answer, OriginError> {
         let rels = &request.sources;
-        let hls = matches!(
-            request.target,
-            Target::Master | Target::MediaPlaylist { .. }
-        );
-        if let (true, Some(rel)) = (hls, rels.iter().find(|rel| self.sealed(rel).is_some())) {
-            // fMP4 HLS would signal SAMPLE-AES with a key system's URI
-            // (FairPlay's skd://), which is not there yet.
-            return Err(OriginError::Forbidden(format!(
-                "{rel}: protected; served as DASH (cbcs, ClearKey) or MPEG-TS HLS (AES-128)"
-            )));
-        }
         match &request.target {
             Target::Master => self.cmaf_manifest(rels, uri_prefix, false),
             Target::Manifest => self.cmaf_manifest(rels, "", true),
@@ -97,19 +86,16 @@ impl Origin {
         uri_prefix: &str,
     ) -> Result<Answer, OriginError> {
         let source = self.resolve(rel)?;
+        let id = format!("{}{}", source.key_part(), self.sealed_part(rel));
         let key = self.key(
             "cmaf-playlist",
-            &[
-                uri_prefix,
-                &n.to_string(),
-                &track.suffix(),
-                &source.key_part(),
-            ],
+            &[uri_prefix, &n.to_string(), &track.suffix(), &id],
         );
+        let kid = self.cmaf_sealing(rel).map(|s| s.kid);
         self.media_playlist_object(key, &source, uri_prefix, || {
             let rendition = self.rendition(&source)?;
             rendition
-                .cmaf_media_playlist(n, track, uri_prefix)
+                .cmaf_media_playlist(n, track, uri_prefix, kid)
                 .map_err(|e| super::error::packager_error(&source, e))
         })
     }
@@ -194,8 +180,8 @@ impl Origin {
         let json = serde_json::json!({
             "keys": [{
                 "kty": "oct",
-                "kid": base64url(&sealing.kid),
-                "k": base64url(&sealing.key),
+                "kid": cmaf::base64(&sealing.kid, true),
+                "k": cmaf::base64(&sealing.key, true),
             }],
             "type": "temporary",
         });
@@ -207,22 +193,6 @@ impl Origin {
             super::last_modified(std::slice::from_ref(&source)),
         ))
     }
-}
-
-/// Base64 with the URL alphabet and no padding (RFC 4648 5), as JWK has it.
-fn base64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, &b)| acc | u32::from(b) << (16 - 8 * i));
-        for i in 0..=chunk.len() {
-            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    out
 }
 
 fn mp4_type(track: TrackKind) -> &'static str {

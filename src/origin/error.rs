@@ -33,9 +33,6 @@ pub enum OriginError {
     /// A remote store did not answer in time.
     #[error("{0}")]
     GatewayTimeout(String),
-    /// Not served in this form: a protected stream's clear forms.
-    #[error("{0}")]
-    Forbidden(String),
 }
 
 /// `Retry-After` of a source that is changing or an object still being made.

@@ -85,6 +85,16 @@ pub fn media_playlist(track: &TrackInfo, n: usize, prefix: &str) -> String {
         out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
     }
     let _ = writeln!(out, "#EXT-X-MAP:URI=\"{prefix}{}\"", init_name(n, kind));
+    if let Some(kid) = &track.default_kid {
+        // cbcs, the key id for W3C ClearKey (as hls.js reads it: the
+        // URI's bytes). A FairPlay deployment would add its skd:// key.
+        let _ = writeln!(
+            out,
+            "#EXT-X-KEY:METHOD=SAMPLE-AES,URI=\"data:text/plain;base64,{}\",\
+             KEYFORMAT=\"org.w3.clearkey\",KEYFORMATVERSIONS=\"1\"",
+            base64(kid, false)
+        );
+    }
     for (k, ms) in millis.iter().enumerate() {
         let _ = writeln!(out, "#EXTINF:{}.{:03},", ms / 1000, ms % 1000);
         out.push_str(prefix);
@@ -361,7 +371,8 @@ pub fn mpd_with_query(mpd: &str, query: &str) -> String {
 }
 
 /// A protected track's `ContentProtection` (ISO/IEC 23009-1 5.8.4.1, DASH-IF
-/// IOP 7.5): the `cbcs` scheme with its key id, and W3C ClearKey.
+/// IOP 7.5): the `cbcs` scheme with its key id, the W3C common system and
+/// W3C ClearKey, each with the common `pssh`.
 fn content_protection(out: &mut String, t: &TrackInfo) {
     let Some(kid) = t.default_kid else { return };
     let _ = writeln!(
@@ -370,10 +381,47 @@ fn content_protection(out: &mut String, t: &TrackInfo) {
          value=\"cbcs\" cenc:default_KID=\"{}\"/>",
         uuid(&kid)
     );
-    out.push_str(
-        "        <ContentProtection \
-         schemeIdUri=\"urn:uuid:e2719d58-a985-b3c9-781a-b030af78d30e\" value=\"ClearKey1.0\"/>\n",
-    );
+    // The init data EME's ClearKey takes (W3C "cenc" initialization data:
+    // the common pssh), for players that start a session from the MPD.
+    let pssh = base64(&crate::packager::fmp4::common_pssh(&kid), false);
+    for (system, value) in [
+        ("1077efec-c0b2-4d02-ace3-3c1e52e2fb4b", "cenc"),
+        ("e2719d58-a985-b3c9-781a-b030af78d30e", "ClearKey1.0"),
+    ] {
+        let _ = writeln!(
+            out,
+            "        <ContentProtection schemeIdUri=\"urn:uuid:{system}\" value=\"{value}\">\
+             <cenc:pssh>{pssh}</cenc:pssh></ContentProtection>"
+        );
+    }
+}
+
+/// Base64 (RFC 4648 4), padded; with `url`, the URL alphabet unpadded
+/// (RFC 4648 5, as JSON Web Keys have it).
+pub fn base64(bytes: &[u8], url: bool) -> String {
+    const STANDARD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, &b)| acc | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            let c = if i <= chunk.len() {
+                match STANDARD[(n >> (18 - 6 * i) & 63) as usize] {
+                    b'+' if url => '-',
+                    b'/' if url => '_',
+                    c => c as char,
+                }
+            } else if url {
+                continue;
+            } else {
+                '='
+            };
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// 16 bytes as a UUID's text (8-4-4-4-12 hex digits).
@@ -444,6 +492,25 @@ fn frame_rate(fps: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base64_is_rfc_4648() {
+        // RFC 4648 10's test vectors, and the URL alphabet.
+        for (plain, coded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(plain.as_bytes(), false), coded);
+            assert_eq!(base64(plain.as_bytes(), true), coded.trim_end_matches('='));
+        }
+        assert_eq!(base64(&[0xfb, 0xff], false), "+/8=");
+        assert_eq!(base64(&[0xfb, 0xff], true), "-_8");
+    }
 
     #[test]
     fn a_query_is_carried_to_the_segment_templates() {

@@ -46,6 +46,10 @@ pub fn key_name(key_id: &str, n: usize) -> String {
 /// signed URL's token is carried on to what a player asks for next.
 pub fn with_query(playlist: &str, query: &str) -> String {
     let add = |uri: &str| {
+        if uri.starts_with("data:") {
+            // Not fetched: the bytes are in it.
+            return uri.to_string();
+        }
         let joint = if uri.contains('?') { '&' } else { '?' };
         format!("{uri}{joint}{query}")
     };

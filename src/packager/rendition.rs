@@ -373,8 +373,17 @@ impl Rendition {
     }
 
     /// The fMP4 media playlist of `kind`'s track as source `n`.
-    pub fn cmaf_media_playlist(&self, n: usize, kind: TrackKind, prefix: &str) -> Result<String> {
-        let track = self.cmaf_track(kind).ok_or_else(|| no_track(kind))?;
+    /// The fMP4 media playlist of `kind`'s track as rendition `n`; with
+    /// `default_kid`, its samples are encrypted (`cbcs`) with that key.
+    pub fn cmaf_media_playlist(
+        &self,
+        n: usize,
+        kind: TrackKind,
+        prefix: &str,
+        default_kid: Option<[u8; 16]>,
+    ) -> Result<String> {
+        let mut track = self.cmaf_track(kind).ok_or_else(|| no_track(kind))?;
+        track.default_kid = default_kid;
         Ok(cmaf::media_playlist(&track, n, prefix))
     }
 

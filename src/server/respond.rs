@@ -32,6 +32,8 @@ pub const MAX_TARGET_BYTES: usize = 8 << 10;
 pub const MAX_HEADER_BYTES: usize = 32 << 10;
 /// Most header fields a request may send (hyper answers 431 past it).
 pub const MAX_HEADER_FIELDS: usize = 100;
+/// Largest body a key's license request may declare (it is not read).
+const MAX_LICENSE_REQUEST_BYTES: u64 = 4096;
 
 /// What every request handler shares.
 pub struct Shared {
@@ -169,11 +171,19 @@ impl Drop for Unanswered {
 /// header, a method other than GET, HEAD and OPTIONS.
 fn refusal(shared: &Shared, parts: &http::request::Parts) -> Option<Reply> {
     let config = &shared.origin.config().server;
-    let has_body = parts.headers.contains_key(header::TRANSFER_ENCODING)
-        || parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes() != b"0");
+    let declared = parts.headers.get(header::CONTENT_LENGTH);
+    // A ClearKey license request (W3C EME: a POST of a small JSON naming
+    // the key ids) is answered without its body being read: the URL names
+    // the key.
+    let license = parts.method == Method::POST
+        && parts.uri.path().ends_with(".key")
+        && !parts.headers.contains_key(header::TRANSFER_ENCODING)
+        && declared
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .is_some_and(|len| len <= MAX_LICENSE_REQUEST_BYTES);
+    let has_body = !license
+        && (parts.headers.contains_key(header::TRANSFER_ENCODING)
+            || declared.is_some_and(|v| v.as_bytes() != b"0"));
     // The whole target, an absolute-form one's scheme and host included.
     let uri = &parts.uri;
     let target_len = uri.scheme_str().map_or(0, |s| s.len() + 3)
@@ -190,7 +200,7 @@ fn refusal(shared: &Shared, parts: &http::request::Parts) -> Option<Reply> {
         (414, "the request target is too long")
     } else if header_bytes > MAX_HEADER_BYTES {
         (431, "the request header is too large")
-    } else if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
+    } else if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) && !license {
         let mut reply = text(config, 405, "method not allowed");
         reply.headers.insert(
             header::ALLOW,
@@ -648,7 +658,6 @@ fn error(config: &crate::config::Server, e: &OriginError) -> Reply {
         OriginError::Internal(_) => 500,
         OriginError::BadGateway(_) => 502,
         OriginError::GatewayTimeout(_) => 504,
-        OriginError::Forbidden(_) => 403,
     };
     if status == 502 || status == 504 {
         metrics().remote_error();
@@ -708,12 +717,12 @@ fn preflight(config: &crate::config::Server) -> Reply {
     put(
         &mut headers,
         header::ACCESS_CONTROL_ALLOW_METHODS,
-        "GET, HEAD, OPTIONS",
+        "GET, HEAD, POST, OPTIONS",
     );
     put(
         &mut headers,
         header::ACCESS_CONTROL_ALLOW_HEADERS,
-        "Range, If-None-Match, If-Modified-Since",
+        "Range, If-None-Match, If-Modified-Since, Content-Type",
     );
     put(&mut headers, header::ACCESS_CONTROL_MAX_AGE, "86400");
     Reply::new(204, headers)

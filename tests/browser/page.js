@@ -26,7 +26,9 @@ video.addEventListener('error', () =>
   fail(`video element: ${video.error ? `${video.error.code} ${video.error.message}` : '?'}`));
 
 function hlsAdapter(url) {
-  const hls = new Hls({ debug: false });
+  const hls = new Hls(license
+    ? { debug: false, emeEnabled: true, drmSystems: { 'org.w3.clearkey': { licenseUrl: license } } }
+    : { debug: false });
   hls.on(Hls.Events.ERROR, (_, d) => {
     note(`${d.type}: ${d.details}`);
     if (d.fatal) fail(`${d.type}: ${d.details}`);
@@ -74,6 +76,7 @@ function dashjsAdapter(url) {
   p.on(ev.TRACK_CHANGE_RENDERED, (e) => {
     if (e.mediaType === 'audio') { renderedAudio = e.newMediaInfo; audioPending = false; }
   });
+  if (license) p.setProtectionData({ 'org.w3.clearkey': { serverURL: license } });
   if (clearKeys) {
     const b64url = (hex) => btoa(String.fromCharCode(...hex.match(/../g).map((h) => parseInt(h, 16))))
       .replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
@@ -126,6 +129,7 @@ function shakaAdapter(url) {
     if (e.detail.severity === Severity.CRITICAL) fail(describe(e.detail)); else note(describe(e.detail));
   });
   if (clearKeys) p.configure({ drm: { clearKeys } });
+  if (license) p.configure({ drm: { servers: { 'org.w3.clearkey': license } } });
   p.attach(video).then(() => p.load(url)).then(play).catch((e) => fail(describe(e)));
   const indexOfActive = (list) => list.findIndex((t) => t.active);
   // Shaka's `active` is the track being streamed; its VideoTrack has no id,
@@ -152,7 +156,7 @@ function shakaAdapter(url) {
   };
 }
 
-const { player, url, clearKeys } = window.config;
+const { player, url, clearKeys, license } = window.config;
 window.adapter = { hls: hlsAdapter, dashjs: dashjsAdapter, shaka: shakaAdapter }[player](url);
 
 window.state = () => {

@@ -5,6 +5,7 @@
 //   node play.mjs <url> [seconds] [--player hls|dashjs|shaka]
 //                 [--switch-video] [--switch-audio LANG]...
 //                 [--advance SECONDS] [--timeout SECONDS] [--clearkey KID:KEY]...
+//                 [--license URL]
 //
 // <url> is an HLS master playlist for hls.js, an MPD for dash.js; Shaka
 // plays either. The page (page.js and the player, from node_modules) is
@@ -88,6 +89,7 @@ function options(argv) {
       advance: { type: 'string', default: '1' },
       timeout: { type: 'string', default: '60' },
       clearkey: { type: 'string', multiple: true, default: [] },
+      license: { type: 'string' },
     },
   });
   const opts = {
@@ -103,6 +105,8 @@ function options(argv) {
     clearKeys: values.clearkey.length
       ? Object.fromEntries(values.clearkey.map((pair) => pair.split(':')))
       : null,
+    // A W3C ClearKey license server's URL, for every player.
+    license: values.license ?? null,
   };
   if (!opts.url || positionals.length > 2 || !PLAYERS[opts.player]
     || ![opts.want, opts.advance, opts.timeoutS].every(Number.isFinite)) {
@@ -140,7 +144,9 @@ async function run(opts) {
     '/player.js': readFileSync(new URL(PLAYERS[opts.player], import.meta.url)),
     '/page.js': readFileSync(new URL('page.js', import.meta.url)),
   };
-  const config = JSON.stringify({ player: opts.player, url: opts.url, clearKeys: opts.clearKeys })
+  const config = JSON.stringify({
+    player: opts.player, url: opts.url, clearKeys: opts.clearKeys, license: opts.license,
+  })
     .replaceAll('<', '\\u003c');
   const html = `<!doctype html><video id="v" muted playsinline></video>
 <script>window.config = ${config};</script>

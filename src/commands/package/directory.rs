@@ -150,7 +150,7 @@ fn write_cmaf_manifests(renditions: &[Rendition], dir: &Path) -> anyhow::Result<
     )?;
     for (n, r) in renditions.iter().enumerate() {
         for track in TrackKind::all(r.index()) {
-            let playlist = r.cmaf_media_playlist(n, track, "")?;
+            let playlist = r.cmaf_media_playlist(n, track, "", None)?;
             write_file(
                 &dir.join(cmaf::media_playlist_name(n, track)),
                 playlist.as_bytes(),

@@ -45,6 +45,19 @@ const COMMON_SYSTEM_ID: [u8; 16] = [
     0x10, 0x77, 0xef, 0xec, 0xc0, 0xb2, 0x4d, 0x02, 0xac, 0xe3, 0x3c, 0x1e, 0x52, 0xe2, 0xfb, 0x4b,
 ];
 
+/// The `pssh` box of the W3C common system naming `kid`: version 1, the
+/// key ids and no system data (ISO/IEC 23001-7 8.1.1).
+pub fn common_pssh(kid: &[u8; 16]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(52);
+    full(&mut out, b"pssh", 1, 0, |o| {
+        o.extend_from_slice(&COMMON_SYSTEM_ID);
+        u32(o, 1);
+        o.extend_from_slice(kid);
+        u32(o, 0);
+    });
+    out
+}
+
 /// One track of a source, as a CMAF track of its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TrackKind {
@@ -271,13 +284,7 @@ pub fn init_segment(
             });
         });
         if let Some(sealing) = sealing {
-            // Version 1: the key ids, and no system data (8.1.1).
-            full(o, b"pssh", 1, 0, |o| {
-                o.extend_from_slice(&COMMON_SYSTEM_ID);
-                u32(o, 1);
-                o.extend_from_slice(&sealing.kid);
-                u32(o, 0);
-            });
+            o.extend_from_slice(&common_pssh(&sealing.kid));
         }
     });
     Ok(out)
