@@ -101,9 +101,14 @@ pub enum ProtectionMethod {
     #[default]
     None,
     /// HLS AES-128: whole MPEG-TS segments encrypted (AES-128-CBC, PKCS7),
-    /// `EXT-X-KEY` in media playlists (RFC 8216 4.3.2.4).
+    /// `EXT-X-KEY` in media playlists (RFC 8216 4.3.2.4); the CMAF form as
+    /// `cbcs`, as with `sample-aes`.
     #[serde(rename = "aes-128")]
     Aes128,
+    /// Sample encryption only: the CMAF form as `cbcs` (fMP4 HLS
+    /// `SAMPLE-AES`, DASH), and no MPEG-TS form (MPEG-TS SAMPLE-AES is not
+    /// made; its URLs answer 403).
+    SampleAes,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -719,10 +724,7 @@ impl Config {
             return Ok(());
         }
         if p.secret.is_empty() {
-            bail!(
-                "protection.secret: needed for protection.method {:?}",
-                "aes-128"
-            );
+            bail!("protection.secret: needed when protection.method is not \"none\"");
         }
         crate::tokens::read_key("protection.secret", &p.secret)?;
         for id in std::iter::once(&p.key_id).chain(p.retired.keys()) {

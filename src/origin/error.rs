@@ -33,6 +33,10 @@ pub enum OriginError {
     /// A remote store did not answer in time.
     #[error("{0}")]
     GatewayTimeout(String),
+    /// Not served in this form: a stream protected with `sample-aes` as
+    /// MPEG-TS.
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 /// `Retry-After` of a source that is changing or an object still being made.

@@ -173,6 +173,17 @@ impl Origin {
             ))
         })?;
         let request = url::parse(rest)?;
+        let ts_refused = |rel: &String| {
+            self.protection
+                .as_ref()
+                .is_some_and(|p| !p.has_ts() && p.covers(rel))
+        };
+        if let Some(rel) = request.sources.iter().find(|rel| ts_refused(rel)) {
+            return Err(OriginError::Forbidden(format!(
+                "{rel}: protected with sample-aes: served as CMAF ({}) only",
+                server.cmaf_prefix
+            )));
+        }
         match &request.target {
             Target::Master => self.master(&request.sources, &uri_prefix),
             Target::MediaPlaylist { n, kind } => {

@@ -28,6 +28,9 @@ use crate::packager::fmp4::Sealing;
 const KEY_LABEL: &str = "casterpak aes-128 key|";
 
 pub struct Protection {
+    /// Whether the MPEG-TS form is served (AES-128), or refused
+    /// (`sample-aes`: the CMAF form only).
+    ts: bool,
     /// The id of the secret new playlists name.
     key_id: String,
     /// Secrets by id: the current one and the retired ones.
@@ -53,6 +56,7 @@ impl Protection {
             secrets.insert(id.clone(), key);
         }
         Ok(Some(Protection {
+            ts: config.method == ProtectionMethod::Aes128,
             key_id: config.key_id.clone(),
             secrets,
             paths: config.paths.clone(),
@@ -62,6 +66,11 @@ impl Protection {
     /// Whether the streams of the source at `rel` are encrypted.
     pub fn covers(&self, rel: &str) -> bool {
         self.paths.is_empty() || self.paths.iter().any(|p| rel.starts_with(p.as_str()))
+    }
+
+    /// Whether protected streams have an MPEG-TS form (AES-128).
+    pub fn has_ts(&self) -> bool {
+        self.ts
     }
 
     /// The id of the secret that new playlists and segments use.

@@ -658,6 +658,7 @@ fn error(config: &crate::config::Server, e: &OriginError) -> Reply {
         OriginError::Internal(_) => 500,
         OriginError::BadGateway(_) => 502,
         OriginError::GatewayTimeout(_) => 504,
+        OriginError::Forbidden(_) => 403,
     };
     if status == 502 || status == 504 {
         metrics().remote_error();

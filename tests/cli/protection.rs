@@ -555,6 +555,66 @@ fn hls_js_plays_an_aes_128_stream_with_a_query_token() {
     assert_eq!(result["fatal"], serde_json::Value::Null);
 }
 
+/// A rotated secret: new playlists name the new key id; the old id's key
+/// is still answered while it is listed as retired.
+#[test]
+fn a_rotated_secret_keeps_the_old_keys_answered() {
+    let s = setup("key_id = \"2\"\nretired = { \"1\" = \"ffeeddccbbaa99887766554433221100\" }\n");
+    std::fs::write(
+        &s.config,
+        std::fs::read_to_string(&s.config).unwrap().replace(
+            &format!("secret = \"{SECRET}\""),
+            &format!("secret = \"{}\"", "ab".repeat(16)),
+        ),
+    )
+    .unwrap();
+    let server = s.serve();
+    let token = s.token(&["x", "--acl", "/i/*", "--ttl", "1h"]);
+    let get = |path: &str| server.get(&format!("{path}?hdnea={token}"));
+    assert!(get("/i/films/a.mp4/index_0_av.m3u8")
+        .text()
+        .contains("key_2_0.key"));
+    let old = get("/i/films/a.mp4/key_1_0.key");
+    let new = get("/i/films/a.mp4/key_2_0.key");
+    assert_eq!((old.status, new.status), (200, 200));
+    let derived = openssl_hmac(SECRET, "casterpak aes-128 key|films/a.mp4");
+    assert_eq!(crate::support::hex(&old.body), derived[..32]);
+    assert_ne!(old.body, new.body);
+}
+
+/// `sample-aes`: the CMAF form only (cbcs), the MPEG-TS form refused.
+#[test]
+fn sample_aes_serves_the_cmaf_form_only() {
+    let s = setup("");
+    std::fs::write(
+        &s.config,
+        std::fs::read_to_string(&s.config)
+            .unwrap()
+            .replace("method = \"aes-128\"", "method = \"sample-aes\""),
+    )
+    .unwrap();
+    let server = s.serve();
+    let token = s.token(&["x", "--acl", "/*", "--ttl", "1h"]);
+    let get = |path: &str| server.get(&format!("{path}?hdnea={token}"));
+    for path in [
+        "/i/films/a.mp4/master.m3u8",
+        "/i/films/a.mp4/segment1_0_av.ts",
+        "/i/films/a.mp4/key_1_0.key",
+    ] {
+        let reply = get(path);
+        assert_eq!(reply.status, 403, "{path}: {}", reply.text());
+        assert!(reply.text().contains("sample-aes"), "{path}");
+    }
+    assert_eq!(get("/i/free/b.mp4/master.m3u8").status, 200);
+    let playlist = get("/cmaf/films/a.mp4/index_0_v.m3u8");
+    assert!(
+        playlist.text().contains("METHOD=SAMPLE-AES"),
+        "{}",
+        playlist.text()
+    );
+    assert_eq!(get("/cmaf/films/a.mp4/key_1_0.key").status, 200);
+}
+
 #[test]
 fn a_bad_protection_or_tokens_configuration_stops_startup_naming_the_key() {
     for (body, expected) in [
@@ -569,7 +629,7 @@ fn a_bad_protection_or_tokens_configuration_stops_startup_naming_the_key() {
             "[protection]\nmethod = \"aes-128\"\nsecret = \"00112233445566778899aabbccddeeff\"\nkey_id = \"a-b\"\n",
             "the key id \"a-b\"",
         ),
-        ("[protection]\nmethod = \"sample-aes\"\n", "unknown variant"),
+        ("[protection]\nmethod = \"cenc\"\n", "unknown variant"),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("casterpak.toml");
