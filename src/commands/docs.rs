@@ -151,7 +151,8 @@ fn urls(roff: &mut Roff) {
         (
             "/i/<path>/<file>/key_<ID>_0.key",
             "the AES-128 key of a protected stream's segments (rendition N: key_<ID>_<N>.key), \
-             made with the secret named ID; only with a good token when tokens.key is set",
+             made with the secret named ID; only with a good token when tokens.key is set. \
+             A protected stream's segments name the secret too: segment<K>_<N>_av_<ID>.ts",
         ),
         (
             "/cmaf/<path>/<file>/key_<ID>_0.key",

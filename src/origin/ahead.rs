@@ -4,7 +4,7 @@
 
 use super::Origin;
 use crate::packager::fmp4::TrackKind;
-use crate::packager::url::{self, Target};
+use crate::packager::url::{self, keyed, Target};
 use crate::packager::{cmaf, hls};
 
 impl Origin {
@@ -46,14 +46,24 @@ impl Origin {
             }
             Target::Init { .. } | Target::Key { .. } => return Vec::new(),
         };
+        // A protected stream's segments name their secret: a segment's
+        // followers the one it names, a playlist's the current one.
+        let current = request.sources.get(n).and_then(|rel| self.key_id_of(rel));
         let name = |k: usize| -> Option<String> {
             match &request.target {
-                Target::Segment { kind, .. } => Some(hls::segment_name(k, n, kind)),
-                Target::Fragment { track, .. } => Some(cmaf::segment_name(k, n, *track)),
-                Target::MediaPlaylist { kind, .. } if cmaf => {
-                    Some(cmaf::segment_name(k, n, TrackKind::from_suffix(kind)?))
+                Target::Segment { kind, key_id, .. } => {
+                    Some(keyed(hls::segment_name(k, n, kind), key_id.as_deref()))
                 }
-                Target::MediaPlaylist { kind, .. } => Some(hls::segment_name(k, n, kind)),
+                Target::Fragment { track, key_id, .. } => {
+                    Some(keyed(cmaf::segment_name(k, n, *track), key_id.as_deref()))
+                }
+                Target::MediaPlaylist { kind, .. } if cmaf => Some(keyed(
+                    cmaf::segment_name(k, n, TrackKind::from_suffix(kind)?),
+                    current,
+                )),
+                Target::MediaPlaylist { kind, .. } => {
+                    Some(keyed(hls::segment_name(k, n, kind), current))
+                }
                 _ => None,
             }
         };
@@ -79,8 +89,12 @@ impl Origin {
         if segments == 0 {
             return Vec::new();
         }
+        let key_id = self.key_id_of(&rels[0]);
         if !cmaf {
-            return vec![format!("{dir}{}", hls::segment_name(1, 0, &kind))];
+            return vec![format!(
+                "{dir}{}",
+                keyed(hls::segment_name(1, 0, &kind), key_id)
+            )];
         }
         let mut tracks = Vec::new();
         if kind.contains('v') {
@@ -91,7 +105,13 @@ impl Origin {
         }
         tracks
             .into_iter()
-            .map(|track| format!("{dir}{}", cmaf::segment_name(1, 0, track)))
+            .map(|track| format!("{dir}{}", keyed(cmaf::segment_name(1, 0, track), key_id)))
             .collect()
+    }
+
+    /// The id of the secret the new segments of the source at `rel` are
+    /// named with, when its streams are protected.
+    fn key_id_of(&self, rel: &str) -> Option<&str> {
+        self.sealed(rel).map(|(key_id, _)| key_id)
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::cache::{ObjectSpec, State};
 use crate::packager::cmaf;
-use crate::packager::fmp4::{Sealing, TrackKind};
+use crate::packager::fmp4::TrackKind;
 use crate::packager::url::{Request, Target};
 
 impl Origin {
@@ -27,8 +27,15 @@ impl Origin {
                 let track = TrackKind::from_suffix(kind).expect("parsed as a track");
                 self.cmaf_playlist(&rels[*n], *n, track, uri_prefix)
             }
-            Target::Init { n, track } => self.init_segment(&rels[*n], *track),
-            Target::Fragment { k, n, track } => self.fragment(&rels[*n], *k, *track, ready),
+            Target::Init { n, track, key_id } => {
+                self.init_segment(&rels[*n], *track, key_id.as_deref())
+            }
+            Target::Fragment {
+                k,
+                n,
+                track,
+                key_id,
+            } => self.fragment(&rels[*n], *k, *track, key_id.as_deref(), ready),
             Target::Key { n, key_id } => self.clear_key(&rels[*n], key_id),
             Target::Segment { .. } => {
                 unreachable!("TS names are parsed under the MSOD prefix only")
@@ -62,10 +69,10 @@ impl Origin {
                     .map(|s| s.duration_90k() as f64 / 90_000.0)
                     .fold(longest_segment, f64::max);
                 let mut described_source = rendition.cmaf_source(*n);
-                if let Some(sealing) = self.cmaf_sealing(&source.rel) {
+                if let Some(sealed) = self.cmaf_sealed(&source.rel) {
                     let tracks = described_source.video.iter_mut();
                     for track in tracks.chain(&mut described_source.audio) {
-                        track.default_kid = Some(sealing.kid);
+                        track.sealed = Some(sealed.clone());
                     }
                 }
                 described.push(described_source);
@@ -91,20 +98,25 @@ impl Origin {
             "cmaf-playlist",
             &[uri_prefix, &n.to_string(), &track.suffix(), &id],
         );
-        let kid = self.cmaf_sealing(rel).map(|s| s.kid);
+        let sealed = self.cmaf_sealed(rel);
         self.media_playlist_object(key, &source, uri_prefix, || {
             let rendition = self.rendition(&source)?;
             rendition
-                .cmaf_media_playlist(n, track, uri_prefix, kid)
+                .cmaf_media_playlist(n, track, uri_prefix, sealed.clone())
                 .map_err(|e| super::error::packager_error(&source, e))
         })
     }
 
-    fn init_segment(&self, rel: &str, track: TrackKind) -> Result<Answer, OriginError> {
+    fn init_segment(
+        &self,
+        rel: &str,
+        track: TrackKind,
+        key_id: Option<&str>,
+    ) -> Result<Answer, OriginError> {
         let source = self.resolve(rel)?;
-        let id = format!("{}{}", source.key_part(), self.sealed_part(rel));
+        let sealing = self.named_key(rel, key_id, |p, id| p.sealing(id, rel))?;
+        let id = format!("{}{}", source.key_part(), super::key_part(key_id));
         let key = self.key("init", &[&track.suffix(), &id]);
-        let sealing = self.cmaf_sealing(rel);
         let spec = ObjectSpec {
             key,
             kind: "init",
@@ -125,10 +137,12 @@ impl Origin {
         rel: &str,
         k: usize,
         track: TrackKind,
+        key_id: Option<&str>,
         ready: &dyn Fn(Answer),
     ) -> Result<Answer, OriginError> {
         let source = self.resolve(rel)?;
-        let id = format!("{}{}", source.key_part(), self.sealed_part(rel));
+        let sealing = self.named_key(rel, key_id, |p, id| p.sealing(id, rel))?;
+        let id = format!("{}{}", source.key_part(), super::key_part(key_id));
         let key = self.key("fragment", &[&k.to_string(), &track.suffix(), &id]);
         let spec = ObjectSpec {
             key,
@@ -136,7 +150,6 @@ impl Origin {
             ext: "m4s",
             sources: std::slice::from_ref(&source),
         };
-        let sealing = self.cmaf_sealing(rel);
         self.stream(&spec, mp4_type(track), ready, |out, announce| {
             let rendition = self.rendition(&source)?;
             let failed = |e| self.failed(&source, super::error::packager_error(&source, e));
@@ -158,11 +171,13 @@ impl Origin {
         })
     }
 
-    /// How the fMP4 samples of the source at `rel` are encrypted, when its
-    /// streams are protected: `cbcs` under the current secret.
-    fn cmaf_sealing(&self, rel: &str) -> Option<Sealing> {
+    /// When the streams of the source at `rel` are protected: the id of
+    /// the current secret (in new names) and the id of the `cbcs` key it
+    /// gives.
+    fn cmaf_sealed(&self, rel: &str) -> Option<(String, [u8; 16])> {
         let protection = self.protection.as_ref().filter(|p| p.covers(rel))?;
-        protection.sealing(protection.key_id(), rel)
+        let sealing = protection.sealing(protection.key_id(), rel)?;
+        Some((protection.key_id().to_string(), sealing.kid))
     }
 
     /// The `cbcs` key of the source at `rel` under the secret `key_id`, as

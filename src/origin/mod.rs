@@ -189,7 +189,9 @@ impl Origin {
             Target::MediaPlaylist { n, kind } => {
                 self.media_playlist(&request.sources[*n], *n, kind, &uri_prefix)
             }
-            Target::Segment { k, n, kind } => self.segment(&request.sources[*n], *k, kind, ready),
+            Target::Segment { k, n, kind, key_id } => {
+                self.segment(&request.sources[*n], *k, kind, key_id.as_deref(), ready)
+            }
             Target::Key { n, key_id } => self.aes_key(&request.sources[*n], key_id),
             Target::Manifest | Target::Init { .. } | Target::Fragment { .. } => {
                 unreachable!("CMAF names are parsed under the CMAF prefix only")
@@ -348,12 +350,10 @@ impl Origin {
     ) -> Result<Answer, OriginError> {
         let source = self.resolve(rel)?;
         let key = self.media_playlist_key(&source, n, kind, uri_prefix);
-        let key_uri = self
-            .sealed(rel)
-            .map(|(key_id, _)| format!("{uri_prefix}{}", hls::key_name(key_id, n)));
+        let key_id = self.sealed(rel).map(|(key_id, _)| key_id);
         self.media_playlist_object(key, &source, uri_prefix, || {
             let rendition = self.rendition_of_kind(&source, kind)?;
-            Ok(rendition.media_playlist(n, uri_prefix, key_uri.as_deref()))
+            Ok(rendition.media_playlist(n, uri_prefix, key_id))
         })
     }
 
@@ -426,10 +426,12 @@ impl Origin {
         rel: &str,
         k: usize,
         kind: &str,
+        key_id: Option<&str>,
         ready: &dyn Fn(Answer),
     ) -> Result<Answer, OriginError> {
         let source = self.resolve(rel)?;
-        let id = format!("{}{}", source.key_part(), self.sealed_part(rel));
+        let aes_key = self.named_key(rel, key_id, |p, id| p.key(id, rel))?;
+        let id = format!("{}{}", source.key_part(), key_part(key_id));
         let key = self.key("segment", &[&k.to_string(), kind, &id]);
         let spec = ObjectSpec {
             key,
@@ -437,11 +439,10 @@ impl Origin {
             ext: "ts",
             sources: std::slice::from_ref(&source),
         };
-        let sealed = self.sealed(rel);
         self.stream(&spec, SEGMENT_TYPE, ready, |out, announce| {
             let rendition = self.rendition_of_kind(&source, kind)?;
             let failed = |e| self.failed(&source, error::packager_error(&source, e));
-            let Some((_, aes_key)) = sealed else {
+            let Some(aes_key) = aes_key else {
                 if let Some(len) = rendition.segment_len(k - 1) {
                     announce(len);
                 }
@@ -475,9 +476,33 @@ impl Origin {
     /// What a cache key of the source at `rel` says of its protection:
     /// nothing for clear streams (their keys are as they always were).
     fn sealed_part(&self, rel: &str) -> String {
-        match self.sealed(rel) {
-            Some((key_id, _)) => format!("|aes-128:{key_id}"),
-            None => String::new(),
+        key_part(self.sealed(rel).map(|(key_id, _)| key_id))
+    }
+
+    /// What the key named in a segment's URL (`key_id`) is for the source
+    /// at `rel`, got by `key` from its protection: none for a clear stream
+    /// named without one; a protected stream's segment names its secret
+    /// (so that a rotated secret never changes the bytes of a URL), and a
+    /// name that does not fit the stream is not found.
+    fn named_key<T>(
+        &self,
+        rel: &str,
+        key_id: Option<&str>,
+        key: impl Fn(&protection::Protection, &str) -> Option<T>,
+    ) -> Result<Option<T>, OriginError> {
+        let protection = self.protection.as_ref().filter(|p| p.covers(rel));
+        match (protection, key_id) {
+            (None, None) => Ok(None),
+            (Some(p), Some(id)) => key(p, id)
+                .map(Some)
+                .ok_or_else(|| OriginError::NotFound(format!("{rel}: no key {id}"))),
+            (Some(p), None) => Err(OriginError::NotFound(format!(
+                "{rel}: protected: its segments are named with their secret's id (_{})",
+                p.key_id()
+            ))),
+            (None, Some(id)) => Err(OriginError::NotFound(format!(
+                "{rel}: not protected: no segment of key {id}"
+            ))),
         }
     }
 
@@ -673,6 +698,12 @@ fn last_modified(sources: &[SourceId]) -> i64 {
         .map(|s| s.mtime_ns.div_euclid(1_000_000_000))
         .max()
         .unwrap_or(0)
+}
+
+/// What a cache key says of the secret `key_id` an object is encrypted
+/// with: nothing for a clear one.
+fn key_part(key_id: Option<&str>) -> String {
+    key_id.map_or(String::new(), |id| format!("|aes-128:{id}"))
 }
 
 fn write_all(out: &mut dyn std::io::Write, bytes: &[u8]) -> Result<(), OriginError> {

@@ -10,6 +10,7 @@
 use std::fmt::Write;
 
 use crate::packager::fmp4::TrackKind;
+use crate::packager::url::keyed;
 
 pub const MASTER: &str = "master.m3u8";
 pub const MANIFEST: &str = "manifest.mpd";
@@ -50,9 +51,9 @@ pub struct TrackInfo {
     pub presentation_time_offset: u64,
     /// Every segment starts where a decoder can start.
     pub independent: bool,
-    /// The id of the key its samples are encrypted with (`cbcs`), if
-    /// they are.
-    pub default_kid: Option<[u8; 16]>,
+    /// When its samples are encrypted (`cbcs`): the id of the secret
+    /// (in its segments' names) and the key's id.
+    pub sealed: Option<(String, [u8; 16])>,
 }
 
 /// One source of a master or MPD: rendition `n`.
@@ -84,8 +85,13 @@ pub fn media_playlist(track: &TrackInfo, n: usize, prefix: &str) -> String {
     if independent {
         out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
     }
-    let _ = writeln!(out, "#EXT-X-MAP:URI=\"{prefix}{}\"", init_name(n, kind));
-    if let Some(kid) = &track.default_kid {
+    let key_id = track.sealed.as_ref().map(|(id, _)| id.as_str());
+    let _ = writeln!(
+        out,
+        "#EXT-X-MAP:URI=\"{prefix}{}\"",
+        keyed(init_name(n, kind), key_id)
+    );
+    if let Some((_, kid)) = &track.sealed {
         // cbcs, the key id for W3C ClearKey (as hls.js reads it: the
         // URI's bytes). A FairPlay deployment would add its skd:// key.
         let _ = writeln!(
@@ -98,7 +104,7 @@ pub fn media_playlist(track: &TrackInfo, n: usize, prefix: &str) -> String {
     for (k, ms) in millis.iter().enumerate() {
         let _ = writeln!(out, "#EXTINF:{}.{:03},", ms / 1000, ms % 1000);
         out.push_str(prefix);
-        out.push_str(&segment_name(k + 1, n, kind));
+        out.push_str(&keyed(segment_name(k + 1, n, kind), key_id));
         out.push('\n');
     }
     out.push_str("#EXT-X-ENDLIST\n");
@@ -236,7 +242,7 @@ pub fn mpd(sources: &[Source], duration_seconds: f64, max_segment_seconds: f64) 
     let protected = sources
         .iter()
         .flat_map(|s| s.video.iter().chain(&s.audio))
-        .any(|t| t.default_kid.is_some());
+        .any(|t| t.sealed.is_some());
     let _ = writeln!(
         out,
         "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\"{} \
@@ -374,7 +380,7 @@ pub fn mpd_with_query(mpd: &str, query: &str) -> String {
 /// IOP 7.5): the `cbcs` scheme with its key id, the W3C common system and
 /// W3C ClearKey, each with the common `pssh`.
 fn content_protection(out: &mut String, t: &TrackInfo) {
-    let Some(kid) = t.default_kid else { return };
+    let Some((_, kid)) = t.sealed else { return };
     let _ = writeln!(
         out,
         "        <ContentProtection schemeIdUri=\"urn:mpeg:dash:mp4protection:2011\" \
@@ -439,14 +445,15 @@ pub fn uuid(bytes: &[u8; 16]) -> String {
 
 fn segment_template(out: &mut String, n: usize, t: &TrackInfo) {
     content_protection(out, t);
+    let key_id = t.sealed.as_ref().map(|(id, _)| id.as_str());
     let _ = writeln!(
         out,
         "        <SegmentTemplate timescale=\"{}\" presentationTimeOffset=\"{}\" \
-         initialization=\"{}\" media=\"seg$Number$_{n}_{}.m4s\" startNumber=\"1\">",
+         initialization=\"{}\" media=\"{}\" startNumber=\"1\">",
         t.timescale,
         t.presentation_time_offset,
-        init_name(n, t.kind),
-        t.kind.suffix()
+        keyed(init_name(n, t.kind), key_id),
+        keyed(format!("seg$Number$_{n}_{}.m4s", t.kind.suffix()), key_id),
     );
     out.push_str("          <SegmentTimeline>\n");
     let mut i = 0;
@@ -547,7 +554,7 @@ mod tests {
             timeline: vec![(10, 5), (15, 5), (20, 5), (25, 3), (28, 3), (40, 3)],
             presentation_time_offset: 10,
             independent: true,
-            default_kid: None,
+            sealed: None,
         };
         let mut out = String::new();
         segment_template(&mut out, 0, &track);

@@ -118,9 +118,9 @@ const MAX_SUBSAMPLES: usize = 42;
 
 /// The subsamples of a length-prefixed H.264 or HEVC sample: each slice
 /// NAL unit's body protected, as whole blocks (what is left of a block
-/// goes to the next clear run), everything else clear; past 41 protected
-/// slices, the rest clear. `None` when the NAL lengths do not add up to
-/// the sample, or it has no room in [`MAX_SUBSAMPLES`].
+/// goes to the next clear run), everything else clear; once no more fit in
+/// [`MAX_SUBSAMPLES`], the rest clear. `None` when the NAL lengths do not
+/// add up to the sample.
 pub fn video_subsamples(sample: &[u8], length_size: usize, hevc: bool) -> Option<Vec<Subsample>> {
     let mut out = Vec::new();
     let mut clear = 0usize;
@@ -131,9 +131,12 @@ pub fn video_subsamples(sample: &[u8], length_size: usize, hevc: bool) -> Option
             .iter()
             .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
         let body = sample.get(at + length_size..at + length_size + len)?;
+        // Room kept for the rest of the sample as clear subsamples, should
+        // nothing more be protected.
+        let rest = clear + sample.len() - at;
+        let full = out.len() + 2 + rest / usize::from(u16::MAX) >= MAX_SUBSAMPLES;
         at += length_size + len;
         let protected = body.len().saturating_sub(NAL_CLEAR_LEADER) / BLOCK * BLOCK;
-        let full = out.len() + 1 >= MAX_SUBSAMPLES;
         if protected == 0 || full || !is_slice(body[0], hevc) {
             clear += length_size + len;
             continue;
@@ -153,7 +156,8 @@ pub fn video_subsamples(sample: &[u8], length_size: usize, hevc: bool) -> Option
             protected: 0,
         });
     }
-    (out.len() <= MAX_SUBSAMPLES).then_some(out)
+    debug_assert!(out.len() <= MAX_SUBSAMPLES);
+    Some(out)
 }
 
 /// Leaves at most `u16::MAX` in `clear`, the rest as clear-only subsamples.
@@ -221,6 +225,29 @@ mod tests {
             out.extend((1..len).map(|i| i as u8));
         }
         out
+    }
+
+    #[test]
+    fn many_slices_and_long_clear_runs_stay_within_the_subsamples_a_byte_can_size() {
+        // 60 slices of 2 kB, then a 200 kB SEI: no more than 42 subsamples,
+        // all bytes accounted for.
+        let mut s = Vec::new();
+        for _ in 0..60 {
+            s.extend_from_slice(&2048u32.to_be_bytes());
+            s.push(0x65);
+            s.extend(std::iter::repeat_n(1u8, 2047));
+        }
+        s.extend_from_slice(&200_000u32.to_be_bytes());
+        s.push(6);
+        s.extend(std::iter::repeat_n(2u8, 199_999));
+        let subsamples = video_subsamples(&s, 4, false).unwrap();
+        assert!(subsamples.len() <= MAX_SUBSAMPLES, "{}", subsamples.len());
+        assert!(subsamples.iter().filter(|s| s.protected > 0).count() >= 30);
+        let total: usize = subsamples
+            .iter()
+            .map(|s| usize::from(s.clear) + s.protected as usize)
+            .sum();
+        assert_eq!(total, s.len());
     }
 
     #[test]

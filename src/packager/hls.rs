@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use crate::packager::segment::Segment;
+use crate::packager::url::keyed;
 
 /// What a master playlist says of one rendition (RFC 8216 4.3.4.2).
 #[derive(Clone, Debug, PartialEq)]
@@ -82,14 +83,15 @@ pub fn extinf_millis(segment: &Segment) -> i64 {
 
 /// A VOD media playlist listing every segment of rendition `n`; `prefix`
 /// goes before each segment's name (empty for relative URIs). With
-/// `key_uri`, every segment is encrypted with AES-128 under the key there,
-/// its IV its media sequence number (4.3.2.4, 5.2).
+/// `key_id`, every segment is encrypted with AES-128 under the key of that
+/// secret (`key_<ID>_<N>.key`), its IV its media sequence number (4.3.2.4,
+/// 5.2), and its name says so ([`crate::packager::url::keyed`]).
 pub fn media_playlist(
     segments: &[Segment],
     n: usize,
     kind_suffix: &str,
     prefix: &str,
-    key_uri: Option<&str>,
+    key_id: Option<&str>,
 ) -> String {
     // EXTINF is written in milliseconds; TARGETDURATION is the largest of
     // those rounded up, so that no rounded EXTINF exceeds it (4.3.3.1).
@@ -99,13 +101,17 @@ pub fn media_playlist(
     out.push_str("#EXTM3U\n#EXT-X-VERSION:3\n");
     let _ = writeln!(out, "#EXT-X-TARGETDURATION:{target}");
     out.push_str("#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-PLAYLIST-TYPE:VOD\n");
-    if let Some(uri) = key_uri {
-        let _ = writeln!(out, "#EXT-X-KEY:METHOD=AES-128,URI=\"{uri}\"");
+    if let Some(id) = key_id {
+        let _ = writeln!(
+            out,
+            "#EXT-X-KEY:METHOD=AES-128,URI=\"{prefix}{}\"",
+            key_name(id, n)
+        );
     }
     for (k, ms) in millis.iter().enumerate() {
         let _ = writeln!(out, "#EXTINF:{}.{:03},", ms / 1000, ms % 1000);
         out.push_str(prefix);
-        out.push_str(&segment_name(k + 1, n, kind_suffix));
+        out.push_str(&keyed(segment_name(k + 1, n, kind_suffix), key_id));
         out.push('\n');
     }
     out.push_str("#EXT-X-ENDLIST\n");

@@ -189,10 +189,11 @@ impl Rendition {
     }
 
     /// The media playlist of this rendition as rendition number `n`, with
-    /// `prefix` before each segment name; with `key_uri`, its segments are
-    /// encrypted with AES-128 (see [`crate::packager::encrypt`]).
-    pub fn media_playlist(&self, n: usize, prefix: &str, key_uri: Option<&str>) -> String {
-        hls::media_playlist(&self.plan.segments, n, &self.kind, prefix, key_uri)
+    /// `prefix` before each segment name; with `key_id`, its segments are
+    /// encrypted with AES-128 under that secret's key (see
+    /// [`crate::packager::encrypt`]).
+    pub fn media_playlist(&self, n: usize, prefix: &str, key_id: Option<&str>) -> String {
+        hls::media_playlist(&self.plan.segments, n, &self.kind, prefix, key_id)
     }
 
     /// This rendition's entry in a master playlist.
@@ -355,7 +356,7 @@ impl Rendition {
                 TrackKind::Video => self.plan.independent_segments(&self.index),
                 TrackKind::Audio(_) => true,
             },
-            default_kid: None,
+            sealed: None,
         })
     }
 
@@ -374,16 +375,17 @@ impl Rendition {
 
     /// The fMP4 media playlist of `kind`'s track as source `n`.
     /// The fMP4 media playlist of `kind`'s track as rendition `n`; with
-    /// `default_kid`, its samples are encrypted (`cbcs`) with that key.
+    /// `sealed` (the secret's id and the key's id), its samples are
+    /// encrypted (`cbcs`) with that key.
     pub fn cmaf_media_playlist(
         &self,
         n: usize,
         kind: TrackKind,
         prefix: &str,
-        default_kid: Option<[u8; 16]>,
+        sealed: Option<(String, [u8; 16])>,
     ) -> Result<String> {
         let mut track = self.cmaf_track(kind).ok_or_else(|| no_track(kind))?;
-        track.default_kid = default_kid;
+        track.sealed = sealed;
         Ok(cmaf::media_playlist(&track, n, prefix))
     }
 

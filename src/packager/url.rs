@@ -8,6 +8,7 @@
 //!                                               renditions N = files <dir>/<prefix><lN><suffix>
 //! <dir>/<...>.csmil/index_<N>_<kind>.m3u8, .../segment<K>_<N>_<kind>.ts
 //! <...>/key_<ID>_<N>.key                        rendition N's key, of secret ID (under /cmaf/: cbcs, as a ClearKey JWK set)
+//! <...>/segment<K>_<N>_<kind>_<ID>.ts           a protected stream's segment, encrypted with that key
 //! ```
 //!
 //! `<kind>` is `av`, `a` or `v`: the file's tracks, or one of them; `a2`,
@@ -26,26 +27,33 @@ pub enum Target {
     Master,
     /// CMAF: `manifest.mpd`, the DASH manifest.
     Manifest,
-    /// CMAF: `init_<N>_<track>.mp4`, the init segment of a track.
+    /// CMAF: `init_<N>_<track>.mp4`, the init segment of a track
+    /// (`init_<N>_<track>_<ID>.mp4` when protected with the secret ID).
     Init {
         n: usize,
         track: TrackKind,
+        key_id: Option<String>,
     },
-    /// CMAF: `seg<K>_<N>_<track>.m4s`, media segment K (1-based) of a track.
+    /// CMAF: `seg<K>_<N>_<track>.m4s`, media segment K (1-based) of a track
+    /// (`seg<K>_<N>_<track>_<ID>.m4s` when protected).
     Fragment {
         k: usize,
         n: usize,
         track: TrackKind,
+        key_id: Option<String>,
     },
     MediaPlaylist {
         n: usize,
         kind: String,
     },
-    /// `k` as in the URL (1-based).
+    /// `k` as in the URL (1-based); `segment<K>_<N>_<kind>_<ID>.ts` when
+    /// protected with the secret ID (the name says which key encrypts it,
+    /// so that a rotated secret never changes the bytes of a URL).
     Segment {
         k: usize,
         n: usize,
         kind: String,
+        key_id: Option<String>,
     },
     /// `key_<ID>_<N>.key`: the AES-128 key of rendition N's segments, made
     /// with the secret named ID (1 to 16 letters and digits).
@@ -135,24 +143,41 @@ fn parse_target(name: &str) -> Option<Target> {
         return parse_key(name);
     }
     let rest = name.strip_prefix("segment")?.strip_suffix(".ts")?;
-    let mut parts = rest.splitn(3, '_');
+    let mut parts = rest.splitn(4, '_');
     let (k, n, kind) = (
         number(parts.next()?)?,
         number(parts.next()?)?,
         kind_of(parts.next()?)?,
     );
-    (k >= 1).then_some(Target::Segment { k, n, kind })
+    let key_id = match parts.next() {
+        Some(id) => Some(key_id_of(id)?),
+        None => None,
+    };
+    (k >= 1).then_some(Target::Segment { k, n, kind, key_id })
+}
+
+/// A secret's id in a name: 1 to 16 letters and digits.
+fn key_id_of(id: &str) -> Option<String> {
+    let fits = (1..=16).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric());
+    fits.then(|| id.to_string())
+}
+
+/// `name` (`<stem>.<ext>`) of an object protected with the secret
+/// `key_id`: `<stem>_<ID>.<ext>`; unchanged for a clear one.
+pub fn keyed(name: String, key_id: Option<&str>) -> String {
+    match (key_id, name.rsplit_once('.')) {
+        (Some(id), Some((stem, ext))) => format!("{stem}_{id}.{ext}"),
+        _ => name,
+    }
 }
 
 /// `key_<ID>_<N>.key`.
 fn parse_key(name: &str) -> Option<Target> {
     let rest = name.strip_prefix("key_")?.strip_suffix(".key")?;
     let (key_id, n) = rest.split_once('_')?;
-    let fits =
-        (1..=16).contains(&key_id.len()) && key_id.bytes().all(|b| b.is_ascii_alphanumeric());
-    fits.then(|| number(n)).flatten().map(|n| Target::Key {
-        n,
-        key_id: key_id.to_string(),
+    Some(Target::Key {
+        n: number(n)?,
+        key_id: key_id_of(key_id)?,
     })
 }
 
@@ -163,15 +188,24 @@ fn parse_cmaf_target(name: &str) -> Option<Target> {
         _ if name.starts_with("key_") => return parse_key(name),
         _ => {}
     }
-    let track_of = |rest: &str| -> Option<(usize, TrackKind)> {
-        let (n, track) = rest.split_once('_')?;
-        Some((number(n)?, TrackKind::from_suffix(track)?))
+    // `<N>_<track>`, then `_<ID>` where a secret's id may follow.
+    let track_of = |rest: &str| -> Option<(usize, TrackKind, Option<String>)> {
+        let mut parts = rest.splitn(3, '_');
+        let n = number(parts.next()?)?;
+        let track = TrackKind::from_suffix(parts.next()?)?;
+        let key_id = match parts.next() {
+            Some(id) => Some(key_id_of(id)?),
+            None => None,
+        };
+        Some((n, track, key_id))
     };
     if let Some(rest) = name
         .strip_prefix("index_")
         .and_then(|r| r.strip_suffix(".m3u8"))
     {
-        let (n, track) = track_of(rest)?;
+        let (n, track, None) = track_of(rest)? else {
+            return None;
+        };
         return Some(Target::MediaPlaylist {
             n,
             kind: track.suffix(),
@@ -181,14 +215,19 @@ fn parse_cmaf_target(name: &str) -> Option<Target> {
         .strip_prefix("init_")
         .and_then(|r| r.strip_suffix(".mp4"))
     {
-        let (n, track) = track_of(rest)?;
-        return Some(Target::Init { n, track });
+        let (n, track, key_id) = track_of(rest)?;
+        return Some(Target::Init { n, track, key_id });
     }
     let rest = name.strip_prefix("seg")?.strip_suffix(".m4s")?;
     let (k, rest) = rest.split_once('_')?;
     let k = number(k)?;
-    let (n, track) = track_of(rest)?;
-    (k >= 1).then_some(Target::Fragment { k, n, track })
+    let (n, track, key_id) = track_of(rest)?;
+    (k >= 1).then_some(Target::Fragment {
+        k,
+        n,
+        track,
+        key_id,
+    })
 }
 
 fn number(s: &str) -> Option<usize> {
@@ -279,7 +318,50 @@ mod tests {
             k,
             n,
             kind: kind.into(),
+            key_id: None,
         }
+    }
+
+    #[test]
+    fn protected_names_carry_their_secrets_id() {
+        assert_eq!(
+            parse("f.mp4/segment3_0_av_k2.ts").unwrap().target,
+            Target::Segment {
+                k: 3,
+                n: 0,
+                kind: "av".into(),
+                key_id: Some("k2".into())
+            }
+        );
+        assert_eq!(
+            parse_cmaf("f.mp4/seg3_0_v_7.m4s").unwrap().target,
+            Target::Fragment {
+                k: 3,
+                n: 0,
+                track: TrackKind::Video,
+                key_id: Some("7".into())
+            }
+        );
+        assert_eq!(
+            parse_cmaf("f.mp4/init_0_a_7.mp4").unwrap().target,
+            Target::Init {
+                n: 0,
+                track: TrackKind::Audio(0),
+                key_id: Some("7".into())
+            }
+        );
+        assert_eq!(
+            keyed(crate::packager::hls::segment_name(3, 0, "av"), Some("k2")),
+            "segment3_0_av_k2.ts"
+        );
+        for bad in [
+            "f.mp4/segment3_0_av_.ts",
+            "f.mp4/segment3_0_av_a-b.ts",
+            "f.mp4/segment3_0_av_12345678901234567.ts",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        assert!(parse_cmaf("f.mp4/index_0_v_7.m3u8").is_err());
     }
 
     #[test]

@@ -83,7 +83,9 @@ pub async fn handle(
     // Every log line of the request names it.
     let span = tracing::info_span!("request", id = %id);
     // Logged as 499 if the client goes away before the answer is ready.
-    let log = AccessLog::new(span.clone(), peer, request.method(), request.uri());
+    let config = shared.origin.config();
+    let secret = shared.tokens.as_ref().map(|_| config.tokens.param.as_str());
+    let log = AccessLog::new(span.clone(), peer, request.method(), request.uri(), secret);
     let mut unanswered = Unanswered(Some(log));
     // The body, if any, is dropped unread: hyper then closes the
     // connection rather than read it.
@@ -257,7 +259,8 @@ async fn route(
         if let (true, Some(prefetch)) = (parts.method == Method::GET, &shared.prefetch) {
             prefetch.ask(&path, ahead);
         }
-        return answered(config, answer, &next, &parts.headers, carried.as_deref());
+        let tokens = (carried.as_deref(), shared.tokens.is_some());
+        return answered(config, answer, &next, &parts.headers, tokens);
     }
     let origin = Arc::clone(&shared.origin);
     // A request waits for a slot no longer than for another request's
@@ -329,21 +332,27 @@ async fn route(
         }),
     };
     match answer {
-        Ok((answer, next)) => answered(config, answer, &next, &parts.headers, carried.as_deref()),
+        Ok((answer, next)) => {
+            let tokens = (carried.as_deref(), shared.tokens.is_some());
+            answered(config, answer, &next, &parts.headers, tokens)
+        }
         Err(e) => error(config, &e),
     }
 }
 
 /// The reply of an answer, naming `next` (what the player asks for after
 /// it) to a CDN that fetches ahead. With `carried` (a signed URL's token
-/// as `name=value`), a playlist lists its URIs with it, and is then for
-/// this viewer alone; a key is never stored by anyone.
+/// as `name=value`), a playlist lists its URIs with it. While tokens are
+/// on (`tokens_on`) playlists are each viewer's own (private): a shared
+/// cache keeping one would hand it, and a token in it, to others, or a
+/// token-less one to a viewer whose player needs the token carried. A key
+/// is never stored by anyone.
 fn answered(
     config: &crate::config::Server,
     answer: Answer,
     next: &[String],
     request: &HeaderMap,
-    carried: Option<&str>,
+    (carried, tokens_on): (Option<&str>, bool),
 ) -> Reply {
     let kind = answer.content_type;
     let answer = match carried {
@@ -356,7 +365,7 @@ fn answered(
     }
     if matches!(kind, KEY_TYPE | JSON_KEY_TYPE) {
         put(&mut reply.headers, header::CACHE_CONTROL, "no-store");
-    } else if carried.is_some() && matches!(kind, PLAYLIST_TYPE | MPD_TYPE) {
+    } else if tokens_on && matches!(kind, PLAYLIST_TYPE | MPD_TYPE) {
         let private = format!("private, max-age={}", config.max_age);
         put(&mut reply.headers, header::CACHE_CONTROL, &private);
     }

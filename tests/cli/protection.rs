@@ -218,7 +218,7 @@ fn playlists_carry_a_query_token_to_every_uri_and_a_cookie_needs_none() {
     let segments: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
     assert!(segments.len() > 1);
     for (k, line) in segments.iter().enumerate() {
-        assert_eq!(*line, format!("segment{}_0_av.ts?hdnea={token}", k + 1));
+        assert_eq!(*line, format!("segment{}_0_av_1.ts?hdnea={token}", k + 1));
     }
     assert!(
         text.contains(&format!("URI=\"key_1_0.key?hdnea={token}\"")),
@@ -228,12 +228,15 @@ fn playlists_carry_a_query_token_to_every_uri_and_a_cookie_needs_none() {
     let other = s.token(&["x", "--acl", "/i/films/*", "--ttl", "1h"]);
     let theirs = server.get(&format!("/i/films/a.mp4/index_0_av.m3u8?hdnea={other}"));
     assert_ne!(theirs.header("ETag"), playlist.header("ETag"));
-    // With the cookie the URIs stay as they are, and the playlist is one
-    // for everyone.
+    // With the cookie the URIs stay as they are; while tokens are on, a
+    // playlist is still each viewer's own (not kept by shared caches).
     let plain = with_cookie(&server, "/i/films/a.mp4/index_0_av.m3u8", &token);
     assert_eq!(plain.status, 200);
     assert!(!plain.text().contains("hdnea"));
-    assert!(plain.header("Cache-Control").unwrap().starts_with("public"));
+    assert!(plain
+        .header("Cache-Control")
+        .unwrap()
+        .starts_with("private"));
 }
 
 /// The segments are AES-128-CBC of the clear segments, IV the sequence
@@ -260,7 +263,7 @@ fn an_aes_128_stream_decrypts_with_openssl_and_decodes_through_the_server() {
     let clear_playlist = get("/i/free/b.mp4/index_0_av.m3u8").text();
     assert!(!clear_playlist.contains("EXT-X-KEY"));
 
-    let encrypted = get("/i/films/a.mp4/segment2_0_av.ts");
+    let encrypted = get("/i/films/a.mp4/segment2_0_av_1.ts");
     let clear = get("/i/free/b.mp4/segment2_0_av.ts");
     assert_eq!(encrypted.status, 200);
     assert_eq!(encrypted.body.len(), (clear.body.len() / 16 + 1) * 16);
@@ -280,8 +283,13 @@ fn an_aes_128_stream_decrypts_with_openssl_and_decodes_through_the_server() {
         decrypted == clear.body,
         "decrypted segment 2 is the clear one"
     );
+    // A protected stream's segments are named with their secret's id: not
+    // without it, nor a clear stream's with one.
+    assert_eq!(get("/i/films/a.mp4/segment2_0_av.ts").status, 404);
+    assert_eq!(get("/i/films/a.mp4/segment2_0_av_9.ts").status, 404);
+    assert_eq!(get("/i/free/b.mp4/segment2_0_av_1.ts").status, 404);
     // And cached so: a hit gives the same bytes.
-    let again = get("/i/films/a.mp4/segment2_0_av.ts");
+    let again = get("/i/films/a.mp4/segment2_0_av_1.ts");
     assert_eq!(again.header("X-Cache"), Some("HIT"));
     assert!(again.body == encrypted.body);
 
@@ -405,7 +413,7 @@ fn a_cbcs_stream_decrypts_with_ffmpeg_given_its_clear_key() {
         (frames, String::from_utf8_lossy(&out.stderr).into_owned())
     };
     for (track, select) in [("v", "v:0"), ("a", "a:0")] {
-        let init = get(&format!("/cmaf/films/a.mp4/init_0_{track}.mp4"));
+        let init = get(&format!("/cmaf/films/a.mp4/init_0_{track}_1.mp4"));
         let marks: &[&[u8]] = &[b"sinf", b"cbcs", b"tenc", b"pssh"];
         for mark in marks {
             assert!(
@@ -418,7 +426,7 @@ fn a_cbcs_stream_decrypts_with_ffmpeg_given_its_clear_key() {
         // frames as the same segment of the clear form of the same file.
         let mut frames = 0;
         for k in 1.. {
-            let fragment = get(&format!("/cmaf/films/a.mp4/seg{k}_0_{track}.m4s"));
+            let fragment = get(&format!("/cmaf/films/a.mp4/seg{k}_0_{track}_1.m4s"));
             if fragment.status == 404 {
                 break;
             }
@@ -574,12 +582,36 @@ fn a_rotated_secret_keeps_the_old_keys_answered() {
     assert!(get("/i/films/a.mp4/index_0_av.m3u8")
         .text()
         .contains("key_2_0.key"));
+    let playlist = get("/i/films/a.mp4/index_0_av.m3u8").text();
+    assert!(playlist.contains("segment1_0_av_2.ts"), "{playlist}");
     let old = get("/i/films/a.mp4/key_1_0.key");
     let new = get("/i/films/a.mp4/key_2_0.key");
     assert_eq!((old.status, new.status), (200, 200));
     let derived = openssl_hmac(SECRET, "casterpak aes-128 key|films/a.mp4");
     assert_eq!(crate::support::hex(&old.body), derived[..32]);
     assert_ne!(old.body, new.body);
+    // A player still on a playlist of the old secret gets its segments,
+    // encrypted with the old key, at the URLs it names: a URL's bytes
+    // never change with a rotation.
+    let clear = get("/i/free/b.mp4/segment2_0_av.ts").body;
+    for (id, key) in [("1", &old.body), ("2", &new.body)] {
+        let sealed = get(&format!("/i/films/a.mp4/segment2_0_av_{id}.ts"));
+        assert_eq!(sealed.status, 200, "key {id}");
+        let iv = format!("{:032x}", 2);
+        let opened = openssl(
+            &[
+                "enc",
+                "-d",
+                "-aes-128-cbc",
+                "-K",
+                &crate::support::hex(key),
+                "-iv",
+                &iv,
+            ],
+            &sealed.body,
+        );
+        assert!(opened == clear, "segment 2 of key {id} decrypts with it");
+    }
 }
 
 /// `sample-aes`: the CMAF form only (cbcs), the MPEG-TS form refused.

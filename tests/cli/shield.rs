@@ -360,7 +360,7 @@ fn tokens_and_keys_work_through_the_varnish_tier() {
         origins.requests(key_path).iter().sum::<usize>() == 4
     });
     // A segment: fetched once, then served to the other token from here.
-    let segment = "/i/v0.mp4/segment1_0_av.ts";
+    let segment = "/i/v0.mp4/segment1_0_av_1.ts";
     let first = v.get(&format!("{segment}?hdnea={a}"));
     let second = v.get(&format!("{segment}?hdnea={b}"));
     assert_eq!((first.status, second.status), (200, 200));
@@ -371,11 +371,22 @@ fn tokens_and_keys_work_through_the_varnish_tier() {
     let others = v.get(&format!("{playlist}?hdnea={b}"));
     assert!(theirs
         .text()
-        .contains(&format!("segment1_0_av.ts?hdnea={a}")));
+        .contains(&format!("segment1_0_av_1.ts?hdnea={a}")));
     assert!(others
         .text()
-        .contains(&format!("segment1_0_av.ts?hdnea={b}")));
+        .contains(&format!("segment1_0_av_1.ts?hdnea={b}")));
     assert!(!is_hit(&others));
+    // While tokens are on no playlist is kept: one fetched with a cookie
+    // would otherwise reach viewers whose players need the token carried.
+    for _ in 0..2 {
+        let by_cookie = v.get_with(playlist, &[("Cookie", &cookie)]);
+        assert_eq!(by_cookie.status, 200);
+        assert!(!is_hit(&by_cookie));
+        assert!(by_cookie
+            .header("Cache-Control")
+            .unwrap()
+            .starts_with("private"));
+    }
 }
 
 #[test]
