@@ -59,6 +59,11 @@ sub vcl_recv {
         # useless without the key, which is checked every time), or check
         # tokens at the edge in front of this cache.
         set req.http.X-Casterpak-Path = regsub(req.url, "\?.*$", "");
+        # A master's bitrate filter (b=) makes another master: kept apart.
+        if (req.url ~ "[?&]b=") {
+            set req.http.X-Casterpak-Path = req.http.X-Casterpak-Path + "?b=" +
+                regsub(req.url, "^.*[?&]b=([^&]*).*$", "\1");
+        }
     }
     # Only GET and HEAD reach the cache; concurrent misses for one URL
     # wait for one fetch (Varnish's request collapsing, on by default).

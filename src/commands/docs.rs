@@ -155,6 +155,14 @@ fn urls(roff: &mut Roff) {
              A protected stream's segments name the secret too: segment<K>_<N>_av_<ID>.ts",
         ),
         (
+            "/i/<...>/master.m3u8?b=200-700",
+            "MSOD's bitrate filter (b=200,700 or 200-700 or 300-, kbit/s): only those variants",
+        ),
+        (
+            "/i/<path>/<file>/index.m3u8, .../segment-<K>.ts",
+            "the predecessor's names: rendition 0 with all its tracks",
+        ),
+        (
             "/cmaf/<path>/<file>/key_<ID>_0.key",
             "the cbcs key of its CMAF (DASH) form, as a W3C ClearKey license (JSON Web Keys)",
         ),

@@ -156,11 +156,15 @@ impl Origin {
     /// handed to `ready` as soon as it is made, before it is stored (from
     /// memory: [`Body::Held`]). The answer returned afterwards is the same
     /// object.
+    ///
+    /// `path` may end in a query string: a master's `b=` filters its
+    /// variants ([`url::BitrateFilter`]); anything else in it is ignored.
     pub fn answer_streaming(
         &self,
         path: &str,
         ready: &dyn Fn(Answer),
     ) -> Result<Answer, OriginError> {
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
         let server = &self.config.server;
         let uri_prefix = self.uri_prefix(path);
         if let Some(rest) = path.strip_prefix(server.cmaf_prefix.as_str()) {
@@ -185,18 +189,35 @@ impl Origin {
             )));
         }
         match &request.target {
-            Target::Master => self.master(&request.sources, &uri_prefix),
+            Target::Master => {
+                let filter = url::BitrateFilter::of_query(query)?;
+                self.master(&request.sources, &uri_prefix, filter.as_ref())
+            }
             Target::MediaPlaylist { n, kind } => {
-                self.media_playlist(&request.sources[*n], *n, kind, &uri_prefix)
+                let rel = &request.sources[*n];
+                let kind = self.own_kind(rel, kind)?;
+                self.media_playlist(rel, *n, &kind, &uri_prefix)
             }
             Target::Segment { k, n, kind, key_id } => {
-                self.segment(&request.sources[*n], *k, kind, key_id.as_deref(), ready)
+                let rel = &request.sources[*n];
+                let kind = self.own_kind(rel, kind)?;
+                self.segment(rel, *k, &kind, key_id.as_deref(), ready)
             }
             Target::Key { n, key_id } => self.aes_key(&request.sources[*n], key_id),
             Target::Manifest | Target::Init { .. } | Target::Fragment { .. } => {
                 unreachable!("CMAF names are parsed under the CMAF prefix only")
             }
         }
+    }
+
+    /// `kind`, or when it is empty (the predecessor's names) the tracks
+    /// of the source at `rel`.
+    fn own_kind(&self, rel: &str, kind: &str) -> Result<String, OriginError> {
+        if !kind.is_empty() {
+            return Ok(kind.to_string());
+        }
+        let source = self.resolve(rel)?;
+        Ok(self.ts_rendition(&source)?.kind().to_string())
     }
 
     /// Where relative URIs in the playlists of `path` resolve: its
@@ -214,6 +235,7 @@ impl Origin {
     /// event loop, without the hop to a worker thread and back. `None`:
     /// ask [`Origin::answer_streaming`], which also gives the errors.
     pub fn answer_at_once(&self, path: &str) -> Option<Answer> {
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
         let rest = path.strip_prefix(self.config.server.prefix.as_str())?;
         let request = url::parse(rest).ok()?;
         let uri_prefix = self.uri_prefix(path);
@@ -225,12 +247,11 @@ impl Origin {
                     .map(|rel| self.inputs.resolve_at_once(rel))
                     .collect::<Option<Vec<_>>>()?;
                 let numbers: Vec<usize> = (0..sources.len()).collect();
-                (
-                    self.master_key("master", &sources, &numbers, &uri_prefix),
-                    sources,
-                )
+                let filter = url::BitrateFilter::of_query(query).ok()?;
+                let key = self.master_key("master", &sources, &numbers, &uri_prefix);
+                (filtered(key, filter.as_ref()), sources)
             }
-            Target::MediaPlaylist { n, kind } => {
+            Target::MediaPlaylist { n, kind } if !kind.is_empty() => {
                 let source = self.inputs.resolve_at_once(&request.sources[*n])?;
                 (
                     self.media_playlist_key(&source, *n, kind, &uri_prefix),
@@ -297,9 +318,19 @@ impl Origin {
         self.key(what, &[uri_prefix, &ids.join("|")])
     }
 
-    fn master(&self, rels: &[String], uri_prefix: &str) -> Result<Answer, OriginError> {
+    /// The master of `rels`; with `filter` (`b=`), only its variants of
+    /// those bitrates, kept in memory under a key of its own.
+    fn master(
+        &self,
+        rels: &[String],
+        uri_prefix: &str,
+        filter: Option<&url::BitrateFilter>,
+    ) -> Result<Answer, OriginError> {
         let (sources, numbers) = self.existing(rels)?;
-        let key = self.master_key("master", &sources, &numbers, uri_prefix);
+        let key = filtered(
+            self.master_key("master", &sources, &numbers, uri_prefix),
+            filter,
+        );
         self.in_memory(key, &sources, PLAYLIST_TYPE, || {
             let mut variants = Vec::with_capacity(sources.len());
             for (n, source) in numbers.iter().zip(&sources) {
@@ -308,7 +339,15 @@ impl Origin {
                     Some(_) => rendition.aes128_variant(),
                     None => rendition.variant(),
                 };
-                variants.push((*n, variant));
+                if filter.is_none_or(|f| f.keeps(variant.average_bandwidth)) {
+                    variants.push((*n, variant));
+                }
+            }
+            if variants.is_empty() {
+                return Err(OriginError::NotFound(format!(
+                    "no rendition of {} has a bitrate that b= keeps",
+                    rels.join(", ")
+                )));
             }
             Ok(hls::master_playlist(&variants, uri_prefix))
         })
@@ -698,6 +737,14 @@ fn last_modified(sources: &[SourceId]) -> i64 {
         .map(|s| s.mtime_ns.div_euclid(1_000_000_000))
         .max()
         .unwrap_or(0)
+}
+
+/// The key of a master, with its `b=` filter's part if it has one.
+fn filtered(key: String, filter: Option<&url::BitrateFilter>) -> String {
+    match filter {
+        Some(filter) => format!("{key}|b={}", filter.canonical()),
+        None => key,
+    }
 }
 
 /// What a cache key says of the secret `key_id` an object is encrypted

@@ -9,6 +9,7 @@
 //! <dir>/<...>.csmil/index_<N>_<kind>.m3u8, .../segment<K>_<N>_<kind>.ts
 //! <...>/key_<ID>_<N>.key                        rendition N's key, of secret ID (under /cmaf/: cbcs, as a ClearKey JWK set)
 //! <...>/segment<K>_<N>_<kind>_<ID>.ts           a protected stream's segment, encrypted with that key
+//! <path>/<file>/index.m3u8, .../segment-<K>.ts  the predecessor's names: rendition 0, all its tracks
 //! ```
 //!
 //! `<kind>` is `av`, `a` or `v`: the file's tracks, or one of them; `a2`,
@@ -126,8 +127,29 @@ fn parse_with(path: &str, parse_target: fn(&str) -> Option<Target>) -> Result<Re
 }
 
 fn parse_target(name: &str) -> Option<Target> {
-    if name == "master.m3u8" {
-        return Some(Target::Master);
+    match name {
+        "master.m3u8" => return Some(Target::Master),
+        // The predecessor's names: the media playlist of rendition 0, all
+        // its tracks (`kind` empty: the file's own), and its segments.
+        "index.m3u8" => {
+            return Some(Target::MediaPlaylist {
+                n: 0,
+                kind: String::new(),
+            })
+        }
+        _ => {}
+    }
+    if let Some(k) = name
+        .strip_prefix("segment-")
+        .and_then(|r| r.strip_suffix(".ts"))
+    {
+        let k = number(k)?;
+        return (k >= 1).then_some(Target::Segment {
+            k,
+            n: 0,
+            kind: String::new(),
+            key_id: None,
+        });
     }
     if let Some(rest) = name
         .strip_prefix("index_")
@@ -154,6 +176,73 @@ fn parse_target(name: &str) -> Option<Target> {
         None => None,
     };
     (k >= 1).then_some(Target::Segment { k, n, kind, key_id })
+}
+
+/// MSOD's bitrate filter of a master (`?b=`): comma-separated items, each
+/// a bitrate (`700`), a range (`200-700`) or an open range (`300-`), in
+/// kbit/s. A variant is kept when its average bitrate is in a range, or
+/// within 10 % (at least 100 kbit/s) of a listed bitrate: the bitrates a
+/// file's label names are nominal, and the measured ones differ.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BitrateFilter(Vec<(u64, u64)>);
+
+/// Items a `b=` may list, at most.
+const MAX_FILTER_ITEMS: usize = 32;
+
+impl BitrateFilter {
+    /// The filter of a master's query string, if it has `b=`.
+    pub fn of_query(query: &str) -> Result<Option<BitrateFilter>, UrlError> {
+        let Some(value) = query.split('&').find_map(|pair| pair.strip_prefix("b=")) else {
+            return Ok(None);
+        };
+        let bad = || {
+            UrlError::Malformed(format!(
+                "b={value}: bitrates in kbit/s, as 200,700 or 200-700 or 300-"
+            ))
+        };
+        let items: Vec<&str> = value.split(',').collect();
+        if items.len() > MAX_FILTER_ITEMS {
+            return Err(bad());
+        }
+        let kbps = |s: &str| -> Result<u64, UrlError> {
+            if s.is_empty() || s.len() > 9 || !s.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad());
+            }
+            s.parse().map_err(|_| bad())
+        };
+        let mut ranges = Vec::with_capacity(items.len());
+        for item in items {
+            let range = match item.split_once('-') {
+                Some((lo, "")) => (kbps(lo)?, u64::MAX),
+                Some((lo, hi)) => (kbps(lo)?, kbps(hi)?),
+                None => {
+                    let at = kbps(item)?;
+                    let slack = (at / 10).max(100);
+                    (at.saturating_sub(slack), at + slack)
+                }
+            };
+            if range.0 > range.1 {
+                return Err(bad());
+            }
+            ranges.push(range);
+        }
+        ranges.sort_unstable();
+        ranges.dedup();
+        Ok(Some(BitrateFilter(ranges)))
+    }
+
+    /// Whether a variant of `bits_per_second` (average) is kept.
+    pub fn keeps(&self, bits_per_second: u64) -> bool {
+        let kbps = (bits_per_second + 500) / 1000;
+        self.0.iter().any(|&(lo, hi)| (lo..=hi).contains(&kbps))
+    }
+
+    /// The same filter as text, whatever order and form it was given in
+    /// (for cache keys).
+    pub fn canonical(&self) -> String {
+        let items: Vec<String> = self.0.iter().map(|(lo, hi)| format!("{lo}-{hi}")).collect();
+        items.join(",")
+    }
 }
 
 /// A secret's id in a name: 1 to 16 letters and digits.

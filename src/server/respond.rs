@@ -253,7 +253,12 @@ async fn route(
     let hint = |ahead: &[String]| ahead.iter().take(1).cloned().collect::<Vec<_>>();
     // A playlist kept in memory is answered here, on the event loop: no
     // worker slot, no hop to a thread and back.
-    if let Some(answer) = shared.origin.answer_at_once(&path) {
+    // With its query string: a master's `b=` filters it.
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| path.clone(), |p| p.as_str().to_string());
+    if let Some(answer) = shared.origin.answer_at_once(&target) {
         let ahead = shared.origin.ahead(&path, config.prefetch);
         let next = hint(&ahead);
         if let (true, Some(prefetch)) = (parts.method == Method::GET, &shared.prefetch) {
@@ -290,7 +295,7 @@ async fn route(
             let work = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
                 let _request = span.enter();
-                let answer = origin.answer_streaming(&path, &|early| {
+                let answer = origin.answer_streaming(&target, &|early| {
                     send(Ok((early, hint(&origin.ahead(&path, count)))))
                 });
                 let ahead = match &answer {

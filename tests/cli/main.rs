@@ -9,6 +9,7 @@ mod front_door;
 mod hostile_files;
 mod hostile_mutations;
 mod http_client;
+mod msod;
 mod operations;
 mod operator;
 mod package;

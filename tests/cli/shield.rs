@@ -307,6 +307,12 @@ fn varnish_caches_each_object_once_with_its_ttl_and_ranges_from_the_cache() {
     });
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(t.origin_requests(collapsed), 1, "12 players, one fetch");
+    // A master's bitrate filter makes another master, kept apart.
+    let master = "/i/v0.mp4/master.m3u8";
+    assert_eq!(v.get(master).status, 200);
+    assert_eq!(v.get(master).status, 200);
+    assert_eq!(v.get(&format!("{master}?b=0-1")).status, 404);
+    assert_eq!(v.get(&format!("{master}?x=1&b=0-100000")).status, 200);
     // Health is each origin's own, never cached.
     for _ in 0..2 {
         let health = v.get("/healthz");
@@ -585,6 +591,12 @@ fn the_nginx_shield_caches_once_keeps_videos_together_and_survives_an_origin() {
     let part = request(&nginx.addr, "GET", segment, &[("Range", "bytes=100-299")]);
     assert_eq!(part.status, 206);
     assert_eq!(part.body, &first.body[100..300]);
+    // A master's bitrate filter makes another master, kept apart.
+    let master = "/i/v0.mp4/master.m3u8";
+    for _ in 0..2 {
+        assert_eq!(nginx.get(master).status, 200);
+    }
+    assert_eq!(nginx.get(&format!("{master}?b=0-1")).status, 404);
     eventually("the miss logged", || {
         origins.requests(segment).iter().sum::<usize>() == 1
     });
