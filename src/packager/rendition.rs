@@ -399,6 +399,17 @@ impl Rendition {
         fmp4::init_segment(&self.index, kind, sealing)
     }
 
+    /// What fMP4 media segment `k` (0-based) of `kind`'s track is made of.
+    fn fragment_input(&self, k: usize, kind: TrackKind) -> Result<fmp4::FragmentInput<'_>> {
+        Ok(fmp4::FragmentInput {
+            index: &self.index,
+            segment: self.planned(k)?,
+            number: k as u32 + 1,
+            kind,
+            offset_90k: self.plan.stream_offset_90k,
+        })
+    }
+
     /// fMP4 media segment `k` (0-based) of `kind`'s track, its samples
     /// encrypted with `sealing` (`cbcs`), whole.
     pub fn sealed_fragment(
@@ -407,30 +418,15 @@ impl Rendition {
         kind: TrackKind,
         sealing: &fmp4::Sealing,
     ) -> Result<Vec<u8>> {
-        let segment = self.planned(k)?;
-        let input = fmp4::FragmentInput {
-            index: &self.index,
-            segment,
-            number: k as u32 + 1,
-            kind,
-            offset_90k: self.plan.stream_offset_90k,
-        };
-        fmp4::sealed_fragment(&input, &*self.src, sealing)
+        fmp4::sealed_fragment(&self.fragment_input(k, kind)?, &*self.src, sealing)
     }
 
     /// Writes fMP4 media segment `k` (0-based) of `kind`'s track to `out`;
     /// returns its length.
     pub fn write_fragment(&self, k: usize, kind: TrackKind, out: &mut dyn Write) -> Result<u64> {
-        let segment = self.planned(k)?;
-        let input = fmp4::FragmentInput {
-            index: &self.index,
-            segment,
-            number: k as u32 + 1,
-            kind,
-            offset_90k: self.plan.stream_offset_90k,
-        };
+        let input = self.fragment_input(k, kind)?;
         let written = fmp4::write_fragment(&input, &*self.src, out, ts::BATCH_BYTES)?;
-        let expected = fmp4::fragment_len(&self.index, segment, kind);
+        let expected = fmp4::fragment_len(&self.index, input.segment, kind);
         if written != expected {
             return Err(Error::corrupt(
                 FourCc(*b"mdat"),

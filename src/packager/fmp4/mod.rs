@@ -432,6 +432,26 @@ pub struct FragmentInput<'a> {
     pub offset_90k: i64,
 }
 
+impl FragmentInput<'_> {
+    /// The track and the range of its samples in the segment: not found
+    /// when it has none.
+    fn track_and_samples(&self) -> Result<(&Track, std::ops::Range<usize>)> {
+        let track = self
+            .kind
+            .track(self.index)
+            .ok_or_else(|| Error::NotFound(format!("no {:?} track", self.kind)))?;
+        let range = self.kind.range(self.segment);
+        if range.is_empty() {
+            return Err(Error::NotFound(format!(
+                "segment {} has no {:?} samples",
+                self.number, self.kind
+            )));
+        }
+        crate::packager::ts::check_segment_media(self.index, self.segment)?;
+        Ok((track, range))
+    }
+}
+
 /// `trun` flags: data offset, then per sample duration and size; video
 /// adds flags and composition offsets.
 const TRUN_AUDIO: u32 = 0x000001 | 0x000100 | 0x000200;
@@ -452,18 +472,7 @@ pub fn write_fragment(
     out: &mut dyn Write,
     batch_bytes: usize,
 ) -> Result<u64> {
-    let track = input
-        .kind
-        .track(input.index)
-        .ok_or_else(|| Error::NotFound(format!("no {:?} track", input.kind)))?;
-    let range = input.kind.range(input.segment);
-    if range.is_empty() {
-        return Err(Error::NotFound(format!(
-            "segment {} has no {:?} samples",
-            input.number, input.kind
-        )));
-    }
-    crate::packager::ts::check_segment_media(input.index, input.segment)?;
+    let (track, range) = input.track_and_samples()?;
     let head = fragment_head(input, track, range.clone(), None);
     out.write_all(&head)?;
     let mut written = head.len() as u64;
@@ -504,18 +513,7 @@ pub fn sealed_fragment(
     sealing: &Sealing,
 ) -> Result<Vec<u8>> {
     use crate::packager::encrypt::{encrypt_cbcs, video_subsamples};
-    let track = input
-        .kind
-        .track(input.index)
-        .ok_or_else(|| Error::NotFound(format!("no {:?} track", input.kind)))?;
-    let range = input.kind.range(input.segment);
-    if range.is_empty() {
-        return Err(Error::NotFound(format!(
-            "segment {} has no {:?} samples",
-            input.number, input.kind
-        )));
-    }
-    crate::packager::ts::check_segment_media(input.index, input.segment)?;
+    let (track, range) = input.track_and_samples()?;
     let nal = match &track.codec {
         Codec::Video(v) => match v.codec {
             VideoCodec::H264 => Some((usize::from(v.nal_length_size), false)),
