@@ -170,7 +170,8 @@ impl Drop for Unanswered {
 }
 
 /// A request we do not answer as asked: a body, an over-long target or
-/// header, a method other than GET, HEAD and OPTIONS.
+/// header, a method other than GET, HEAD and OPTIONS (and POST for a
+/// key's license request).
 fn refusal(shared: &Shared, parts: &http::request::Parts) -> Option<Reply> {
     let config = &shared.origin.config().server;
     let declared = parts.headers.get(header::CONTENT_LENGTH);
@@ -251,13 +252,14 @@ async fn route(
     // With each answer, what a player asks for next (hinted): known once
     // the source is in memory, as it is when the answer is ready.
     let hint = |ahead: &[String]| ahead.iter().take(1).cloned().collect::<Vec<_>>();
-    // A playlist kept in memory is answered here, on the event loop: no
-    // worker slot, no hop to a thread and back.
-    // With its query string: a master's `b=` filters it.
+    // What the origin is asked for: the path with its query string (a
+    // master's `b=` filters it).
     let target = parts
         .uri
         .path_and_query()
         .map_or_else(|| path.clone(), |p| p.as_str().to_string());
+    // A playlist kept in memory is answered here, on the event loop: no
+    // worker slot, no hop to a thread and back.
     if let Some(answer) = shared.origin.answer_at_once(&target) {
         let ahead = shared.origin.ahead(&path, config.prefetch);
         let next = hint(&ahead);
