@@ -525,6 +525,9 @@ fn serve_runs_gc_on_an_interval_when_configured() {
     ];
     let server = Server::start_with_env(&s.root, &s.cache, &[], &env);
     assert_eq!(server.get("/i/films/a_hi.mp4/segment1_0_av.ts").status, 200);
+    // Stored after its answer: asked again, it is waited for, and a hit.
+    let again = server.get("/i/films/a_hi.mp4/segment1_0_av.ts");
+    assert_eq!(again.header("X-Cache"), Some("HIT"));
     assert!(!s.files().is_empty());
     // With a TTL of 0, the next gc round (every second) removes it.
     let deadline = Instant::now() + Duration::from_secs(10);
