@@ -159,6 +159,10 @@ fn urls(roff: &mut Roff) {
             "MSOD's bitrate filter (b=200,700 or 200-700 or 300-, kbit/s): only those variants",
         ),
         (
+            "/i/<path>/<file>/iframes_0_av.m3u8",
+            "its I-frame playlist: each segment's key frame as a byte range of the segment",
+        ),
+        (
             "/i/<path>/<file>/index.m3u8, .../segment-<K>.ts",
             "the predecessor's names: rendition 0 with all its tracks",
         ),

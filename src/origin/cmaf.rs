@@ -37,7 +37,7 @@ impl Origin {
                 key_id,
             } => self.fragment(&rels[*n], *k, *track, key_id.as_deref(), ready),
             Target::Key { n, key_id } => self.clear_key(&rels[*n], key_id),
-            Target::Segment { .. } => {
+            Target::Segment { .. } | Target::IFramePlaylist { .. } => {
                 unreachable!("TS names are parsed under the MSOD prefix only")
             }
         }

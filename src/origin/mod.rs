@@ -203,6 +203,9 @@ impl Origin {
                 let kind = self.own_kind(rel, kind)?;
                 self.segment(rel, *k, &kind, key_id.as_deref(), ready)
             }
+            Target::IFramePlaylist { n, kind } => {
+                self.iframe_playlist(&request.sources[*n], *n, kind, &uri_prefix)
+            }
             Target::Key { n, key_id } => self.aes_key(&request.sources[*n], key_id),
             Target::Manifest | Target::Init { .. } | Target::Fragment { .. } => {
                 unreachable!("CMAF names are parsed under the CMAF prefix only")
@@ -335,9 +338,11 @@ impl Origin {
             let mut variants = Vec::with_capacity(sources.len());
             for (n, source) in numbers.iter().zip(&sources) {
                 let rendition = self.ts_rendition(source)?;
+                // An encrypted segment has no byte range a player could
+                // decode alone: no I-frame playlist then.
                 let variant = match self.sealed(&source.rel) {
                     Some(_) => rendition.aes128_variant(),
-                    None => rendition.variant(),
+                    None => rendition.variant_with_iframes(),
                 };
                 if filter.is_none_or(|f| f.keeps(variant.average_bandwidth)) {
                     variants.push((*n, variant));
@@ -405,6 +410,35 @@ impl Origin {
     ) -> String {
         let id = format!("{}{}", source.key_part(), self.sealed_part(&source.rel));
         self.key("playlist", &[uri_prefix, &n.to_string(), kind, &id])
+    }
+
+    /// Rendition `n`'s I-frame playlist: kept in memory only (it is made
+    /// from the parsed source at once). Not for protected streams (their
+    /// segments are encrypted whole), nor for a source without video.
+    fn iframe_playlist(
+        &self,
+        rel: &str,
+        n: usize,
+        kind: &str,
+        uri_prefix: &str,
+    ) -> Result<Answer, OriginError> {
+        let source = self.resolve(rel)?;
+        if self.sealed(rel).is_some() {
+            return Err(OriginError::NotFound(format!(
+                "{rel}: protected: no I-frame playlist"
+            )));
+        }
+        let key = self.key(
+            "iframes",
+            &[uri_prefix, &n.to_string(), kind, &source.key_part()],
+        );
+        let sources = std::slice::from_ref(&source);
+        self.in_memory(key, sources, PLAYLIST_TYPE, || {
+            let rendition = self.rendition_of_kind(&source, kind)?;
+            rendition.iframe_playlist(n, uri_prefix).ok_or_else(|| {
+                OriginError::NotFound(format!("{rel} has no video: no I-frame playlist"))
+            })
+        })
     }
 
     /// A media playlist of `source` made by `make`: stored in the cache,

@@ -25,6 +25,17 @@ pub struct Variant {
     /// rendition `index_<N>_<kind>.m3u8`.
     pub audio_language: Option<String>,
     pub other_audio: Vec<(String, String)>,
+    /// Its I-frame playlist's entry, when it has video and one is offered.
+    pub iframes: Option<IFrames>,
+}
+
+/// What a master says of a rendition's I-frame playlist (RFC 8216
+/// 4.3.4.3): the bitrates of its key frames alone, and the video codec.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IFrames {
+    pub bandwidth: u64,
+    pub average_bandwidth: u64,
+    pub codecs: String,
 }
 
 pub fn media_playlist_name(n: usize, kind_suffix: &str) -> String {
@@ -71,6 +82,39 @@ pub fn with_query(playlist: &str, query: &str) -> String {
         }
         out.push('\n');
     }
+    out
+}
+
+/// The I-frame playlist of rendition `n` (`iframes_<N>_<kind>.m3u8`).
+pub fn iframe_playlist_name(n: usize, kind_suffix: &str) -> String {
+    format!("iframes_{n}_{kind_suffix}.m3u8")
+}
+
+/// A VOD I-frame playlist (RFC 8216 4.3.3.6): the key frame each segment
+/// starts with, as a byte range of the segment (`picture_lens[k]` bytes
+/// from its start: the PAT, the PMT and the picture), lasting until the
+/// next one.
+pub fn iframe_playlist(
+    segments: &[Segment],
+    picture_lens: &[u64],
+    n: usize,
+    kind_suffix: &str,
+    prefix: &str,
+) -> String {
+    let millis: Vec<i64> = segments.iter().map(extinf_millis).collect();
+    let target = millis.iter().max().map_or(1, |ms| (ms + 999) / 1000).max(1);
+    let mut out = String::with_capacity(96 + 72 * segments.len());
+    out.push_str("#EXTM3U\n#EXT-X-VERSION:4\n");
+    let _ = writeln!(out, "#EXT-X-TARGETDURATION:{target}");
+    out.push_str("#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-I-FRAMES-ONLY\n");
+    for (k, (ms, len)) in millis.iter().zip(picture_lens).enumerate() {
+        let _ = writeln!(out, "#EXTINF:{}.{:03},", ms / 1000, ms % 1000);
+        let _ = writeln!(out, "#EXT-X-BYTERANGE:{len}@0");
+        out.push_str(prefix);
+        out.push_str(&segment_name(k + 1, n, kind_suffix));
+        out.push('\n');
+    }
+    out.push_str("#EXT-X-ENDLIST\n");
     out
 }
 
@@ -170,6 +214,22 @@ pub fn master_playlist(variants: &[(usize, Variant)], prefix: &str) -> String {
         }
         let _ = writeln!(out, "\n{prefix}{}", media_playlist_name(*n, v.kind_suffix));
     }
+    for (n, v) in variants {
+        let Some(iframes) = &v.iframes else { continue };
+        let _ = write!(
+            out,
+            "#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},CODECS=\"{}\"",
+            iframes.bandwidth, iframes.average_bandwidth, iframes.codecs
+        );
+        if let Some((w, h)) = v.resolution {
+            let _ = write!(out, ",RESOLUTION={w}x{h}");
+        }
+        let _ = writeln!(
+            out,
+            ",URI=\"{prefix}{}\"",
+            iframe_playlist_name(*n, v.kind_suffix)
+        );
+    }
     out
 }
 
@@ -198,6 +258,7 @@ mod tests {
             independent_segments,
             audio_language: None,
             other_audio: Vec::new(),
+            iframes: None,
         }
     }
 

@@ -201,6 +201,55 @@ impl Rendition {
         self.variant_sized(|len| len)
     }
 
+    /// This rendition's entry in a master playlist with its I-frame
+    /// playlist's, when it has video (see [`Rendition::iframe_playlist`]).
+    pub fn variant_with_iframes(&self) -> Variant {
+        let mut variant = self.variant();
+        let Some(video) = self.index.video.as_ref() else {
+            return variant;
+        };
+        let Codec::Video(config) = &video.codec else {
+            return variant;
+        };
+        let lens = self.picture_lens();
+        let mut peak_bps = 0;
+        let mut total = 0;
+        for (segment, len) in self.plan.segments.iter().zip(&lens) {
+            total += len;
+            peak_bps = peak_bps.max(bits_per_second(*len, hls::extinf_millis(segment)));
+        }
+        let span_ms = self.plan.segments.iter().map(hls::extinf_millis).sum();
+        variant.iframes = Some(hls::IFrames {
+            bandwidth: peak_bps,
+            average_bandwidth: bits_per_second(total, span_ms),
+            codecs: config.codec_string.clone(),
+        });
+        variant
+    }
+
+    /// Each segment's first picture's bytes (see
+    /// [`ts::first_picture_len`]); 0 for one without video.
+    fn picture_lens(&self) -> Vec<u64> {
+        self.plan
+            .segments
+            .iter()
+            .map(|s| ts::first_picture_len(&self.index, s).unwrap_or(0))
+            .collect()
+    }
+
+    /// The I-frame playlist of this rendition as rendition number `n`;
+    /// `None` without video.
+    pub fn iframe_playlist(&self, n: usize, prefix: &str) -> Option<String> {
+        self.index.video.as_ref()?;
+        Some(hls::iframe_playlist(
+            &self.plan.segments,
+            &self.picture_lens(),
+            n,
+            &self.kind,
+            prefix,
+        ))
+    }
+
     /// The same, for its segments encrypted with AES-128 (each padded).
     pub fn aes128_variant(&self) -> Variant {
         self.variant_sized(crate::packager::encrypt::encrypted_len)
@@ -249,6 +298,7 @@ impl Rendition {
                 .map(|(i, t)| (TrackKind::Audio(i as u8 + 1).suffix(), t.language.clone()))
                 .collect(),
             independent_segments: self.plan.independent_segments(&self.index),
+            iframes: None,
         }
     }
 }

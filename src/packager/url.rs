@@ -10,6 +10,7 @@
 //! <...>/key_<ID>_<N>.key                        rendition N's key, of secret ID (under /cmaf/: cbcs, as a ClearKey JWK set)
 //! <...>/segment<K>_<N>_<kind>_<ID>.ts           a protected stream's segment, encrypted with that key
 //! <path>/<file>/index.m3u8, .../segment-<K>.ts  the predecessor's names: rendition 0, all its tracks
+//! <...>/iframes_<N>_<kind>.m3u8                 rendition N's I-frame playlist (byte ranges of its segments)
 //! ```
 //!
 //! `<kind>` is `av`, `a` or `v`: the file's tracks, or one of them; `a2`,
@@ -44,6 +45,11 @@ pub enum Target {
         key_id: Option<String>,
     },
     MediaPlaylist {
+        n: usize,
+        kind: String,
+    },
+    /// `iframes_<N>_<kind>.m3u8`: rendition N's I-frame playlist.
+    IFramePlaylist {
         n: usize,
         kind: String,
     },
@@ -112,6 +118,7 @@ fn parse_with(path: &str, parse_target: fn(&str) -> Option<Target>) -> Result<Re
     let n = match &target {
         Target::Master | Target::Manifest => 0,
         Target::MediaPlaylist { n, .. }
+        | Target::IFramePlaylist { n, .. }
         | Target::Segment { n, .. }
         | Target::Init { n, .. }
         | Target::Fragment { n, .. }
@@ -157,6 +164,16 @@ fn parse_target(name: &str) -> Option<Target> {
     {
         let (n, kind) = rest.split_once('_')?;
         return Some(Target::MediaPlaylist {
+            n: number(n)?,
+            kind: kind_of(kind)?,
+        });
+    }
+    if let Some(rest) = name
+        .strip_prefix("iframes_")
+        .and_then(|r| r.strip_suffix(".m3u8"))
+    {
+        let (n, kind) = rest.split_once('_')?;
+        return Some(Target::IFramePlaylist {
             n: number(n)?,
             kind: kind_of(kind)?,
         });

@@ -315,6 +315,10 @@ fn an_aes_128_stream_decrypts_with_openssl_and_decodes_through_the_server() {
             .unwrap()
     };
     assert!(bandwidth(&master) > bandwidth(&clear_master));
+    // Encrypted whole, a segment has no byte range a player could decode
+    // alone: no I-frame playlist.
+    assert!(!master.contains("I-FRAME") && clear_master.contains("I-FRAME"));
+    assert_eq!(get("/i/films/a.mp4/iframes_0_av.m3u8").status, 404);
     // Its fMP4 HLS form is cbcs, signalled for W3C ClearKey; the clear
     // stream's is not.
     let cmaf = get("/cmaf/films/a.mp4/index_0_v.m3u8").text();

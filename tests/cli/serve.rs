@@ -1011,3 +1011,80 @@ fn cold_segments_are_answered_before_they_are_stored() {
         .count();
     assert_eq!(answered_first, 3, "segments 1 and 2, fragment 1");
 }
+
+/// Every master with video lists an I-frame playlist: each segment's key
+/// frame as a byte range of the segment. Each range, fetched alone,
+/// decodes as one picture (ffprobe, ffmpeg with no error), and ends where
+/// that picture's PES ends. Audio-only files have none.
+#[test]
+#[cfg_attr(casterpak_no_ffmpeg, ignore = "needs ffmpeg and ffprobe")]
+fn iframe_playlists_give_one_decodable_picture_per_byte_range() {
+    let m = media();
+    let s = start(&m);
+    let dir = "/i/films/a_,1500k,,.mp4.csmil";
+    let master = s.get(&format!("{dir}/master.m3u8")).text();
+    let lines: Vec<&str> = master
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-I-FRAME-STREAM-INF"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{master}");
+    assert!(lines[0].contains("URI=\"iframes_0_av.m3u8\"") && lines[0].contains("CODECS=\"avc1."));
+    let work = tempfile::tempdir().unwrap();
+    for n in 0..2 {
+        let playlist = s.get(&format!("{dir}/iframes_{n}_av.m3u8")).text();
+        assert!(playlist.contains("#EXT-X-I-FRAMES-ONLY"), "{playlist}");
+        let lines: Vec<&str> = playlist.lines().collect();
+        let mut ranges = 0;
+        for (i, line) in lines.iter().enumerate() {
+            let Some(range) = line.strip_prefix("#EXT-X-BYTERANGE:") else {
+                continue;
+            };
+            let (len, at) = range.split_once('@').unwrap();
+            let len: usize = len.parse().unwrap();
+            assert_eq!((at, len % 188), ("0", 0), "{range}");
+            let segment = s.get(&format!("{dir}/{}", lines[i + 1])).body;
+            assert!(len <= segment.len());
+            let file = work.path().join(format!("{n}-{i}.ts"));
+            fs::write(&file, &segment[..len]).unwrap();
+            assert_eq!(
+                ffprobe_count(&file, "v:0", true),
+                Some(1),
+                "{}",
+                lines[i + 1]
+            );
+            assert_eq!(crate::support::decode_errors(&file), "", "{}", lines[i + 1]);
+            // It ends where the picture's PES ends: the next packet on the
+            // video PID starts a new PES.
+            let pid = |p: &[u8]| (u16::from(p[1] & 0x1f) << 8) | u16::from(p[2]);
+            // The payload, after the adaptation field if there is one.
+            let payload = |p: &[u8]| -> usize {
+                if p[3] & 0x20 != 0 {
+                    5 + usize::from(p[4])
+                } else {
+                    4
+                }
+            };
+            let video_pid = segment[..len]
+                .chunks(188)
+                .find(|p| {
+                    let at = payload(p).min(188);
+                    p[1] & 0x40 != 0 && p[at..].starts_with(&[0, 0, 1, 0xe0])
+                })
+                .map(pid)
+                .expect("a video PES in the range");
+            if let Some(next) = segment[len..].chunks(188).find(|p| pid(p) == video_pid) {
+                assert!(
+                    next[1] & 0x40 != 0,
+                    "{}: the picture goes on past the range",
+                    lines[i + 1]
+                );
+            }
+            ranges += 1;
+        }
+        assert!(ranges >= 2, "{playlist}");
+    }
+    // No video, no I-frame playlist.
+    let audio = s.get("/i/films/audio.m4a/master.m3u8").text();
+    assert!(!audio.contains("I-FRAME"), "{audio}");
+    assert_eq!(s.get("/i/films/audio.m4a/iframes_0_a.m3u8").status, 404);
+}

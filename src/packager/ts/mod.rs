@@ -145,36 +145,68 @@ fn packet_counts(index: &MediaIndex, segment: &Segment) -> (u64, u64) {
         .as_ref()
         .map(|t| t.sync_from(segment.video.start));
     for unit in schedule(index, segment) {
-        match unit {
-            Unit::Video(i) => {
-                let track = index.video.as_ref().expect("video unit");
-                let Codec::Video(config) = &track.codec else {
-                    unreachable!("video track")
-                };
-                let sync = sync_at.as_mut().expect("video track").is_sync(i);
-                let au = video::access_unit_len(config, annexb_len(track, i), sync);
-                let pes = pes::header_len(track.has_own_pts(i)) + au;
-                let af = Adaptation {
-                    pcr_90k: Some(0),
-                    random_access: sync,
-                }
-                .len();
-                video += packet::packets_for(pes, af) as u64;
-            }
-            Unit::Audio(frames) => {
-                let track = index.audio.as_ref().expect("audio unit");
-                let payload: usize = frames.map(|i| audio_frame_len(track, i)).sum();
-                let pes = pes::header_len(false) + payload;
-                let af = if index.video.is_none() {
-                    audio_only_adaptation(0).len()
-                } else {
-                    0
-                };
-                audio += packet::packets_for(pes, af) as u64;
-            }
+        match unit_packets(index, unit, &mut sync_at) {
+            (n, true) => video += n,
+            (n, false) => audio += n,
         }
     }
     (video, audio)
+}
+
+/// The bytes of a segment from its start through the end of its first
+/// video access unit, a key frame (segments start at one): the PAT, the
+/// PMT, the audio muxed before it and the picture. `None` without video.
+/// What an I-frame playlist's byte range of the segment is
+/// (RFC 8216 4.3.3.6).
+pub fn first_picture_len(index: &MediaIndex, segment: &Segment) -> Option<u64> {
+    let track = index.video.as_ref()?;
+    let mut sync_at = Some(track.sync_from(segment.video.start));
+    let mut packets = 2;
+    for unit in schedule(index, segment) {
+        let (n, video) = unit_packets(index, unit, &mut sync_at);
+        packets += n;
+        if video {
+            return Some(packets * PACKET_LEN as u64);
+        }
+    }
+    None
+}
+
+/// The packets of one unit of a segment's schedule, as [`write_segment`]
+/// writes them, and whether they are video ones.
+fn unit_packets(
+    index: &MediaIndex,
+    unit: Unit,
+    sync_at: &mut Option<crate::packager::index::SyncCursor<'_>>,
+) -> (u64, bool) {
+    match unit {
+        Unit::Video(i) => {
+            let track = index.video.as_ref().expect("video unit");
+            let Codec::Video(config) = &track.codec else {
+                unreachable!("video track")
+            };
+            let sync = sync_at.as_mut().expect("video track").is_sync(i);
+            let au = video::access_unit_len(config, annexb_len(track, i), sync);
+            let pes = pes::header_len(track.has_own_pts(i)) + au;
+            let af = Adaptation {
+                pcr_90k: Some(0),
+                random_access: sync,
+            }
+            .len();
+            (packet::packets_for(pes, af) as u64, true)
+        }
+        Unit::Audio(frames) => {
+            let track = index.audio.as_ref().expect("audio unit");
+            let payload: usize = frames.map(|i| audio_frame_len(track, i)).sum();
+            let pes = pes::header_len(false) + payload;
+            let af = if index.video.is_none() {
+                audio_only_adaptation(0).len()
+            } else {
+                0
+            };
+            (packet::packets_for(pes, af) as u64, false)
+        }
+    }
 }
 
 /// Continuity counters at the start of a segment. RFC 8216 (3) wants them
