@@ -80,6 +80,11 @@ pub struct Protection {
     /// Source path prefixes (as in URLs, after `server.prefix`) whose
     /// streams are protected; empty: every stream.
     pub paths: Vec<String>,
+    /// Where AES-128 keys are answered: "" beside the media
+    /// (`<server.prefix><path>/key_<ID>_<N>.key`); else a URL path prefix
+    /// of their own (e.g. "/keys/": `/keys/<path>/key_<ID>_<N>.key`), which
+    /// playlists then name, to route keys to a tier of their own.
+    pub key_prefix: String,
 }
 
 impl Default for Protection {
@@ -90,6 +95,7 @@ impl Default for Protection {
             key_id: "1".into(),
             retired: Default::default(),
             paths: Vec::new(),
+            key_prefix: String::new(),
         }
     }
 }
@@ -720,6 +726,19 @@ impl Config {
             }
         }
         let p = &self.protection;
+        let k = &p.key_prefix;
+        if !k.is_empty()
+            && (!k.starts_with('/')
+                || !k.ends_with('/')
+                || [&self.server.prefix, &self.server.cmaf_prefix]
+                    .iter()
+                    .any(|other| k.starts_with(other.as_str()) || other.starts_with(k.as_str())))
+        {
+            bail!(
+                "protection.key_prefix: {k:?} must start and end with '/' and not contain, \
+                 or lie in, server.prefix or server.cmaf_prefix"
+            );
+        }
         if p.method == ProtectionMethod::None {
             return Ok(());
         }

@@ -81,7 +81,7 @@ fn configuration(roff: &mut Roff) {
         bold("[tokens]"),
         roman(" key, param, cookie, required; "),
         bold("[protection]"),
-        roman(" method (none, aes-128 or sample-aes), secret, key_id, retired, paths; "),
+        roman(" method (none, aes-128 or sample-aes), secret, key_id, retired, paths, key_prefix; "),
         bold("[[sources]]"),
         roman(
             " (one per URL path prefix) prefix, type (filesystem, http or s3), root; url; \

@@ -170,6 +170,20 @@ impl Origin {
         if let Some(rest) = path.strip_prefix(server.cmaf_prefix.as_str()) {
             return self.answer_cmaf(&url::parse_cmaf(rest)?, &uri_prefix, ready);
         }
+        let keys = &self.config.protection.key_prefix;
+        if let Some(rest) = path
+            .strip_prefix(keys.as_str())
+            .filter(|_| !keys.is_empty())
+        {
+            // Keys only, where `protection.key_prefix` puts them.
+            let request = url::parse(rest)?;
+            let Target::Key { n, key_id } = &request.target else {
+                return Err(OriginError::NotFound(format!(
+                    "{path}: only keys under {keys}"
+                )));
+            };
+            return self.aes_key(&request.sources[*n], key_id);
+        }
         let rest = path.strip_prefix(server.prefix.as_str()).ok_or_else(|| {
             OriginError::NotFound(format!(
                 "{path}: not under {} or {}",
@@ -196,7 +210,8 @@ impl Origin {
             Target::MediaPlaylist { n, kind } => {
                 let rel = &request.sources[*n];
                 let kind = self.own_kind(rel, kind)?;
-                self.media_playlist(rel, *n, &kind, &uri_prefix)
+                let dir = &rest[..rest.rfind('/').map_or(0, |at| at + 1)];
+                self.media_playlist(rel, *n, &kind, &uri_prefix, &self.key_base(dir))
             }
             Target::Segment { k, n, kind, key_id } => {
                 let rel = &request.sources[*n];
@@ -206,6 +221,9 @@ impl Origin {
             Target::IFramePlaylist { n, kind } => {
                 self.iframe_playlist(&request.sources[*n], *n, kind, &uri_prefix)
             }
+            Target::Key { .. } if !keys.is_empty() => Err(OriginError::NotFound(format!(
+                "{path}: keys are under {keys} (protection.key_prefix)"
+            ))),
             Target::Key { n, key_id } => self.aes_key(&request.sources[*n], key_id),
             Target::Manifest | Target::Init { .. } | Target::Fragment { .. } => {
                 unreachable!("CMAF names are parsed under the CMAF prefix only")
@@ -385,20 +403,43 @@ impl Origin {
         ))
     }
 
+    /// `key_base`: where its key's name goes, when keys have a URL prefix
+    /// of their own ([`Origin::key_base`]); empty: beside it.
     fn media_playlist(
         &self,
         rel: &str,
         n: usize,
         kind: &str,
         uri_prefix: &str,
+        key_base: &str,
     ) -> Result<Answer, OriginError> {
         let source = self.resolve(rel)?;
-        let key = self.media_playlist_key(&source, n, kind, uri_prefix);
         let key_id = self.sealed(rel).map(|(key_id, _)| key_id);
-        self.media_playlist_object(key, &source, uri_prefix, || {
+        let make = || {
             let rendition = self.rendition_of_kind(&source, kind)?;
-            Ok(rendition.media_playlist(n, uri_prefix, key_id))
-        })
+            Ok(rendition.media_playlist(n, uri_prefix, key_id.map(|id| (id, key_base))))
+        };
+        if key_id.is_some() && !key_base.is_empty() {
+            // Its key's URI carries the URL's directory, as absolute URIs
+            // do: kept in memory only.
+            let key =
+                self.media_playlist_key(&source, n, kind, &format!("{uri_prefix}|{key_base}"));
+            return self.in_memory(key, std::slice::from_ref(&source), PLAYLIST_TYPE, make);
+        }
+        let key = self.media_playlist_key(&source, n, kind, uri_prefix);
+        self.media_playlist_object(key, &source, uri_prefix, make)
+    }
+
+    /// Where a media playlist in the MSOD directory `dir` (after the
+    /// prefix, `/`-ended) names its key when `protection.key_prefix` is
+    /// set (under `server.base_url`, if any); empty when it is not.
+    fn key_base(&self, dir: &str) -> String {
+        let keys = &self.config.protection.key_prefix;
+        if keys.is_empty() {
+            return String::new();
+        }
+        let base = self.config.server.base_url.trim_end_matches('/');
+        format!("{base}{keys}{dir}")
     }
 
     fn media_playlist_key(

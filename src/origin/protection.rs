@@ -137,6 +137,7 @@ mod tests {
             key_id: "2".into(),
             retired,
             paths: paths.iter().map(|p| p.to_string()).collect(),
+            key_prefix: String::new(),
         })
         .unwrap()
         .unwrap()

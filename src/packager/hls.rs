@@ -126,8 +126,9 @@ pub fn extinf_millis(segment: &Segment) -> i64 {
 }
 
 /// A VOD media playlist listing every segment of rendition `n`; `prefix`
-/// goes before each segment's name (empty for relative URIs). With
-/// `key_id`, every segment is encrypted with AES-128 under the key of that
+/// goes before each segment's name (empty for relative URIs). With `key`
+/// (a secret's id, and what goes before the key's name: `prefix` if
+/// empty), every segment is encrypted with AES-128 under the key of that
 /// secret (`key_<ID>_<N>.key`), its IV its media sequence number (4.3.2.4,
 /// 5.2), and its name says so ([`crate::packager::url::keyed`]).
 pub fn media_playlist(
@@ -135,8 +136,9 @@ pub fn media_playlist(
     n: usize,
     kind_suffix: &str,
     prefix: &str,
-    key_id: Option<&str>,
+    key: Option<(&str, &str)>,
 ) -> String {
+    let key_id = key.map(|(id, _)| id);
     // EXTINF is written in milliseconds; TARGETDURATION is the largest of
     // those rounded up, so that no rounded EXTINF exceeds it (4.3.3.1).
     let millis: Vec<i64> = segments.iter().map(extinf_millis).collect();
@@ -145,10 +147,11 @@ pub fn media_playlist(
     out.push_str("#EXTM3U\n#EXT-X-VERSION:3\n");
     let _ = writeln!(out, "#EXT-X-TARGETDURATION:{target}");
     out.push_str("#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-PLAYLIST-TYPE:VOD\n");
-    if let Some(id) = key_id {
+    if let Some((id, base)) = key {
+        let base = if base.is_empty() { prefix } else { base };
         let _ = writeln!(
             out,
-            "#EXT-X-KEY:METHOD=AES-128,URI=\"{prefix}{}\"",
+            "#EXT-X-KEY:METHOD=AES-128,URI=\"{base}{}\"",
             key_name(id, n)
         );
     }

@@ -189,11 +189,11 @@ impl Rendition {
     }
 
     /// The media playlist of this rendition as rendition number `n`, with
-    /// `prefix` before each segment name; with `key_id`, its segments are
-    /// encrypted with AES-128 under that secret's key (see
-    /// [`crate::packager::encrypt`]).
-    pub fn media_playlist(&self, n: usize, prefix: &str, key_id: Option<&str>) -> String {
-        hls::media_playlist(&self.plan.segments, n, &self.kind, prefix, key_id)
+    /// `prefix` before each segment name; with `key` (a secret's id and
+    /// where its key's name goes), its segments are encrypted with AES-128
+    /// under that secret's key (see [`hls::media_playlist`]).
+    pub fn media_playlist(&self, n: usize, prefix: &str, key: Option<(&str, &str)>) -> String {
+        hls::media_playlist(&self.plan.segments, n, &self.kind, prefix, key)
     }
 
     /// This rendition's entry in a master playlist.

@@ -618,6 +618,40 @@ fn a_rotated_secret_keeps_the_old_keys_answered() {
     }
 }
 
+/// `protection.key_prefix`: keys answered under a URL prefix of their own
+/// (to route them to a tier of their own), which playlists name; ffprobe
+/// still decodes the stream through the server.
+#[test]
+fn keys_can_live_under_a_prefix_of_their_own() {
+    let s = setup("key_prefix = \"/keys/\"\n");
+    let server = s.serve();
+    let token = s.token(&["x", "--acl", "/i/*!/keys/*", "--ttl", "1h"]);
+    let get = |path: &str| server.get(&format!("{path}?hdnea={token}"));
+    let playlist = get("/i/films/a.mp4/index_0_av.m3u8").text();
+    assert!(
+        playlist.contains(&format!(
+            "URI=\"/keys/films/a.mp4/key_1_0.key?hdnea={token}\""
+        )),
+        "{playlist}"
+    );
+    let key = get("/keys/films/a.mp4/key_1_0.key");
+    assert_eq!((key.status, key.body.len()), (200, 16));
+    let derived = openssl_hmac(SECRET, "casterpak aes-128 key|films/a.mp4");
+    assert_eq!(crate::support::hex(&key.body), derived[..32]);
+    assert_eq!(server.get("/keys/films/a.mp4/key_1_0.key").status, 403);
+    // Only keys there, and keys only there.
+    assert_eq!(get("/keys/films/a.mp4/master.m3u8").status, 404);
+    assert_eq!(get("/i/films/a.mp4/key_1_0.key").status, 404);
+    let url = format!(
+        "http://{}/i/films/a.mp4/master.m3u8?hdnea={token}",
+        server.addr
+    );
+    assert_eq!(
+        ffprobe_count(Path::new(&url), "v:0", true),
+        ffprobe_count(&fixture("h264-aac-bframes.mp4"), "v:0", true)
+    );
+}
+
 /// `sample-aes`: the CMAF form only (cbcs), the MPEG-TS form refused.
 #[test]
 fn sample_aes_serves_the_cmaf_form_only() {
@@ -666,6 +700,8 @@ fn a_bad_protection_or_tokens_configuration_stops_startup_naming_the_key() {
             "the key id \"a-b\"",
         ),
         ("[protection]\nmethod = \"cenc\"\n", "unknown variant"),
+        ("[protection]\nkey_prefix = \"keys\"\n", "protection.key_prefix"),
+        ("[protection]\nkey_prefix = \"/i/keys/\"\n", "protection.key_prefix"),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("casterpak.toml");
