@@ -83,14 +83,16 @@ impl Setup {
             panic!("{path}: no master playlist");
         };
         let mut segments = 0;
-        for variant in &master.variants {
+        // I-frame playlists are made in memory, of the same segments.
+        let variants: Vec<_> = master.variants.iter().filter(|v| !v.is_i_frame).collect();
+        for variant in &variants {
             let Playlist::MediaPlaylist(media) = get(&variant.uri) else {
                 panic!("{path}/{}: not a media playlist", variant.uri);
             };
             segments += media.segments.len();
         }
         Listing {
-            variants: master.variants.len(),
+            variants: variants.len(),
             segments,
         }
     }

@@ -28,8 +28,8 @@ fn ladder() -> tempfile::TempDir {
     root
 }
 
-/// The master without the variants `dropped` (their STREAM-INF line and
-/// URI line), byte for byte.
+/// The master without the variants `dropped` (their STREAM-INF line, URI
+/// line and I-frame playlist line), byte for byte.
 fn without(master: &str, dropped: &[usize]) -> String {
     let lines: Vec<&str> = master.lines().collect();
     let mut out = String::new();
@@ -45,6 +45,14 @@ fn without(master: &str, dropped: &[usize]) -> String {
                 .any(|n| lines.get(i + 1) == Some(&format!("index_{n}_av.m3u8").as_str()));
         if variant {
             skip = true;
+            continue;
+        }
+        // Its I-frame playlist goes with it.
+        let iframes = line.starts_with("#EXT-X-I-FRAME-STREAM-INF")
+            && dropped
+                .iter()
+                .any(|n| line.ends_with(&format!("URI=\"iframes_{n}_av.m3u8\"")));
+        if iframes {
             continue;
         }
         out.push_str(line);
@@ -63,24 +71,27 @@ fn b_filters_a_masters_variants_by_bitrate() {
     let all = server.get(master).text();
     let averages: Vec<u64> = all
         .lines()
+        .filter(|l| l.starts_with("#EXT-X-STREAM-INF"))
         .filter_map(|l| l.split("AVERAGE-BANDWIDTH=").nth(1))
         .map(|rest| rest.split(',').next().unwrap().parse().unwrap())
         .collect();
     assert_eq!(averages.len(), 3, "{all}");
+    let kbps: Vec<u64> = averages.iter().map(|b| (b + 500) / 1000).collect();
     assert!(
-        averages[0] < 250_000
-            && (300_000..1_000_000).contains(&averages[1])
-            && averages[2] > 1_000_000,
-        "{averages:?}"
+        kbps[0] * 3 / 2 < kbps[1] && kbps[1] * 3 / 2 < kbps[2],
+        "{kbps:?}"
     );
-    let mid_kbps = (averages[1] + 500) / 1000;
+    // Cuts halfway between the renditions' measured bitrates.
+    let (low, high) = ((kbps[0] + kbps[1]) / 2, (kbps[1] + kbps[2]) / 2);
+    let mid_kbps = kbps[1];
     for (query, dropped) in [
-        ("b=0-250", vec![1, 2]),
-        ("b=300-", vec![0]),
+        (&*format!("b=0-{low}"), vec![1, 2]),
+        (&*format!("b={low}-"), vec![0]),
         (&*format!("b={mid_kbps}"), vec![0, 2]),
-        (&*format!("b=0-250,{mid_kbps}"), vec![2]),
+        (&*format!("b=0-{low},{mid_kbps}"), vec![2]),
         // Any order, the same filter: the same answer.
-        (&*format!("b={mid_kbps},0-250"), vec![2]),
+        (&*format!("b={mid_kbps},0-{low}"), vec![2]),
+        (&*format!("b={high}-{}", kbps[2] * 2), vec![0, 1]),
     ] {
         let reply = server.get(&format!("{master}?{query}"));
         assert_eq!(reply.status, 200, "{query}: {}", reply.text());

@@ -214,9 +214,11 @@ fn children(origin: &Origin, path: &str, counts: &Counts) -> anyhow::Result<Vec<
         return Ok(Vec::new());
     }
     let dir = &path[..path.rfind('/').expect("a URL path")];
-    // URI lines, and the URI attributes of tags (EXT-X-MEDIA, EXT-X-MAP).
+    // URI lines, and the URI attributes of tags (EXT-X-MEDIA, EXT-X-MAP);
+    // not I-frame playlists: made in memory from the index when asked for,
+    // they name segments the media playlists name.
     let uris = text.lines().filter_map(|l| {
-        if l.is_empty() {
+        if l.is_empty() || l.starts_with("#EXT-X-I-FRAME-STREAM-INF") {
             None
         } else if l.starts_with('#') {
             let at = l.find("URI=\"")? + 5;
