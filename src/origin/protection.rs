@@ -81,14 +81,7 @@ impl Protection {
     /// The key of the source at `rel` under the secret `key_id`, if that
     /// secret is known.
     pub fn key(&self, key_id: &str, rel: &str) -> Option<Key> {
-        let secret = self.secrets.get(key_id)?;
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
-        mac.update(KEY_LABEL.as_bytes());
-        mac.update(rel.as_bytes());
-        let digest = mac.finalize().into_bytes();
-        let mut key = [0; 16];
-        key.copy_from_slice(&digest[..16]);
-        Some(key)
+        Some(derive(self.secrets.get(key_id)?, KEY_LABEL, rel))
     }
 
     /// The key of the source at `rel` that new segments are made with.
@@ -102,21 +95,22 @@ impl Protection {
     /// derived as the AES-128 key is, with labels of their own.
     pub fn sealing(&self, key_id: &str, rel: &str) -> Option<Sealing> {
         let secret = self.secrets.get(key_id)?;
-        let derive = |label: &str| -> [u8; 16] {
-            let mut mac =
-                Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
-            mac.update(label.as_bytes());
-            mac.update(rel.as_bytes());
-            let mut out = [0; 16];
-            out.copy_from_slice(&mac.finalize().into_bytes()[..16]);
-            out
-        };
         Some(Sealing {
-            key: derive(CBCS_KEY_LABEL),
-            kid: derive(CBCS_KID_LABEL),
-            iv: derive(CBCS_IV_LABEL),
+            key: derive(secret, CBCS_KEY_LABEL, rel),
+            kid: derive(secret, CBCS_KID_LABEL, rel),
+            iv: derive(secret, CBCS_IV_LABEL, rel),
         })
     }
+}
+
+/// The first 16 bytes of HMAC-SHA256(`secret`, `label` + `rel`).
+fn derive(secret: &[u8], label: &str, rel: &str) -> [u8; 16] {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(label.as_bytes());
+    mac.update(rel.as_bytes());
+    let mut out = [0; 16];
+    out.copy_from_slice(&mac.finalize().into_bytes()[..16]);
+    out
 }
 
 /// Labels of what `cbcs` derives (see [`Protection::sealing`]).

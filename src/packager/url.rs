@@ -380,30 +380,29 @@ fn csmil_sources(parent: &[String], csmil: &str) -> Result<Vec<String>, UrlError
 
 /// Percent-decodes one path component and checks it.
 fn decode_component(raw: &str) -> Result<String, UrlError> {
+    let text = percent_decoded(raw)
+        .ok_or_else(|| UrlError::Malformed(format!("bad percent-encoding in {raw:?}")))?;
+    check_component(&text)?;
+    Ok(text)
+}
+
+/// `raw` with its `%XX` escapes decoded (RFC 3986 2.1); `None` for a bad
+/// escape or bytes that are not UTF-8.
+pub fn percent_decoded(raw: &str) -> Option<String> {
     let bytes = raw.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok());
-            let byte = hex.and_then(|h| u8::from_str_radix(h, 16).ok());
-            out.push(
-                byte.ok_or_else(|| {
-                    UrlError::Malformed(format!("bad percent-encoding in {raw:?}"))
-                })?,
-            );
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
         } else {
             out.push(bytes[i]);
             i += 1;
         }
     }
-    let text =
-        String::from_utf8(out).map_err(|_| UrlError::Malformed(format!("{raw:?} is not UTF-8")))?;
-    check_component(&text)?;
-    Ok(text)
+    String::from_utf8(out).ok()
 }
 
 fn check_component(c: &str) -> Result<(), UrlError> {

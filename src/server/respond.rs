@@ -23,6 +23,7 @@ use crate::metrics::metrics;
 use crate::origin::{
     Answer, Origin, OriginError, JSON_KEY_TYPE, KEY_TYPE, MPD_TYPE, PLAYLIST_TYPE,
 };
+use crate::packager::url::percent_decoded;
 use sha2::Digest;
 
 /// Longest request target we answer; longer gets 414 (nginx's default
@@ -457,7 +458,8 @@ fn admitted(
 fn query_value(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
         let value = pair.strip_prefix(name)?.strip_prefix('=')?;
-        Some(percent_decoded(value))
+        // A bad escape is kept as it came: its signature will not match.
+        Some(percent_decoded(value).unwrap_or_else(|| value.to_string()))
     })
 }
 
@@ -470,31 +472,9 @@ fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
         .flat_map(|v| v.split(';'))
         .find_map(|pair| {
             let value = pair.trim().strip_prefix(name)?.strip_prefix('=')?;
-            Some(percent_decoded(value.trim_matches('"')))
+            let value = value.trim_matches('"');
+            Some(percent_decoded(value).unwrap_or_else(|| value.to_string()))
         })
-}
-
-fn percent_decoded(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `text` fit for a URI's query and for XML: what a token is made of as
