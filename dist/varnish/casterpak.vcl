@@ -132,10 +132,12 @@ sub vcl_backend_response {
         set beresp.grace = 0s;
         return (deliver);
     }
-    if (bereq.url ~ "\.(m3u8|mpd)$") {
+    if (bereq.url ~ "\.(m3u8|mpd|vtt)$") {
         # VOD playlists: as long as the origin says (a day by default). A
         # live playlist would say half its target duration, and that is
         # what it gets: the origin's max-age is kept when it is shorter.
+        # Subtitles too: they are made of sidecar files, which are edited
+        # more often than media.
         if (beresp.ttl > 1d) {
             set beresp.ttl = 1d;
         }

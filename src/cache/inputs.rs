@@ -123,6 +123,26 @@ pub struct Inputs {
     /// point between: their identity can be read at once
     /// ([`Inputs::resolve_at_once`]).
     at_once: Mutex<HashSet<String>>,
+    /// The subtitle files of local directories, with the directory's
+    /// modification time when listed ([`Inputs::sidecars`]).
+    listings: Mutex<HashMap<PathBuf, Listing>>,
+}
+
+/// Sidecar files of one source, at most ...
+pub const MAX_SIDECARS: usize = 32;
+/// ... of the names found that could be (read in directory order).
+const MAX_SIDECARS_LISTED: usize = 1024;
+
+/// A directory's subtitle files, and its modification time when listed.
+type Listing = (std::time::SystemTime, Arc<Vec<String>>);
+
+/// Directory listings kept, at most.
+const LISTINGS_KEPT: usize = 4096;
+
+/// Whether a file could be a sidecar of some source (what a directory's
+/// listing keeps).
+fn subtitle_like(name: &str) -> bool {
+    name.ends_with(".vtt") || name.ends_with(".srt")
 }
 
 /// Files remembered as readable at once, at most.
@@ -173,6 +193,7 @@ impl Inputs {
                 .map(|_| OnceLock::new())
                 .collect(),
             at_once: Mutex::default(),
+            listings: Mutex::default(),
             sources,
         })
     }
@@ -197,6 +218,74 @@ impl Inputs {
                 (at.elapsed() < self.settings.revalidate).then(|| SourceId::of_remote(rel, n, meta))
             }
         }
+    }
+
+    /// The names of the files beside `base` (a URL path after the prefix,
+    /// without extension) whose names start with its last component and
+    /// then a dot: where its sidecar files are, if any. Only in local
+    /// directories (a remote store is not listed: empty); at most
+    /// [`MAX_SIDECARS`], in name order. A directory that cannot be read
+    /// has none.
+    pub fn sidecars(&self, base: &str) -> Vec<String> {
+        let (_, backend, name) = self.sources.route(base);
+        let BackendKind::Filesystem(root) = &backend.kind else {
+            return Vec::new();
+        };
+        let (dir, stem) = match name.rsplit_once('/') {
+            Some((dir, stem)) => (root.join(dir), stem),
+            None => (root.clone(), name),
+        };
+        if stem.is_empty() {
+            return Vec::new();
+        }
+        let Ok(modified) = std::fs::metadata(&dir).and_then(|m| m.modified()) else {
+            return Vec::new();
+        };
+        let listing = self
+            .listings
+            .lock()
+            .expect("listings lock")
+            .get(&dir)
+            .cloned();
+        let names = match listing {
+            Some((at, names)) if at == modified => names,
+            _ => {
+                let Ok(entries) = std::fs::read_dir(&dir) else {
+                    return Vec::new();
+                };
+                let names: Arc<Vec<String>> = Arc::new(
+                    entries
+                        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                        .filter(|n| subtitle_like(n))
+                        .take(MAX_SIDECARS_LISTED)
+                        .collect(),
+                );
+                // A file made within the directory's timestamp's tick
+                // could be missed by a listing taken now: one so fresh is
+                // not kept.
+                let settled = modified
+                    .elapsed()
+                    .is_ok_and(|age| age > Duration::from_secs(2));
+                if settled {
+                    let mut listings = self.listings.lock().expect("listings lock");
+                    if listings.len() >= LISTINGS_KEPT {
+                        listings.clear();
+                    }
+                    listings.insert(dir, (modified, Arc::clone(&names)));
+                }
+                names
+            }
+        };
+        let mut names: Vec<String> = names
+            .iter()
+            .filter(|n| {
+                n.len() > stem.len() && n.starts_with(stem) && n[stem.len()..].starts_with('.')
+            })
+            .cloned()
+            .collect();
+        names.sort_unstable();
+        names.truncate(MAX_SIDECARS);
+        names
     }
 
     /// The identity of the source at `rel` (a URL path after the prefix).

@@ -44,9 +44,12 @@ impl Origin {
             Target::Master | Target::Manifest => {
                 return self.first_segments(dir, &request.sources, cmaf);
             }
-            Target::Init { .. } | Target::Key { .. } | Target::IFramePlaylist { .. } => {
-                return Vec::new()
-            }
+            Target::Init { .. }
+            | Target::Key { .. }
+            | Target::IFramePlaylist { .. }
+            | Target::SubtitlePlaylist { .. }
+            | Target::SubtitleSegment { .. }
+            | Target::SubtitleFile { .. } => return Vec::new(),
         };
         // A protected stream's segments name their secret: a segment's
         // followers the one it names, a playlist's the current one.

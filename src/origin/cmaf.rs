@@ -21,8 +21,11 @@ impl Origin {
     ) -> Result<Answer, OriginError> {
         let rels = &request.sources;
         match &request.target {
-            Target::Master => self.cmaf_manifest(rels, uri_prefix, false),
-            Target::Manifest => self.cmaf_manifest(rels, "", true),
+            Target::Master => self.cmaf_manifest(request, uri_prefix, false),
+            Target::Manifest => self.cmaf_manifest(request, "", true),
+            Target::SubtitlePlaylist { .. }
+            | Target::SubtitleSegment { .. }
+            | Target::SubtitleFile { .. } => self.subtitles(request, uri_prefix),
             Target::MediaPlaylist { n, kind } => {
                 let track = TrackKind::from_suffix(kind).expect("parsed as a track");
                 self.cmaf_playlist(&rels[*n], *n, track, uri_prefix)
@@ -47,13 +50,15 @@ impl Origin {
     /// memory as TS masters are.
     fn cmaf_manifest(
         &self,
-        rels: &[String],
+        request: &Request,
         uri_prefix: &str,
         dash: bool,
     ) -> Result<Answer, OriginError> {
-        let (sources, numbers) = self.existing(rels)?;
+        let (sources, numbers) = self.existing(&request.sources)?;
         let what = if dash { "mpd" } else { "cmaf-master" };
-        let key = self.master_key(what, &sources, &numbers, uri_prefix);
+        let tracks = self.subtitle_tracks(&request.subtitle_base);
+        let key = self.master_key(what, &sources, &numbers, uri_prefix)
+            + &Self::subtitles_key_part(&tracks);
         let content_type = if dash { MPD_TYPE } else { PLAYLIST_TYPE };
         self.in_memory(key, &sources, content_type, || {
             let mut described = Vec::with_capacity(sources.len());
@@ -77,10 +82,13 @@ impl Origin {
                 }
                 described.push(described_source);
             }
+            let subtitles = self.subtitle_entries(&tracks);
             Ok(if dash {
-                cmaf::mpd(&described, duration, longest_segment)
+                let mpd = cmaf::mpd(&described, duration, longest_segment);
+                cmaf::with_text_tracks(&mpd, &subtitles)
             } else {
-                cmaf::master_playlist(&described, uri_prefix)
+                let master = cmaf::master_playlist(&described, uri_prefix);
+                crate::packager::hls::with_subtitles(&master, &subtitles, uri_prefix)
             })
         })
     }

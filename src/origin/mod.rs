@@ -9,6 +9,7 @@ mod error;
 mod in_memory;
 mod protection;
 mod sources;
+mod subtitles;
 
 pub use error::{OriginError, RETRY_AFTER_SECONDS};
 
@@ -205,8 +206,11 @@ impl Origin {
         match &request.target {
             Target::Master => {
                 let filter = url::BitrateFilter::of_query(query)?;
-                self.master(&request.sources, &uri_prefix, filter.as_ref())
+                self.master(&request, &uri_prefix, filter.as_ref())
             }
+            Target::SubtitlePlaylist { .. }
+            | Target::SubtitleSegment { .. }
+            | Target::SubtitleFile { .. } => self.subtitles(&request, &uri_prefix),
             Target::MediaPlaylist { n, kind } => {
                 let rel = &request.sources[*n];
                 let kind = self.own_kind(rel, kind)?;
@@ -269,7 +273,9 @@ impl Origin {
                     .collect::<Option<Vec<_>>>()?;
                 let numbers: Vec<usize> = (0..sources.len()).collect();
                 let filter = url::BitrateFilter::of_query(query).ok()?;
-                let key = self.master_key("master", &sources, &numbers, &uri_prefix);
+                let tracks = self.subtitle_tracks(&request.subtitle_base);
+                let key = self.master_key("master", &sources, &numbers, &uri_prefix)
+                    + &Self::subtitles_key_part(&tracks);
                 (filtered(key, filter.as_ref()), sources)
             }
             Target::MediaPlaylist { n, kind } if !kind.is_empty() => {
@@ -343,13 +349,16 @@ impl Origin {
     /// those bitrates, kept in memory under a key of its own.
     fn master(
         &self,
-        rels: &[String],
+        request: &url::Request,
         uri_prefix: &str,
         filter: Option<&url::BitrateFilter>,
     ) -> Result<Answer, OriginError> {
+        let rels = &request.sources;
         let (sources, numbers) = self.existing(rels)?;
+        let tracks = self.subtitle_tracks(&request.subtitle_base);
         let key = filtered(
-            self.master_key("master", &sources, &numbers, uri_prefix),
+            self.master_key("master", &sources, &numbers, uri_prefix)
+                + &Self::subtitles_key_part(&tracks),
             filter,
         );
         self.in_memory(key, &sources, PLAYLIST_TYPE, || {
@@ -372,7 +381,9 @@ impl Origin {
                     rels.join(", ")
                 )));
             }
-            Ok(hls::master_playlist(&variants, uri_prefix))
+            let master = hls::master_playlist(&variants, uri_prefix);
+            let subtitles = self.subtitle_entries(&tracks);
+            Ok(hls::with_subtitles(&master, &subtitles, uri_prefix))
         })
     }
 

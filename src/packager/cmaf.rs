@@ -350,17 +350,58 @@ pub fn mpd(sources: &[Source], duration_seconds: f64, max_segment_seconds: f64) 
     out
 }
 
+/// `mpd` with a text AdaptationSet for each of `texts` (ISO/IEC 23009-1
+/// 5.3.3, DASH-IF IOP 6.4.5): the whole track as one WebVTT file
+/// (`subtitles_<tag>.vtt`, times from the Period's start), its language,
+/// and the role `subtitle`, or `forced-subtitle` for a forced one.
+pub fn with_text_tracks(mpd: &str, texts: &[crate::packager::hls::Subtitles]) -> String {
+    const PERIOD_END: &str = "  </Period>\n";
+    let Some(at) = mpd.rfind(PERIOD_END).filter(|_| !texts.is_empty()) else {
+        return mpd.to_string();
+    };
+    let first_id = mpd.matches("<AdaptationSet ").count();
+    let mut sets = String::new();
+    for (set_id, t) in (first_id..).zip(texts) {
+        let _ = write!(
+            sets,
+            "    <AdaptationSet id=\"{set_id}\" contentType=\"text\" mimeType=\"text/vtt\""
+        );
+        if let Some(language) = &t.language {
+            let _ = write!(sets, " lang=\"{language}\"");
+        }
+        let role = if t.forced {
+            "forced-subtitle"
+        } else {
+            "subtitle"
+        };
+        let _ = write!(
+            sets,
+            ">\n      <Role schemeIdUri=\"urn:mpeg:dash:role:2011\" value=\"{role}\"/>\n\
+             \x20     <Representation id=\"text_{tag}\" bandwidth=\"256\">\n\
+             \x20       <BaseURL>subtitles_{tag}.vtt</BaseURL>\n\
+             \x20     </Representation>\n    </AdaptationSet>\n",
+            tag = t.tag
+        );
+    }
+    format!("{}{sets}{}", &mpd[..at], &mpd[at..])
+}
+
 /// `mpd` with `query` (`name=value`, already fit for a URI and for XML)
-/// added to its segment templates' `initialization` and `media` URLs: how
-/// a signed URL's token is carried on to the segments.
+/// added to its segment templates' `initialization` and `media` URLs and
+/// to its `BaseURL`s (text tracks): how a signed URL's token is carried on
+/// to the segments.
 pub fn mpd_with_query(mpd: &str, query: &str) -> String {
     let mut out = mpd.to_string();
-    for attribute in [" initialization=\"", " media=\""] {
+    for (attribute, end) in [
+        (" initialization=\"", '"'),
+        (" media=\"", '"'),
+        ("<BaseURL>", '<'),
+    ] {
         let mut done = String::with_capacity(out.len() + 256);
         let mut rest = out.as_str();
         while let Some(at) = rest.find(attribute) {
             let start = at + attribute.len();
-            let Some(len) = rest[start..].find('"') else {
+            let Some(len) = rest[start..].find(end) else {
                 break;
             };
             let uri = &rest[start..start + len];

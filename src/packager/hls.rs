@@ -90,6 +90,87 @@ pub fn iframe_playlist_name(n: usize, kind_suffix: &str) -> String {
     format!("iframes_{n}_{kind_suffix}.m3u8")
 }
 
+/// A subtitle rendition of a master (RFC 8216 4.3.4.1, TYPE=SUBTITLES).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subtitles {
+    /// Its name in URLs ([`crate::packager::subtitles::Sidecar::tag`]).
+    pub tag: String,
+    /// BCP 47; `None` when unknown.
+    pub language: Option<String>,
+    pub forced: bool,
+}
+
+/// The media playlist of a subtitle rendition.
+pub fn subtitle_playlist_name(tag: &str) -> String {
+    format!("subtitles_{tag}.m3u8")
+}
+
+/// `k` is 1-based, as in the URL.
+pub fn subtitle_segment_name(k: usize, tag: &str) -> String {
+    format!("subtitles{k}_{tag}.vtt")
+}
+
+/// The group every variant names in `SUBTITLES=`.
+const SUBTITLES_GROUP: &str = "subs";
+
+/// `master` (TS or fMP4) with `subtitles` as renditions of one group
+/// that every variant names (4.3.4.1, 4.3.4.2): their `EXT-X-MEDIA` tags
+/// before the first variant. None is the default (a viewer turns them on);
+/// each is chosen automatically by language, a forced one (dialogue in
+/// another language than the audio's) only for that.
+pub fn with_subtitles(master: &str, subtitles: &[Subtitles], prefix: &str) -> String {
+    if subtitles.is_empty() {
+        return master.to_string();
+    }
+    let mut media = String::new();
+    let mut names: Vec<String> = Vec::new();
+    for s in subtitles {
+        let mut name = crate::packager::subtitles::language_name(s.language.as_deref());
+        if s.forced {
+            name.push_str(" (forced)");
+        }
+        while names.contains(&name) {
+            name.push('+');
+        }
+        let _ = write!(
+            media,
+            "#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"{SUBTITLES_GROUP}\",NAME=\"{name}\""
+        );
+        if let Some(language) = &s.language {
+            let _ = write!(media, ",LANGUAGE=\"{language}\"");
+        }
+        let forced = if s.forced { "YES" } else { "NO" };
+        let _ = writeln!(
+            media,
+            ",DEFAULT=NO,AUTOSELECT=YES,FORCED={forced},URI=\"{prefix}{}\"",
+            subtitle_playlist_name(&s.tag)
+        );
+        names.push(name);
+    }
+    let mut out = String::with_capacity(master.len() + media.len() + 64);
+    for line in master.lines() {
+        if line.starts_with("#EXT-X-STREAM-INF:") {
+            if !media.is_empty() {
+                out.push_str(&std::mem::take(&mut media));
+            }
+            let _ = writeln!(out, "{line},SUBTITLES=\"{SUBTITLES_GROUP}\"");
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The media playlist of the subtitle rendition `tag`: a WebVTT segment
+/// for each of the media's `segments`, of the same durations (RFC 8216
+/// 3.5, 6.2.4: subtitle segments are aligned with the media's).
+pub fn subtitle_playlist(segments: &[Segment], tag: &str, prefix: &str) -> String {
+    vod_playlist(segments, "", |k| {
+        format!("{prefix}{}", subtitle_segment_name(k, tag))
+    })
+}
+
 /// A VOD I-frame playlist (RFC 8216 4.3.3.6): the key frame each segment
 /// starts with, as a byte range of the segment (`picture_lens[k]` bytes
 /// from its start: the PAT, the PMT and the picture), lasting until the
@@ -139,6 +220,24 @@ pub fn media_playlist(
     key: Option<(&str, &str)>,
 ) -> String {
     let key_id = key.map(|(id, _)| id);
+    let key_tag = match key {
+        Some((id, base)) => {
+            let base = if base.is_empty() { prefix } else { base };
+            format!(
+                "#EXT-X-KEY:METHOD=AES-128,URI=\"{base}{}\"\n",
+                key_name(id, n)
+            )
+        }
+        None => String::new(),
+    };
+    vod_playlist(segments, &key_tag, |k| {
+        format!("{prefix}{}", keyed(segment_name(k, n, kind_suffix), key_id))
+    })
+}
+
+/// A VOD media playlist of `segments`, `tags` after its header, segment K
+/// (1-based) at `uri(K)`.
+fn vod_playlist(segments: &[Segment], tags: &str, uri: impl Fn(usize) -> String) -> String {
     // EXTINF is written in milliseconds; TARGETDURATION is the largest of
     // those rounded up, so that no rounded EXTINF exceeds it (4.3.3.1).
     let millis: Vec<i64> = segments.iter().map(extinf_millis).collect();
@@ -147,18 +246,10 @@ pub fn media_playlist(
     out.push_str("#EXTM3U\n#EXT-X-VERSION:3\n");
     let _ = writeln!(out, "#EXT-X-TARGETDURATION:{target}");
     out.push_str("#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-PLAYLIST-TYPE:VOD\n");
-    if let Some((id, base)) = key {
-        let base = if base.is_empty() { prefix } else { base };
-        let _ = writeln!(
-            out,
-            "#EXT-X-KEY:METHOD=AES-128,URI=\"{base}{}\"",
-            key_name(id, n)
-        );
-    }
+    out.push_str(tags);
     for (k, ms) in millis.iter().enumerate() {
         let _ = writeln!(out, "#EXTINF:{}.{:03},", ms / 1000, ms % 1000);
-        out.push_str(prefix);
-        out.push_str(&keyed(segment_name(k + 1, n, kind_suffix), key_id));
+        out.push_str(&uri(k + 1));
         out.push('\n');
     }
     out.push_str("#EXT-X-ENDLIST\n");

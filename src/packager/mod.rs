@@ -14,6 +14,7 @@ pub mod media;
 pub mod mp4;
 pub mod rendition;
 pub mod segment;
+pub mod subtitles;
 pub mod ts;
 pub mod url;
 pub mod validate;

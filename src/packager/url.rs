@@ -11,7 +11,13 @@
 //! <...>/segment<K>_<N>_<kind>_<ID>.ts           a protected stream's segment, encrypted with that key
 //! <path>/<file>/index.m3u8, .../segment-<K>.ts  the predecessor's names: rendition 0, all its tracks
 //! <...>/iframes_<N>_<kind>.m3u8                 rendition N's I-frame playlist (byte ranges of its segments)
+//! <...>/subtitles_<tag>.m3u8                    a subtitle rendition (tag: en, pt-br, de-forced, und)
+//! <...>/subtitles<K>_<tag>.vtt                  its segment K, WebVTT, aligned with the media's
+//! <...>/subtitles_<tag>.vtt                     the whole track as one WebVTT file (DASH)
 //! ```
+//!
+//! Subtitles come from sidecar files beside the sources: those of
+//! [`Request::subtitle_base`].
 //!
 //! `<kind>` is `av`, `a` or `v`: the file's tracks, or one of them; `a2`,
 //! `a3`... are its other audio tracks. Paths come out percent-decoded and checked:
@@ -68,12 +74,32 @@ pub enum Target {
         n: usize,
         key_id: String,
     },
+    /// `subtitles_<tag>.m3u8`: the subtitle rendition of a sidecar (see
+    /// [`crate::packager::subtitles::Sidecar::tag`]).
+    SubtitlePlaylist {
+        tag: String,
+    },
+    /// `subtitles<K>_<tag>.vtt`: its segment K (1-based).
+    SubtitleSegment {
+        k: usize,
+        tag: String,
+    },
+    /// `subtitles_<tag>.vtt`: the whole track as one WebVTT file.
+    SubtitleFile {
+        tag: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
     /// Source paths relative to the media root; rendition N is `sources[N]`.
     pub sources: Vec<String>,
+    /// Where the sources' sidecar subtitles are: files named this, then
+    /// `[.<lang>][.forced].vtt` or `.srt`. A single file's path without
+    /// its extension; for a csmil set, its prefix and suffix (without the
+    /// extension) joined, with the separators they end in (`_`, `-`, `.`)
+    /// left off: `film_,480,720,.mp4.csmil` gives `film`.
+    pub subtitle_base: String,
     pub target: Target,
 }
 
@@ -111,12 +137,36 @@ fn parse_with(path: &str, parse_target: fn(&str) -> Option<Target>) -> Result<Re
         .map(decode_component)
         .collect::<Result<Vec<_>, _>>()?;
     let (name, parent) = components.split_last().expect("split yields one item");
-    let sources = match name.strip_suffix(".csmil") {
-        Some(csmil) => csmil_sources(parent, csmil)?,
-        None => vec![components.join("/")],
+    let (sources, subtitle_base) = match name.strip_suffix(".csmil") {
+        Some(csmil) => {
+            let (prefix, suffix) = csmil
+                .split_once(',')
+                .zip(csmil.rsplit_once(','))
+                .map_or(("", ""), |((prefix, _), (_, suffix))| (prefix, suffix));
+            // The suffix is the extension, or ends with it.
+            let suffix = suffix.rsplit_once('.').map_or(suffix, |(head, _)| head);
+            let stem = format!("{prefix}{suffix}");
+            let stem = stem.trim_end_matches(['_', '-', '.']);
+            let base = parent
+                .iter()
+                .map(String::as_str)
+                .chain([stem])
+                .collect::<Vec<_>>()
+                .join("/");
+            (csmil_sources(parent, csmil)?, base)
+        }
+        None => {
+            let path = components.join("/");
+            let base = without_extension(&path).to_string();
+            (vec![path], base)
+        }
     };
     let n = match &target {
-        Target::Master | Target::Manifest => 0,
+        Target::Master
+        | Target::Manifest
+        | Target::SubtitlePlaylist { .. }
+        | Target::SubtitleSegment { .. }
+        | Target::SubtitleFile { .. } => 0,
         Target::MediaPlaylist { n, .. }
         | Target::IFramePlaylist { n, .. }
         | Target::Segment { n, .. }
@@ -130,7 +180,46 @@ fn parse_with(path: &str, parse_target: fn(&str) -> Option<Target>) -> Result<Re
             sources.len()
         )));
     }
-    Ok(Request { sources, target })
+    Ok(Request {
+        sources,
+        subtitle_base,
+        target,
+    })
+}
+
+/// `path` without the extension of its last component, if it has one.
+fn without_extension(path: &str) -> &str {
+    let name_at = path.rfind('/').map_or(0, |at| at + 1);
+    match path[name_at..].rfind('.') {
+        Some(dot) if dot > 0 => &path[..name_at + dot],
+        _ => path,
+    }
+}
+
+/// `subtitles_<tag>.m3u8`, `subtitles<K>_<tag>.vtt`, `subtitles_<tag>.vtt`.
+fn parse_subtitles(name: &str) -> Option<Target> {
+    use crate::packager::subtitles::parse_tag;
+    let rest = name.strip_prefix("subtitles")?;
+    if let Some(tag) = rest.strip_prefix('_').and_then(|r| r.strip_suffix(".m3u8")) {
+        parse_tag(tag)?;
+        return Some(Target::SubtitlePlaylist {
+            tag: tag.to_string(),
+        });
+    }
+    let rest = rest.strip_suffix(".vtt")?;
+    if let Some(tag) = rest.strip_prefix('_') {
+        parse_tag(tag)?;
+        return Some(Target::SubtitleFile {
+            tag: tag.to_string(),
+        });
+    }
+    let (k, tag) = rest.split_once('_')?;
+    let k = number(k)?;
+    parse_tag(tag)?;
+    (k >= 1).then(|| Target::SubtitleSegment {
+        k,
+        tag: tag.to_string(),
+    })
 }
 
 fn parse_target(name: &str) -> Option<Target> {
@@ -180,6 +269,9 @@ fn parse_target(name: &str) -> Option<Target> {
     }
     if name.starts_with("key_") {
         return parse_key(name);
+    }
+    if name.starts_with("subtitles") {
+        return parse_subtitles(name);
     }
     let rest = name.strip_prefix("segment")?.strip_suffix(".ts")?;
     let mut parts = rest.splitn(4, '_');
@@ -292,6 +384,7 @@ fn parse_cmaf_target(name: &str) -> Option<Target> {
         "master.m3u8" => return Some(Target::Master),
         "manifest.mpd" => return Some(Target::Manifest),
         _ if name.starts_with("key_") => return parse_key(name),
+        _ if name.starts_with("subtitles") => return parse_subtitles(name),
         _ => {}
     }
     // `<N>_<track>`, then `_<ID>` where a secret's id may follow.
@@ -508,6 +601,50 @@ mod tests {
             parse("x,1,2,.mp4.csmil/segment3_1_v.ts").unwrap().target,
             seg(3, 1, "v")
         );
+    }
+
+    #[test]
+    fn subtitle_names_and_where_their_sidecars_are() {
+        let base = |path: &str| parse(path).unwrap().subtitle_base;
+        assert_eq!(base("films/film.mp4/master.m3u8"), "films/film");
+        assert_eq!(
+            base("films/film_,480,720,.mp4.csmil/master.m3u8"),
+            "films/film"
+        );
+        assert_eq!(base("film-,a,b,-hd.mp4.csmil/master.m3u8"), "film--hd");
+        assert_eq!(base("films/noext/master.m3u8"), "films/noext");
+        let target = |name: &str| parse(&format!("f.mp4/{name}")).map(|r| r.target);
+        let tag = |t: &str| t.to_string();
+        assert_eq!(
+            target("subtitles_pt-br-forced.m3u8"),
+            Ok(Target::SubtitlePlaylist {
+                tag: tag("pt-br-forced")
+            })
+        );
+        assert_eq!(
+            target("subtitles12_en.vtt"),
+            Ok(Target::SubtitleSegment {
+                k: 12,
+                tag: tag("en")
+            })
+        );
+        assert_eq!(
+            target("subtitles_und.vtt"),
+            Ok(Target::SubtitleFile { tag: tag("und") })
+        );
+        assert_eq!(
+            parse_cmaf("f.mp4/subtitles_en.m3u8").map(|r| r.target),
+            Ok(Target::SubtitlePlaylist { tag: tag("en") })
+        );
+        for bad in [
+            "subtitles0_en.vtt",
+            "subtitles_EN.m3u8",
+            "subtitles_e.m3u8",
+            "subtitles_en.srt",
+            "subtitles1_.vtt",
+        ] {
+            assert!(target(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

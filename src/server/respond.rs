@@ -550,6 +550,7 @@ fn route_of(path: &str) -> &'static str {
         _ if name.ends_with(".ts") => "segment",
         _ if name.ends_with(".m4s") => "fragment",
         _ if name.ends_with(".mp4") => "init",
+        _ if name.ends_with(".vtt") => "subtitles",
         _ => "other",
     }
 }

@@ -4,7 +4,13 @@
 //
 //   window.adapter.switchVideo(index), window.adapter.switchAudio(index)
 //   window.state() -> { fatal, errors, video, audio, activeVideo,
-//                       activeAudio, currentTime, readyState, ended, videoSize }
+//                       activeAudio, currentTime, readyState, ended, videoSize,
+//                       text }
+//
+// `text` is the <video>'s text tracks as the browser has them:
+// { kind, label, language, mode, cues: [{ start, end, text }] }. With
+// `subtitles` (a language) in window.config, each player is told to show
+// the subtitles in that language.
 //
 // `index` is a position in the `video` / `audio` lists that state() gives,
 // which are in the player's own order. Each list entry is
@@ -26,9 +32,20 @@ video.addEventListener('error', () =>
   fail(`video element: ${video.error ? `${video.error.code} ${video.error.message}` : '?'}`));
 
 function hlsAdapter(url) {
-  const hls = new Hls(license
-    ? { debug: false, emeEnabled: true, drmSystems: { 'org.w3.clearkey': { licenseUrl: license } } }
-    : { debug: false });
+  const hls = new Hls({
+    debug: false,
+    ...(license
+      ? { emeEnabled: true, drmSystems: { 'org.w3.clearkey': { licenseUrl: license } } }
+      : {}),
+    ...(subtitles ? { subtitlePreference: { lang: subtitles } } : {}),
+  });
+  if (subtitles) {
+    hls.on(Hls.Events.SUBTITLE_TRACKS_UPDATED, () => {
+      const i = hls.subtitleTracks.findIndex((t) => sameLanguage(t.lang, subtitles));
+      if (i >= 0 && hls.subtitleTrack !== i) hls.subtitleTrack = i;
+      hls.subtitleDisplay = true;
+    });
+  }
   hls.on(Hls.Events.ERROR, (_, d) => {
     note(`${d.type}: ${d.details}`);
     if (d.fatal) fail(`${d.type}: ${d.details}`);
@@ -84,6 +101,10 @@ function dashjsAdapter(url) {
     p.setProtectionData({ 'org.w3.clearkey': { clearkeys: keys } });
   }
   p.initialize(video, url, true);
+  if (subtitles) {
+    p.updateSettings({ streaming: { text: { defaultEnabled: true } } });
+    p.setInitialMediaSettingsFor('text', { lang: subtitles });
+  }
   const reps = () => p.getRepresentationsByType('video');
   const tracks = () => p.getTracksFor('audio');
   // MediaInfo.codec is a whole MIME type: audio/mp4;codecs="mp4a.40.2".
@@ -130,7 +151,12 @@ function shakaAdapter(url) {
   });
   if (clearKeys) p.configure({ drm: { clearKeys } });
   if (license) p.configure({ drm: { servers: { 'org.w3.clearkey': license } } });
-  p.attach(video).then(() => p.load(url)).then(play).catch((e) => fail(describe(e)));
+  const showSubtitles = () => {
+    const track = p.getTextTracks().find((t) => sameLanguage(t.language, subtitles));
+    if (track) p.selectTextTrack(track);
+  };
+  p.attach(video).then(() => p.load(url)).then(() => { if (subtitles) showSubtitles(); })
+    .then(play).catch((e) => fail(describe(e)));
   const indexOfActive = (list) => list.findIndex((t) => t.active);
   // Shaka's `active` is the track being streamed; its VideoTrack has no id,
   // and the lists keep their order.
@@ -156,7 +182,16 @@ function shakaAdapter(url) {
   };
 }
 
-const { player, url, clearKeys, license } = window.config;
+const { player, url, clearKeys, license, subtitles } = window.config;
+
+// Whether two language tags name one language: "en" is "en-US" and "eng".
+function sameLanguage(a, b) {
+  const norm = (lang) => {
+    const primary = String(lang ?? '').toLowerCase().split(/[-_]/)[0];
+    return { eng: 'en', deu: 'de', ger: 'de', fra: 'fr', fre: 'fr', spa: 'es' }[primary] ?? primary;
+  };
+  return norm(a) !== '' && norm(a) === norm(b);
+}
 window.adapter = { hls: hlsAdapter, dashjs: dashjsAdapter, shaka: shakaAdapter }[player](url);
 
 window.state = () => {
@@ -174,5 +209,12 @@ window.state = () => {
     readyState: video.readyState,
     ended: video.ended,
     videoSize: `${video.videoWidth}x${video.videoHeight}`,
+    text: [...video.textTracks].map((t) => ({
+      kind: t.kind,
+      label: t.label,
+      language: t.language,
+      mode: t.mode,
+      cues: [...(t.cues ?? [])].map((c) => ({ start: c.startTime, end: c.endTime, text: c.text })),
+    })),
   };
 };

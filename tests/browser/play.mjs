@@ -5,7 +5,7 @@
 //   node play.mjs <url> [seconds] [--player hls|dashjs|shaka]
 //                 [--switch-video] [--switch-audio LANG]...
 //                 [--advance SECONDS] [--timeout SECONDS] [--clearkey KID:KEY]...
-//                 [--license URL]
+//                 [--license URL] [--subtitles LANG]
 //
 // <url> is an HLS master playlist for hls.js, an MPD for dash.js; Shaka
 // plays either. The page (page.js and the player, from node_modules) is
@@ -25,6 +25,9 @@
 //     reports it as the one playing, then playback must advance --advance
 //     seconds more. Give two (--switch-audio eng --switch-audio fra) to be
 //     sure of a real switch: players differ in which track they start with.
+//  4. --subtitles LANG: the player is told to show subtitles in LANG from
+//     the start; at the end, wait until cues in LANG have been seen and
+//     none is added for a second (the player loads them ahead).
 //
 // Always prints exactly one JSON line on stdout:
 //   ok            the verdict: no fatal error, no failure, every step done
@@ -48,6 +51,11 @@
 //                 lang (audio), from, to, changed (to is not from), active,
 //                 startTime, activeAt, endTime (currentTime when asked, when
 //                 active, at the end), videoSize, advanced, ok}
+//   text          the <video>'s text tracks at the end: [{kind, label,
+//                 language, mode, cues: [{start, end, text}]}]
+//   cues          every cue seen in any poll, by track language: {lang:
+//                 [{start, end, text}]} in start order (players drop cues
+//                 behind the playhead)
 //   elapsedMs
 // Exits 0 when ok, 1 otherwise, 2 for bad arguments.
 
@@ -67,7 +75,7 @@ const USAGE = 'usage: node play.mjs <url> [seconds] [--player hls|dashjs|shaka] 
 const POLL_MS = 200;
 
 const started = Date.now();
-let outcome = { ok: false, fatal: null, failure: null, errors: [], switches: [] };
+let outcome = { ok: false, fatal: null, failure: null, errors: [], switches: [], cues: {} };
 let finished = false;
 
 function finish(code) {
@@ -90,6 +98,7 @@ function options(argv) {
       timeout: { type: 'string', default: '60' },
       clearkey: { type: 'string', multiple: true, default: [] },
       license: { type: 'string' },
+      subtitles: { type: 'string' },
     },
   });
   const opts = {
@@ -107,6 +116,7 @@ function options(argv) {
       : null,
     // A W3C ClearKey license server's URL, for every player.
     license: values.license ?? null,
+    subtitles: values.subtitles ?? null,
   };
   if (!opts.url || positionals.length > 2 || !PLAYERS[opts.player]
     || ![opts.want, opts.advance, opts.timeoutS].every(Number.isFinite)) {
@@ -146,6 +156,7 @@ async function run(opts) {
   };
   const config = JSON.stringify({
     player: opts.player, url: opts.url, clearKeys: opts.clearKeys, license: opts.license,
+    subtitles: opts.subtitles,
   })
     .replaceAll('<', '\\u003c');
   const html = `<!doctype html><video id="v" muted playsinline></video>
@@ -189,6 +200,14 @@ function probe(tab, deadline) {
     const s = await tab.evaluate(() => window.state());
     const errors = [...outcome.errors, ...s.errors].slice(0, 20);
     outcome = { ...outcome, ...s, errors, levels: s.video.length };
+    for (const t of s.text) {
+      const seen = outcome.cues[t.language] ?? [];
+      for (const c of t.cues) {
+        if (!seen.some((o) => o.start === c.start && o.end === c.end && o.text === c.text)) seen.push(c);
+      }
+      seen.sort((a, b) => a.start - b.start);
+      outcome.cues[t.language] = seen;
+    }
     return s;
   };
   const until = async (what, pred) => {
@@ -209,6 +228,31 @@ async function steps(p, opts) {
   if (opts.switchVideo && !await switchVideo(p, opts.advance)) return;
   for (const lang of opts.switchAudio) {
     if (!await switchAudio(p, lang, opts.advance)) return;
+  }
+  if (opts.subtitles) await subtitleCues(p, opts.subtitles);
+}
+
+// Waits until cues in `lang` have been seen, and their count holds for a
+// second.
+async function subtitleCues(p, lang) {
+  let count = -1;
+  let since = Date.now();
+  const settled = () => {
+    const n = Object.entries(outcome.cues).filter(([l]) => sameLanguage(l, lang))
+      .reduce((sum, [, cues]) => sum + cues.length, 0);
+    if (n !== count) { count = n; since = Date.now(); }
+    return n > 0 && Date.now() - since >= 1000;
+  };
+  // The end of the stream is no failure here: cues stay.
+  for (const deadline = Date.now() + 20_000; ;) {
+    const s = await p.poll();
+    if (s.fatal) return;
+    if (settled()) return;
+    if (Date.now() > deadline) {
+      outcome.failure = `subtitles in ${lang}: no cues (${JSON.stringify(s.text).slice(0, 200)})`;
+      return;
+    }
+    await new Promise((r) => setTimeout(r, POLL_MS));
   }
 }
 

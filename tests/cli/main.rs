@@ -20,4 +20,5 @@ mod serve;
 mod shared_media;
 mod shield;
 mod stores;
+mod subtitles;
 mod support;
