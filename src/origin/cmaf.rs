@@ -8,9 +8,10 @@ use super::{
 use std::sync::Arc;
 
 use crate::cache::{ObjectSpec, State};
-use crate::packager::cmaf;
+use crate::packager::captions::Captions;
 use crate::packager::fmp4::TrackKind;
 use crate::packager::url::{Request, Target};
+use crate::packager::{cmaf, hls};
 
 impl Origin {
     pub(super) fn answer_cmaf(
@@ -62,6 +63,8 @@ impl Origin {
         let content_type = if dash { MPD_TYPE } else { PLAYLIST_TYPE };
         self.in_memory(key, &sources, content_type, || {
             let mut described = Vec::with_capacity(sources.len());
+            // Of each source with video, in the order masters list them.
+            let mut captions = Vec::new();
             let mut duration: f64 = 0.0;
             let mut longest_segment: f64 = 0.0;
             for (n, source) in numbers.iter().zip(&sources) {
@@ -74,6 +77,9 @@ impl Origin {
                     .map(|s| s.duration_90k() as f64 / 90_000.0)
                     .fold(longest_segment, f64::max);
                 let mut described_source = rendition.cmaf_source(*n);
+                if described_source.video.is_some() {
+                    captions.push(rendition.captions());
+                }
                 if let Some(sealed) = self.cmaf_sealed(&source.rel) {
                     let tracks = described_source.video.iter_mut();
                     for track in tracks.chain(&mut described_source.audio) {
@@ -85,10 +91,13 @@ impl Origin {
             let subtitles = self.subtitle_entries(&tracks);
             Ok(if dash {
                 let mpd = cmaf::mpd(&described, duration, longest_segment);
+                let all = captions.iter().fold(Captions::default(), Captions::merged);
+                let mpd = cmaf::with_closed_captions(&mpd, all);
                 cmaf::with_text_tracks(&mpd, &subtitles)
             } else {
                 let master = cmaf::master_playlist(&described, uri_prefix);
-                crate::packager::hls::with_subtitles(&master, &subtitles, uri_prefix)
+                let master = hls::with_closed_captions(&master, &captions);
+                hls::with_subtitles(&master, &subtitles, uri_prefix)
             })
         })
     }

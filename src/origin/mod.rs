@@ -363,6 +363,7 @@ impl Origin {
         );
         self.in_memory(key, &sources, PLAYLIST_TYPE, || {
             let mut variants = Vec::with_capacity(sources.len());
+            let mut captions = Vec::with_capacity(sources.len());
             for (n, source) in numbers.iter().zip(&sources) {
                 let rendition = self.ts_rendition(source)?;
                 // An encrypted segment has no byte range a player could
@@ -373,6 +374,7 @@ impl Origin {
                 };
                 if filter.is_none_or(|f| f.keeps(variant.average_bandwidth)) {
                     variants.push((*n, variant));
+                    captions.push(rendition.captions());
                 }
             }
             if variants.is_empty() {
@@ -382,6 +384,7 @@ impl Origin {
                 )));
             }
             let master = hls::master_playlist(&variants, uri_prefix);
+            let master = hls::with_closed_captions(&master, &captions);
             let subtitles = self.subtitle_entries(&tracks);
             Ok(hls::with_subtitles(&master, &subtitles, uri_prefix))
         })

@@ -9,6 +9,8 @@
 
 use std::fmt::Write;
 
+use crate::packager::captions::Captions;
+
 use crate::packager::fmp4::TrackKind;
 use crate::packager::url::keyed;
 
@@ -384,6 +386,43 @@ pub fn with_text_tracks(mpd: &str, texts: &[crate::packager::hls::Subtitles]) ->
         );
     }
     format!("{}{sets}{}", &mpd[..at], &mpd[at..])
+}
+
+/// `mpd` with the closed captions its video carries declared in the
+/// video AdaptationSet (ISO/IEC 23009-1 5.8.4.3 Accessibility; SCTE 214-1
+/// 6.7.2: `urn:scte:dash:cc:cea-608:2015` with `CC1=<lang>` pairs,
+/// `urn:scte:dash:cc:cea-708:2015` with `1=lang:<lang>`), the language
+/// `und`: the stream does not say it.
+pub fn with_closed_captions(mpd: &str, captions: Captions) -> String {
+    let Some(set) = mpd.find("<AdaptationSet ").and_then(|at| {
+        let line_end = at + mpd[at..].find('\n')?;
+        mpd[at..line_end]
+            .contains("contentType=\"video\"")
+            .then_some(line_end + 1)
+    }) else {
+        return mpd.to_string();
+    };
+    let mut tags = String::new();
+    let cea608: Vec<String> = captions
+        .instream_ids()
+        .iter()
+        .filter(|id| id.starts_with("CC"))
+        .map(|id| format!("{id}=und"))
+        .collect();
+    if !cea608.is_empty() {
+        let _ = writeln!(
+            tags,
+            "      <Accessibility schemeIdUri=\"urn:scte:dash:cc:cea-608:2015\" value=\"{}\"/>",
+            cea608.join(";")
+        );
+    }
+    if captions.dtvcc {
+        tags.push_str(
+            "      <Accessibility schemeIdUri=\"urn:scte:dash:cc:cea-708:2015\" \
+             value=\"1=lang:und\"/>\n",
+        );
+    }
+    format!("{}{tags}{}", &mpd[..set], &mpd[set..])
 }
 
 /// `mpd` with `query` (`name=value`, already fit for a URI and for XML)

@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use crate::packager::captions::Captions;
 use crate::packager::segment::Segment;
 use crate::packager::url::keyed;
 
@@ -98,6 +99,58 @@ pub struct Subtitles {
     /// BCP 47; `None` when unknown.
     pub language: Option<String>,
     pub forced: bool,
+}
+
+/// `master` with the closed captions of its variants: `captions[i]` is
+/// what the i-th `EXT-X-STREAM-INF` carries in its video. Each set of
+/// channels is a `CLOSED-CAPTIONS` group (RFC 8216 4.3.4.1: one rendition
+/// per `INSTREAM-ID`), and a variant that carries them names it
+/// (4.3.4.2). Nothing is said of a variant without captions.
+pub fn with_closed_captions(master: &str, captions: &[Captions]) -> String {
+    let mut groups: Vec<Captions> = Vec::new();
+    for c in captions.iter().filter(|c| c.any()) {
+        if !groups.contains(c) {
+            groups.push(*c);
+        }
+    }
+    if groups.is_empty() {
+        return master.to_string();
+    }
+    let group_id = |c: &Captions| {
+        let at = groups.iter().position(|g| g == c).expect("listed");
+        if at == 0 {
+            "cc".to_string()
+        } else {
+            format!("cc{}", at + 1)
+        }
+    };
+    let mut media = String::new();
+    for g in &groups {
+        for id in g.instream_ids() {
+            let _ = writeln!(
+                media,
+                "#EXT-X-MEDIA:TYPE=CLOSED-CAPTIONS,GROUP-ID=\"{}\",NAME=\"{id}\",\
+                 INSTREAM-ID=\"{id}\",DEFAULT=NO,AUTOSELECT=YES",
+                group_id(g)
+            );
+        }
+    }
+    let mut out = String::with_capacity(master.len() + media.len() + 64);
+    let mut variant = 0;
+    for line in master.lines() {
+        if line.starts_with("#EXT-X-STREAM-INF:") {
+            out.push_str(&std::mem::take(&mut media));
+            out.push_str(line);
+            if let Some(c) = captions.get(variant).filter(|c| c.any()) {
+                let _ = write!(out, ",CLOSED-CAPTIONS=\"{}\"", group_id(c));
+            }
+            variant += 1;
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// The media playlist of a subtitle rendition.

@@ -1,6 +1,7 @@
 //! The packager: turns an MP4 source into HLS playlists and MPEG-TS segments.
 //! It knows nothing of HTTP, SQLite or the disk cache.
 
+pub mod captions;
 pub mod cmaf;
 pub mod encrypt;
 pub mod error;

@@ -22,8 +22,9 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use crate::packager::captions::Captions;
 use crate::packager::error::{Error, FourCc, Result};
 use crate::packager::fmp4::{self, TrackKind};
 use crate::packager::hls::{self, Variant};
@@ -45,7 +46,17 @@ pub struct Rendition {
     /// The `<kind>` of its names: `av`, `a` or `v` from its tracks; `a2`...
     /// for a [`Rendition::part`] of another audio track.
     kind: String,
+    /// The closed captions in its video, once looked for.
+    captions: OnceLock<Captions>,
 }
+
+/// Captions are looked for in the video samples of this many first
+/// segments, at most this many samples, ...
+const CAPTION_SCAN_SEGMENTS: usize = 2;
+const CAPTION_SCAN_SAMPLES: usize = 1200;
+/// ... in the first bytes of each: SEI NAL units come before the picture's
+/// (H.264 7.4.1.2.3), and A/53 data is a few dozen bytes.
+const CAPTION_SCAN_BYTES: usize = 4096;
 
 impl Rendition {
     /// Opens `path` and reads its index; segments last about
@@ -86,6 +97,7 @@ impl Rendition {
             index,
             plan,
             layout,
+            captions: OnceLock::new(),
         }
     }
 
@@ -227,6 +239,48 @@ impl Rendition {
         variant
     }
 
+    /// The closed captions its video carries (CEA-608/708 in SEI), from
+    /// the first bytes of the video samples of its first segments; none
+    /// when they cannot be read.
+    pub fn captions(&self) -> Captions {
+        *self.captions.get_or_init(|| {
+            let mut found = Captions::default();
+            let Some(track) = self.index.video.as_ref() else {
+                return found;
+            };
+            let Codec::Video(config) = &track.codec else {
+                return found;
+            };
+            if !config.codec.is_nal() {
+                return found;
+            }
+            let end = self
+                .plan
+                .segments
+                .iter()
+                .take(CAPTION_SCAN_SEGMENTS)
+                .map(|s| s.video.end)
+                .max()
+                .unwrap_or(0)
+                .min(CAPTION_SCAN_SAMPLES);
+            let samples = &track.samples[..end.min(track.samples.len())];
+            let span = |s: &crate::packager::index::Sample| {
+                (s.offset, (s.size as usize).min(CAPTION_SCAN_BYTES))
+            };
+            let spans: Vec<(u64, usize)> = samples.iter().map(span).collect();
+            self.src.will_read(&spans);
+            let mut buf = vec![0; CAPTION_SCAN_BYTES];
+            for (offset, len) in spans {
+                if let Err(e) = self.src.read_exact_at(&mut buf[..len], offset) {
+                    tracing::warn!("{}: looking for captions: {e}", self.path.display());
+                    break;
+                }
+                found.scan_sample(config.codec, config.nal_length_size, &buf[..len]);
+            }
+            found
+        })
+    }
+
     /// Each segment's first picture's bytes (see
     /// [`ts::first_picture_len`]); 0 for one without video.
     fn picture_lens(&self) -> Vec<u64> {
@@ -345,6 +399,7 @@ impl Rendition {
                 stream_offset_90k: self.plan.stream_offset_90k,
             },
             layout,
+            captions: OnceLock::new(),
         })
     }
 

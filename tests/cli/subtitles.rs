@@ -1,6 +1,7 @@
 //! Sidecar subtitles (`<name>.<lang>.vtt`, `.srt` beside a source) as HLS
-//! subtitle renditions and DASH text tracks, read by ffprobe and shown by
-//! players in Chromium.
+//! subtitle renditions and DASH text tracks, and CEA-608 captions in the
+//! video declared: read by ffprobe and ffmpeg and shown by players in
+//! Chromium.
 
 use std::process::Command;
 
@@ -350,4 +351,131 @@ fn players_show_the_cues_at_their_times() {
         &["--subtitles", "de"],
     );
     assert_eq!(shown_cues(&report, "de", &GERMAN), want(&GERMAN));
+}
+
+/// The captions ffmpeg decodes from `input` (its `subcc` output: CEA-608
+/// in the video's SEI), as SRT.
+fn ffmpeg_captions(input: &str) -> String {
+    let escaped = input.replace(':', "\\\\:");
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-f", "lavfi", "-i"])
+        .arg(format!("movie={escaped}[out0+subcc]"))
+        .args(["-map", "0:1", "-f", "srt", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ffmpeg subcc {input}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+#[cfg_attr(casterpak_no_ffmpeg, ignore = "needs ffmpeg")]
+fn captions_in_the_video_are_declared_only_where_they_are_and_kept() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture("h264-cea608.mp4"), root.path().join("film_cc.mp4")).unwrap();
+    std::fs::copy(
+        fixture("h264-aac-bframes.mp4"),
+        root.path().join("film_plain.mp4"),
+    )
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path(), cache.path(), &[]);
+
+    let master = server.get("/i/film_cc.mp4/master.m3u8").text();
+    assert!(
+        master.contains(
+            "#EXT-X-MEDIA:TYPE=CLOSED-CAPTIONS,GROUP-ID=\"cc\",NAME=\"CC1\",INSTREAM-ID=\"CC1\",\
+             DEFAULT=NO,AUTOSELECT=YES\n"
+        ),
+        "{master}"
+    );
+    let variant = master
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-STREAM-INF:"))
+        .unwrap();
+    assert_eq!(
+        attribute(variant, "CLOSED-CAPTIONS"),
+        Some("cc"),
+        "{master}"
+    );
+    let plain = server.get("/i/film_plain.mp4/master.m3u8").text();
+    assert!(!plain.contains("CLOSED-CAPTIONS"), "{plain}");
+    // In a set, only the variant that carries them names the group.
+    let set = server
+        .get("/i/film_,cc,plain,.mp4.csmil/master.m3u8")
+        .text();
+    let named: Vec<bool> = set
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-STREAM-INF:"))
+        .map(|l| l.contains("CLOSED-CAPTIONS=\"cc\""))
+        .collect();
+    assert_eq!(named, [true, false], "{set}");
+    assert_eq!(set.matches("TYPE=CLOSED-CAPTIONS").count(), 1, "{set}");
+
+    let mpd = server.get("/cmaf/film_cc.mp4/manifest.mpd").text();
+    assert!(
+        mpd.contains(
+            "<Accessibility schemeIdUri=\"urn:scte:dash:cc:cea-608:2015\" value=\"CC1=und\"/>"
+        ),
+        "{mpd}"
+    );
+    assert!(!server
+        .get("/cmaf/film_plain.mp4/manifest.mpd")
+        .text()
+        .contains("Accessibility"));
+    let cmaf_master = server.get("/cmaf/film_cc.mp4/master.m3u8").text();
+    assert!(
+        cmaf_master.contains(",CLOSED-CAPTIONS=\"cc\""),
+        "{cmaf_master}"
+    );
+
+    // The captions go through as they are: ffmpeg reads the same cues
+    // from the stream as from the file.
+    let source = ffmpeg_captions(fixture("h264-cea608.mp4").to_str().unwrap());
+    assert_eq!(source.matches("HELLO").count(), 4, "{source}");
+    for stream in [
+        "/i/film_cc.mp4/master.m3u8",
+        "/cmaf/film_cc.mp4/master.m3u8",
+    ] {
+        let url = format!("http://{}{stream}", server.addr);
+        assert_eq!(ffmpeg_captions(&url), source, "{stream}");
+    }
+}
+
+#[test]
+#[cfg_attr(
+    casterpak_no_browser,
+    ignore = "needs chromium, node and tests/browser/node_modules (npm ci)"
+)]
+fn hls_js_shows_the_captions_of_the_video() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture("h264-cea608.mp4"), root.path().join("cc.mp4")).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path(), cache.path(), &[]);
+    let url = format!("http://{}/i/cc.mp4/master.m3u8", server.addr);
+    // hls.js names the CC1 track's language "en" unless told otherwise.
+    let report = play_to("hls", &url, 3, &["--subtitles", "en"]);
+    let cues: Vec<(f64, f64, &str)> = report["cues"]["en"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no captions: {report}"))
+        .iter()
+        .map(|c| {
+            (
+                c["start"].as_f64().unwrap(),
+                c["end"].as_f64().unwrap(),
+                c["text"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    // A pop-on "HELLO" shown from 7 frames into each second to 24 (EOC
+    // and EDM in the fixture).
+    assert!(cues.len() >= 3, "{report}");
+    for (k, (start, end, text)) in cues.iter().enumerate() {
+        assert_eq!(*text, "HELLO", "{report}");
+        assert!((start - (k as f64 + 7.0 / 30.0)).abs() < 0.01, "{report}");
+        assert!((end - (k as f64 + 24.0 / 30.0)).abs() < 0.01, "{report}");
+    }
 }
