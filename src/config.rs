@@ -20,6 +20,7 @@ pub struct Config {
     pub log: Log,
     pub tokens: Tokens,
     pub protection: Protection,
+    pub preroll: Preroll,
     /// Backends by URL path prefix; `media.root` serves every path none of
     /// them claims.
     pub sources: Vec<Source>,
@@ -97,6 +98,47 @@ impl Default for Protection {
             paths: Vec::new(),
             key_prefix: String::new(),
         }
+    }
+}
+
+/// A pre-roll before the content of HLS media playlists, chosen by the
+/// viewer's country.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Preroll {
+    /// The request header with the viewer's ISO 3166 alpha-2 country code,
+    /// as a CDN or Varnish sets it (`CloudFront-Viewer-Country`,
+    /// `CF-IPCountry`, `X-Country`).
+    pub header: String,
+    /// The pre-roll of countries not listed (a source path, as in URLs
+    /// after `server.prefix`); empty: none for them.
+    pub default: String,
+    /// Pre-rolls by lower-case country code.
+    pub countries: std::collections::BTreeMap<String, String>,
+    /// Source path prefixes with no pre-roll (e.g. ["ads/", "trailers/"]).
+    /// The pre-rolls' own paths never get one.
+    pub off_paths: Vec<String>,
+    /// Query parameter that turns the pre-roll off for a request when it
+    /// is `0` (a signed URL can carry it).
+    pub param: String,
+}
+
+impl Default for Preroll {
+    fn default() -> Self {
+        Preroll {
+            header: "X-Country".into(),
+            default: String::new(),
+            countries: Default::default(),
+            off_paths: Vec::new(),
+            param: "preroll".into(),
+        }
+    }
+}
+
+impl Preroll {
+    /// Whether any pre-roll is configured.
+    pub fn is_on(&self) -> bool {
+        !self.default.is_empty() || !self.countries.is_empty()
     }
 }
 
@@ -684,6 +726,7 @@ impl Config {
             bail!("server.workers: must be at least 1");
         }
         self.check_protection()?;
+        self.check_preroll()?;
         if self.server.prefetch > MAX_PREFETCH {
             bail!(
                 "server.prefetch: {} is more than {MAX_PREFETCH} segments ahead",
@@ -709,6 +752,36 @@ impl Config {
 }
 
 impl Config {
+    fn check_preroll(&self) -> anyhow::Result<()> {
+        let p = &self.preroll;
+        let token = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
+        if !token(&p.header) {
+            bail!("preroll.header: {:?} is not a header name", p.header);
+        }
+        if !token(&p.param) {
+            bail!(
+                "preroll.param: {:?} must be letters, digits, '_' or '-'",
+                p.param
+            );
+        }
+        for code in p.countries.keys() {
+            if code.len() != 2 || !code.bytes().all(|b| b.is_ascii_lowercase()) {
+                bail!("preroll.countries: {code:?} is not a lower-case ISO 3166 alpha-2 code");
+            }
+        }
+        for path in std::iter::once(&p.default).chain(p.countries.values()) {
+            let bad = path.starts_with('/') || path.split('/').any(|c| c == ".." || c == ".");
+            if bad {
+                bail!("preroll: {path:?} must be a source path (no leading '/', no '..')");
+            }
+        }
+        Ok(())
+    }
+
     fn check_protection(&self) -> anyhow::Result<()> {
         let t = &self.tokens;
         if t.key.is_empty() && t.required {
@@ -820,13 +893,15 @@ mod tests {
             .collect()
     }
 
-    /// The configuration README.md shows is one, with every key.
+    /// The configuration README.md shows (its section's first block) is
+    /// one, with every key.
     #[test]
     fn the_readme_example_is_a_valid_configuration() {
         let readme = include_str!("../README.md");
         let block = readme
-            .split("```toml\n")
+            .split("\n## Configuration\n")
             .nth(1)
+            .and_then(|section| section.split("```toml\n").nth(1))
             .and_then(|rest| rest.split("```").next())
             .expect("a toml block in README.md");
         let config: Config = toml::from_str(block).expect("the README's configuration");

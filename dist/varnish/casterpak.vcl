@@ -14,6 +14,7 @@
 vcl 4.1;
 
 import directors;
+import std;
 
 # casterpak's readiness: 503 while its cache cannot be used.
 probe casterpak_health {
@@ -64,6 +65,15 @@ sub vcl_recv {
             set req.http.X-Casterpak-Path = req.http.X-Casterpak-Path + "?b=" +
                 regsub(req.url, "^.*[?&]b=([^&]*).*$", "\1");
         }
+        # The viewer's country, for pre-rolls: one spelling (the origin's
+        # answers vary by it).
+        if (req.http.X-Country) {
+            set req.http.X-Country = std.tolower(req.http.X-Country);
+        }
+        # A media playlist without its pre-roll (preroll=0) is another one.
+        if (req.url ~ "[?&]preroll=0(&|$)") {
+            set req.http.X-Casterpak-Path = req.http.X-Casterpak-Path + "?preroll=0";
+        }
     }
     # Only GET and HEAD reach the cache; concurrent misses for one URL
     # wait for one fetch (Varnish's request collapsing, on by default).
@@ -79,6 +89,13 @@ sub vcl_hash {
     # a player names this cache.
     if (req.url ~ "^/(i|cmaf)/") {
         hash_data(req.http.X-Casterpak-Path);
+        # Media playlists start with the pre-roll of the viewer's country
+        # ([preroll], header X-Country: set it here from GeoIP, or let the
+        # CDN's header through under that name): one per country. Masters,
+        # segments and everything else are the same for every country.
+        if (req.http.X-Casterpak-Path ~ "/index[^/]*\.m3u8" && req.http.X-Country) {
+            hash_data(req.http.X-Country);
+        }
         return (lookup);
     }
 }

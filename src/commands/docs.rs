@@ -82,6 +82,8 @@ fn configuration(roff: &mut Roff) {
         roman(" key, param, cookie, required; "),
         bold("[protection]"),
         roman(" method (none, aes-128 or sample-aes), secret, key_id, retired, paths, key_prefix; "),
+        bold("[preroll]"),
+        roman(" header, default, countries, off_paths, param; "),
         bold("[[sources]]"),
         roman(
             " (one per URL path prefix) prefix, type (filesystem, http or s3), root; url; \
@@ -165,6 +167,12 @@ fn urls(roff: &mut Roff) {
         (
             "/i/<path>/<file>/index.m3u8, .../segment-<K>.ts",
             "the predecessor's names: rendition 0 with all its tracks",
+        ),
+        (
+            "/i/<path>/<file>/subtitles_<tag>.m3u8, .../subtitles<K>_<tag>.vtt",
+            "a subtitle rendition from a sidecar file <file without extension>[.<lang>][.forced].vtt \
+             or .srt (tag: en, pt-br, de-forced, und), and its WebVTT segment K; \
+             .../subtitles_<tag>.vtt is the whole track (DASH)",
         ),
         (
             "/cmaf/<path>/<file>/key_<ID>_0.key",

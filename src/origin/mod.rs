@@ -7,6 +7,7 @@ mod ahead;
 mod cmaf;
 mod error;
 mod in_memory;
+mod preroll;
 mod protection;
 mod sources;
 mod subtitles;
@@ -26,6 +27,25 @@ use crate::config::{Config, SourceType};
 use crate::packager::rendition::Rendition;
 use crate::packager::url::{self, Target};
 use crate::packager::{encrypt, hls, FORMAT_VERSION};
+
+/// Who asks, as far as an answer depends on it.
+#[derive(Clone, Debug, Default)]
+pub struct Viewer {
+    /// ISO 3166 alpha-2 country code, lower case; `None` when unknown.
+    pub country: Option<String>,
+}
+
+impl Viewer {
+    /// The viewer whose country is `code` (any case; anything but two
+    /// letters is no country).
+    pub fn in_country(code: &str) -> Viewer {
+        let code = code.trim();
+        let fits = code.len() == 2 && code.bytes().all(|b| b.is_ascii_alphabetic());
+        Viewer {
+            country: fits.then(|| code.to_ascii_lowercase()),
+        }
+    }
+}
 
 pub struct Answer {
     pub object: Object,
@@ -165,6 +185,18 @@ impl Origin {
         path: &str,
         ready: &dyn Fn(Answer),
     ) -> Result<Answer, OriginError> {
+        self.answer_for(path, &Viewer::default(), ready)
+    }
+
+    /// As [`Origin::answer_streaming`], for `viewer`: a media playlist
+    /// then starts with the pre-roll of the viewer's country, if any
+    /// (`[preroll]`).
+    pub fn answer_for(
+        &self,
+        path: &str,
+        viewer: &Viewer,
+        ready: &dyn Fn(Answer),
+    ) -> Result<Answer, OriginError> {
         let (path, query) = path.split_once('?').unwrap_or((path, ""));
         let server = &self.config.server;
         let uri_prefix = self.uri_prefix(path);
@@ -215,7 +247,14 @@ impl Origin {
                 let rel = &request.sources[*n];
                 let kind = self.own_kind(rel, kind)?;
                 let dir = &rest[..rest.rfind('/').map_or(0, |at| at + 1)];
-                self.media_playlist(rel, *n, &kind, &uri_prefix, &self.key_base(dir))
+                let preroll = self.preroll_for(rel, query, viewer);
+                let key_base = self.key_base(dir);
+                match preroll.and_then(|ad| self.preroll_source(&ad)) {
+                    Some(ad) => {
+                        self.media_playlist_after(&ad, rel, *n, &kind, &uri_prefix, &key_base)
+                    }
+                    None => self.media_playlist(rel, *n, &kind, &uri_prefix, &key_base),
+                }
             }
             Target::Segment { k, n, kind, key_id } => {
                 let rel = &request.sources[*n];
@@ -259,7 +298,7 @@ impl Origin {
     /// once ([`Inputs::resolve_at_once`]). A server answers these on its
     /// event loop, without the hop to a worker thread and back. `None`:
     /// ask [`Origin::answer_streaming`], which also gives the errors.
-    pub fn answer_at_once(&self, path: &str) -> Option<Answer> {
+    pub fn answer_at_once(&self, path: &str, viewer: &Viewer) -> Option<Answer> {
         let (path, query) = path.split_once('?').unwrap_or((path, ""));
         let rest = path.strip_prefix(self.config.server.prefix.as_str())?;
         let request = url::parse(rest).ok()?;
@@ -279,7 +318,11 @@ impl Origin {
                 (filtered(key, filter.as_ref()), sources)
             }
             Target::MediaPlaylist { n, kind } if !kind.is_empty() => {
-                let source = self.inputs.resolve_at_once(&request.sources[*n])?;
+                let rel = &request.sources[*n];
+                if self.preroll_for(rel, query, viewer).is_some() {
+                    return None;
+                }
+                let source = self.inputs.resolve_at_once(rel)?;
                 (
                     self.media_playlist_key(&source, *n, kind, &uri_prefix),
                     vec![source],

@@ -219,9 +219,12 @@ pub fn with_subtitles(master: &str, subtitles: &[Subtitles], prefix: &str) -> St
 /// for each of the media's `segments`, of the same durations (RFC 8216
 /// 3.5, 6.2.4: subtitle segments are aligned with the media's).
 pub fn subtitle_playlist(segments: &[Segment], tag: &str, prefix: &str) -> String {
-    vod_playlist(segments, "", |k| {
-        format!("{prefix}{}", subtitle_segment_name(k, tag))
-    })
+    let uri = |k: usize| format!("{prefix}{}", subtitle_segment_name(k, tag));
+    vod_playlist(&[Part {
+        segments,
+        tags: String::new(),
+        uri: &uri,
+    }])
 }
 
 /// A VOD I-frame playlist (RFC 8216 4.3.3.6): the key frame each segment
@@ -272,38 +275,128 @@ pub fn media_playlist(
     prefix: &str,
     key: Option<(&str, &str)>,
 ) -> String {
-    let key_id = key.map(|(id, _)| id);
-    let key_tag = match key {
-        Some((id, base)) => {
-            let base = if base.is_empty() { prefix } else { base };
-            format!(
-                "#EXT-X-KEY:METHOD=AES-128,URI=\"{base}{}\"\n",
-                key_name(id, n)
-            )
-        }
-        None => String::new(),
-    };
-    vod_playlist(segments, &key_tag, |k| {
-        format!("{prefix}{}", keyed(segment_name(k, n, kind_suffix), key_id))
-    })
+    media_playlist_after(None, segments, n, kind_suffix, prefix, key)
 }
 
-/// A VOD media playlist of `segments`, `tags` after its header, segment K
-/// (1-based) at `uri(K)`.
-fn vod_playlist(segments: &[Segment], tags: &str, uri: impl Fn(usize) -> String) -> String {
+/// A pre-roll's segments, played before the content: those of rendition
+/// 0 of another source, of the same kind, named under `prefix` (the
+/// pre-roll's own directory, as an absolute path or URL). With `key` (a
+/// secret's id and where its key is named: `prefix` if empty) it is
+/// protected: its segments are encrypted, their IVs their sequence
+/// numbers (it comes first).
+pub struct Preroll<'a> {
+    pub segments: &'a [Segment],
+    pub prefix: String,
+    pub key: Option<(String, String)>,
+}
+
+/// As [`media_playlist`], after `preroll`'s segments when there is one:
+/// an `EXT-X-DISCONTINUITY` between the two (4.3.2.3: another file, its
+/// own timestamps and continuity counters). Media sequence numbers run on
+/// over both, so the content's K-th segment is number `preroll + K`; as
+/// its AES-128 IV is K whatever comes before it (the same segment is
+/// played after every pre-roll), each content segment then gets its key
+/// tag with that IV (4.3.2.4). The pre-roll stays clear. No segment is
+/// removed, so the discontinuity sequence is 0 throughout (4.3.3.3).
+pub fn media_playlist_after(
+    preroll: Option<&Preroll>,
+    segments: &[Segment],
+    n: usize,
+    kind_suffix: &str,
+    prefix: &str,
+    key: Option<(&str, &str)>,
+) -> String {
+    let key_id = key.map(|(id, _)| id);
+    let key_tag = key.map(|(id, base)| {
+        let base = if base.is_empty() { prefix } else { base };
+        format!(
+            "#EXT-X-KEY:METHOD=AES-128,URI=\"{base}{}\"",
+            key_name(id, n)
+        )
+    });
+    let mut content_tags = String::new();
+    if preroll.is_some() {
+        content_tags.push_str("#EXT-X-DISCONTINUITY\n");
+    }
+    let iv_per_segment = preroll.is_some() && key.is_some();
+    if key.is_none() && preroll.is_some_and(|p| p.key.is_some()) {
+        // The pre-roll's key does not go on to clear content.
+        content_tags.push_str("#EXT-X-KEY:METHOD=NONE\n");
+    }
+    if let (Some(tag), false) = (&key_tag, iv_per_segment) {
+        content_tags.push_str(tag);
+        content_tags.push('\n');
+    }
+    let content_uri = |k: usize| {
+        let name = format!("{prefix}{}", keyed(segment_name(k, n, kind_suffix), key_id));
+        match (&key_tag, iv_per_segment) {
+            (Some(tag), true) => format!("{tag},IV=0x{k:032X}\n{name}"),
+            _ => name,
+        }
+    };
+    let mut parts: Vec<Part> = Vec::with_capacity(2);
+    let preroll_uri;
+    if let Some(p) = preroll {
+        let ad_key_id = p.key.as_ref().map(|(id, _)| id.as_str());
+        preroll_uri = move |k: usize| {
+            let name = keyed(segment_name(k, 0, kind_suffix), ad_key_id);
+            format!("{}{name}", p.prefix)
+        };
+        let tags = match &p.key {
+            Some((id, base)) => {
+                let base = if base.is_empty() { &p.prefix } else { base };
+                format!(
+                    "#EXT-X-KEY:METHOD=AES-128,URI=\"{base}{}\"\n",
+                    key_name(id, 0)
+                )
+            }
+            None => String::new(),
+        };
+        parts.push(Part {
+            segments: p.segments,
+            tags,
+            uri: &preroll_uri,
+        });
+    }
+    parts.push(Part {
+        segments,
+        tags: content_tags,
+        uri: &content_uri,
+    });
+    vod_playlist(&parts)
+}
+
+/// A run of segments of a playlist: `tags` before the first, segment K
+/// (1-based within the run) at `uri(K)` (which may put tags of its own
+/// before the URI: they apply to that segment).
+struct Part<'a> {
+    segments: &'a [Segment],
+    tags: String,
+    uri: &'a dyn Fn(usize) -> String,
+}
+
+/// A VOD media playlist of `parts`, one after the other.
+fn vod_playlist(parts: &[Part]) -> String {
     // EXTINF is written in milliseconds; TARGETDURATION is the largest of
     // those rounded up, so that no rounded EXTINF exceeds it (4.3.3.1).
-    let millis: Vec<i64> = segments.iter().map(extinf_millis).collect();
-    let target = millis.iter().max().map_or(1, |ms| (ms + 999) / 1000).max(1);
-    let mut out = String::with_capacity(64 + 48 * segments.len());
+    let millis: Vec<Vec<i64>> = parts
+        .iter()
+        .map(|p| p.segments.iter().map(extinf_millis).collect())
+        .collect();
+    let longest = millis.iter().flatten().max();
+    let target = longest.map_or(1, |ms| (ms + 999) / 1000).max(1);
+    let count: usize = millis.iter().map(Vec::len).sum();
+    let mut out = String::with_capacity(64 + 48 * count);
     out.push_str("#EXTM3U\n#EXT-X-VERSION:3\n");
     let _ = writeln!(out, "#EXT-X-TARGETDURATION:{target}");
     out.push_str("#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-PLAYLIST-TYPE:VOD\n");
-    out.push_str(tags);
-    for (k, ms) in millis.iter().enumerate() {
-        let _ = writeln!(out, "#EXTINF:{}.{:03},", ms / 1000, ms % 1000);
-        out.push_str(&uri(k + 1));
-        out.push('\n');
+    for (part, millis) in parts.iter().zip(&millis) {
+        out.push_str(&part.tags);
+        for (k, ms) in millis.iter().enumerate() {
+            let _ = writeln!(out, "#EXTINF:{}.{:03},", ms / 1000, ms % 1000);
+            out.push_str(&(part.uri)(k + 1));
+            out.push('\n');
+        }
     }
     out.push_str("#EXT-X-ENDLIST\n");
     out

@@ -479,6 +479,21 @@ fn decode_component(raw: &str) -> Result<String, UrlError> {
     Ok(text)
 }
 
+/// `text` fit for one component of a URI path (RFC 3986 3.3): every byte
+/// but the unreserved ones and a few sub-delimiters as `%XX`.
+pub fn percent_encoded(text: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(text.len());
+    for &b in text.as_bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
 /// `raw` with its `%XX` escapes decoded (RFC 3986 2.1); `None` for a bad
 /// escape or bytes that are not UTF-8.
 pub fn percent_decoded(raw: &str) -> Option<String> {

@@ -21,7 +21,7 @@ use crate::cache::State;
 use crate::dates::http_date;
 use crate::metrics::metrics;
 use crate::origin::{
-    Answer, Origin, OriginError, JSON_KEY_TYPE, KEY_TYPE, MPD_TYPE, PLAYLIST_TYPE,
+    Answer, Origin, OriginError, Viewer, JSON_KEY_TYPE, KEY_TYPE, MPD_TYPE, PLAYLIST_TYPE,
 };
 use crate::packager::url::percent_decoded;
 use sha2::Digest;
@@ -259,17 +259,27 @@ async fn route(
         .uri
         .path_and_query()
         .map_or_else(|| path.clone(), |p| p.as_str().to_string());
+    // The viewer's country, for pre-rolls, from the header a CDN sets.
+    let viewer = parts
+        .headers
+        .get(shared.origin.config().preroll.header.as_str())
+        .and_then(|v| v.to_str().ok())
+        .map(Viewer::in_country)
+        .unwrap_or_default();
     // A playlist kept in memory is answered here, on the event loop: no
     // worker slot, no hop to a thread and back.
-    if let Some(answer) = shared.origin.answer_at_once(&target) {
+    if let Some(answer) = shared.origin.answer_at_once(&target, &viewer) {
         let ahead = shared.origin.ahead(&path, config.prefetch);
         let next = hint(&ahead);
         if let (true, Some(prefetch)) = (parts.method == Method::GET, &shared.prefetch) {
             prefetch.ask(&path, ahead);
         }
         let tokens = (carried.as_deref(), shared.tokens.is_some());
-        return answered(config, answer, &next, &parts.headers, tokens);
+        let mut reply = answered(config, answer, &next, &parts.headers, tokens);
+        vary(&mut reply, shared.origin.varies_by(&target));
+        return reply;
     }
+    let varies_by = shared.origin.varies_by(&target).map(str::to_string);
     let origin = Arc::clone(&shared.origin);
     // A request waits for a slot no longer than for another request's
     // object: then it is told to come back.
@@ -298,7 +308,7 @@ async fn route(
             let work = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
                 let _request = span.enter();
-                let answer = origin.answer_streaming(&target, &|early| {
+                let answer = origin.answer_for(&target, &viewer, &|early| {
                     send(Ok((early, hint(&origin.ahead(&path, count)))))
                 });
                 let ahead = match &answer {
@@ -342,7 +352,9 @@ async fn route(
     match answer {
         Ok((answer, next)) => {
             let tokens = (carried.as_deref(), shared.tokens.is_some());
-            answered(config, answer, &next, &parts.headers, tokens)
+            let mut reply = answered(config, answer, &next, &parts.headers, tokens);
+            vary(&mut reply, varies_by.as_deref());
+            reply
         }
         Err(e) => error(config, &e),
     }
@@ -745,6 +757,14 @@ fn common_headers(config: &crate::config::Server) -> HeaderMap {
 
 /// Sets a header; a value that is not a valid header value (it cannot be,
 /// all come from us or the configuration) is left out.
+/// Names `header` in the reply's `Vary` (RFC 9110 12.5.5): a cache keeps
+/// one answer per value of it.
+fn vary(reply: &mut Reply, header: Option<&str>) {
+    if let Some(value) = header.and_then(|h| HeaderValue::from_str(h).ok()) {
+        reply.headers.append(header::VARY, value);
+    }
+}
+
 fn put(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     if let Ok(value) = HeaderValue::from_str(value) {
         headers.insert(name, value);

@@ -14,6 +14,7 @@ mod operations;
 mod operator;
 mod package;
 mod prefetch;
+mod preroll;
 mod protection;
 mod remote;
 mod serve;

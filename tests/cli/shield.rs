@@ -660,3 +660,55 @@ fn the_shipped_vcl_compiles_with_each_shipped_origins_file() {
         );
     }
 }
+
+#[test]
+#[cfg_attr(casterpak_no_varnish, ignore = "needs varnishd (Debian's varnish)")]
+#[cfg_attr(casterpak_no_ffmpeg, ignore = "needs ffmpeg")]
+fn varnish_keeps_a_playlist_per_country_and_segments_for_all() {
+    let (dir, root) = videos(1);
+    crate::preroll::make_ad(&root.join("ads/us.mp4"), "red");
+    crate::preroll::make_ad(&root.join("ads/gb.mp4"), "blue");
+    let origins = Origins::start_with(dir.path(), &root, &crate::preroll::PREROLL_ENV);
+    let v = Varnish::start(dir.path(), &origins.addrs());
+    let playlist = "/i/v0.mp4/index_0_av.m3u8";
+    let for_country = |country: &str| v.get_with(playlist, &[("X-Country", country)]);
+    let gb = for_country("gb");
+    assert!(
+        !is_hit(&gb) && gb.text().contains("/i/ads/gb.mp4/"),
+        "{}",
+        gb.text()
+    );
+    assert!(is_hit(&for_country("GB")));
+    let fr = for_country("fr");
+    assert!(
+        !is_hit(&fr) && fr.text().contains("/i/ads/us.mp4/"),
+        "{}",
+        fr.text()
+    );
+    assert!(is_hit(&for_country("fr")));
+    assert_eq!(for_country("gb").body, gb.body);
+    let off = v.get_with(&format!("{playlist}?preroll=0"), &[("X-Country", "gb")]);
+    assert!(
+        !is_hit(&off) && !off.text().contains("/ads/"),
+        "{}",
+        off.text()
+    );
+    eventually("three playlists made", || {
+        origins.requests(playlist).iter().sum::<usize>() == 3
+    });
+
+    // Segments, the content's and a pre-roll's, and the master: one for
+    // every country.
+    for path in [
+        "/i/v0.mp4/segment1_0_av.ts",
+        "/i/ads/gb.mp4/segment1_0_av.ts",
+        "/i/v0.mp4/master.m3u8",
+    ] {
+        let first = v.get_with(path, &[("X-Country", "gb")]);
+        assert_eq!(first.status, 200, "{path}");
+        let other = v.get_with(path, &[("X-Country", "fr")]);
+        assert!(is_hit(&other), "{path}");
+        assert!(first.body == other.body, "{path}");
+        eventually(path, || origins.requests(path).iter().sum::<usize>() == 1);
+    }
+}

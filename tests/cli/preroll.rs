@@ -1,0 +1,211 @@
+//! Pre-rolls by country (`[preroll]`): media playlists start with the
+//! pre-roll's segments, then a discontinuity, then the content; ffmpeg
+//! decodes across it and hls.js plays through it.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::browser::play_to;
+use crate::http_client::{request, Server};
+use crate::support::fixture;
+
+/// A 4 s pre-roll of one colour, with a tone, in H.264 and AAC like the
+/// content (120 frames).
+pub fn make_ad(path: &Path, colour: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let made = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("color=c={colour}:s=320x180:r=30:d=4"))
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=880:sample_rate=44100:duration=4",
+        ])
+        .args([
+            "-c:v",
+            "libx264",
+            "-g",
+            "60",
+            "-sc_threshold",
+            "0",
+            "-b:v",
+            "50k",
+        ])
+        .args([
+            "-pix_fmt", "yuv420p", "-c:a", "aac", "-ar", "44100", "-b:a", "48k",
+        ])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(made.success(), "ffmpeg made {}", path.display());
+}
+
+/// A media root with `film.mp4` (10 s, 300 frames), `trailers/t.mp4`, and
+/// pre-rolls `ads/us.mp4` (red) and `ads/gb.mp4` (blue).
+pub fn root() -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    std::fs::copy(fixture("h264-aac-bframes.mp4"), dir.join("film.mp4")).unwrap();
+    std::fs::create_dir_all(dir.join("trailers")).unwrap();
+    std::fs::copy(fixture("h264-aac-bframes.mp4"), dir.join("trailers/t.mp4")).unwrap();
+    make_ad(&dir.join("ads/us.mp4"), "red");
+    make_ad(&dir.join("ads/gb.mp4"), "blue");
+    root
+}
+
+/// The configuration of the example, through the environment.
+pub const PREROLL_ENV: [(&str, &str); 3] = [
+    ("CASTERPAK_PREROLL_DEFAULT", "ads/us.mp4"),
+    (
+        "CASTERPAK_PREROLL_COUNTRIES",
+        "{ gb = \"ads/gb.mp4\", de = \"ads/gb.mp4\" }",
+    ),
+    ("CASTERPAK_PREROLL_OFF_PATHS", "[\"trailers/\"]"),
+];
+
+fn start(root: &Path, cache: &Path, more: &[(&str, &str)]) -> Server {
+    let mut env: Vec<(&str, &str)> = PREROLL_ENV.to_vec();
+    env.extend_from_slice(more);
+    Server::start_with_env(root, cache, &[], &env)
+}
+
+fn playlist_for(server: &Server, path: &str, country: Option<&str>) -> (String, Option<String>) {
+    let headers: Vec<(&str, &str)> = country.map(|c| ("X-Country", c)).into_iter().collect();
+    let reply = request(&server.addr, "GET", path, &headers);
+    assert_eq!(reply.status, 200, "{path} {country:?}: {}", reply.text());
+    (reply.text(), reply.header("vary").map(str::to_string))
+}
+
+/// Decoded video frames of the stream at `url` (ffprobe), told `country`.
+fn frames(url: &str, country: &str) -> u64 {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-headers"])
+        .arg(format!("X-Country: {country}\r\n"))
+        .args(["-select_streams", "v", "-count_frames", "-show_entries"])
+        .args(["stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ffprobe {url}");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .unwrap_or_else(|| panic!("no frame count for {url}"))
+}
+
+#[test]
+#[cfg_attr(casterpak_no_ffmpeg, ignore = "needs ffmpeg and ffprobe")]
+fn each_country_gets_its_pre_roll_before_the_content_and_ffmpeg_decodes_across() {
+    let root = root();
+    let cache = tempfile::tempdir().unwrap();
+    let server = start(root.path(), cache.path(), &[]);
+    let path = "/i/film.mp4/index_0_av.m3u8";
+    let (gb, vary) = playlist_for(&server, path, Some("GB"));
+    assert_eq!(vary.as_deref(), Some("X-Country"));
+    let lines: Vec<&str> = gb.lines().collect();
+    let ad = lines
+        .iter()
+        .position(|l| *l == "/i/ads/gb.mp4/segment1_0_av.ts");
+    let cut = lines.iter().position(|l| *l == "#EXT-X-DISCONTINUITY");
+    let content = lines.iter().position(|l| *l == "segment1_0_av.ts");
+    assert!(ad < cut && cut < content && ad.is_some(), "{gb}");
+    assert_eq!(gb.matches("#EXT-X-DISCONTINUITY").count(), 1, "{gb}");
+    // Germany shares Britain's pre-roll (and its playlist); France and a
+    // viewer of no known country get the default.
+    assert_eq!(playlist_for(&server, path, Some("de")).0, gb);
+    for other in [Some("fr"), Some("xx1"), None] {
+        let (text, _) = playlist_for(&server, path, other);
+        assert!(
+            text.contains("\n/i/ads/us.mp4/segment1_0_av.ts\n"),
+            "{other:?}: {text}"
+        );
+    }
+    // Off for a request, for a path, and for the pre-rolls themselves;
+    // masters are the same for all, and say so.
+    for (off, country) in [
+        (format!("{path}?preroll=0"), Some("gb")),
+        ("/i/trailers/t.mp4/index_0_av.m3u8".to_string(), Some("gb")),
+        ("/i/ads/us.mp4/index_0_av.m3u8".to_string(), None),
+    ] {
+        let (text, vary) = playlist_for(&server, &off, country);
+        assert!(
+            !text.contains("DISCONTINUITY") && !text.contains("/ads/"),
+            "{off}: {text}"
+        );
+        assert_eq!(vary, None, "{off}");
+    }
+    let (_, vary) = playlist_for(&server, "/i/film.mp4/master.m3u8", Some("gb"));
+    assert_eq!(vary, None);
+
+    // Every frame of both, decoded one after the other.
+    let base = format!("http://{}", server.addr);
+    let content_frames = frames(&format!("{base}{path}?preroll=0"), "gb");
+    let ad_frames = frames(&format!("{base}/i/ads/gb.mp4/index_0_av.m3u8"), "gb");
+    assert_eq!((content_frames, ad_frames), (300, 120));
+    assert_eq!(frames(&format!("{base}{path}"), "gb"), 420);
+    let decoded = Command::new("ffmpeg")
+        .args(["-v", "error", "-headers", "X-Country: gb\r\n", "-i"])
+        .arg(format!("{base}{path}"))
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(decoded.status.success());
+    let errors = String::from_utf8_lossy(&decoded.stderr);
+    assert!(
+        !errors.contains("decode") && !errors.contains("corrupt"),
+        "{errors}"
+    );
+}
+
+#[test]
+#[cfg_attr(casterpak_no_ffmpeg, ignore = "needs ffmpeg and ffprobe")]
+fn encrypted_content_after_a_clear_pre_roll_keeps_its_ivs() {
+    let root = root();
+    let cache = tempfile::tempdir().unwrap();
+    let server = start(
+        root.path(),
+        cache.path(),
+        &[
+            ("CASTERPAK_PROTECTION_METHOD", "aes-128"),
+            (
+                "CASTERPAK_PROTECTION_SECRET",
+                "ffeeddccbbaa99887766554433221100",
+            ),
+            ("CASTERPAK_PROTECTION_PATHS", "[\"film\"]"),
+        ],
+    );
+    let path = "/i/film.mp4/index_0_av.m3u8";
+    let (text, _) = playlist_for(&server, path, Some("gb"));
+    // The pre-roll is clear; each content segment names its IV, its
+    // number without the pre-roll (what it was encrypted with).
+    let keys: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-KEY"))
+        .collect();
+    assert_eq!(keys.len(), 2, "{text}");
+    assert!(keys[0].ends_with(&format!(",IV=0x{:032X}", 1)), "{text}");
+    assert!(keys[1].ends_with(&format!(",IV=0x{:032X}", 2)), "{text}");
+    let first_key = text.find("#EXT-X-KEY").unwrap();
+    assert!(text.find("/i/ads/gb.mp4/segment1_0_av.ts").unwrap() < first_key);
+    let base = format!("http://{}", server.addr);
+    assert_eq!(frames(&format!("{base}{path}"), "gb"), 420);
+}
+
+#[test]
+#[cfg_attr(
+    casterpak_no_browser,
+    ignore = "needs chromium, node and tests/browser/node_modules (npm ci)"
+)]
+#[cfg_attr(casterpak_no_ffmpeg, ignore = "needs ffmpeg")]
+fn hls_js_plays_through_the_pre_roll_into_the_content() {
+    let root = root();
+    let cache = tempfile::tempdir().unwrap();
+    let server = start(root.path(), cache.path(), &[]);
+    // No country from a browser here: the default pre-roll, 4 s.
+    let url = format!("http://{}/i/film.mp4/master.m3u8", server.addr);
+    let report = play_to("hls", &url, 7, &[]);
+    assert!(report["currentTime"].as_f64().unwrap() >= 7.0, "{report}");
+    assert_eq!(report["videoSize"], "320x180", "{report}");
+}
