@@ -800,6 +800,17 @@ impl Input {
         }
     }
 
+    /// Whether a read may cost a round trip to a remote store (the input
+    /// is remote and not copied yet).
+    pub fn reads_are_remote(&self) -> bool {
+        match &self.state {
+            InputState::File(_) | InputState::Copy(_) => false,
+            InputState::Pending { origin, copy, .. } => {
+                matches!(origin, Origin::Remote { .. }) && copy.get().is_none()
+            }
+        }
+    }
+
     /// Whether the file read from was deleted (an input-cache copy removed
     /// by gc or invalidate): the source must be opened again.
     pub fn is_gone(&self) -> bool {

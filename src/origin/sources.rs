@@ -63,6 +63,10 @@ impl MediaSource for Media {
     fn will_read(&self, spans: &[(u64, usize)]) {
         self.0.read_ahead(spans)
     }
+
+    fn reads_are_remote(&self) -> bool {
+        self.0.reads_are_remote()
+    }
 }
 
 impl Origin {

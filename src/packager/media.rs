@@ -17,6 +17,12 @@ pub trait MediaSource: Send + Sync {
     /// order. A source for which each read costs a round trip fetches them
     /// together; a file ignores it.
     fn will_read(&self, _spans: &[(u64, usize)]) {}
+
+    /// Whether each read may cost a round trip to a remote store: work
+    /// that only looks (for captions, say) reads less from such a source.
+    fn reads_are_remote(&self) -> bool {
+        false
+    }
 }
 
 impl MediaSource for File {

@@ -57,6 +57,11 @@ const CAPTION_SCAN_SAMPLES: usize = 1200;
 /// ... in the first bytes of each: SEI NAL units come before the picture's
 /// (H.264 7.4.1.2.3), and A/53 data is a few dozen bytes.
 const CAPTION_SCAN_BYTES: usize = 4096;
+/// From a source whose reads cost round trips, only the samples within
+/// this many bytes of the first: a few block reads, not two segments'
+/// worth of a file that is not copied (with captions in every picture,
+/// as broadcast encoders put them, that still finds them).
+const CAPTION_SCAN_REMOTE_SPAN: u64 = 256 << 10;
 
 impl Rendition {
     /// Opens `path` and reads its index; segments last about
@@ -263,7 +268,15 @@ impl Rendition {
                 .max()
                 .unwrap_or(0)
                 .min(CAPTION_SCAN_SAMPLES);
-            let samples = &track.samples[..end.min(track.samples.len())];
+            let mut samples = &track.samples[..end.min(track.samples.len())];
+            if self.src.reads_are_remote() {
+                let first = samples.first().map_or(0, |s| s.offset);
+                let near = samples
+                    .iter()
+                    .take_while(|s| s.offset.abs_diff(first) < CAPTION_SCAN_REMOTE_SPAN)
+                    .count();
+                samples = &samples[..near];
+            }
             let span = |s: &crate::packager::index::Sample| {
                 (s.offset, (s.size as usize).min(CAPTION_SCAN_BYTES))
             };

