@@ -70,10 +70,16 @@ impl<T: Clone> Flights<T> {
     /// ([`Role::Stored`]): a client that has had the whole object and asks
     /// again gets a hit.
     pub fn join(&self, key: &str, wait: Duration) -> Role<'_, T> {
-        let flight = {
+        // Whether it came late (after the leader shared what it made) is
+        // told as it joins, under the same lock: a follower that joined
+        // before the share but looks at the flight after it is not late.
+        let (flight, late) = {
             let mut running = self.running.lock().expect("flights lock");
             match running.get(key) {
-                Some(f) => Arc::clone(f),
+                Some(f) => {
+                    let late = f.state.lock().expect("flight lock").outcome.is_some();
+                    (Arc::clone(f), late)
+                }
                 None => {
                     let flight = Arc::default();
                     running.insert(key.to_string(), Arc::clone(&flight));
@@ -88,7 +94,6 @@ impl<T: Clone> Flights<T> {
         };
         let deadline = Instant::now() + wait;
         let mut state = flight.state.lock().expect("flight lock");
-        let late = state.outcome.is_some();
         while !(state.finished || (state.outcome.is_some() && !late)) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
