@@ -171,7 +171,8 @@ fn urls(roff: &mut Roff) {
         (
             "/i/<path>/<file>/subtitles_<tag>.m3u8, .../subtitles<K>_<tag>.vtt",
             "a subtitle rendition from a sidecar file <file without extension>[.<lang>][.forced].vtt \
-             or .srt (tag: en, pt-br, de-forced, und), and its WebVTT segment K; \
+             or .srt, or from a tx3g/text/wvtt track in the file (tag: en, pt-br, de-forced, und), \
+             and its WebVTT segment K; \
              .../subtitles_<tag>.vtt is the whole track (DASH)",
         ),
         (

@@ -88,6 +88,7 @@ impl Origin {
                 }
                 described.push(described_source);
             }
+            let tracks = self.with_file_tracks(tracks, &sources[0])?;
             let subtitles = self.subtitle_entries(&tracks);
             Ok(if dash {
                 let mpd = cmaf::mpd(&described, duration, longest_segment);

@@ -428,6 +428,7 @@ impl Origin {
             }
             let master = hls::master_playlist(&variants, uri_prefix);
             let master = hls::with_closed_captions(&master, &captions);
+            let tracks = self.with_file_tracks(tracks, &sources[0])?;
             let subtitles = self.subtitle_entries(&tracks);
             Ok(hls::with_subtitles(&master, &subtitles, uri_prefix))
         })

@@ -1,8 +1,10 @@
-//! Subtitle renditions from sidecar files: `<base>[.<lang>][.forced].vtt`
-//! or `.srt` beside the sources (see [`Request::subtitle_base`]). They are
-//! listed in HLS masters (TS and fMP4) and DASH MPDs, and cut into WebVTT
-//! segments along the first rendition's segments. All of it is kept in
-//! memory only: made from a small text file in well under a millisecond.
+//! Subtitle renditions: from sidecar files, `<base>[.<lang>][.forced].vtt`
+//! or `.srt` beside the sources (see [`Request::subtitle_base`]), and from
+//! the subtitle tracks in the first source's file (tx3g, QuickTime text,
+//! wvtt). They are listed in HLS masters (TS and fMP4) and DASH MPDs, and
+//! cut into WebVTT segments along the first rendition's segments. All of it
+//! is kept in memory only: made from a few kilobytes of text in well under
+//! a millisecond.
 
 use std::sync::Arc;
 
@@ -18,19 +20,40 @@ const MAX_SIDECAR_BYTES: u64 = 16 << 20;
 
 pub const WEBVTT_TYPE: &str = "text/vtt; charset=utf-8";
 
-/// A sidecar of a request's sources.
+/// A subtitle rendition of a request.
 pub(super) struct SubtitleTrack {
-    pub sidecar: Sidecar,
+    /// Its name in URLs (see [`Sidecar::tag`]).
+    pub tag: String,
+    /// BCP 47 (ISO 639-2 for a file's track); `None` when unknown.
+    pub language: Option<String>,
+    pub forced: bool,
+    pub text: Text,
+    /// The sidecar, or the file whose track it is.
     pub source: SourceId,
+}
+
+/// Where a subtitle rendition's cues are.
+pub(super) enum Text {
+    Sidecar(Format),
+    /// The track of this id in its source's file.
+    InFile(u32),
 }
 
 impl SubtitleTrack {
     fn entry(&self) -> hls::Subtitles {
         hls::Subtitles {
-            tag: self.sidecar.tag(),
-            language: self.sidecar.language.clone(),
-            forced: self.sidecar.forced,
+            tag: self.tag.clone(),
+            language: self.language.clone(),
+            forced: self.forced,
         }
+    }
+
+    /// Whether it is in the same language as `other`, whatever the tag's
+    /// form (`en`, `eng`).
+    fn same_language(&self, other: &SubtitleTrack) -> bool {
+        self.forced == other.forced
+            && subtitles::language_name(self.language.as_deref())
+                == subtitles::language_name(other.language.as_deref())
     }
 }
 
@@ -48,21 +71,63 @@ impl Origin {
                 continue;
             };
             let tag = sidecar.tag();
-            let same = tracks.iter().position(|t| t.sidecar.tag() == tag);
-            if same.is_some_and(|at| tracks[at].sidecar.format == Format::WebVtt) {
+            let same = tracks.iter().position(|t| t.tag == tag);
+            if same.is_some_and(|at| matches!(tracks[at].text, Text::Sidecar(Format::WebVtt))) {
                 continue;
             }
             let Ok(source) = self.inputs.resolve(&format!("{dir}{name}")) else {
                 continue;
             };
-            let track = SubtitleTrack { sidecar, source };
+            let track = SubtitleTrack {
+                tag,
+                language: sidecar.language,
+                forced: sidecar.forced,
+                text: Text::Sidecar(sidecar.format),
+                source,
+            };
             match same {
                 Some(at) => tracks[at] = track,
                 None => tracks.push(track),
             }
         }
-        tracks.sort_by_key(|t| t.sidecar.tag());
+        tracks.sort_by(|a, b| a.tag.cmp(&b.tag));
         tracks
+    }
+
+    /// `sidecars` and the subtitle tracks of `timing`'s file, one per
+    /// language (a sidecar before a track of the same language), in tag
+    /// order.
+    pub(super) fn with_file_tracks(
+        &self,
+        mut tracks: Vec<SubtitleTrack>,
+        timing: &SourceId,
+    ) -> Result<Vec<SubtitleTrack>, OriginError> {
+        let rendition = self.rendition(timing)?;
+        for t in rendition.text_tracks() {
+            let language =
+                (t.language != "und").then(|| subtitles::language_tag_of_iso639_2(&t.language));
+            let track = SubtitleTrack {
+                tag: language.clone().unwrap_or_else(|| "und".to_string()),
+                language,
+                forced: false,
+                text: Text::InFile(t.track_id),
+                source: timing.clone(),
+            };
+            if subtitles::parse_tag(&track.tag).is_none()
+                || tracks.iter().any(|other| other.same_language(&track))
+            {
+                tracing::debug!(
+                    "{}: subtitle track {} ({}) left out: another of its language is listed",
+                    timing.rel,
+                    t.track_id,
+                    track.tag
+                );
+                continue;
+            }
+            tracks.push(track);
+        }
+        tracks.sort_by(|a, b| a.tag.cmp(&b.tag));
+        Ok(tracks)
     }
 
     /// What a master's cache key says of its subtitles: each sidecar's tag
@@ -70,7 +135,7 @@ impl Origin {
     pub(super) fn subtitles_key_part(tracks: &[SubtitleTrack]) -> String {
         tracks
             .iter()
-            .map(|t| format!("|sub:{}={}", t.sidecar.tag(), t.source.key_part()))
+            .map(|t| format!("|sub:{}={}", t.tag, t.source.key_part()))
             .collect()
     }
 
@@ -90,9 +155,19 @@ impl Origin {
             .collect()
     }
 
-    /// The cues of a sidecar, SRT converted; bad cues skipped, with a
-    /// warning.
+    /// The cues of a subtitle rendition: of a sidecar, SRT converted and
+    /// bad cues skipped, with a warning.
     fn cues(&self, track: &SubtitleTrack) -> Result<Cues, OriginError> {
+        let format = match track.text {
+            Text::Sidecar(format) => format,
+            Text::InFile(id) => {
+                let rendition = self.rendition(&track.source)?;
+                let found = rendition.text_tracks().iter().find(|t| t.track_id == id);
+                return found.map(|t| t.cues.clone()).ok_or_else(|| {
+                    OriginError::NotFound(format!("{}: no subtitle track {id}", track.source.rel))
+                });
+            }
+        };
         let rel = &track.source.rel;
         let unreadable = |why: String| OriginError::Unprocessable(format!("{rel}: {why}"));
         let len = track.source.size;
@@ -106,7 +181,7 @@ impl Origin {
         input
             .read_exact_at(&mut bytes, 0)
             .map_err(|e| OriginError::Internal(format!("reading {rel}: {e}")))?;
-        let parsed = match track.sidecar.format {
+        let parsed = match format {
             Format::WebVtt => subtitles::parse_webvtt(&bytes),
             Format::Srt => subtitles::parse_srt(&bytes),
         };
@@ -130,18 +205,16 @@ impl Origin {
             | Target::SubtitleFile { tag } => tag,
             _ => unreachable!("a subtitle target"),
         };
-        let tracks = self.subtitle_tracks(&request.subtitle_base);
-        let track = tracks
-            .iter()
-            .find(|t| &t.sidecar.tag() == tag)
-            .ok_or_else(|| {
-                OriginError::NotFound(format!(
-                    "no {tag} subtitles beside {}",
-                    request.subtitle_base
-                ))
-            })?;
         let (sources, _) = self.existing(&request.sources)?;
         let timing = &sources[0];
+        let sidecars = self.subtitle_tracks(&request.subtitle_base);
+        let tracks = self.with_file_tracks(sidecars, timing)?;
+        let track = tracks.iter().find(|t| &t.tag == tag).ok_or_else(|| {
+            OriginError::NotFound(format!(
+                "no {tag} subtitles in or beside {}",
+                request.subtitle_base
+            ))
+        })?;
         let (what, k) = match &request.target {
             Target::SubtitlePlaylist { .. } => ("subtitles-playlist", 0),
             Target::SubtitleSegment { k, .. } => ("subtitles-segment", *k),

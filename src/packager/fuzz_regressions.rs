@@ -9,6 +9,13 @@ use crate::packager::{fmp4, index_codec, mp4, segment, ts, url};
 /// from what it returns, with the input standing in for the media data.
 pub fn exercise(data: &[u8]) {
     let _ = index_codec::decode(data);
+    // Subtitle tracks: cues or an error, within the file's bounds.
+    if let Ok(tracks) = mp4::read_text_tracks_from(&data, data.len() as u64) {
+        for track in &tracks {
+            assert!(track.cues.cues.iter().all(|c| c.end_ms > c.start_ms));
+            let _ = track.cues.segment(0, Some(6000), 0);
+        }
+    }
     let Ok(index) = mp4::read_index_from_bytes(data) else {
         return;
     };

@@ -30,6 +30,7 @@ use crate::packager::fmp4::{self, TrackKind};
 use crate::packager::hls::{self, Variant};
 use crate::packager::index::{Codec, MediaIndex};
 use crate::packager::media::MediaSource;
+use crate::packager::mp4::TextTrack;
 use crate::packager::segment::{self, Plan, Segment};
 use crate::packager::{cmaf, mp4, ts};
 
@@ -48,6 +49,8 @@ pub struct Rendition {
     kind: String,
     /// The closed captions in its video, once looked for.
     captions: OnceLock<Captions>,
+    /// Its file's subtitle tracks, once read.
+    text_tracks: OnceLock<Vec<TextTrack>>,
 }
 
 /// Captions are looked for in the video samples of this many first
@@ -103,6 +106,7 @@ impl Rendition {
             plan,
             layout,
             captions: OnceLock::new(),
+            text_tracks: OnceLock::new(),
         }
     }
 
@@ -294,6 +298,30 @@ impl Rendition {
         })
     }
 
+    /// The subtitle tracks of its file (tx3g, QuickTime text, wvtt), read
+    /// when first asked for; none when they cannot be read.
+    pub fn text_tracks(&self) -> &[TextTrack] {
+        self.text_tracks.get_or_init(|| {
+            match mp4::read_text_tracks_from(&*self.src, self.index.file_len) {
+                Ok(tracks) => {
+                    for t in tracks.iter().filter(|t| t.cues.skipped > 0) {
+                        tracing::warn!(
+                            "{}: track {}: {} subtitle samples that cannot be read left out",
+                            self.path.display(),
+                            t.track_id,
+                            t.cues.skipped
+                        );
+                    }
+                    tracks
+                }
+                Err(e) => {
+                    tracing::warn!("{}: reading its subtitle tracks: {e}", self.path.display());
+                    Vec::new()
+                }
+            }
+        })
+    }
+
     /// Each segment's first picture's bytes (see
     /// [`ts::first_picture_len`]); 0 for one without video.
     fn picture_lens(&self) -> Vec<u64> {
@@ -413,6 +441,7 @@ impl Rendition {
             },
             layout,
             captions: OnceLock::new(),
+            text_tracks: OnceLock::new(),
         })
     }
 

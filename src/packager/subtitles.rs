@@ -231,6 +231,29 @@ fn timestamp(s: &str, fraction: char) -> Option<i64> {
     Some(((hours * 60 + two(minutes)?) * 60 + two(seconds)?) * 1000 + millis)
 }
 
+/// Plain text (a timed-text sample's) as a WebVTT cue payload: `&`, `<`
+/// and `>` escaped, blank lines (which would end the cue) left out.
+pub fn webvtt_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines().map(|l| l.trim_end_matches('\0').trim_end()) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        for c in line.chars() {
+            match c {
+                '&' => out.push_str("&amp;"),
+                '<' => out.push_str("&lt;"),
+                '>' => out.push_str("&gt;"),
+                _ => out.push(c),
+            }
+        }
+    }
+    out
+}
+
 /// A SubRip payload line as WebVTT: `<i>`, `<b>`, `<u>` (and their ends)
 /// kept, other tags and ASS overrides (`{\an8}`) removed, `&`, `<` and `>`
 /// escaped.
@@ -406,6 +429,47 @@ pub fn parse_tag(tag: &str) -> Option<(Option<String>, bool)> {
     Some((language, forced))
 }
 
+/// Common languages: the ISO 639-1 code, the ISO 639-2 codes (T, then B
+/// when it differs) and the English name.
+const LANGUAGES: [(&str, &[&str], &str); 22] = [
+    ("ar", &["ara"], "Arabic"),
+    ("da", &["dan"], "Danish"),
+    ("de", &["deu", "ger"], "German"),
+    ("el", &["ell", "gre"], "Greek"),
+    ("en", &["eng"], "English"),
+    ("es", &["spa"], "Spanish"),
+    ("fi", &["fin"], "Finnish"),
+    ("fr", &["fra", "fre"], "French"),
+    ("he", &["heb"], "Hebrew"),
+    ("hi", &["hin"], "Hindi"),
+    ("it", &["ita"], "Italian"),
+    ("ja", &["jpn"], "Japanese"),
+    ("ko", &["kor"], "Korean"),
+    ("nl", &["nld", "dut"], "Dutch"),
+    ("no", &["nor", "nb", "nob"], "Norwegian"),
+    ("pl", &["pol"], "Polish"),
+    ("pt", &["por"], "Portuguese"),
+    ("ru", &["rus"], "Russian"),
+    ("sv", &["swe"], "Swedish"),
+    ("tr", &["tur"], "Turkish"),
+    ("uk", &["ukr"], "Ukrainian"),
+    ("zh", &["zho", "chi"], "Chinese"),
+];
+
+fn common_language(
+    code: &str,
+) -> Option<&'static (&'static str, &'static [&'static str], &'static str)> {
+    LANGUAGES
+        .iter()
+        .find(|(two, others, _)| *two == code || others.contains(&code))
+}
+
+/// The BCP 47 tag of an ISO 639-2 code (an MP4 track's language): its
+/// two-letter form where there is one (RFC 5646 2.2.1), else the code.
+pub fn language_tag_of_iso639_2(code: &str) -> String {
+    common_language(code).map_or_else(|| code.to_string(), |(two, _, _)| two.to_string())
+}
+
 /// What a player shows for a language: its English name for common ones,
 /// else the tag itself.
 pub fn language_name(tag: Option<&str>) -> String {
@@ -413,30 +477,8 @@ pub fn language_name(tag: Option<&str>) -> String {
         return "Subtitles".to_string();
     };
     let primary = tag.split('-').next().unwrap_or(tag);
-    let name = match primary {
-        "ar" | "ara" => "Arabic",
-        "da" | "dan" => "Danish",
-        "de" | "deu" | "ger" => "German",
-        "el" | "ell" | "gre" => "Greek",
-        "en" | "eng" => "English",
-        "es" | "spa" => "Spanish",
-        "fi" | "fin" => "Finnish",
-        "fr" | "fra" | "fre" => "French",
-        "he" | "heb" => "Hebrew",
-        "hi" | "hin" => "Hindi",
-        "it" | "ita" => "Italian",
-        "ja" | "jpn" => "Japanese",
-        "ko" | "kor" => "Korean",
-        "nl" | "nld" | "dut" => "Dutch",
-        "no" | "nor" | "nb" | "nob" => "Norwegian",
-        "pl" | "pol" => "Polish",
-        "pt" | "por" => "Portuguese",
-        "ru" | "rus" => "Russian",
-        "sv" | "swe" => "Swedish",
-        "tr" | "tur" => "Turkish",
-        "uk" | "ukr" => "Ukrainian",
-        "zh" | "zho" | "chi" => "Chinese",
-        _ => return tag.to_string(),
+    let Some((_, _, name)) = common_language(primary) else {
+        return tag.to_string();
     };
     match tag.split_once('-') {
         Some((_, region)) => format!("{name} ({region})"),

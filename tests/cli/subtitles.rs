@@ -353,6 +353,99 @@ fn players_show_the_cues_at_their_times() {
     assert_eq!(shown_cues(&report, "de", &GERMAN), want(&GERMAN));
 }
 
+/// The tx3g tracks of h264-aac-tx3g.mp4 (tests/fixtures/make.sh), as
+/// ffprobe reads WebVTT cues: (start, text).
+const TX3G_ENGLISH: [(f64, &str); 5] = [
+    (1.0, "One"),
+    (3.0, "Two &amp; 3 &lt; 4"),
+    (5.5, "Across the cut"),
+    (7.0, "Four"),
+    (8.0, "Five\non two lines"),
+];
+const TX3G_FRENCH: [(f64, &str); 2] = [(2.0, "Un"), (8.0, "Deux")];
+
+/// Subtitle tracks inside the file (tx3g) are renditions like sidecars:
+/// listed with their languages, cut along the media segments, read by
+/// ffprobe cue by cue; a sidecar of the same language replaces the file's
+/// track.
+#[test]
+#[cfg_attr(casterpak_no_ffmpeg, ignore = "needs ffmpeg and ffprobe")]
+fn subtitle_tracks_in_the_file_become_renditions() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture("h264-aac-tx3g.mp4"), root.path().join("film.mp4")).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path(), cache.path(), &[]);
+    let master = server.get("/i/film.mp4/master.m3u8").text();
+    let media: Vec<&str> = master
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-MEDIA:TYPE=SUBTITLES"))
+        .collect();
+    let languages: Vec<_> = media.iter().map(|l| attribute(l, "LANGUAGE")).collect();
+    // ISO 639-2 in the file (eng, fra), BCP 47 in the master.
+    assert_eq!(languages, [Some("en"), Some("fr")], "{master}");
+    assert_eq!(attribute(media[0], "NAME"), Some("English"), "{master}");
+    let index = server.get("/i/film.mp4/index_0_av.m3u8").text();
+    for (line, cues) in media.iter().zip([&TX3G_ENGLISH[..], &TX3G_FRENCH[..]]) {
+        let uri = attribute(line, "URI").unwrap();
+        let playlist = server.get(&format!("/i/film.mp4/{uri}")).text();
+        assert_eq!(extinfs(&playlist), extinfs(&index), "{uri}: {playlist}");
+        let got = ffprobe_cues(&format!("http://{}/i/film.mp4/{uri}", server.addr));
+        let want: Vec<(f64, String)> = cues.iter().map(|(t, s)| (*t, s.to_string())).collect();
+        assert_eq!(got, want, "{uri}");
+    }
+    // DASH: a text AdaptationSet per track, the whole track as one file.
+    let mpd = server.get("/cmaf/film.mp4/manifest.mpd").text();
+    for tag in ["en", "fr"] {
+        assert!(
+            mpd.contains(&format!("<BaseURL>subtitles_{tag}.vtt</BaseURL>")),
+            "{mpd}"
+        );
+    }
+    let url = format!("http://{}/cmaf/film.mp4/subtitles_fr.vtt", server.addr);
+    assert_eq!(ffprobe_cues(&url).len(), TX3G_FRENCH.len());
+
+    // A sidecar in French takes the place of the file's French track.
+    std::fs::write(
+        root.path().join("film.fr.vtt"),
+        "WEBVTT\n\n00:00:04.000 --> 00:00:05.000\nDu fichier à côté\n",
+    )
+    .unwrap();
+    let sidecar_root = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    for name in ["film.mp4", "film.fr.vtt"] {
+        std::fs::copy(root.path().join(name), sidecar_root.path().join(name)).unwrap();
+    }
+    let server = Server::start(sidecar_root.path(), cache.path(), &[]);
+    let master = server.get("/i/film.mp4/master.m3u8").text();
+    assert_eq!(master.matches("TYPE=SUBTITLES").count(), 2, "{master}");
+    let url = format!("http://{}/i/film.mp4/subtitles_fr.m3u8", server.addr);
+    let got = ffprobe_cues(&url);
+    assert_eq!(got, [(4.0, "Du fichier à côté".to_string())]);
+}
+
+/// hls.js shows the cues of a tx3g track at their times.
+#[test]
+#[cfg_attr(
+    casterpak_no_browser,
+    ignore = "needs chromium, node and tests/browser/node_modules (npm ci)"
+)]
+#[cfg_attr(casterpak_no_ffmpeg, ignore = "needs ffmpeg")]
+fn hls_js_shows_the_cues_of_a_track_in_the_file() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture("h264-aac-tx3g.mp4"), root.path().join("film.mp4")).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path(), cache.path(), &[]);
+    let url = format!("http://{}/i/film.mp4/master.m3u8", server.addr);
+    let report = play_to("hls", &url, 8, &["--subtitles", "en"]);
+    // (A cue's text as its WebVTT payload has it: entities not decoded.)
+    let want: Vec<(f64, String)> = TX3G_ENGLISH
+        .iter()
+        .map(|(t, s)| (*t, s.to_string()))
+        .collect();
+    let shown = shown_cues(&report, "en", &TX3G_ENGLISH);
+    assert_eq!(shown, want);
+}
+
 /// The captions ffmpeg decodes from `input` (its `subcc` output: CEA-608
 /// in the video's SEI), as SRT.
 fn ffmpeg_captions(input: &str) -> String {

@@ -18,6 +18,7 @@ mod select;
 mod source;
 mod stbl;
 mod stsd;
+mod text;
 mod trak;
 
 use std::fs::File;
@@ -30,6 +31,8 @@ use source::{FileSource, Located, ReadAt, Window, WALK_BLOCK};
 use crate::packager::error::{Error, FourCc, Result};
 use crate::packager::index::{sample_budget, MediaIndex};
 use crate::packager::Threads;
+
+pub use text::TextTrack;
 
 /// Largest `moof` we read into memory. Real ones hold a GOP or a few
 /// seconds (kilobytes); 32 MiB is two million samples of 16-byte entries.
@@ -57,6 +60,15 @@ pub fn read_index_from(
     len: u64,
 ) -> Result<MediaIndex> {
     parse(&source::Media(src), len, &mut 0, Threads::Auto)
+}
+
+/// The subtitle tracks of the MP4 file of `len` bytes that `src` reads
+/// (see [`text`]).
+pub fn read_text_tracks_from(
+    src: &dyn crate::packager::media::MediaSource,
+    len: u64,
+) -> Result<Vec<TextTrack>> {
+    text::read_text_tracks(&source::Media(src), len)
 }
 
 /// Reads the index of an MP4 file held in memory (tests, fuzzing).

@@ -47,6 +47,9 @@ pub struct Movie {
     pub more_audio: Vec<Chosen>,
     /// Tracks left out, each with the reason.
     pub skipped: Vec<String>,
+    /// Subtitle tracks, not packaged with the media: read on their own
+    /// ([`super::text`]).
+    pub text: Vec<Trak>,
 }
 
 impl Movie {
@@ -83,6 +86,7 @@ pub fn read_moov(win: &mut Window, moov: &Located) -> Result<Movie> {
         audio: None,
         more_audio: Vec::new(),
         skipped: Vec::new(),
+        text: Vec::new(),
     };
     read_movie_header(win, moov, &mut movie)?;
     let mut choice = Choice::default();
@@ -94,6 +98,11 @@ pub fn read_moov(win: &mut Window, moov: &Located) -> Result<Movie> {
     }
     check_declared(win.file_len(), &choice)?;
     movie.skipped = choice.skipped.into_list();
+    // Chapter names are no subtitles.
+    choice
+        .text
+        .retain(|t| !choice.chapters.contains(&t.track_id));
+    movie.text = choice.text;
     movie.video = choice.video.map(Chosen::new);
     movie.audio = choice.audio.map(Chosen::new);
     movie.more_audio = choice.more_audio.into_iter().map(Chosen::new).collect();
@@ -163,10 +172,36 @@ struct Choice {
     audio: Option<Trak>,
     more_audio: Vec<Trak>,
     skipped: Skipped,
+    text: Vec<Trak>,
+    /// Tracks other tracks name as their chapters.
+    chapters: Vec<u32>,
+}
+
+/// Subtitle tracks kept, at most.
+pub const MAX_TEXT_TRACKS: usize = 16;
+
+/// Whether `t` is a subtitle track: 3GPP timed text, QuickTime text or
+/// WebVTT (ISO/IEC 14496-30) samples, in a text or subtitle handler.
+fn is_text(t: &Trak) -> bool {
+    matches!(&t.handler.0, b"sbtl" | b"text" | b"subt")
+        && t.sample_entry
+            .is_some_and(|e| matches!(&e.0, b"tx3g" | b"text" | b"wvtt"))
 }
 
 impl Choice {
     fn offer(&mut self, t: Trak, fragmented: bool) {
+        if self.chapters.len() < MAX_TEXT_TRACKS {
+            self.chapters.extend(t.chapters.iter().copied());
+        }
+        if is_text(&t) {
+            if self.text.len() < MAX_TEXT_TRACKS && t.declared_samples > 0 {
+                self.text.push(t);
+            } else {
+                self.skipped
+                    .add(&t, "no samples, or too many subtitle tracks");
+            }
+            return;
+        }
         let why = match &t.codec {
             Err(why) => Some(why.clone()),
             // A fragmented movie's samples may all be in its fragments.

@@ -27,6 +27,7 @@ pub fn parse_stsd(mut c: Cursor) -> Result<Result<Codec, String>> {
             parse_audio(body, entry.fourcc.0)?
         }
         b"encv" | b"enca" => Err("encrypted samples".to_string()),
+        b"tx3g" | b"text" | b"wvtt" => Err(format!("{} text is read as subtitles", entry.fourcc)),
         _ => Err(format!("codec {} is not supported", entry.fourcc)),
     })
 }

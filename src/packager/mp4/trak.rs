@@ -43,6 +43,10 @@ pub struct Trak {
     pub tables: SampleTables,
     /// Samples the size table declares (the track's fragments may add more).
     pub declared_samples: u64,
+    /// The type of its first sample entry (`avc1`, `mp4a`, `tx3g`...).
+    pub sample_entry: Option<FourCc>,
+    /// Tracks it names as its chapters (`tref`/`chap`, QuickTime).
+    pub chapters: Vec<u32>,
 }
 
 /// Reads the body of a small box, refusing one larger than [`MAX_LEAF_BYTES`].
@@ -62,11 +66,13 @@ pub fn parse_trak(win: &mut Window, trak: &Located) -> Result<Trak> {
     let mut tkhd = None;
     let mut edit = Edit::default();
     let mut mdia = None;
+    let mut chapters = Vec::new();
     let mut pos = trak.body;
     while let Some(child) = next_child(win, &mut pos, trak.end, trak.fourcc)? {
         match &child.fourcc.0 {
             b"tkhd" => tkhd = Some(parse_tkhd(leaf_cursor(&read_leaf(win, &child)?, &child))?),
             b"edts" => edit = parse_edts(leaf_cursor(&read_leaf(win, &child)?, &child))?,
+            b"tref" => chapters = parse_chapters(leaf_cursor(&read_leaf(win, &child)?, &child))?,
             b"mdia" => mdia = Some(child),
             _ => {}
         }
@@ -80,6 +86,12 @@ pub fn parse_trak(win: &mut Window, trak: &Located) -> Result<Trak> {
         None => Err("track has no sample description".to_string()),
     };
     let declared_samples = media.tables.declared_samples(win)?;
+    // FullBox header and entry_count, then the first entry's size and type.
+    let sample_entry = media
+        .stsd
+        .as_ref()
+        .and_then(|(body, _)| body.get(12..16))
+        .map(|t| FourCc(t.try_into().expect("4 bytes")));
     Ok(Trak {
         track_id,
         enabled,
@@ -90,8 +102,28 @@ pub fn parse_trak(win: &mut Window, trak: &Located) -> Result<Trak> {
         edit,
         tables: media.tables,
         declared_samples,
+        sample_entry,
+        chapters,
     })
 }
+
+/// The track ids of a `tref`'s `chap` references (QuickTime: the text
+/// track that holds this track's chapter names).
+fn parse_chapters(mut c: Cursor) -> Result<Vec<u32>> {
+    let mut ids = Vec::new();
+    for child in c.children() {
+        let mut child = child?;
+        if &child.fourcc.0 == b"chap" {
+            while child.body.remaining() >= 4 && ids.len() < MAX_CHAPTER_TRACKS {
+                ids.push(child.body.u32("chap track_ID")?);
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// Chapter track references kept per track, at most.
+const MAX_CHAPTER_TRACKS: usize = 16;
 
 /// The ISO 639-2/T code packed in an mdhd (14496-12 8.4.2.3: a pad bit and
 /// three 5-bit letters, each `letter - 0x60`); `und` for anything else.
