@@ -285,6 +285,10 @@ pub struct MediaIndex {
     pub more_audio: Vec<Track>,
     /// Tracks left out, each with the reason, for a warning.
     pub skipped: Vec<String>,
+    /// Subtitle tracks the file has (read on their own, see
+    /// [`crate::packager::mp4::read_text_tracks_from`]): with none, the
+    /// file is not read again for them.
+    pub text_tracks: u32,
 }
 
 impl MediaIndex {

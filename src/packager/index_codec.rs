@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! "CPIX" version:u32 file_len:u64 video:track? audio:track? more_audio:[track] skipped:[str]
+//!        text_tracks:u32
 //! track   = track_id:u32 timescale:u32 language:str end_dts:i64 shift:i64 delay:i64 codec
 //!           samples:[offset:u64 dts:i64 size:u32 cts:i32] sync:[u32]?
 //!           random_access:[u32] nal_units:[u32]
@@ -22,7 +23,8 @@ const MAGIC: [u8; 4] = *b"CPIX";
 /// 4: the other audio tracks (`more_audio:[track]`, after `audio`).
 /// 5: no new field; parameter sets that avc3/hev1 tracks keep in band are
 /// in the configuration box, which older indexes lack.
-pub const VERSION: u32 = 5;
+/// 6: how many subtitle tracks the file has (`text_tracks:u32`, last).
+pub const VERSION: u32 = 6;
 const SAMPLE_LEN: usize = 24;
 
 pub fn encode(index: &MediaIndex) -> Vec<u8> {
@@ -56,6 +58,7 @@ pub fn encode_to(index: &MediaIndex, out: &mut dyn std::io::Write) -> std::io::R
     for s in &index.skipped {
         put_bytes(&mut buf, s.as_bytes());
     }
+    buf.extend_from_slice(&index.text_tracks.to_be_bytes());
     out.write_all(&buf)
 }
 
@@ -172,6 +175,7 @@ pub fn decode(data: &[u8]) -> Result<MediaIndex> {
     for _ in 0..count {
         skipped.push(get_string(&mut c)?);
     }
+    let text_tracks = c.u32("text track count")?;
     if c.remaining() != 0 {
         return Err(c.error("trailing bytes"));
     }
@@ -181,6 +185,7 @@ pub fn decode(data: &[u8]) -> Result<MediaIndex> {
         audio,
         more_audio,
         skipped,
+        text_tracks,
     };
     // Checked as a freshly read index is: the cache is a file like any other.
     index.validate()?;

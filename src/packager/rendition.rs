@@ -302,6 +302,9 @@ impl Rendition {
     /// when first asked for; none when they cannot be read.
     pub fn text_tracks(&self) -> &[TextTrack] {
         self.text_tracks.get_or_init(|| {
+            if self.index.text_tracks == 0 {
+                return Vec::new();
+            }
             match mp4::read_text_tracks_from(&*self.src, self.index.file_len) {
                 Ok(tracks) => {
                     for t in tracks.iter().filter(|t| t.cues.skipped > 0) {
@@ -416,6 +419,7 @@ impl Rendition {
             audio: (!is_video).then_some(chosen),
             more_audio: Vec::new(),
             skipped: Vec::new(),
+            text_tracks: self.index.text_tracks,
         };
         let segments: Vec<Segment> = self
             .plan

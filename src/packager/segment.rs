@@ -203,6 +203,7 @@ mod tests {
             audio: None,
             more_audio: Vec::new(),
             skipped: Vec::new(),
+            text_tracks: 0,
         };
         index.validate().unwrap();
         index

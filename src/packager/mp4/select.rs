@@ -32,6 +32,7 @@ pub fn finish(
         audio,
         more_audio,
         mut skipped,
+        text,
         ..
     } = movie;
     let finish_one = |mut c: Chosen| -> Result<std::result::Result<Track, String>> {
@@ -106,6 +107,7 @@ pub fn finish(
         audio,
         more_audio,
         skipped,
+        text_tracks: text.len() as u32,
     };
     index.validate()?;
     Ok(index)
