@@ -778,6 +778,9 @@ impl Config {
             if bad {
                 bail!("preroll: {path:?} must be a source path (no leading '/', no '..')");
             }
+            if path.ends_with(".csmil") && crate::origin::preroll_rels(path).is_empty() {
+                bail!("preroll: {path:?} is no csmil set of renditions (as in URLs)");
+            }
         }
         Ok(())
     }

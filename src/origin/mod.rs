@@ -13,6 +13,7 @@ mod sources;
 mod subtitles;
 
 pub use error::{OriginError, RETRY_AFTER_SECONDS};
+pub use preroll::preroll_rels;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -249,7 +250,11 @@ impl Origin {
                 let dir = &rest[..rest.rfind('/').map_or(0, |at| at + 1)];
                 let preroll = self.preroll_for(rel, query, viewer);
                 let key_base = self.key_base(dir);
-                match preroll.and_then(|ad| self.preroll_source(&ad)) {
+                let ad = match preroll {
+                    Some(ad) => self.preroll_source(&ad, &self.resolve(rel)?),
+                    None => None,
+                };
+                match ad {
                     Some(ad) => {
                         self.media_playlist_after(&ad, rel, *n, &kind, &uri_prefix, &key_base)
                     }
@@ -314,7 +319,8 @@ impl Origin {
                 let filter = url::BitrateFilter::of_query(query).ok()?;
                 let tracks = self.subtitle_tracks(&request.subtitle_base);
                 let key = self.master_key("master", &sources, &numbers, &uri_prefix)
-                    + &Self::subtitles_key_part(&tracks);
+                    + &Self::subtitles_key_part(&tracks)
+                    + &self.preroll_key_part();
                 (filtered(key, filter.as_ref()), sources)
             }
             Target::MediaPlaylist { n, kind } if !kind.is_empty() => {
@@ -401,7 +407,8 @@ impl Origin {
         let tracks = self.subtitle_tracks(&request.subtitle_base);
         let key = filtered(
             self.master_key("master", &sources, &numbers, uri_prefix)
-                + &Self::subtitles_key_part(&tracks),
+                + &Self::subtitles_key_part(&tracks)
+                + &self.preroll_key_part(),
             filter,
         );
         self.in_memory(key, &sources, PLAYLIST_TYPE, || {
@@ -411,10 +418,13 @@ impl Origin {
                 let rendition = self.ts_rendition(source)?;
                 // An encrypted segment has no byte range a player could
                 // decode alone: no I-frame playlist then.
-                let variant = match self.sealed(&source.rel) {
+                let mut variant = match self.sealed(&source.rel) {
                     Some(_) => rendition.aes128_variant(),
                     None => rendition.variant_with_iframes(),
                 };
+                variant.bandwidth = variant
+                    .bandwidth
+                    .max(self.preroll_peak(&source.rel, source));
                 if filter.is_none_or(|f| f.keeps(variant.average_bandwidth)) {
                     variants.push((*n, variant));
                     captions.push(rendition.captions());

@@ -31,7 +31,8 @@ impl Origin {
         {
             return None;
         }
-        if p.default == rel || p.countries.values().any(|ad| ad == rel) {
+        let is_preroll = |ad: &String| preroll_rels(ad).iter().any(|r| r == rel);
+        if is_preroll(&p.default) || p.countries.values().any(is_preroll) {
             return None;
         }
         let chosen = viewer
@@ -42,16 +43,77 @@ impl Origin {
         (!chosen.is_empty()).then(|| chosen.clone())
     }
 
-    /// The identity of the pre-roll at `rel`; `None` (with a warning) when
-    /// it cannot be had: the content then plays without it.
-    pub(super) fn preroll_source(&self, rel: &str) -> Option<SourceId> {
-        match self.resolve(rel) {
-            Ok(source) => Some(source),
-            Err(e) => {
-                tracing::warn!("pre-roll {rel}: {e}; played without it");
-                None
-            }
+    /// The pre-roll `ad` (a file, or a csmil set of renditions) for the
+    /// content `source`: of a set, the rendition matched to it (see
+    /// [`matched`]). `None` (with a warning) when none can be had: the
+    /// content then plays without it.
+    pub(super) fn preroll_source(&self, ad: &str, source: &SourceId) -> Option<SourceId> {
+        let rels = preroll_rels(ad);
+        let found: Vec<SourceId> = rels
+            .iter()
+            .filter_map(|rel| match self.resolve(rel) {
+                Ok(found) => Some(found),
+                Err(e) => {
+                    tracing::warn!("pre-roll {rel}: {e}; left out");
+                    None
+                }
+            })
+            .collect();
+        if found.len() <= 1 {
+            return found.into_iter().next();
         }
+        let content = match self.ts_rendition(source) {
+            Ok(content) => Shape::of(&content),
+            Err(_) => return found.into_iter().next(),
+        };
+        let shapes: Vec<(SourceId, Shape)> = found
+            .into_iter()
+            .filter_map(|ad| {
+                let shape = Shape::of(&*self.ts_rendition(&ad).ok()?);
+                Some((ad, shape))
+            })
+            .collect();
+        matched(&content, &shapes).cloned()
+    }
+
+    /// The highest BANDWIDTH the media playlist of `source` (at `rel`) can
+    /// have with the pre-rolls any viewer may get before it: a master's
+    /// BANDWIDTH is the peak of every segment a variant's playlist lists.
+    pub(super) fn preroll_peak(&self, rel: &str, source: &SourceId) -> u64 {
+        let p = &self.config.preroll;
+        let viewers = p
+            .countries
+            .keys()
+            .map(|c| Viewer {
+                country: Some(c.clone()),
+            })
+            .chain(std::iter::once(Viewer::default()));
+        let mut ads: Vec<String> = viewers
+            .filter_map(|viewer| self.preroll_for(rel, "", &viewer))
+            .collect();
+        ads.sort();
+        ads.dedup();
+        ads.iter()
+            .filter_map(|ad| self.preroll_source(ad, source))
+            .filter_map(|ad| self.ts_rendition(&ad).ok())
+            .map(|r| r.variant().bandwidth)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// What a master's cache key says of the pre-rolls (their BANDWIDTH
+    /// is in it): the configured ones, when any.
+    pub(super) fn preroll_key_part(&self) -> String {
+        let p = &self.config.preroll;
+        if !p.is_on() {
+            return String::new();
+        }
+        let countries: Vec<String> = p
+            .countries
+            .iter()
+            .map(|(c, ad)| format!("{c}={ad}"))
+            .collect();
+        format!("|preroll={}|{}", p.default, countries.join(","))
     }
 
     /// The request header a media playlist at `target` (a path with the
@@ -146,5 +208,101 @@ impl Origin {
         let base = self.config.server.base_url.trim_end_matches('/');
         let encoded: Vec<String> = rel.split('/').map(url::percent_encoded).collect();
         format!("{base}{}{}/", self.config.server.prefix, encoded.join("/"))
+    }
+}
+
+/// The source paths of the pre-roll `ad` names: a file, or the renditions
+/// of a csmil set (`ads/gb_,480,720,.mp4.csmil`, as in URLs).
+pub fn preroll_rels(ad: &str) -> Vec<String> {
+    if !ad.ends_with(".csmil") {
+        return vec![ad.to_string()];
+    }
+    url::parse(&format!("{ad}/master.m3u8")).map_or_else(|_| Vec::new(), |r| r.sources)
+}
+
+/// What matching a pre-roll rendition to the content's looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Shape {
+    /// Picture height; 0 without video.
+    height: u16,
+    bandwidth: u64,
+}
+
+impl Shape {
+    fn of(rendition: &crate::packager::rendition::Rendition) -> Shape {
+        let height = rendition
+            .index()
+            .video
+            .as_ref()
+            .map_or(0, |v| match &v.codec {
+                crate::packager::index::Codec::Video(config) => config.height,
+                _ => 0,
+            });
+        Shape {
+            height,
+            bandwidth: rendition.variant().bandwidth,
+        }
+    }
+}
+
+/// The pre-roll rendition of `ads` for `content`: the tallest picture no
+/// taller than the content's (the shortest when all are taller), then,
+/// of those as tall, the highest bandwidth no higher than the content's
+/// (the lowest when all are higher): a pre-roll that plays as smoothly
+/// as the content does on the same connection.
+fn matched<'a, T>(content: &Shape, ads: &'a [(T, Shape)]) -> Option<&'a T> {
+    let fits = |s: &Shape| s.height <= content.height;
+    let height = ads
+        .iter()
+        .map(|(_, s)| s)
+        .filter(|s| fits(s))
+        .map(|s| s.height)
+        .max()
+        .or_else(|| ads.iter().map(|(_, s)| s.height).min())?;
+    let tall: Vec<&(T, Shape)> = ads.iter().filter(|(_, s)| s.height == height).collect();
+    let within = tall
+        .iter()
+        .filter(|(_, s)| s.bandwidth <= content.bandwidth)
+        .max_by_key(|(_, s)| s.bandwidth);
+    within
+        .or_else(|| tall.iter().min_by_key(|(_, s)| s.bandwidth))
+        .map(|(ad, _)| ad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(height: u16, bandwidth: u64) -> Shape {
+        Shape { height, bandwidth }
+    }
+
+    #[test]
+    fn a_preroll_rendition_is_matched_by_height_then_bandwidth() {
+        let ads = [
+            ("360", shape(360, 800_000)),
+            ("720", shape(720, 3_000_000)),
+            ("720-low", shape(720, 1_500_000)),
+            ("1080", shape(1080, 6_000_000)),
+        ];
+        let pick = |h, b| matched(&shape(h, b), &ads).copied();
+        assert_eq!(pick(1080, 8_000_000), Some("1080"));
+        assert_eq!(pick(720, 4_000_000), Some("720"));
+        assert_eq!(pick(720, 2_000_000), Some("720-low"));
+        assert_eq!(pick(720, 1_000_000), Some("720-low"));
+        assert_eq!(pick(480, 1_000_000), Some("360"));
+        assert_eq!(pick(240, 300_000), Some("360"));
+        assert_eq!(pick(0, 128_000), Some("360"));
+        assert_eq!(matched::<&str>(&shape(720, 1), &[]), None);
+    }
+
+    #[test]
+    fn a_preroll_names_a_file_or_the_renditions_of_a_set() {
+        assert_eq!(preroll_rels("ads/gb.mp4"), ["ads/gb.mp4"]);
+        assert_eq!(
+            preroll_rels("ads/gb_,480,720,.mp4.csmil"),
+            ["ads/gb_480.mp4", "ads/gb_720.mp4"]
+        );
+        assert!(preroll_rels("ads/,.csmil").is_empty());
     }
 }

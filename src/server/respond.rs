@@ -352,6 +352,13 @@ async fn route(
     match answer {
         Ok((answer, next)) => {
             let tokens = (carried.as_deref(), shared.tokens.is_some());
+            // A playlist chosen by the viewer's country may start with a
+            // pre-roll: what comes next is not the content's first segment.
+            let next = if varies_by.is_some() {
+                Vec::new()
+            } else {
+                next
+            };
             let mut reply = answered(config, answer, &next, &parts.headers, tokens);
             vary(&mut reply, varies_by.as_deref());
             reply

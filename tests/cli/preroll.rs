@@ -12,10 +12,17 @@ use crate::support::fixture;
 /// A 4 s pre-roll of one colour, with a tone, in H.264 and AAC like the
 /// content (120 frames).
 pub fn make_ad(path: &Path, colour: &str) {
+    make_ad_sized(path, colour, "320x180", "50k");
+}
+
+/// As [`make_ad`], of picture `size` at video bitrate `rate`.
+fn make_ad_sized(path: &Path, colour: &str, size: &str, rate: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let made = Command::new("ffmpeg")
         .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg(format!("color=c={colour}:s=320x180:r=30:d=4"))
+        .arg(format!(
+            "color=c={colour}:s={size}:r=30:d=4,noise=alls=40:allf=t"
+        ))
         .args([
             "-f",
             "lavfi",
@@ -30,7 +37,11 @@ pub fn make_ad(path: &Path, colour: &str) {
             "-sc_threshold",
             "0",
             "-b:v",
-            "50k",
+            rate,
+            "-maxrate",
+            rate,
+            "-bufsize",
+            rate,
         ])
         .args([
             "-pix_fmt", "yuv420p", "-c:a", "aac", "-ar", "44100", "-b:a", "48k",
@@ -138,6 +149,19 @@ fn each_country_gets_its_pre_roll_before_the_content_and_ffmpeg_decodes_across()
     }
     let (_, vary) = playlist_for(&server, "/i/film.mp4/master.m3u8", Some("gb"));
     assert_eq!(vary, None);
+    // A CDN is told what to fetch next only where it is the content's
+    // first segment for everyone.
+    let link = |path: &str| {
+        let reply = request(&server.addr, "GET", path, &[("X-Country", "gb")]);
+        reply.header("link").map(str::to_string)
+    };
+    assert_eq!(link(path), None);
+    let off = format!("{path}?preroll=0");
+    assert!(
+        link(&off).is_some_and(|l| l.contains("segment1_0_av.ts")),
+        "{:?}",
+        link(&off)
+    );
 
     // Every frame of both, decoded one after the other.
     let base = format!("http://{}", server.addr);
@@ -157,6 +181,82 @@ fn each_country_gets_its_pre_roll_before_the_content_and_ffmpeg_decodes_across()
         !errors.contains("decode") && !errors.contains("corrupt"),
         "{errors}"
     );
+}
+
+/// A BANDWIDTH attribute of a master's line.
+fn bandwidth(line: &str) -> u64 {
+    let at = line.find("BANDWIDTH=").unwrap() + "BANDWIDTH=".len();
+    line[at..].split(',').next().unwrap().parse().unwrap()
+}
+
+/// The BANDWIDTH of each variant of the master at `path`.
+fn bandwidths(server: &Server, path: &str) -> Vec<u64> {
+    let (master, _) = playlist_for(server, path, None);
+    master
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-STREAM-INF:"))
+        .map(bandwidth)
+        .collect()
+}
+
+/// A pre-roll named as a csmil set gives each content rendition the one
+/// that matches it (height, then bandwidth), and masters' BANDWIDTH
+/// covers the pre-roll's segments too.
+#[test]
+#[cfg_attr(casterpak_no_ffmpeg, ignore = "needs ffmpeg and ffprobe")]
+fn a_set_of_pre_roll_renditions_is_matched_to_each_rendition() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    std::fs::copy(fixture("h264-aac-bframes.mp4"), dir.join("film_180.mp4")).unwrap();
+    let scaled = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y", "-i"])
+        .arg(fixture("h264-aac-bframes.mp4"))
+        .args(["-vf", "scale=640:360", "-c:v", "libx264", "-g", "60"])
+        .args(["-sc_threshold", "0", "-b:v", "150k", "-c:a", "copy"])
+        .arg(dir.join("film_360.mp4"))
+        .status()
+        .unwrap();
+    assert!(scaled.success());
+    make_ad_sized(&dir.join("ads/gb_180.mp4"), "blue", "320x180", "60k");
+    make_ad_sized(&dir.join("ads/gb_360.mp4"), "blue", "640x360", "1500k");
+    let cache = tempfile::tempdir().unwrap();
+    let server = Server::start_with_env(
+        dir,
+        cache.path(),
+        &[],
+        &[(
+            "CASTERPAK_PREROLL_COUNTRIES",
+            "{ gb = \"ads/gb_,180,360,.mp4.csmil\" }",
+        )],
+    );
+    let set = "/i/film_,180,360,.mp4.csmil";
+    for (n, ad) in [(0, "gb_180"), (1, "gb_360")] {
+        let (text, _) = playlist_for(&server, &format!("{set}/index_{n}_av.m3u8"), Some("gb"));
+        assert!(
+            text.contains(&format!("\n/i/ads/{ad}.mp4/segment1_0_av.ts\n")),
+            "{n}: {text}"
+        );
+    }
+    // The 360p pre-roll's peak is above the 360p content's: the variant
+    // says the pre-roll's.
+    let ads: Vec<u64> = ["gb_180", "gb_360"]
+        .iter()
+        .map(|ad| bandwidths(&server, &format!("/i/ads/{ad}.mp4/master.m3u8"))[0])
+        .collect();
+    let plain = tempfile::tempdir().unwrap();
+    let content = bandwidths(
+        &Server::start(dir, plain.path(), &[]),
+        &format!("{set}/master.m3u8"),
+    );
+    assert!(ads[1] > content[1], "{ads:?} {content:?}");
+    let with_prerolls = bandwidths(&server, &format!("{set}/master.m3u8"));
+    assert_eq!(
+        with_prerolls,
+        [content[0].max(ads[0]), ads[1]],
+        "{ads:?} {content:?}"
+    );
+    let base = format!("http://{}", server.addr);
+    assert_eq!(frames(&format!("{base}{set}/index_1_av.m3u8"), "gb"), 420);
 }
 
 #[test]
