@@ -121,6 +121,16 @@ pub struct Preroll {
     /// Query parameter that turns the pre-roll off for a request when it
     /// is `0` (a signed URL can carry it).
     pub param: String,
+    /// A MaxMind-format country database (`GeoLite2-Country.mmdb`): the
+    /// country of a request without `header`, from the client's address.
+    /// Empty: none.
+    pub geoip_db: String,
+    /// The header a trusted proxy gives the client's address in (the last
+    /// address in it that is no trusted proxy itself is the client's).
+    pub forwarded_for: String,
+    /// Addresses and networks (`10.0.0.0/8`) whose `forwarded_for` header
+    /// is believed; from any other peer it is ignored.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for Preroll {
@@ -131,6 +141,9 @@ impl Default for Preroll {
             countries: Default::default(),
             off_paths: Vec::new(),
             param: "preroll".into(),
+            geoip_db: String::new(),
+            forwarded_for: "X-Forwarded-For".into(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -761,6 +774,21 @@ impl Config {
         };
         if !token(&p.header) {
             bail!("preroll.header: {:?} is not a header name", p.header);
+        }
+        if !token(&p.forwarded_for) {
+            bail!(
+                "preroll.forwarded_for: {:?} is not a header name",
+                p.forwarded_for
+            );
+        }
+        for proxy in &p.trusted_proxies {
+            if proxy.parse::<ipnetwork::IpNetwork>().is_err() {
+                bail!("preroll.trusted_proxies: {proxy:?} is not an address or a network (10.0.0.0/8)");
+            }
+        }
+        // (Read when `serve` starts: a bad database stops it there.)
+        if !p.geoip_db.is_empty() && !Path::new(&p.geoip_db).is_file() {
+            bail!("preroll.geoip_db: {} is no file", p.geoip_db);
         }
         if !token(&p.param) {
             bail!(

@@ -83,7 +83,7 @@ fn configuration(roff: &mut Roff) {
         bold("[protection]"),
         roman(" method (none, aes-128 or sample-aes), secret, key_id, retired, paths, key_prefix; "),
         bold("[preroll]"),
-        roman(" header, default, countries, off_paths, param; "),
+        roman(" header, default, countries, off_paths, param, geoip_db, forwarded_for, trusted_proxies; "),
         bold("[[sources]]"),
         roman(
             " (one per URL path prefix) prefix, type (filesystem, http or s3), root; url; \

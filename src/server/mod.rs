@@ -11,6 +11,7 @@
 //! answers from the cache or packages on a miss.
 
 mod body;
+mod geo;
 mod io;
 mod listener;
 mod prefetch;
@@ -148,7 +149,9 @@ pub fn run(
             "[protection] without tokens.key: keys are answered to anyone who asks for them"
         );
     }
+    let geo = geo::Geo::open(&config.preroll)?;
     let shared = Arc::new(Shared {
+        geo,
         tokens,
         origin: Arc::clone(&origin),
         prefetch: prefetch::Prefetcher::start(Arc::clone(&origin), Arc::clone(&work)),

@@ -21,7 +21,7 @@ use crate::cache::State;
 use crate::dates::http_date;
 use crate::metrics::metrics;
 use crate::origin::{
-    Answer, Origin, OriginError, Viewer, JSON_KEY_TYPE, KEY_TYPE, MPD_TYPE, PLAYLIST_TYPE,
+    Answer, Origin, OriginError, JSON_KEY_TYPE, KEY_TYPE, MPD_TYPE, PLAYLIST_TYPE,
 };
 use crate::packager::url::percent_decoded;
 use sha2::Digest;
@@ -48,6 +48,8 @@ pub struct Shared {
     pub connections: Arc<super::listener::Connections>,
     /// Checks signed URLs, when `tokens.key` is set.
     pub tokens: Option<crate::tokens::Signer>,
+    /// Tells the viewer's country (pre-rolls).
+    pub geo: super::geo::Geo,
 }
 
 /// What a response is before it becomes one.
@@ -259,13 +261,8 @@ async fn route(
         .uri
         .path_and_query()
         .map_or_else(|| path.clone(), |p| p.as_str().to_string());
-    // The viewer's country, for pre-rolls, from the header a CDN sets.
-    let viewer = parts
-        .headers
-        .get(shared.origin.config().preroll.header.as_str())
-        .and_then(|v| v.to_str().ok())
-        .map(Viewer::in_country)
-        .unwrap_or_default();
+    // The viewer's country, for pre-rolls.
+    let super::geo::Located { viewer, by_address } = shared.geo.locate(peer.ip(), &parts.headers);
     // A playlist kept in memory is answered here, on the event loop: no
     // worker slot, no hop to a thread and back.
     if let Some(answer) = shared.origin.answer_at_once(&target, &viewer) {
@@ -276,7 +273,7 @@ async fn route(
         }
         let tokens = (carried.as_deref(), shared.tokens.is_some());
         let mut reply = answered(config, answer, &next, &parts.headers, tokens);
-        vary(&mut reply, shared.origin.varies_by(&target));
+        chosen_by(&mut reply, shared.origin.varies_by(&target), by_address);
         return reply;
     }
     let varies_by = shared.origin.varies_by(&target).map(str::to_string);
@@ -360,7 +357,7 @@ async fn route(
                 next
             };
             let mut reply = answered(config, answer, &next, &parts.headers, tokens);
-            vary(&mut reply, varies_by.as_deref());
+            chosen_by(&mut reply, varies_by.as_deref(), by_address);
             reply
         }
         Err(e) => error(config, &e),
@@ -766,9 +763,24 @@ fn common_headers(config: &crate::config::Server) -> HeaderMap {
 /// all come from us or the configuration) is left out.
 /// Names `header` in the reply's `Vary` (RFC 9110 12.5.5): a cache keeps
 /// one answer per value of it.
-fn vary(reply: &mut Reply, header: Option<&str>) {
-    if let Some(value) = header.and_then(|h| HeaderValue::from_str(h).ok()) {
-        reply.headers.append(header::VARY, value);
+/// An answer chosen by the viewer's country `header` names (`None`: the
+/// same for everyone) says so with `Vary`; one whose country came from the
+/// client's address (`by_address`) is the viewer's own: `private`, since
+/// no header a shared cache could key on tells it.
+fn chosen_by(reply: &mut Reply, header: Option<&str>, by_address: bool) {
+    let Some(value) = header.and_then(|h| HeaderValue::from_str(h).ok()) else {
+        return;
+    };
+    reply.headers.append(header::VARY, value);
+    if by_address {
+        let control = reply
+            .headers
+            .get(header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.replace("public", "private"));
+        if let Some(control) = control {
+            put(&mut reply.headers, header::CACHE_CONTROL, &control);
+        }
     }
 }
 

@@ -183,6 +183,63 @@ fn each_country_gets_its_pre_roll_before_the_content_and_ffmpeg_decodes_across()
     );
 }
 
+/// The response to a GET of `url` sent from the local address `from`
+/// (curl `--interface`), with `headers`: (lower-case head, body).
+fn get_from(from: &str, url: &str, headers: &[&str]) -> (String, String) {
+    let mut curl = Command::new("curl");
+    curl.args(["-s", "-D", "-", "--interface", from, url]);
+    for h in headers {
+        curl.args(["-H", h]);
+    }
+    let out = curl.output().unwrap();
+    assert!(out.status.success(), "curl from {from} {url}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head.to_ascii_lowercase(), body.to_string())
+}
+
+/// With a GeoIP database, a request without the country header is placed
+/// by its address (behind trusted proxies, by the address they forward),
+/// and its playlist is its own (`private`).
+#[test]
+#[cfg_attr(casterpak_no_ffmpeg, ignore = "needs ffmpeg and ffprobe")]
+fn without_the_header_the_country_comes_from_the_address() {
+    let root = root();
+    let cache = tempfile::tempdir().unwrap();
+    let db = fixture("geoip/country.mmdb");
+    let server = Server::start_with_env(
+        root.path(),
+        cache.path(),
+        &[],
+        &[
+            ("CASTERPAK_PREROLL_DEFAULT", "ads/us.mp4"),
+            ("CASTERPAK_PREROLL_COUNTRIES", "{ nl = \"ads/gb.mp4\" }"),
+            ("CASTERPAK_PREROLL_GEOIP_DB", db.to_str().unwrap()),
+            ("CASTERPAK_PREROLL_TRUSTED_PROXIES", "[\"127.0.0.3\"]"),
+        ],
+    );
+    let url = format!("http://{}/i/film.mp4/index_0_av.m3u8", server.addr);
+    // tests/fixtures/geoip/make.py: 127.0.0.2 is in the Netherlands.
+    let dutch = "\n/i/ads/gb.mp4/segment1_0_av.ts\n";
+    let other = "\n/i/ads/us.mp4/segment1_0_av.ts\n";
+    let (head, body) = get_from("127.0.0.2", &url, &[]);
+    assert!(body.contains(dutch), "{body}");
+    assert!(head.contains("\r\ncache-control: private"), "{head}");
+    assert!(head.contains("\r\nvary: x-country"), "{head}");
+    let (head, body) = get_from("127.0.0.1", &url, &[]);
+    assert!(body.contains(other), "{body}");
+    assert!(head.contains("\r\ncache-control: private"), "{head}");
+    // A forwarded address counts from a trusted proxy only.
+    let forwarded = ["X-Forwarded-For: 127.0.0.2"];
+    assert!(get_from("127.0.0.1", &url, &forwarded).1.contains(other));
+    assert!(get_from("127.0.0.3", &url, &forwarded).1.contains(dutch));
+    // The header, when there is one, says it: then shared caches may keep
+    // the playlist by it.
+    let (head, body) = get_from("127.0.0.2", &url, &["X-Country: US"]);
+    assert!(body.contains(other), "{body}");
+    assert!(head.contains("\r\ncache-control: public"), "{head}");
+}
+
 /// A BANDWIDTH attribute of a master's line.
 fn bandwidth(line: &str) -> u64 {
     let at = line.find("BANDWIDTH=").unwrap() + "BANDWIDTH=".len();
