@@ -89,11 +89,12 @@ sub vcl_hash {
     # a player names this cache.
     if (req.url ~ "^/(i|cmaf)/") {
         hash_data(req.http.X-Casterpak-Path);
-        # Media playlists start with the pre-roll of the viewer's country
-        # ([preroll], header X-Country: set it here from GeoIP, or let the
-        # CDN's header through under that name): one per country. Masters,
-        # segments and everything else are the same for every country.
-        if (req.http.X-Casterpak-Path ~ "/index[^/]*\.m3u8" && req.http.X-Country) {
+        # Media playlists and DASH MPDs start with the pre-roll of the
+        # viewer's country ([preroll], header X-Country: set it here from
+        # GeoIP, or let the CDN's header through under that name): one per
+        # country. Masters, segments and everything else are the same for
+        # every country.
+        if (req.http.X-Casterpak-Path ~ "/(index[^/]*\.m3u8|manifest\.mpd)" && req.http.X-Country) {
             hash_data(req.http.X-Country);
         }
         return (lookup);

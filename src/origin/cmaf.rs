@@ -3,11 +3,13 @@
 //! (names in [`crate::packager::cmaf`]).
 
 use super::{
-    write_all, Answer, Origin, OriginError, AUDIO_MP4_TYPE, MPD_TYPE, PLAYLIST_TYPE, VIDEO_MP4_TYPE,
+    write_all, Answer, Origin, OriginError, Viewer, AUDIO_MP4_TYPE, MPD_TYPE, PLAYLIST_TYPE,
+    VIDEO_MP4_TYPE,
 };
 use std::sync::Arc;
 
-use crate::cache::{ObjectSpec, State};
+use super::subtitles::SubtitleTrack;
+use crate::cache::{ObjectSpec, SourceId, State};
 use crate::packager::captions::Captions;
 use crate::packager::fmp4::TrackKind;
 use crate::packager::url::{Request, Target};
@@ -18,18 +20,30 @@ impl Origin {
         &self,
         request: &Request,
         uri_prefix: &str,
+        (query, viewer): (&str, &Viewer),
         ready: &dyn Fn(Answer),
     ) -> Result<Answer, OriginError> {
         let rels = &request.sources;
         match &request.target {
             Target::Master => self.cmaf_manifest(request, uri_prefix, false),
-            Target::Manifest => self.cmaf_manifest(request, "", true),
+            Target::Manifest => match self.preroll_for(&rels[0], query, viewer) {
+                Some(ad) => self.mpd_after_preroll(request, &ad),
+                None => self.cmaf_manifest(request, "", true),
+            },
             Target::SubtitlePlaylist { .. }
             | Target::SubtitleSegment { .. }
             | Target::SubtitleFile { .. } => self.subtitles(request, uri_prefix),
             Target::MediaPlaylist { n, kind } => {
                 let track = TrackKind::from_suffix(kind).expect("parsed as a track");
-                self.cmaf_playlist(&rels[*n], *n, track, uri_prefix)
+                let rel = &rels[*n];
+                let ad = match self.preroll_for(rel, query, viewer) {
+                    Some(ad) => self.preroll_source(&ad, &self.resolve(rel)?),
+                    None => None,
+                };
+                match ad {
+                    Some(ad) => self.cmaf_playlist_after(&ad, rel, *n, track, uri_prefix),
+                    None => self.cmaf_playlist(rel, *n, track, uri_prefix),
+                }
             }
             Target::Init { n, track, key_id } => {
                 self.init_segment(&rels[*n], *track, key_id.as_deref())
@@ -62,12 +76,30 @@ impl Origin {
             + &Self::subtitles_key_part(&tracks);
         let content_type = if dash { MPD_TYPE } else { PLAYLIST_TYPE };
         self.in_memory(key, &sources, content_type, || {
+            let tracks = self.with_file_tracks(tracks, &sources[0])?;
+            let (text, _) =
+                self.cmaf_manifest_text(&sources, &numbers, &tracks, uri_prefix, dash)?;
+            Ok(text)
+        })
+    }
+
+    /// What [`Origin::cmaf_manifest`] answers with, and its duration in
+    /// seconds.
+    pub(super) fn cmaf_manifest_text(
+        &self,
+        sources: &[SourceId],
+        numbers: &[usize],
+        tracks: &[SubtitleTrack],
+        uri_prefix: &str,
+        dash: bool,
+    ) -> Result<(String, f64), OriginError> {
+        {
             let mut described = Vec::with_capacity(sources.len());
             // Of each source with video, in the order masters list them.
             let mut captions = Vec::new();
             let mut duration: f64 = 0.0;
             let mut longest_segment: f64 = 0.0;
-            for (n, source) in numbers.iter().zip(&sources) {
+            for (n, source) in numbers.iter().zip(sources) {
                 let rendition = self.rendition(source)?;
                 duration = duration.max(rendition.duration_seconds());
                 longest_segment = rendition
@@ -88,9 +120,8 @@ impl Origin {
                 }
                 described.push(described_source);
             }
-            let tracks = self.with_file_tracks(tracks, &sources[0])?;
-            let subtitles = self.subtitle_entries(&tracks);
-            Ok(if dash {
+            let subtitles = self.subtitle_entries(tracks);
+            let text = if dash {
                 let mpd = cmaf::mpd(&described, duration, longest_segment);
                 let all = captions.iter().fold(Captions::default(), Captions::merged);
                 let mpd = cmaf::with_closed_captions(&mpd, all);
@@ -99,8 +130,9 @@ impl Origin {
                 let master = cmaf::master_playlist(&described, uri_prefix);
                 let master = hls::with_closed_captions(&master, &captions);
                 hls::with_subtitles(&master, &subtitles, uri_prefix)
-            })
-        })
+            };
+            Ok((text, duration))
+        }
     }
 
     fn cmaf_playlist(
@@ -192,7 +224,7 @@ impl Origin {
     /// When the streams of the source at `rel` are protected: the id of
     /// the current secret (in new names) and the id of the `cbcs` key it
     /// gives.
-    fn cmaf_sealed(&self, rel: &str) -> Option<(String, [u8; 16])> {
+    pub(super) fn cmaf_sealed(&self, rel: &str) -> Option<(String, [u8; 16])> {
         let protection = self.protection.as_ref().filter(|p| p.covers(rel))?;
         let sealing = protection.sealing(protection.key_id(), rel)?;
         Some((protection.key_id().to_string(), sealing.kid))

@@ -202,7 +202,8 @@ impl Origin {
         let server = &self.config.server;
         let uri_prefix = self.uri_prefix(path);
         if let Some(rest) = path.strip_prefix(server.cmaf_prefix.as_str()) {
-            return self.answer_cmaf(&url::parse_cmaf(rest)?, &uri_prefix, ready);
+            let request = url::parse_cmaf(rest)?;
+            return self.answer_cmaf(&request, &uri_prefix, (query, viewer), ready);
         }
         let keys = &self.config.protection.key_prefix;
         if let Some(rest) = path

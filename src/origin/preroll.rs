@@ -5,10 +5,11 @@
 //! content's. Only media playlists depend on the country: masters and
 //! segments are the same for everyone, and are cached once for all.
 
-use super::{Answer, Origin, OriginError, Viewer, PLAYLIST_TYPE};
+use super::{Answer, Origin, OriginError, Viewer, MPD_TYPE, PLAYLIST_TYPE};
 use crate::cache::SourceId;
-use crate::packager::hls;
-use crate::packager::url::{self, Target};
+use crate::packager::fmp4::TrackKind;
+use crate::packager::url::{self, Request, Target};
+use crate::packager::{cmaf, hls};
 
 impl Origin {
     /// The pre-roll (a source path) of the media playlist of `rel` for
@@ -116,21 +117,25 @@ impl Origin {
         format!("|preroll={}|{}", p.default, countries.join(","))
     }
 
-    /// The request header a media playlist at `target` (a path with the
-    /// prefix, and its query string if any) is chosen by, when pre-rolls
-    /// are on for it: what a `Vary` header names.
+    /// The request header a media playlist or DASH MPD at `target` (a path
+    /// with the prefix, and its query string if any) is chosen by, when
+    /// pre-rolls are on for it: what a `Vary` header names.
     pub fn varies_by(&self, target: &str) -> Option<&str> {
         let p = &self.config.preroll;
         if !p.is_on() {
             return None;
         }
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
-        let rest = path.strip_prefix(self.config.server.prefix.as_str())?;
-        let request = url::parse(rest).ok()?;
-        let Target::MediaPlaylist { n, .. } = request.target else {
-            return None;
+        let server = &self.config.server;
+        let request = match path.strip_prefix(server.cmaf_prefix.as_str()) {
+            Some(rest) => url::parse_cmaf(rest).ok()?,
+            None => url::parse(path.strip_prefix(server.prefix.as_str())?).ok()?,
         };
-        let rel = &request.sources[n];
+        let rel = match request.target {
+            Target::MediaPlaylist { n, .. } => &request.sources[n],
+            Target::Manifest => &request.sources[0],
+            _ => return None,
+        };
         let any = Viewer {
             country: p.countries.keys().next().cloned(),
         };
@@ -201,13 +206,117 @@ impl Origin {
         })
     }
 
+    /// The CMAF media playlist of `rel` (rendition `n`, `track`) after the
+    /// pre-roll `ad`'s playlist of the same track, as
+    /// [`Origin::media_playlist_after`] does for MPEG-TS.
+    pub(super) fn cmaf_playlist_after(
+        &self,
+        ad: &SourceId,
+        rel: &str,
+        n: usize,
+        track: TrackKind,
+        uri_prefix: &str,
+    ) -> Result<Answer, OriginError> {
+        let source = self.resolve(rel)?;
+        let key = self.key(
+            "cmaf-playlist-after",
+            &[
+                uri_prefix,
+                &n.to_string(),
+                &track.suffix(),
+                &format!("{}{}", source.key_part(), self.sealed_part(rel)),
+                &format!("{}{}", ad.key_part(), self.sealed_part(&ad.rel)),
+            ],
+        );
+        let sources = [source.clone(), ad.clone()];
+        self.in_memory(key, &sources, PLAYLIST_TYPE, || {
+            let rendition = self.rendition(&source)?;
+            let made = |r: &crate::packager::rendition::Rendition, n, prefix: &str, rel: &str| {
+                r.cmaf_media_playlist(n, track, prefix, self.cmaf_sealed(rel))
+            };
+            let content = made(&rendition, n, uri_prefix, rel)
+                .map_err(|e| super::error::packager_error(&source, e))?;
+            let preroll = self.rendition(ad).and_then(|r| {
+                made(&r, 0, &self.own_prefix(&ad.rel, true), &ad.rel)
+                    .map_err(|e| super::error::packager_error(ad, e))
+            });
+            match preroll {
+                Ok(preroll) => Ok(cmaf::media_playlist_after(&preroll, &content)),
+                Err(e) => {
+                    tracing::warn!("pre-roll {}: {e}; {rel} played without it", ad.rel);
+                    Ok(content)
+                }
+            }
+        })
+    }
+
+    /// The DASH MPD of `request`'s sources after the pre-roll `ad` (a file
+    /// or a csmil set, all of whose renditions are in its Period): two
+    /// Periods. Kept in memory under a key that names the pre-roll.
+    pub(super) fn mpd_after_preroll(
+        &self,
+        request: &Request,
+        ad: &str,
+    ) -> Result<Answer, OriginError> {
+        let (sources, numbers) = self.existing(&request.sources)?;
+        let ads: Vec<SourceId> = preroll_rels(ad)
+            .iter()
+            .filter_map(|rel| self.resolve(rel).ok())
+            .collect();
+        let tracks = self.subtitle_tracks(&request.subtitle_base);
+        let ad_part: String = ads
+            .iter()
+            .map(|a| format!("{}{}", a.key_part(), self.sealed_part(&a.rel)))
+            .collect();
+        let key = self.master_key("mpd-after", &sources, &numbers, "")
+            + &Self::subtitles_key_part(&tracks)
+            + &format!("|preroll={ad}|{ad_part}");
+        let mut all = sources.clone();
+        all.extend(ads.iter().cloned());
+        self.in_memory(key, &all, MPD_TYPE, || {
+            let tracks = self.with_file_tracks(tracks, &sources[0])?;
+            let (content, seconds) =
+                self.cmaf_manifest_text(&sources, &numbers, &tracks, "", true)?;
+            if ads.is_empty() {
+                tracing::warn!("pre-roll {ad}: not found; played without it");
+                return Ok(content);
+            }
+            let ad_numbers: Vec<usize> = (0..ads.len()).collect();
+            match self.cmaf_manifest_text(&ads, &ad_numbers, &[], "", true) {
+                Ok((preroll, ad_seconds)) => Ok(cmaf::mpd_after_preroll(
+                    &preroll,
+                    &self.own_prefix(ad, true),
+                    ad_seconds,
+                    &content,
+                    seconds,
+                )),
+                Err(e) => {
+                    tracing::warn!("pre-roll {ad}: {e}; played without it");
+                    Ok(content)
+                }
+            }
+        })
+    }
+
     /// Where a pre-roll's segments are named from a playlist of another
     /// directory: its own directory as an absolute path (under
     /// `server.base_url` when set), its components percent-encoded.
     fn preroll_prefix(&self, rel: &str) -> String {
-        let base = self.config.server.base_url.trim_end_matches('/');
+        self.own_prefix(rel, false)
+    }
+
+    /// The absolute URL path of `rel`'s names (under `server.base_url`
+    /// when set): MPEG-TS, or CMAF with `cmaf`.
+    fn own_prefix(&self, rel: &str, cmaf: bool) -> String {
+        let server = &self.config.server;
+        let base = server.base_url.trim_end_matches('/');
+        let prefix = if cmaf {
+            &server.cmaf_prefix
+        } else {
+            &server.prefix
+        };
         let encoded: Vec<String> = rel.split('/').map(url::percent_encoded).collect();
-        format!("{base}{}{}/", self.config.server.prefix, encoded.join("/"))
+        format!("{base}{prefix}{}/", encoded.join("/"))
     }
 }
 

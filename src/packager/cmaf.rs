@@ -352,6 +352,110 @@ pub fn mpd(sources: &[Source], duration_seconds: f64, max_segment_seconds: f64) 
     out
 }
 
+/// The MPD of `content` after a pre-roll (ISO/IEC 23009-1 5.3.2: a
+/// multi-Period presentation): a first Period of `preroll`'s (an MPD of the
+/// pre-roll alone) under `preroll_base` (its segments' directory URL), then
+/// the content's Period, starting when the pre-roll ends. Both MPDs are
+/// ones [`mpd`] made (with one Period each).
+pub fn mpd_after_preroll(
+    preroll: &str,
+    preroll_base: &str,
+    preroll_seconds: f64,
+    content: &str,
+    content_seconds: f64,
+) -> String {
+    const PERIOD: &str = "  <Period id=\"0\" start=\"PT0S\">\n";
+    const PERIOD_END: &str = "  </Period>\n";
+    let body = preroll
+        .split_once(PERIOD)
+        .and_then(|(_, rest)| rest.rsplit_once(PERIOD_END))
+        .map_or("", |(body, _)| body);
+    let periods = format!(
+        "  <Period id=\"preroll\" start=\"PT0S\">\n    <BaseURL>{preroll_base}</BaseURL>\n\
+         {body}{PERIOD_END}  <Period id=\"0\" start=\"{}\">\n",
+        xs_duration(preroll_seconds)
+    );
+    let mut out = content.replacen(PERIOD, &periods, 1);
+    let total = format!(
+        "mediaPresentationDuration=\"{}\"",
+        xs_duration(preroll_seconds + content_seconds)
+    );
+    if let Some(at) = out.find("mediaPresentationDuration=\"") {
+        let end = out[at + 27..]
+            .find('"')
+            .map_or(out.len(), |e| at + 27 + e + 1);
+        out.replace_range(at..end, &total);
+    }
+    let cenc = " xmlns:cenc=\"urn:mpeg:cenc:2013\"";
+    if preroll.contains(cenc) && !out.contains(cenc) {
+        out = out.replacen(
+            "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\"",
+            &format!("<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\"{cenc}"),
+            1,
+        );
+    }
+    out
+}
+
+/// The media playlist `content` after the pre-roll playlist `preroll`
+/// (both made by [`media_playlist`], the pre-roll's URIs absolute): the
+/// pre-roll's map and segments, `EXT-X-DISCONTINUITY`, then the
+/// content's map, key and segments. Media sequence numbers run on; the
+/// content is clear again after a protected pre-roll.
+pub fn media_playlist_after(preroll: &str, content: &str) -> String {
+    let body = |playlist: &str| -> Vec<String> {
+        playlist
+            .lines()
+            .skip_while(|l| !l.starts_with("#EXT-X-MAP:"))
+            .take_while(|l| *l != "#EXT-X-ENDLIST")
+            .map(str::to_string)
+            .collect()
+    };
+    let target = |playlist: &str| -> u64 {
+        playlist
+            .lines()
+            .find_map(|l| l.strip_prefix("#EXT-X-TARGETDURATION:"))
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(1)
+    };
+    let independent = [preroll, content]
+        .iter()
+        .all(|p| p.contains("#EXT-X-INDEPENDENT-SEGMENTS\n"));
+    let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:7\n");
+    let _ = writeln!(
+        out,
+        "#EXT-X-TARGETDURATION:{}",
+        target(preroll).max(target(content))
+    );
+    out.push_str("#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-PLAYLIST-TYPE:VOD\n");
+    if independent {
+        out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
+    }
+    let (ad, main) = (body(preroll), body(content));
+    for line in &ad {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push_str("#EXT-X-DISCONTINUITY\n");
+    let keyed = |lines: &[String]| lines.iter().any(|l| l.starts_with("#EXT-X-KEY:"));
+    let mut lines = main.iter();
+    // The content's map first, then (a clear content after a protected
+    // pre-roll) the end of the pre-roll's key.
+    if let Some(map) = lines.next() {
+        out.push_str(map);
+        out.push('\n');
+    }
+    if keyed(&ad) && !keyed(&main) {
+        out.push_str("#EXT-X-KEY:METHOD=NONE\n");
+    }
+    for line in lines {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push_str("#EXT-X-ENDLIST\n");
+    out
+}
+
 /// `mpd` with a text AdaptationSet for each of `texts` (ISO/IEC 23009-1
 /// 5.3.3, DASH-IF IOP 6.4.5): the whole track as one WebVTT file
 /// (`subtitles_<tag>.vtt`, times from the Period's start), its language,
@@ -579,6 +683,61 @@ fn frame_rate(fps: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_protected_preroll_before_clear_content_ends_its_key() {
+        let playlist = |prefix: &str, keyed: bool| {
+            let key = if keyed {
+                "#EXT-X-KEY:METHOD=SAMPLE-AES,URI=\"data:x\"\n"
+            } else {
+                ""
+            };
+            format!(
+                "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{}\n#EXT-X-MEDIA-SEQUENCE:1\n\
+                 #EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-MAP:URI=\"{prefix}init.mp4\"\n{key}\
+                 #EXTINF:4.000,\n{prefix}seg1.m4s\n#EXT-X-ENDLIST\n",
+                if keyed { 4 } else { 7 }
+            )
+        };
+        let joined = media_playlist_after(&playlist("/ad/", true), &playlist("", false));
+        assert_eq!(
+            joined,
+            "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:7\n#EXT-X-MEDIA-SEQUENCE:1\n\
+             #EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-MAP:URI=\"/ad/init.mp4\"\n\
+             #EXT-X-KEY:METHOD=SAMPLE-AES,URI=\"data:x\"\n#EXTINF:4.000,\n/ad/seg1.m4s\n\
+             #EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"init.mp4\"\n#EXT-X-KEY:METHOD=NONE\n\
+             #EXTINF:4.000,\nseg1.m4s\n#EXT-X-ENDLIST\n"
+        );
+    }
+
+    #[test]
+    fn a_preroll_is_a_period_before_the_contents() {
+        let mpd = |cenc: &str, body: &str, duration: &str| {
+            format!(
+                "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\"{cenc} type=\"static\" \
+                 mediaPresentationDuration=\"{duration}\">\n  <Period id=\"0\" start=\"PT0S\">\n\
+                 {body}  </Period>\n</MPD>\n"
+            )
+        };
+        let cenc = " xmlns:cenc=\"urn:mpeg:cenc:2013\"";
+        let joined = mpd_after_preroll(
+            &mpd(cenc, "    <AdaptationSet id=\"ad\"/>\n", "PT4.000S"),
+            "/cmaf/ads/a.mp4/",
+            4.0,
+            &mpd("", "    <AdaptationSet id=\"main\"/>\n", "PT10.000S"),
+            10.0,
+        );
+        assert_eq!(
+            joined,
+            format!(
+                "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\"{cenc} type=\"static\" \
+                 mediaPresentationDuration=\"PT14.000S\">\n  <Period id=\"preroll\" start=\"PT0S\">\n\
+                 \x20   <BaseURL>/cmaf/ads/a.mp4/</BaseURL>\n    <AdaptationSet id=\"ad\"/>\n  </Period>\n\
+                 \x20 <Period id=\"0\" start=\"PT4.000S\">\n    <AdaptationSet id=\"main\"/>\n\
+                 \x20 </Period>\n</MPD>\n"
+            )
+        );
+    }
 
     #[test]
     fn base64_is_rfc_4648() {

@@ -366,3 +366,52 @@ fn hls_js_plays_through_the_pre_roll_into_the_content() {
     assert!(report["currentTime"].as_f64().unwrap() >= 7.0, "{report}");
     assert_eq!(report["videoSize"], "320x180", "{report}");
 }
+
+/// CMAF: an fMP4 HLS media playlist gets the pre-roll's map and fragments
+/// before a discontinuity, a DASH MPD a Period of the pre-roll's before
+/// the content's; hls.js and dash.js play through both.
+#[test]
+#[cfg_attr(
+    casterpak_no_browser,
+    ignore = "needs chromium, node and tests/browser/node_modules (npm ci)"
+)]
+#[cfg_attr(casterpak_no_ffmpeg, ignore = "needs ffmpeg")]
+fn cmaf_playlists_and_dash_periods_play_through_the_pre_roll() {
+    let root = root();
+    let cache = tempfile::tempdir().unwrap();
+    let server = start(root.path(), cache.path(), &[]);
+    let (mpd, vary) = playlist_for(&server, "/cmaf/film.mp4/manifest.mpd", Some("gb"));
+    assert_eq!(vary.as_deref(), Some("X-Country"));
+    let ad = mpd
+        .find("<Period id=\"preroll\" start=\"PT0S\">\n    <BaseURL>/cmaf/ads/gb.mp4/</BaseURL>");
+    let content = mpd.find("<Period id=\"0\" start=\"PT4.0");
+    assert!(ad.is_some() && ad < content, "{mpd}");
+    let (plain, _) = playlist_for(&server, "/cmaf/film.mp4/manifest.mpd?preroll=0", Some("gb"));
+    assert_eq!(plain.matches("<Period ").count(), 1, "{plain}");
+
+    let (playlist, vary) = playlist_for(&server, "/cmaf/film.mp4/index_0_v.m3u8", Some("de"));
+    assert_eq!(vary.as_deref(), Some("X-Country"));
+    let lines: Vec<&str> = playlist.lines().collect();
+    let at = |line: &str| lines.iter().position(|l| *l == line);
+    let ad_map = at("#EXT-X-MAP:URI=\"/cmaf/ads/gb.mp4/init_0_v.mp4\"");
+    let cut = at("#EXT-X-DISCONTINUITY");
+    let map = at("#EXT-X-MAP:URI=\"init_0_v.mp4\"");
+    assert!(ad_map.is_some() && ad_map < cut && cut < map, "{playlist}");
+    assert_eq!(
+        at("/cmaf/ads/gb.mp4/seg1_0_v.m4s").map(|l| l < cut.unwrap()),
+        Some(true)
+    );
+
+    // No country from a browser here: the default pre-roll, 4 s.
+    let base = format!("http://{}/cmaf/film.mp4", server.addr);
+    for (player, url) in [
+        ("hls", format!("{base}/master.m3u8")),
+        ("dashjs", format!("{base}/manifest.mpd")),
+    ] {
+        let report = play_to(player, &url, 7, &[]);
+        assert!(
+            report["currentTime"].as_f64().unwrap() >= 7.0,
+            "{player}: {report}"
+        );
+    }
+}
