@@ -46,6 +46,7 @@ impl Origin {
             }
             Target::Init { .. }
             | Target::Key { .. }
+            | Target::TrickFragment { .. }
             | Target::IFramePlaylist { .. }
             | Target::SubtitlePlaylist { .. }
             | Target::SubtitleSegment { .. }

@@ -54,8 +54,12 @@ impl Origin {
                 track,
                 key_id,
             } => self.fragment(&rels[*n], *k, *track, key_id.as_deref(), ready),
+            Target::TrickFragment { k, n } => self.trick_fragment(&rels[*n], *k, ready),
+            Target::IFramePlaylist { n, .. } => {
+                self.cmaf_iframe_playlist(&rels[*n], *n, uri_prefix)
+            }
             Target::Key { n, key_id } => self.clear_key(&rels[*n], key_id),
-            Target::Segment { .. } | Target::IFramePlaylist { .. } => {
+            Target::Segment { .. } => {
                 unreachable!("TS names are parsed under the MSOD prefix only")
             }
         }
@@ -216,6 +220,78 @@ impl Origin {
             }
             rendition
                 .write_fragment(k - 1, track, out)
+                .map(|_| ())
+                .map_err(failed)
+        })
+    }
+
+    /// The I-frame playlist of rendition `n`'s video (its trick-play
+    /// fragments); kept in memory as masters are. Protected streams have
+    /// none.
+    fn cmaf_iframe_playlist(
+        &self,
+        rel: &str,
+        n: usize,
+        uri_prefix: &str,
+    ) -> Result<Answer, OriginError> {
+        let source = self.resolve(rel)?;
+        let key = self.key(
+            "cmaf-iframes",
+            &[uri_prefix, &n.to_string(), &source.key_part()],
+        );
+        self.in_memory(key, std::slice::from_ref(&source), PLAYLIST_TYPE, || {
+            let none = || OriginError::NotFound(format!("{rel}: no I-frame playlist"));
+            if self.cmaf_sealed(rel).is_some() {
+                return Err(none());
+            }
+            let rendition = self.rendition(&source)?;
+            let tricks = rendition
+                .cmaf_track(TrackKind::Video)
+                .and_then(|t| t.trick_bandwidth);
+            tricks.ok_or_else(none)?;
+            let (playlist, _, _) = rendition
+                .cmaf_iframe_playlist(n, uri_prefix)
+                .ok_or_else(none)?;
+            Ok(playlist)
+        })
+    }
+
+    /// Trick-play fragment `k` (1-based) of the video of `rel`: its
+    /// segment's first picture. Cached as fragments are.
+    fn trick_fragment(
+        &self,
+        rel: &str,
+        k: usize,
+        ready: &dyn Fn(Answer),
+    ) -> Result<Answer, OriginError> {
+        let source = self.resolve(rel)?;
+        if self.cmaf_sealed(rel).is_some() {
+            return Err(OriginError::NotFound(format!(
+                "{rel}: protected: no trick play"
+            )));
+        }
+        let key = self.key("trick", &[&k.to_string(), &source.key_part()]);
+        let spec = ObjectSpec {
+            key,
+            kind: "segment",
+            ext: "m4s",
+            sources: std::slice::from_ref(&source),
+        };
+        self.stream(&spec, VIDEO_MP4_TYPE, ready, |out, announce| {
+            let rendition = self.rendition(&source)?;
+            let failed = |e| self.failed(&source, super::error::packager_error(&source, e));
+            if rendition
+                .cmaf_track(TrackKind::Video)
+                .and_then(|t| t.trick_bandwidth)
+                .is_none()
+            {
+                return Err(OriginError::NotFound(format!("{rel}: no trick play")));
+            }
+            if let Some(len) = rendition.trick_fragment_len(k - 1) {
+                announce(len);
+            }
+            rendition
+                .write_trick_fragment(k - 1, out)
                 .map(|_| ())
                 .map_err(failed)
         })

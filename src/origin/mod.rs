@@ -274,7 +274,10 @@ impl Origin {
                 "{path}: keys are under {keys} (protection.key_prefix)"
             ))),
             Target::Key { n, key_id } => self.aes_key(&request.sources[*n], key_id),
-            Target::Manifest | Target::Init { .. } | Target::Fragment { .. } => {
+            Target::Manifest
+            | Target::Init { .. }
+            | Target::Fragment { .. }
+            | Target::TrickFragment { .. } => {
                 unreachable!("CMAF names are parsed under the CMAF prefix only")
             }
         }

@@ -26,6 +26,17 @@ pub fn segment_name(k: usize, n: usize, kind: TrackKind) -> String {
     format!("seg{k}_{n}_{}.m4s", kind.suffix())
 }
 
+/// The trick-play fragment of segment `k` (1-based) of rendition `n`'s
+/// video: its first picture alone, lasting the whole segment.
+pub fn trick_name(k: usize, n: usize) -> String {
+    format!("trick{k}_{n}_v.m4s")
+}
+
+/// The I-frame playlist of rendition `n`'s video.
+pub fn iframe_playlist_name(n: usize) -> String {
+    format!("iframes_{n}_v.m3u8")
+}
+
 pub fn media_playlist_name(n: usize, kind: TrackKind) -> String {
     format!("index_{n}_{}.m3u8", kind.suffix())
 }
@@ -56,6 +67,11 @@ pub struct TrackInfo {
     /// When its samples are encrypted (`cbcs`): the id of the secret
     /// (in its segments' names) and the key's id.
     pub sealed: Option<(String, [u8; 16])>,
+    /// Of video whose every segment starts where a decoder can: the peak
+    /// bitrate of its trick-play fragments (each segment's first picture,
+    /// [`trick_name`]), listed as an I-frame playlist and a trick-mode
+    /// AdaptationSet when clear.
+    pub trick_bandwidth: Option<u64>,
 }
 
 /// One source of a master or MPD: rendition `n`.
@@ -70,6 +86,17 @@ pub struct Source {
 /// A VOD media playlist of one track: the segments of its source's TS
 /// playlist, each as long as the track's media in it (as in the MPD).
 pub fn media_playlist(track: &TrackInfo, n: usize, prefix: &str) -> String {
+    playlist_of(track, n, prefix, false)
+}
+
+/// The I-frame playlist (`EXT-X-I-FRAMES-ONLY`) of a video track: its
+/// trick-play fragments, each a whole resource holding one picture, timed
+/// as the media segments are.
+pub fn iframe_playlist(track: &TrackInfo, n: usize, prefix: &str) -> String {
+    playlist_of(track, n, prefix, true)
+}
+
+fn playlist_of(track: &TrackInfo, n: usize, prefix: &str, iframes: bool) -> String {
     let (kind, independent) = (track.kind, track.independent);
     let millis: Vec<i64> = track
         .timeline
@@ -86,6 +113,9 @@ pub fn media_playlist(track: &TrackInfo, n: usize, prefix: &str) -> String {
     out.push_str("#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-PLAYLIST-TYPE:VOD\n");
     if independent {
         out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
+    }
+    if iframes {
+        out.push_str("#EXT-X-I-FRAMES-ONLY\n");
     }
     let key_id = track.sealed.as_ref().map(|(id, _)| id.as_str());
     let _ = writeln!(
@@ -106,7 +136,10 @@ pub fn media_playlist(track: &TrackInfo, n: usize, prefix: &str) -> String {
     for (k, ms) in millis.iter().enumerate() {
         let _ = writeln!(out, "#EXTINF:{}.{:03},", ms / 1000, ms % 1000);
         out.push_str(prefix);
-        out.push_str(&keyed(segment_name(k + 1, n, kind), key_id));
+        match iframes {
+            true => out.push_str(&trick_name(k + 1, n)),
+            false => out.push_str(&keyed(segment_name(k + 1, n, kind), key_id)),
+        }
         out.push('\n');
     }
     out.push_str("#EXT-X-ENDLIST\n");
@@ -209,6 +242,24 @@ pub fn master_playlist(sources: &[Source], prefix: &str) -> String {
             "\n{prefix}{}",
             media_playlist_name(n, TrackKind::Video)
         );
+    }
+    // An I-frame playlist of each clear video track that has one.
+    for (n, v) in sources
+        .iter()
+        .filter_map(|s| s.video.as_ref().map(|v| (s.n, v)))
+    {
+        let Some(bandwidth) = v.trick_bandwidth.filter(|_| v.sealed.is_none()) else {
+            continue;
+        };
+        let _ = write!(
+            out,
+            "#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH={bandwidth},CODECS=\"{}\"",
+            v.codec
+        );
+        if let Some((w, h)) = v.resolution {
+            let _ = write!(out, ",RESOLUTION={w}x{h}");
+        }
+        let _ = writeln!(out, ",URI=\"{prefix}{}\"", iframe_playlist_name(n));
     }
     out
 }
@@ -348,8 +399,56 @@ pub fn mpd(sources: &[Source], duration_seconds: f64, max_segment_seconds: f64) 
         out.push_str("    </AdaptationSet>\n");
         set_id += 1;
     }
+    // After the others, so that their ids do not depend on it; of the
+    // video AdaptationSet (id 0).
+    trick_mode_set(&mut out, &videos, 0, &mut set_id);
     out.push_str("  </Period>\n</MPD>\n");
     out
+}
+
+/// A trick-mode AdaptationSet (DASH-IF IOP 3.2.9) of the clear `videos`
+/// that have trick-play fragments, for the AdaptationSet `main`: a picture
+/// a segment, as the HLS I-frame playlists have.
+fn trick_mode_set(
+    out: &mut String,
+    videos: &[(usize, &TrackInfo)],
+    main: usize,
+    set_id: &mut usize,
+) {
+    let tricks: Vec<(usize, &TrackInfo, u64)> = videos
+        .iter()
+        .filter(|(_, v)| v.sealed.is_none())
+        .filter_map(|(n, v)| Some((*n, *v, v.trick_bandwidth?)))
+        .collect();
+    if tricks.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "    <AdaptationSet id=\"{set_id}\" contentType=\"video\" mimeType=\"video/mp4\" \
+         segmentAlignment=\"true\" startWithSAP=\"1\">\n      <EssentialProperty \
+         schemeIdUri=\"http://dashif.org/guidelines/trickmode\" value=\"{main}\"/>"
+    );
+    for (n, v, bandwidth) in tricks {
+        let _ = write!(
+            out,
+            "      <Representation id=\"t_{n}\" bandwidth=\"{bandwidth}\" codecs=\"{}\" \
+             codingDependency=\"false\"",
+            v.codec
+        );
+        if let Some((w, h)) = v.resolution {
+            let _ = write!(out, " width=\"{w}\" height=\"{h}\" sar=\"1:1\"");
+        }
+        out.push_str(">\n");
+        let mut template = String::new();
+        segment_template(&mut template, n, v);
+        let media = format!("media=\"seg$Number$_{n}_v.m4s\"");
+        let trick = format!("media=\"trick$Number$_{n}_v.m4s\"");
+        out.push_str(&template.replacen(&media, &trick, 1));
+        out.push_str("      </Representation>\n");
+    }
+    out.push_str("    </AdaptationSet>\n");
+    *set_id += 1;
 }
 
 /// The MPD of `content` after a pre-roll (ISO/IEC 23009-1 5.3.2: a
@@ -794,6 +893,7 @@ mod tests {
             presentation_time_offset: 10,
             independent: true,
             sealed: None,
+            trick_bandwidth: None,
         };
         let mut out = String::new();
         segment_template(&mut out, 0, &track);

@@ -59,16 +59,24 @@ fn plan_and_mux(index: &MediaIndex, data: &[u8]) {
     for track in fmp4::TrackKind::all(index) {
         let _ = fmp4::init_segment(index, track, None);
         for (k, segment) in plan.segments.iter().enumerate().take(4) {
-            let input = fmp4::FragmentInput {
+            let mut input = fmp4::FragmentInput {
                 index,
                 segment,
                 number: k as u32 + 1,
                 kind: track,
                 offset_90k: plan.stream_offset_90k,
+                trick: false,
             };
             let mut out = std::io::sink();
             if let Ok(written) = fmp4::write_fragment(&input, &data, &mut out, ts::BATCH_BYTES) {
                 assert_eq!(written, fmp4::fragment_len(index, segment, track));
+            }
+            if track.is_video() {
+                input.trick = true;
+                if let Ok(written) = fmp4::write_fragment(&input, &data, &mut out, ts::BATCH_BYTES)
+                {
+                    assert_eq!(written, fmp4::trick_fragment_len(index, segment));
+                }
             }
         }
     }

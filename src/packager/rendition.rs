@@ -508,6 +508,8 @@ impl Rendition {
                 TrackKind::Audio(_) => true,
             },
             sealed: None,
+            trick_bandwidth: (kind.is_video() && self.plan.independent_segments(&self.index))
+                .then(|| self.trick_bandwidth().0),
         })
     }
 
@@ -558,7 +560,47 @@ impl Rendition {
             number: k as u32 + 1,
             kind,
             offset_90k: self.plan.stream_offset_90k,
+            trick: false,
         })
+    }
+
+    /// Writes the trick-play fragment of segment `k` (0-based): its first
+    /// picture, shown for the whole segment; returns its length.
+    pub fn write_trick_fragment(&self, k: usize, out: &mut dyn Write) -> Result<u64> {
+        let input = fmp4::FragmentInput {
+            trick: true,
+            ..self.fragment_input(k, TrackKind::Video)?
+        };
+        fmp4::write_fragment(&input, &*self.src, out, ts::BATCH_BYTES)
+    }
+
+    /// The length of the trick-play fragment of segment `k` (0-based).
+    pub fn trick_fragment_len(&self, k: usize) -> Option<u64> {
+        self.index.video.as_ref()?;
+        let segment = self.plan.segments.get(k)?;
+        Some(fmp4::trick_fragment_len(&self.index, segment))
+    }
+
+    /// The fMP4 I-frame playlist of rendition `n` (its trick-play
+    /// fragments), and its peak and average BANDWIDTH; `None` without
+    /// video.
+    pub fn cmaf_iframe_playlist(&self, n: usize, prefix: &str) -> Option<(String, u64, u64)> {
+        let track = self.cmaf_track(TrackKind::Video)?;
+        let (peak, average) = self.trick_bandwidth();
+        Some((cmaf::iframe_playlist(&track, n, prefix), peak, average))
+    }
+
+    /// Peak and average bitrate of the trick-play fragments.
+    fn trick_bandwidth(&self) -> (u64, u64) {
+        let mut peak = 0;
+        let mut total = 0;
+        for segment in &self.plan.segments {
+            let len = fmp4::trick_fragment_len(&self.index, segment);
+            total += len;
+            peak = peak.max(bits_per_second(len, hls::extinf_millis(segment)));
+        }
+        let span_ms = self.plan.segments.iter().map(hls::extinf_millis).sum();
+        (peak, bits_per_second(total, span_ms))
     }
 
     /// fMP4 media segment `k` (0-based) of `kind`'s track, its samples

@@ -50,6 +50,12 @@ pub enum Target {
         track: TrackKind,
         key_id: Option<String>,
     },
+    /// CMAF: `trick<K>_<N>_v.m4s`, the trick-play fragment of segment K
+    /// (1-based): its first picture alone.
+    TrickFragment {
+        k: usize,
+        n: usize,
+    },
     MediaPlaylist {
         n: usize,
         kind: String,
@@ -172,6 +178,7 @@ fn parse_with(path: &str, parse_target: fn(&str) -> Option<Target>) -> Result<Re
         | Target::Segment { n, .. }
         | Target::Init { n, .. }
         | Target::Fragment { n, .. }
+        | Target::TrickFragment { n, .. }
         | Target::Key { n, .. } => *n,
     };
     if n >= sources.len() {
@@ -411,6 +418,29 @@ fn parse_cmaf_target(name: &str) -> Option<Target> {
         });
     }
     if let Some(rest) = name
+        .strip_prefix("iframes_")
+        .and_then(|r| r.strip_suffix(".m3u8"))
+    {
+        let (n, TrackKind::Video, None) = track_of(rest)? else {
+            return None;
+        };
+        return Some(Target::IFramePlaylist {
+            n,
+            kind: TrackKind::Video.suffix(),
+        });
+    }
+    if let Some(rest) = name
+        .strip_prefix("trick")
+        .and_then(|r| r.strip_suffix(".m4s"))
+    {
+        let (k, rest) = rest.split_once('_')?;
+        let k = number(k)?;
+        let (n, TrackKind::Video, None) = track_of(rest)? else {
+            return None;
+        };
+        return (k >= 1).then_some(Target::TrickFragment { k, n });
+    }
+    if let Some(rest) = name
         .strip_prefix("init_")
         .and_then(|r| r.strip_suffix(".mp4"))
     {
@@ -546,6 +576,25 @@ mod tests {
                 key_id: Some("k2".into())
             }
         );
+        assert_eq!(
+            parse_cmaf("f.mp4/trick3_0_v.m4s").unwrap().target,
+            Target::TrickFragment { k: 3, n: 0 }
+        );
+        assert_eq!(
+            parse_cmaf("f.mp4/iframes_0_v.m3u8").unwrap().target,
+            Target::IFramePlaylist {
+                n: 0,
+                kind: "v".into()
+            }
+        );
+        for junk in [
+            "trick0_0_v.m4s",
+            "trick1_0_a.m4s",
+            "trick1_0_v_7.m4s",
+            "iframes_0_a.m3u8",
+        ] {
+            assert!(parse_cmaf(&format!("f.mp4/{junk}")).is_err(), "{junk}");
+        }
         assert_eq!(
             parse_cmaf("f.mp4/seg3_0_v_7.m4s").unwrap().target,
             Target::Fragment {

@@ -140,9 +140,24 @@ fn each_init_and_media_segment_decodes_alone() {
 /// Representation, in order, as an independent parser (dash-mpd-core)
 /// reads the MPD.
 fn timelines(mpd: &str) -> Vec<(u64, Vec<(u64, u64)>)> {
+    timelines_of(mpd, false)
+}
+
+/// The timelines of the Representations of the MPD's trick-mode
+/// AdaptationSets (`trick`), or of the others.
+fn timelines_of(mpd: &str, trick: bool) -> Vec<(u64, Vec<(u64, u64)>)> {
     let mpd = dash_mpd_core::parse(mpd).expect("an MPD");
     let mut out = Vec::new();
-    for set in &mpd.periods[0].adaptations {
+    let is_trick = |set: &dash_mpd_core::AdaptationSet| {
+        set.essential_property
+            .iter()
+            .any(|p| p.schemeIdUri == "http://dashif.org/guidelines/trickmode")
+    };
+    for set in mpd.periods[0]
+        .adaptations
+        .iter()
+        .filter(|s| is_trick(s) == trick)
+    {
         for rep in &set.representations {
             let template = rep
                 .SegmentTemplate
@@ -174,6 +189,10 @@ fn the_mpd_lists_the_segments_of_the_hls_playlists() {
         let mpd = String::from_utf8(get(&server, &format!("/cmaf/{name}/manifest.mpd"))).unwrap();
         let timelines = timelines(&mpd);
         assert_eq!(timelines.len(), tracks.len(), "{name}: {mpd}");
+        // Trick play: a picture per video segment, on the video's timeline.
+        if tracks[0] == "v" {
+            assert_eq!(timelines_of(&mpd, true), [timelines[0].clone()], "{name}");
+        }
         for (track, (timescale, timeline)) in tracks.iter().zip(&timelines) {
             let playlist =
                 String::from_utf8(get(&server, &format!("/cmaf/{name}/index_0_{track}.m3u8")))
@@ -445,4 +464,121 @@ fn hev1_parameter_sets_in_band_move_into_an_hvc1_sample_entry() {
     let init = get(&server, "/cmaf/hevc-aac.mp4/init_0_v.mp4");
     let source = fs::read(fixture("hevc-aac.mp4")).unwrap();
     assert_eq!(hvcc_arrays(&init), hvcc_arrays(&source));
+}
+
+/// CMAF trick play: the master lists an I-frame playlist per video, whose
+/// fragments are each segment's first picture (one decodable frame with
+/// the init segment, lasting the segment); the MPD a trick-mode
+/// AdaptationSet of the same fragments; a static package holds them.
+#[test]
+#[cfg_attr(casterpak_no_ffmpeg, ignore = "needs ffmpeg and ffprobe")]
+fn iframe_playlists_and_trick_mode_give_a_picture_per_segment() {
+    let root = tempfile::tempdir().unwrap();
+    fs::copy(
+        fixture("h264-aac-bframes.mp4"),
+        root.path().join("film.mp4"),
+    )
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path(), cache.path(), &[]);
+    let text = |path: &str| String::from_utf8(get(&server, path)).unwrap();
+    let master = text("/cmaf/film.mp4/master.m3u8");
+    let line = master
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-I-FRAME-STREAM-INF:"))
+        .unwrap_or_else(|| panic!("{master}"));
+    assert!(
+        line.contains("CODECS=\"avc1.") && line.ends_with(",URI=\"iframes_0_v.m3u8\""),
+        "{line}"
+    );
+    let bandwidth: u64 = line["#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=".len()..]
+        .split(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    let iframes = text("/cmaf/film.mp4/iframes_0_v.m3u8");
+    assert!(
+        iframes.contains("#EXT-X-I-FRAMES-ONLY\n#EXT-X-MAP:URI=\"init_0_v.mp4\"\n"),
+        "{iframes}"
+    );
+    let index = text("/cmaf/film.mp4/index_0_v.m3u8");
+    assert_eq!(extinfs(&iframes), extinfs(&index));
+    let init = get(&server, "/cmaf/film.mp4/init_0_v.mp4");
+    let names = segments_of(&iframes);
+    assert_eq!(names, ["trick1_0_v.m4s", "trick2_0_v.m4s"]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut peak = 0;
+    for (name, seconds) in names.iter().zip(extinfs(&iframes)) {
+        let fragment = get(&server, &format!("/cmaf/film.mp4/{name}"));
+        peak = peak.max((fragment.len() as f64 * 8.0 / seconds).round() as u64);
+        let file = dir.path().join(format!("{name}.mp4"));
+        fs::write(&file, [init.as_slice(), &fragment].concat()).unwrap();
+        // One picture, a keyframe ...
+        let probe = std::process::Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "v:0", "-count_frames"])
+            .args([
+                "-show_entries",
+                "stream=nb_read_frames,time_base:frame=pict_type",
+            ])
+            .args(["-of", "json"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(probe.status.success(), "{name}");
+        let json: serde_json::Value = serde_json::from_slice(&probe.stdout).unwrap();
+        assert_eq!(json["streams"][0]["nb_read_frames"], "1", "{name}: {json}");
+        assert_eq!(json["frames"][0]["pict_type"], "I", "{name}: {json}");
+        // ... shown for the whole segment: the one duration its trun gives
+        // (ISO/IEC 14496-12 8.8.8: count, data offset, then the sample's).
+        let trun = fragment.windows(4).position(|w| w == b"trun").unwrap();
+        let field = |at: usize| u32::from_be_bytes(fragment[at..at + 4].try_into().unwrap());
+        assert_eq!(field(trun + 8), 1, "{name}: one sample");
+        let timescale: f64 = json["streams"][0]["time_base"].as_str().unwrap()[2..]
+            .parse()
+            .unwrap();
+        let shown = f64::from(field(trun + 16)) / timescale;
+        assert!(
+            (shown - seconds).abs() < 0.05,
+            "{name}: {shown} s, not {seconds}"
+        );
+        assert!(decode_errors(&file).is_empty(), "{name}");
+    }
+    // BANDWIDTH: the peak of the fragments over their durations.
+    assert!(
+        bandwidth.abs_diff(peak) * 100 <= peak,
+        "{bandwidth} vs {peak}"
+    );
+
+    let mpd = text("/cmaf/film.mp4/manifest.mpd");
+    assert!(
+        mpd.contains(
+            "<EssentialProperty schemeIdUri=\"http://dashif.org/guidelines/trickmode\" value=\"0\"/>"
+        ),
+        "{mpd}"
+    );
+    assert!(mpd.contains("media=\"trick$Number$_0_v.m4s\""), "{mpd}");
+    // Not a name of anything else: audio has no trick play.
+    assert_eq!(server.get("/cmaf/film.mp4/trick1_0_a.m4s").status, 404);
+
+    let package = tempfile::tempdir().unwrap();
+    let out = package.path().join("pkg");
+    crate::support::casterpak()
+        .arg("package")
+        .arg(fixture("h264-aac-bframes.mp4"))
+        .arg("--out")
+        .arg(&out)
+        .args(["--format", "cmaf"])
+        .assert()
+        .success();
+    let packaged = fs::read_to_string(out.join("iframes_0_v.m3u8")).unwrap();
+    assert_eq!(packaged, iframes);
+    for name in &names {
+        assert_eq!(
+            fs::read(out.join(name)).unwrap(),
+            get(&server, &format!("/cmaf/film.mp4/{name}")),
+            "{name}"
+        );
+    }
 }

@@ -68,6 +68,9 @@ pub fn run(args: Args, out: &Path, config: &Config) -> anyhow::Result<ExitCode> 
                 for track in TrackKind::all(r.index()) {
                     work.push(Job::Fragment { n, k, track });
                 }
+                if has_trick_play(r) {
+                    work.push(Job::Trick { n, k });
+                }
             }
         }
     }
@@ -158,8 +161,21 @@ fn write_cmaf_manifests(renditions: &[Rendition], dir: &Path) -> anyhow::Result<
             let init = r.init_segment(track, None)?;
             write_file(&dir.join(cmaf::init_name(n, track)), &init)?;
         }
+        if let Some((playlist, _, _)) = r.cmaf_iframe_playlist(n, "").filter(|_| has_trick_play(r))
+        {
+            write_file(
+                &dir.join(cmaf::iframe_playlist_name(n)),
+                playlist.as_bytes(),
+            )?;
+        }
     }
     Ok(())
+}
+
+/// Whether the manifests list trick-play fragments of `r`'s video.
+fn has_trick_play(r: &Rendition) -> bool {
+    r.cmaf_track(TrackKind::Video)
+        .is_some_and(|t| t.trick_bandwidth.is_some())
 }
 
 /// One segment file to make.
@@ -173,6 +189,10 @@ enum Job {
         n: usize,
         k: usize,
         track: TrackKind,
+    },
+    Trick {
+        n: usize,
+        k: usize,
     },
 }
 
@@ -203,7 +223,7 @@ fn write_segments(
                         break;
                     };
                     let n = match job {
-                        Job::Ts { n, .. } | Job::Fragment { n, .. } => n,
+                        Job::Ts { n, .. } | Job::Fragment { n, .. } | Job::Trick { n, .. } => n,
                     };
                     match write_segment(&renditions[n], job, dirs) {
                         Ok(len) => {
@@ -238,6 +258,7 @@ fn write_segment(r: &Rendition, job: Job, dirs: &Dirs) -> anyhow::Result<u64> {
             k,
         ),
         Job::Fragment { n, k, track } => (dirs.cmaf.join(cmaf::segment_name(k + 1, n, track)), k),
+        Job::Trick { n, k } => (dirs.cmaf.join(cmaf::trick_name(k + 1, n)), k),
     };
     let mut file =
         fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
@@ -251,6 +272,8 @@ fn write_segment(r: &Rendition, job: Job, dirs: &Dirs) -> anyhow::Result<u64> {
                 Ok(n)
             })
         }
+        // One picture: written whole.
+        Job::Trick { .. } => r.write_trick_fragment(k, &mut file),
     };
     let written = written.with_context(|| format!("{}: segment {}", r.path().display(), k + 1))?;
     Ok(written)

@@ -430,11 +430,14 @@ pub struct FragmentInput<'a> {
     pub number: u32,
     pub kind: TrackKind,
     pub offset_90k: i64,
+    /// A trick-play fragment: the segment's first picture alone (a place a
+    /// decoder can start), shown for the whole segment.
+    pub trick: bool,
 }
 
 impl FragmentInput<'_> {
-    /// The track and the range of its samples in the segment: not found
-    /// when it has none.
+    /// The track and the range of its samples in the segment (a trick
+    /// fragment's first): not found when it has none.
     fn track_and_samples(&self) -> Result<(&Track, std::ops::Range<usize>)> {
         let track = self
             .kind
@@ -448,7 +451,26 @@ impl FragmentInput<'_> {
             )));
         }
         crate::packager::ts::check_segment_media(self.index, self.segment)?;
+        if self.trick {
+            if !self.kind.is_video() {
+                return Err(Error::NotFound("trick play of an audio track".into()));
+            }
+            return Ok((track, range.start..range.start + 1));
+        }
         Ok((track, range))
+    }
+
+    /// How long sample `i` of `range` lasts in the fragment: a trick
+    /// fragment's one picture, the whole segment.
+    fn duration(&self, timeline: &Timeline, range: &std::ops::Range<usize>, i: usize) -> u32 {
+        if !self.trick {
+            return timeline.duration(i);
+        }
+        let full = self.kind.range(self.segment);
+        (range.start..full.end.max(range.end))
+            .map(|j| u64::from(timeline.duration(j)))
+            .sum::<u64>()
+            .min(u64::from(u32::MAX)) as u32
     }
 }
 
@@ -577,6 +599,20 @@ pub fn fragment_len(index: &MediaIndex, segment: &Segment, kind: TrackKind) -> u
     head_len(kind, range.len()) as u64 + samples
 }
 
+/// The length of the trick-play fragment of `segment` (its first picture).
+pub fn trick_fragment_len(index: &MediaIndex, segment: &Segment) -> u64 {
+    let Some(track) = &index.video else {
+        return 0;
+    };
+    let first = track
+        .samples
+        .get(segment.video.start)
+        .filter(|_| !segment.video.is_empty());
+    first.map_or(0, |s| {
+        head_len(TrackKind::Video, 1) as u64 + u64::from(s.size)
+    })
+}
+
 /// Bytes of `styp`, `moof` and the `mdat` header for `count` samples.
 fn head_len(kind: TrackKind, count: usize) -> usize {
     let per_sample = match kind {
@@ -625,7 +661,7 @@ fn fragment_head(
                 data_offset_at = o.len();
                 u32(o, 0);
                 for i in range.clone() {
-                    u32(o, timeline.duration(i));
+                    u32(o, input.duration(&timeline, &range, i));
                     u32(o, track.samples[i].size);
                     if video {
                         u32(
