@@ -36,11 +36,7 @@ impl Origin {
             Target::MediaPlaylist { n, kind } => {
                 let track = TrackKind::from_suffix(kind).expect("parsed as a track");
                 let rel = &rels[*n];
-                let ad = match self.preroll_for(rel, query, viewer) {
-                    Some(ad) => self.preroll_source(&ad, &self.resolve(rel)?),
-                    None => None,
-                };
-                match ad {
+                match self.preroll_of(rel, query, viewer)? {
                     Some(ad) => self.cmaf_playlist_after(&ad, rel, *n, track, uri_prefix),
                     None => self.cmaf_playlist(rel, *n, track, uri_prefix),
                 }
@@ -245,14 +241,9 @@ impl Origin {
                 return Err(none());
             }
             let rendition = self.rendition(&source)?;
-            let tricks = rendition
-                .cmaf_track(TrackKind::Video)
-                .and_then(|t| t.trick_bandwidth);
-            tricks.ok_or_else(none)?;
-            let (playlist, _, _) = rendition
+            rendition
                 .cmaf_iframe_playlist(n, uri_prefix)
-                .ok_or_else(none)?;
-            Ok(playlist)
+                .ok_or_else(none)
         })
     }
 
@@ -280,11 +271,7 @@ impl Origin {
         self.stream(&spec, VIDEO_MP4_TYPE, ready, |out, announce| {
             let rendition = self.rendition(&source)?;
             let failed = |e| self.failed(&source, super::error::packager_error(&source, e));
-            if rendition
-                .cmaf_track(TrackKind::Video)
-                .and_then(|t| t.trick_bandwidth)
-                .is_none()
-            {
+            if !rendition.has_trick_play() {
                 return Err(OriginError::NotFound(format!("{rel}: no trick play")));
             }
             if let Some(len) = rendition.trick_fragment_len(k - 1) {

@@ -249,13 +249,8 @@ impl Origin {
                 let rel = &request.sources[*n];
                 let kind = self.own_kind(rel, kind)?;
                 let dir = &rest[..rest.rfind('/').map_or(0, |at| at + 1)];
-                let preroll = self.preroll_for(rel, query, viewer);
                 let key_base = self.key_base(dir);
-                let ad = match preroll {
-                    Some(ad) => self.preroll_source(&ad, &self.resolve(rel)?),
-                    None => None,
-                };
-                match ad {
+                match self.preroll_of(rel, query, viewer)? {
                     Some(ad) => {
                         self.media_playlist_after(&ad, rel, *n, &kind, &uri_prefix, &key_base)
                     }

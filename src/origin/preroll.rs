@@ -44,6 +44,21 @@ impl Origin {
         (!chosen.is_empty()).then(|| chosen.clone())
     }
 
+    /// The pre-roll source of the media playlist of `rel` for `viewer`
+    /// asked for with `query` (see [`Origin::preroll_for`] and
+    /// [`Origin::preroll_source`]); `None` when it gets none.
+    pub(super) fn preroll_of(
+        &self,
+        rel: &str,
+        query: &str,
+        viewer: &Viewer,
+    ) -> Result<Option<SourceId>, OriginError> {
+        match self.preroll_for(rel, query, viewer) {
+            Some(ad) => Ok(self.preroll_source(&ad, &self.resolve(rel)?)),
+            None => Ok(None),
+        }
+    }
+
     /// The pre-roll `ad` (a file, or a csmil set of renditions) for the
     /// content `source`: of a set, the rendition matched to it (see
     /// [`matched`]). `None` (with a warning) when none can be had: the

@@ -508,8 +508,8 @@ impl Rendition {
                 TrackKind::Audio(_) => true,
             },
             sealed: None,
-            trick_bandwidth: (kind.is_video() && self.plan.independent_segments(&self.index))
-                .then(|| self.trick_bandwidth().0),
+            trick_bandwidth: (kind.is_video() && self.has_trick_play())
+                .then(|| self.trick_bandwidth()),
         })
     }
 
@@ -581,26 +581,28 @@ impl Rendition {
         Some(fmp4::trick_fragment_len(&self.index, segment))
     }
 
-    /// The fMP4 I-frame playlist of rendition `n` (its trick-play
-    /// fragments), and its peak and average BANDWIDTH; `None` without
-    /// video.
-    pub fn cmaf_iframe_playlist(&self, n: usize, prefix: &str) -> Option<(String, u64, u64)> {
-        let track = self.cmaf_track(TrackKind::Video)?;
-        let (peak, average) = self.trick_bandwidth();
-        Some((cmaf::iframe_playlist(&track, n, prefix), peak, average))
+    /// Whether it has trick-play fragments: it has video, and every
+    /// segment starts where a decoder can.
+    pub fn has_trick_play(&self) -> bool {
+        self.index.video.is_some() && self.plan.independent_segments(&self.index)
     }
 
-    /// Peak and average bitrate of the trick-play fragments.
-    fn trick_bandwidth(&self) -> (u64, u64) {
-        let mut peak = 0;
-        let mut total = 0;
-        for segment in &self.plan.segments {
+    /// The fMP4 I-frame playlist of rendition `n` (its trick-play
+    /// fragments); `None` without them.
+    pub fn cmaf_iframe_playlist(&self, n: usize, prefix: &str) -> Option<String> {
+        let track = self
+            .cmaf_track(TrackKind::Video)
+            .filter(|_| self.has_trick_play())?;
+        Some(cmaf::iframe_playlist(&track, n, prefix))
+    }
+
+    /// Peak bitrate of the trick-play fragments.
+    fn trick_bandwidth(&self) -> u64 {
+        let peak = |segment: &Segment| {
             let len = fmp4::trick_fragment_len(&self.index, segment);
-            total += len;
-            peak = peak.max(bits_per_second(len, hls::extinf_millis(segment)));
-        }
-        let span_ms = self.plan.segments.iter().map(hls::extinf_millis).sum();
-        (peak, bits_per_second(total, span_ms))
+            bits_per_second(len, hls::extinf_millis(segment))
+        };
+        self.plan.segments.iter().map(peak).max().unwrap_or(0)
     }
 
     /// fMP4 media segment `k` (0-based) of `kind`'s track, its samples

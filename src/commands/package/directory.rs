@@ -68,7 +68,7 @@ pub fn run(args: Args, out: &Path, config: &Config) -> anyhow::Result<ExitCode> 
                 for track in TrackKind::all(r.index()) {
                     work.push(Job::Fragment { n, k, track });
                 }
-                if has_trick_play(r) {
+                if r.has_trick_play() {
                     work.push(Job::Trick { n, k });
                 }
             }
@@ -161,8 +161,7 @@ fn write_cmaf_manifests(renditions: &[Rendition], dir: &Path) -> anyhow::Result<
             let init = r.init_segment(track, None)?;
             write_file(&dir.join(cmaf::init_name(n, track)), &init)?;
         }
-        if let Some((playlist, _, _)) = r.cmaf_iframe_playlist(n, "").filter(|_| has_trick_play(r))
-        {
+        if let Some(playlist) = r.cmaf_iframe_playlist(n, "") {
             write_file(
                 &dir.join(cmaf::iframe_playlist_name(n)),
                 playlist.as_bytes(),
@@ -170,12 +169,6 @@ fn write_cmaf_manifests(renditions: &[Rendition], dir: &Path) -> anyhow::Result<
         }
     }
     Ok(())
-}
-
-/// Whether the manifests list trick-play fragments of `r`'s video.
-fn has_trick_play(r: &Rendition) -> bool {
-    r.cmaf_track(TrackKind::Video)
-        .is_some_and(|t| t.trick_bandwidth.is_some())
 }
 
 /// One segment file to make.
