@@ -221,6 +221,18 @@ fn a_bucket_plays_at_once_then_from_its_copy_and_the_store_is_not_read_again() {
     );
 }
 
+/// A configuration in `dir` whose `web/` prefix is `nginx`, read where it
+/// is (not copied into the input cache).
+fn uncopied_web_source(dir: &Path, nginx: &Nginx) -> PathBuf {
+    config(
+        dir,
+        &format!(
+            "[[sources]]\nprefix = \"web/\"\ntype = \"http\"\nurl = \"{}\"\ncopy = false\n",
+            nginx.url()
+        ),
+    )
+}
+
 /// Captions are looked for in less of a remote file than of a local one
 /// (the first pictures, not two segments), and still found.
 #[test]
@@ -239,13 +251,7 @@ fn captions_in_a_remote_file_are_declared() {
     }
     let nginx = Nginx::start(www.path());
     let dir = tempfile::tempdir().unwrap();
-    let conf = config(
-        dir.path(),
-        &format!(
-            "[[sources]]\nprefix = \"web/\"\ntype = \"http\"\nurl = \"{}\"\ncopy = false\n",
-            nginx.url()
-        ),
-    );
+    let conf = uncopied_web_source(dir.path(), &nginx);
     let server = Server::start(
         dir.path(),
         &dir.path().join("cache"),
@@ -274,13 +280,7 @@ fn a_first_play_over_http_fetches_a_small_part_of_the_file_in_few_requests() {
     let nginx = Nginx::start(www.path());
     let dir = tempfile::tempdir().unwrap();
     // Not copied, so that every byte nginx sends is one a play asked for.
-    let conf = config(
-        dir.path(),
-        &format!(
-            "[[sources]]\nprefix = \"web/\"\ntype = \"http\"\nurl = \"{}\"\ncopy = false\n",
-            nginx.url()
-        ),
-    );
+    let conf = uncopied_web_source(dir.path(), &nginx);
     // Nothing made ahead of the player (tests/cli/prefetch.rs), so that
     // every byte counted is one this play asked for.
     let server = Server::start_with_env(
