@@ -73,7 +73,8 @@ impl Origin {
         let what = if dash { "mpd" } else { "cmaf-master" };
         let tracks = self.subtitle_tracks(&request.subtitle_base);
         let key = self.master_key(what, &sources, &numbers, uri_prefix)
-            + &Self::subtitles_key_part(&tracks);
+            + &Self::subtitles_key_part(&tracks)
+            + &self.preroll_key_part();
         let content_type = if dash { MPD_TYPE } else { PLAYLIST_TYPE };
         self.in_memory(key, &sources, content_type, || {
             let tracks = self.with_file_tracks(tracks, &sources[0])?;
@@ -116,6 +117,15 @@ impl Origin {
                     let tracks = described_source.video.iter_mut();
                     for track in tracks.chain(&mut described_source.audio) {
                         track.sealed = Some(sealed.clone());
+                    }
+                }
+                if !dash && self.config.preroll.is_on() {
+                    // A playlist lists the pre-roll's segments too (an MPD
+                    // has them in a Period of their own).
+                    let tracks = described_source.video.iter_mut();
+                    for track in tracks.chain(&mut described_source.audio) {
+                        let peak = self.cmaf_preroll_peak(&source.rel, source, track.kind);
+                        track.bandwidth = track.bandwidth.max(peak);
                     }
                 }
                 described.push(described_source);

@@ -96,6 +96,27 @@ impl Origin {
     /// have with the pre-rolls any viewer may get before it: a master's
     /// BANDWIDTH is the peak of every segment a variant's playlist lists.
     pub(super) fn preroll_peak(&self, rel: &str, source: &SourceId) -> u64 {
+        self.prerolls_of_anyone(rel, source)
+            .iter()
+            .filter_map(|ad| self.ts_rendition(ad).ok())
+            .map(|r| r.variant().bandwidth)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// As [`Origin::preroll_peak`], of CMAF `kind` playlists.
+    pub(super) fn cmaf_preroll_peak(&self, rel: &str, source: &SourceId, kind: TrackKind) -> u64 {
+        self.prerolls_of_anyone(rel, source)
+            .iter()
+            .filter_map(|ad| self.rendition(ad).ok()?.cmaf_track(kind))
+            .map(|t| t.bandwidth)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The pre-rolls (matched to `source`) that any viewer may get before
+    /// the media playlists of `source` at `rel`.
+    fn prerolls_of_anyone(&self, rel: &str, source: &SourceId) -> Vec<SourceId> {
         let p = &self.config.preroll;
         let viewers = p
             .countries
@@ -111,10 +132,7 @@ impl Origin {
         ads.dedup();
         ads.iter()
             .filter_map(|ad| self.preroll_source(ad, source))
-            .filter_map(|ad| self.ts_rendition(&ad).ok())
-            .map(|r| r.variant().bandwidth)
-            .max()
-            .unwrap_or(0)
+            .collect()
     }
 
     /// What a master's cache key says of the pre-rolls (their BANDWIDTH

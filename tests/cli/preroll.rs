@@ -312,6 +312,18 @@ fn a_set_of_pre_roll_renditions_is_matched_to_each_rendition() {
         [content[0].max(ads[0]), ads[1]],
         "{ads:?} {content:?}"
     );
+    // The same in fMP4 masters: the variant covers the pre-roll's
+    // fragments (its own master adds its video and audio).
+    let cmaf = bandwidths(&server, &format!("/cmaf{}/master.m3u8", &set[2..]));
+    let cmaf_plain = bandwidths(
+        &Server::start(dir, tempfile::tempdir().unwrap().path(), &[]),
+        &format!("/cmaf{}/master.m3u8", &set[2..]),
+    );
+    let ad_cmaf = bandwidths(&server, "/cmaf/ads/gb_360.mp4/master.m3u8")[0];
+    assert!(
+        cmaf[1] >= ad_cmaf && ad_cmaf > cmaf_plain[1],
+        "{cmaf:?} {cmaf_plain:?} {ad_cmaf}"
+    );
     let base = format!("http://{}", server.addr);
     assert_eq!(frames(&format!("{base}{set}/index_1_av.m3u8"), "gb"), 420);
 }
