@@ -240,6 +240,47 @@ fn without_the_header_the_country_comes_from_the_address() {
     assert!(head.contains("\r\ncache-control: public"), "{head}");
 }
 
+/// With signed URLs required, playlists carry the viewer's token to the
+/// pre-roll's segments, which play when the token's acl covers them (as
+/// README.md says to sign it) and are refused when it does not.
+#[test]
+#[cfg_attr(casterpak_no_ffmpeg, ignore = "needs ffmpeg and ffprobe")]
+fn a_token_whose_acl_covers_the_pre_rolls_plays_them() {
+    let root = root();
+    let cache = tempfile::tempdir().unwrap();
+    let key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let server = start(
+        root.path(),
+        cache.path(),
+        &[
+            ("CASTERPAK_TOKENS_KEY", key),
+            ("CASTERPAK_TOKENS_REQUIRED", "true"),
+        ],
+    );
+    let token = |acl: &str| -> String {
+        let out = crate::support::casterpak()
+            .env("CASTERPAK_TOKENS_KEY", key)
+            .args(["token", "x", "--acl", acl, "--ttl", "1h"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let status_of_the_first_ad_segment = |acl: &str| {
+        let path = format!("/i/film.mp4/index_0_av.m3u8?hdnea={}", token(acl));
+        let (playlist, _) = playlist_for(&server, &path, Some("gb"));
+        let ad = playlist
+            .lines()
+            .find(|l| l.starts_with("/i/ads/gb.mp4/segment1_0_av.ts?hdnea="))
+            .unwrap_or_else(|| panic!("{playlist}"));
+        request(&server.addr, "GET", ad, &[]).status
+    };
+    assert_eq!(
+        status_of_the_first_ad_segment("/i/film.mp4/*!/i/ads/*"),
+        200
+    );
+    assert_eq!(status_of_the_first_ad_segment("/i/film.mp4/*"), 403);
+}
+
 /// A BANDWIDTH attribute of a master's line.
 fn bandwidth(line: &str) -> u64 {
     let at = line.find("BANDWIDTH=").unwrap() + "BANDWIDTH=".len();
