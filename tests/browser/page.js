@@ -8,7 +8,8 @@
 //                       text }
 //
 // `text` is the <video>'s text tracks as the browser has them:
-// { kind, label, language, mode, cues: [{ start, end, text }] }. With
+// { kind, label, language, mode, cues: [{ start, end, text }] } (the cues
+// it holds, and every cue a player added to it before). With
 // `subtitles` (a language) in window.config, each player is told to show
 // the subtitles in that language.
 //
@@ -184,6 +185,18 @@ function shakaAdapter(url) {
 
 const { player, url, clearKeys, license, subtitles } = window.config;
 
+// Every cue a player adds to a text track, kept: players drop cues behind
+// the playhead (Shaka does), and on a loaded machine a poll can come only
+// after that. The cues are still the player's, at the times it gave them.
+const addedCues = new WeakMap();
+const addCue = TextTrack.prototype.addCue;
+TextTrack.prototype.addCue = function (cue) {
+  const list = addedCues.get(this) ?? [];
+  if (list.length < 1000) list.push({ start: cue.startTime, end: cue.endTime, text: cue.text });
+  addedCues.set(this, list);
+  return addCue.call(this, cue);
+};
+
 // Whether two language tags name one language: "en" is "en-US" and "eng".
 function sameLanguage(a, b) {
   const norm = (lang) => {
@@ -214,7 +227,10 @@ window.state = () => {
       label: t.label,
       language: t.language,
       mode: t.mode,
-      cues: [...(t.cues ?? [])].map((c) => ({ start: c.startTime, end: c.endTime, text: c.text })),
+      cues: [
+        ...[...(t.cues ?? [])].map((c) => ({ start: c.startTime, end: c.endTime, text: c.text })),
+        ...(addedCues.get(t) ?? []),
+      ],
     })),
   };
 };
