@@ -257,14 +257,7 @@ fn a_token_whose_acl_covers_the_pre_rolls_plays_them() {
             ("CASTERPAK_TOKENS_REQUIRED", "true"),
         ],
     );
-    let token = |acl: &str| -> String {
-        let out = crate::support::casterpak()
-            .env("CASTERPAK_TOKENS_KEY", key)
-            .args(["token", "x", "--acl", acl, "--ttl", "1h"])
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    };
+    let token = |acl: &str| crate::support::signed_for(key, acl);
     let status_of_the_first_ad_segment = |acl: &str| {
         let path = format!("/i/film.mp4/index_0_av.m3u8?hdnea={}", token(acl));
         let (playlist, _) = playlist_for(&server, &path, Some("gb"));

@@ -10,6 +10,17 @@ pub fn casterpak() -> assert_cmd::Command {
     assert_cmd::Command::cargo_bin("casterpak").expect("the binary is built")
 }
 
+/// A token for the path patterns `acl`, good for an hour, signed with
+/// `key` (`casterpak token`).
+pub fn signed_for(key: &str, acl: &str) -> String {
+    let out = casterpak()
+        .env("CASTERPAK_TOKENS_KEY", key)
+        .args(["token", "x", "--acl", acl, "--ttl", "1h"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
