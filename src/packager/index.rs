@@ -1,7 +1,8 @@
 //! The compact media index: what the packager keeps of a source's `moov`.
 //!
 //! It holds, for the one video and the one audio track we package, a flat
-//! array of samples (24 bytes each) and the codec configuration. Everything a
+//! array of samples (16 bytes each), their decode times as runs
+//! ([`Timeline`]) and the codec configuration. Everything a
 //! segment needs is answered from here by index arithmetic or binary search;
 //! the media bytes themselves stay in the file until a segment asks for them.
 
@@ -9,7 +10,7 @@
 pub const MAX_MORE_AUDIO: usize = 8;
 
 /// Most samples the packaged tracks of one file may have together: 8 Mi
-/// samples is 192 MiB of index, 30 hours of 30 fps video with 48 kHz AAC.
+/// samples is 128 MiB of index, 30 hours of 30 fps video with 48 kHz AAC.
 pub const MAX_FILE_SAMPLES: u64 = 1 << 23;
 
 /// Fewest bytes of file per sample we believe. A sample of a codec we carry
@@ -20,19 +21,20 @@ pub const MAX_FILE_SAMPLES: u64 = 1 << 23;
 pub const MIN_BYTES_PER_SAMPLE: u64 = 4;
 
 /// Most samples the packaged tracks of a file of `file_len` bytes may
-/// have together: `min(2^23, file_len / 4)`. It bounds the index (24 bytes
-/// a sample) and all per-sample work by the file's own size.
+/// have together: `min(2^23, file_len / 4)`. It bounds the index (16 bytes
+/// a sample, 24 with variable durations) and all per-sample work by the file's own size.
 pub fn sample_budget(file_len: u64) -> u64 {
     (file_len / MIN_BYTES_PER_SAMPLE).min(MAX_FILE_SAMPLES)
 }
 
-/// One access unit: where its bytes are and when it is decoded.
+pub use crate::packager::timeline::Timeline;
+
+/// One access unit: where its bytes are. When it is decoded is its track's
+/// [`Timeline`]'s.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sample {
     /// Absolute file offset of the sample's first byte.
     pub offset: u64,
-    /// Decode time in the track's timescale, from the start of its media.
-    pub dts: i64,
     pub size: u32,
     /// Composition offset (ISO/IEC 14496-12 8.6.1.3): PTS = DTS + `cts_offset`.
     pub cts_offset: i32,
@@ -115,6 +117,9 @@ pub struct Track {
     pub codec: Codec,
     /// Samples in decode order.
     pub samples: Vec<Sample>,
+    /// Their decode times, in the track's timescale from the start of its
+    /// media, and the time after the last.
+    pub times: Timeline,
     /// Indexes of sync samples, ascending; `None` when every sample is one.
     pub sync: Option<Vec<u32>>,
     /// Video: the sync samples a decoder can really start at (an H.264 IDR
@@ -128,8 +133,6 @@ pub struct Track {
     /// since each grows by `4 - nal_length_size` bytes in Annex B and the
     /// segment layout must be exact. Empty otherwise.
     pub nal_units: Vec<u32>,
-    /// Decode time just after the last sample (its DTS plus its duration).
-    pub end_dts: i64,
     /// Added to a composition time to get the presentation time: the edit
     /// list's leading empty edits minus its `media_time` (14496-12 8.6.6).
     pub presentation_shift: i64,
@@ -189,49 +192,73 @@ impl Track {
         }
     }
 
+    /// Decode time of sample `index`, in the track's timescale.
+    #[inline]
+    pub fn dts(&self, index: usize) -> i64 {
+        self.times.dts(index)
+    }
+
+    /// Decode time just after the last sample (its DTS plus its duration).
+    #[inline]
+    pub fn end_dts(&self) -> i64 {
+        self.times.end()
+    }
+
+    #[inline]
     pub fn duration_of(&self, index: usize) -> i64 {
-        let next = self.samples.get(index + 1).map_or(self.end_dts, |s| s.dts);
-        next - self.samples[index].dts
+        self.times.duration(index)
     }
 
     /// Presentation time of a sample in 90 kHz units, before the stream offset.
+    #[inline]
     pub fn pts_90k(&self, index: usize) -> i64 {
-        let s = &self.samples[index];
-        self.to_90k(s.dts + i64::from(s.cts_offset) + self.presentation_shift)
+        let cts = i64::from(self.samples[index].cts_offset);
+        self.to_90k(self.dts(index) + cts + self.presentation_shift)
     }
 
     /// Whether sample `index` is presented at another time than it is
     /// decoded, in 90 kHz units (its PES header then carries a DTS).
+    #[inline]
     pub fn has_own_pts(&self, index: usize) -> bool {
-        let s = &self.samples[index];
-        let apart = i64::from(s.cts_offset) + self.decode_delay;
+        let apart = i64::from(self.samples[index].cts_offset) + self.decode_delay;
         match apart {
             0 => false,
             // A tick of this timescale is at least one of 90 kHz (for
             // any time short of the clamping in `rescale`).
-            _ if self.timescale <= 90_000 && s.dts.unsigned_abs() < 1 << 40 => true,
+            _ if self.timescale <= 90_000 && self.dts(index).unsigned_abs() < 1 << 40 => true,
             _ => self.pts_90k(index) != self.dts_90k(index),
         }
     }
 
     /// Decode time of a sample in 90 kHz units, before the stream offset.
+    #[inline]
     pub fn dts_90k(&self, index: usize) -> i64 {
-        let s = &self.samples[index];
-        self.to_90k(s.dts + self.presentation_shift - self.decode_delay)
+        self.to_90k(self.dts(index) + self.presentation_shift - self.decode_delay)
+    }
+
+    /// [`Track::dts_90k`] of the samples from `first` on, in order.
+    pub fn dts_90k_from(&self, first: usize) -> impl Iterator<Item = i64> + '_ {
+        let shift = self.presentation_shift - self.decode_delay;
+        self.times
+            .iter_from(first)
+            .map(move |dts| self.to_90k(dts + shift))
     }
 
     /// Presentation time just after the last sample is shown, in 90 kHz units.
     pub fn end_pts_90k(&self) -> i64 {
-        let max_end = self
-            .samples
-            .iter()
-            .enumerate()
-            .map(|(i, s)| s.dts + i64::from(s.cts_offset) + self.duration_of(i))
-            .max()
-            .unwrap_or(0);
+        // A sample is shown until the next one's decode time (the last
+        // until the end).
+        let Some(last) = self.samples.last() else {
+            return self.to_90k(self.presentation_shift);
+        };
+        let mut max_end = self.end_dts() + i64::from(last.cts_offset);
+        for (s, next) in self.samples.iter().zip(self.times.iter_from(1)) {
+            max_end = max_end.max(next + i64::from(s.cts_offset));
+        }
         self.to_90k(max_end + self.presentation_shift)
     }
 
+    #[inline]
     pub fn to_90k(&self, t: i64) -> i64 {
         rescale(t, self.timescale, 90_000)
     }
@@ -297,6 +324,7 @@ impl MediaIndex {
         self.all_tracks()
             .map(|t| {
                 t.samples.len() * std::mem::size_of::<Sample>()
+                    + t.times.memory_bytes()
                     + (t.sync.as_ref().map_or(0, Vec::len)
                         + t.random_access.len()
                         + t.nal_units.len())

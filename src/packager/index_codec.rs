@@ -1,21 +1,23 @@
 //! A compact binary form of the [`MediaIndex`], so that a parsed source
 //! can be kept on disk and a restarted origin skips the moov work. All
-//! numbers big-endian; samples take 24 bytes each, as in memory.
+//! numbers big-endian; samples take 16 bytes each, as in memory, and their
+//! decode times are runs of one duration, as `stts` has them.
 //!
 //! ```text
 //! "CPIX" version:u32 file_len:u64 video:track? audio:track? more_audio:[track] skipped:[str]
 //!        text_tracks:u32
 //! track   = track_id:u32 timescale:u32 language:str end_dts:i64 shift:i64 delay:i64 codec
-//!           samples:[offset:u64 dts:i64 size:u32 cts:i32] sync:[u32]?
-//!           random_access:[u32] nal_units:[u32]
+//!           samples:[offset:u64 size:u32 cts:i32] times:[first:u32 duration:u32 dts:i64]
+//!           sync:[u32]? random_access:[u32] nal_units:[u32]
 //! X?      = 0:u8 | 1:u8 X          [X] = count:u32 X...       str = [u8]
 //! ```
 
 use crate::packager::error::{FourCc, Result};
 use crate::packager::index::{
-    AudioCodec, AudioConfig, Codec, MediaIndex, Sample, Track, VideoCodec, VideoConfig,
+    AudioCodec, AudioConfig, Codec, MediaIndex, Sample, Timeline, Track, VideoCodec, VideoConfig,
 };
 use crate::packager::mp4::cursor::Cursor;
+use crate::packager::timeline::Run;
 
 const MAGIC: [u8; 4] = *b"CPIX";
 /// 2: random access points and NAL unit counts. 3: languages, and the
@@ -24,8 +26,10 @@ const MAGIC: [u8; 4] = *b"CPIX";
 /// 5: no new field; parameter sets that avc3/hev1 tracks keep in band are
 /// in the configuration box, which older indexes lack.
 /// 6: how many subtitle tracks the file has (`text_tracks:u32`, last).
-pub const VERSION: u32 = 6;
-const SAMPLE_LEN: usize = 24;
+/// 7: decode times as runs (`times`), after samples of 16 bytes.
+pub const VERSION: u32 = 7;
+const SAMPLE_LEN: usize = 16;
+const RUN_LEN: usize = 16;
 
 pub fn encode(index: &MediaIndex) -> Vec<u8> {
     let samples: usize = index.tracks().map(|t| t.samples.len()).sum();
@@ -38,7 +42,7 @@ pub fn encode(index: &MediaIndex) -> Vec<u8> {
 const ENCODE_BUFFER: usize = 256 << 10;
 
 /// As [`encode`], into `out` a buffer at a time: the encoded index of a
-/// long file (24 bytes a sample) is never whole in memory beside it.
+/// long file (16 bytes a sample) is never whole in memory beside it.
 pub fn encode_to(index: &MediaIndex, out: &mut dyn std::io::Write) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(ENCODE_BUFFER + 1024);
     buf.extend_from_slice(&MAGIC);
@@ -68,9 +72,19 @@ fn encode_track(buf: &mut Vec<u8>, t: &Track, out: &mut dyn std::io::Write) -> s
     buf.extend_from_slice(&(t.samples.len() as u32).to_be_bytes());
     for s in &t.samples {
         buf.extend_from_slice(&s.offset.to_be_bytes());
-        buf.extend_from_slice(&s.dts.to_be_bytes());
         buf.extend_from_slice(&s.size.to_be_bytes());
         buf.extend_from_slice(&s.cts_offset.to_be_bytes());
+        if buf.len() >= ENCODE_BUFFER {
+            out.write_all(buf)?;
+            buf.clear();
+        }
+    }
+    let runs = t.times.runs();
+    buf.extend_from_slice(&(runs.len() as u32).to_be_bytes());
+    for r in &runs {
+        buf.extend_from_slice(&r.first.to_be_bytes());
+        buf.extend_from_slice(&r.duration.to_be_bytes());
+        buf.extend_from_slice(&r.dts.to_be_bytes());
         if buf.len() >= ENCODE_BUFFER {
             out.write_all(buf)?;
             buf.clear();
@@ -90,7 +104,7 @@ fn encode_track_head(out: &mut Vec<u8>, t: &Track) {
     out.extend_from_slice(&t.track_id.to_be_bytes());
     out.extend_from_slice(&t.timescale.to_be_bytes());
     put_bytes(out, t.language.as_bytes());
-    for v in [t.end_dts, t.presentation_shift, t.decode_delay] {
+    for v in [t.end_dts(), t.presentation_shift, t.decode_delay] {
         out.extend_from_slice(&v.to_be_bytes());
     }
     match &t.codec {
@@ -217,11 +231,21 @@ fn decode_track(c: &mut Cursor) -> Result<Track> {
     for _ in 0..count {
         samples.push(Sample {
             offset: c.u64("offset")?,
-            dts: c.u64("dts")? as i64,
             size: c.u32("size")?,
             cts_offset: c.i32("cts_offset")?,
         });
     }
+    let run_count = c.count(RUN_LEN, "time run count")?;
+    let mut runs = Vec::with_capacity(run_count);
+    for _ in 0..run_count {
+        runs.push(Run {
+            first: c.u32("run first sample")?,
+            duration: c.u32("run duration")?,
+            dts: c.u64("run dts")? as i64,
+        });
+    }
+    let times = Timeline::from_runs(runs, count, end_dts)
+        .ok_or_else(|| c.error("decode time runs are not a timeline of the samples"))?;
     let sync = match c.u8("sync present")? {
         0 => None,
         _ => Some(get_u32s(c, "sync sample")?),
@@ -234,10 +258,10 @@ fn decode_track(c: &mut Cursor) -> Result<Track> {
         language,
         codec,
         samples,
+        times,
         sync,
         random_access,
         nal_units,
-        end_dts,
         presentation_shift,
         decode_delay,
     })
@@ -394,6 +418,7 @@ mod tests {
     fn cached_index_with_an_empty_track_is_rejected() {
         let mut index = fixture_index("h264-aac-bframes.mp4");
         index.audio.as_mut().unwrap().samples.clear();
+        index.audio.as_mut().unwrap().times = Timeline::default();
         index.audio.as_mut().unwrap().sync = None;
         let err = decode(&encode(&index)).unwrap_err().to_string();
         assert!(err.contains("no samples"), "{err}");
@@ -406,10 +431,18 @@ mod tests {
         let cases: &[Breakage] = &[
             ("lies past the end", |i| i.file_len -= 1),
             ("decode time goes back", |i| {
-                i.video.as_mut().unwrap().samples[5].dts = -1
+                let video = i.video.as_mut().unwrap();
+                let mut times = Timeline::default();
+                times.push(5, 512).unwrap();
+                times.jump_to(-1);
+                times.push(video.samples.len() as u32 - 5, 512).unwrap();
+                video.times = times;
             }),
             ("timestamps out of range", |i| {
-                i.audio.as_mut().unwrap().end_dts = i64::MAX
+                i.audio.as_mut().unwrap().times.jump_to(i64::MAX)
+            }),
+            ("not a timeline of the samples", |i| {
+                i.audio.as_mut().unwrap().samples.pop();
             }),
             ("sync sample past the last", |i| {
                 i.video.as_mut().unwrap().sync = Some(vec![0, 100_000])

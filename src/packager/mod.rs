@@ -16,6 +16,7 @@ pub mod mp4;
 pub mod rendition;
 pub mod segment;
 pub mod subtitles;
+pub mod timeline;
 pub mod ts;
 pub mod url;
 pub mod validate;

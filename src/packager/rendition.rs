@@ -9,7 +9,8 @@
 //!   is allocated once), the chosen tracks' tables read once front to back;
 //!   per-sample work on at most `min(2^23, file_len / 4)` samples
 //!   ([`sample_budget`](crate::packager::index::sample_budget)), with memory
-//!   of 24 bytes a sample (the index; 28 with 1- or 2-byte NAL lengths) plus
+//!   of 16 bytes a sample (the index; 24 with a duration that changes
+//!   from sample to sample, 4 more with 1- or 2-byte NAL lengths) plus
 //!   buffers of 64 KiB; the video's NAL unit headers read in small blocks,
 //!   at most `4 * file_len + 16 MiB` bytes in all; the plan and the TS
 //!   layout, one pass over the samples.
@@ -368,7 +369,7 @@ impl Rendition {
             Codec::Audio(_) => None,
         });
         let frame_rate = video.filter(|t| t.samples.len() > 1).map(|t| {
-            let span = t.end_dts - t.samples[0].dts;
+            let span = t.end_dts() - t.dts(0);
             t.samples.len() as f64 * f64::from(t.timescale) / span.max(1) as f64
         });
         let span_ms = self.plan.segments.iter().map(hls::extinf_millis).sum();

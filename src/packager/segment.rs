@@ -64,28 +64,38 @@ pub fn plan(index: &MediaIndex, target_90k: i64) -> Plan {
         .max()
         .expect("at least one track")
         .max(cut_times.last().copied().unwrap_or(start) + 1);
+    // Where each segment after the first starts in each audio track.
+    let starts_in = |t: &Track| -> Vec<usize> {
+        cut_times[1..]
+            .iter()
+            .map(|&time| first_at_or_after(t, time))
+            .collect()
+    };
+    let audio_starts = index.audio.as_ref().map(starts_in).unwrap_or_default();
+    let more_starts: Vec<Vec<usize>> = index.more_audio.iter().map(starts_in).collect();
     let mut segments = Vec::with_capacity(cuts.len());
     for (k, &first) in cuts.iter().enumerate() {
         let next = cuts.get(k + 1).copied();
-        let range_of = |t: &Track| -> Range<usize> {
-            let from = if k == 0 {
-                0
-            } else {
-                first_at_or_after(t, cut_times[k])
-            };
-            let to = next.map_or(t.samples.len(), |_| first_at_or_after(t, cut_times[k + 1]));
+        let range_in = |t: &Track, starts: &[usize]| -> Range<usize> {
+            let from = if k == 0 { 0 } else { starts[k - 1] };
+            let to = starts.get(k).copied().unwrap_or(t.samples.len());
             from..to.max(from)
         };
         let leader_range = first..next.unwrap_or(leader.samples.len());
         let (video, audio) = match (&index.video, &index.audio) {
-            (Some(_), Some(a)) => (leader_range, range_of(a)),
+            (Some(_), Some(a)) => (leader_range, range_in(a, &audio_starts)),
             (Some(_), None) => (leader_range, 0..0),
             _ => (0..0, leader_range),
         };
         segments.push(Segment {
             video,
             audio,
-            more_audio: index.more_audio.iter().map(range_of).collect(),
+            more_audio: index
+                .more_audio
+                .iter()
+                .zip(&more_starts)
+                .map(|(t, starts)| range_in(t, starts))
+                .collect(),
             start_90k: if k == 0 { start } else { cut_times[k] },
             end_90k: cut_times.get(k + 1).copied().unwrap_or(end),
         });
@@ -163,7 +173,13 @@ fn audio_cuts(audio: &Track, target_90k: i64) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packager::index::{Codec, Sample, VideoCodec, VideoConfig};
+    use crate::packager::index::{Codec, Sample, Timeline, VideoCodec, VideoConfig};
+
+    fn timeline(count: u32, duration: u32) -> Timeline {
+        let mut times = Timeline::default();
+        times.push(count, duration).expect("small");
+        times
+    }
 
     /// 30 video frames at 30 fps, sync samples every 5, of which
     /// `random_access` a decoder can start at.
@@ -171,7 +187,6 @@ mod tests {
         let samples = (0..30)
             .map(|i| Sample {
                 offset: i * 10,
-                dts: i as i64,
                 size: 10,
                 cts_offset: 0,
             })
@@ -190,10 +205,10 @@ mod tests {
                 config: Vec::new(),
             }),
             samples,
+            times: timeline(30, 1),
             sync: Some(vec![0, 5, 10, 15, 20, 25]),
             random_access,
             nal_units: Vec::new(),
-            end_dts: 30,
             presentation_shift: 0,
             decode_delay: 0,
         };

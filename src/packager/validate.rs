@@ -121,18 +121,28 @@ pub fn check_sample_ranges(track_id: u32, samples: &[Sample], file_len: u64) -> 
 /// decode delay is the one the composition offsets call for.
 fn check_timeline(t: &Track) -> Result<()> {
     let limit = rescale(MAX_TIMESTAMP_90K, 90_000, t.timescale);
-    if let Some(w) = t.samples.windows(2).find(|w| w[1].dts < w[0].dts) {
+    if t.times.len() != t.samples.len() {
         return Err(invalid(
             Some(t),
-            format!("decode time goes back from {} to {}", w[0].dts, w[1].dts),
+            format!(
+                "{} decode times for {} samples",
+                t.times.len(),
+                t.samples.len()
+            ),
         ));
     }
-    let first = t.samples[0].dts;
-    let last = t.samples[t.samples.len() - 1].dts;
-    if [first, t.end_dts, t.presentation_shift]
+    if let Some((a, b)) = t.times.first_step_back() {
+        return Err(invalid(
+            Some(t),
+            format!("decode time goes back from {a} to {b}"),
+        ));
+    }
+    let first = t.dts(0);
+    let last = t.dts(t.samples.len() - 1);
+    if [first, t.end_dts(), t.presentation_shift]
         .iter()
         .any(|v| v.unsigned_abs() > limit.unsigned_abs())
-        || t.end_dts < last
+        || t.end_dts() < last
     {
         return Err(invalid(Some(t), "timestamps out of range"));
     }

@@ -13,7 +13,8 @@ use crate::support::report;
 
 const MIB: u64 = 1 << 20;
 
-/// What one request may take besides its file's index (24 bytes a sample).
+/// What one request may take besides its file's index (16 to 24 bytes a
+/// sample).
 const REQUEST_MEMORY: u64 = 64 * MIB;
 
 fn boxed(fourcc: &[u8; 4], body: &[u8]) -> Vec<u8> {
@@ -224,7 +225,7 @@ fn forty_traks_of_four_million_samples_fail_cleanly_in_bounded_memory() {
 }
 
 /// Within the budget, only the one track packaged is expanded: 2^20
-/// samples (24 MiB of index) rather than 40 times that.
+/// samples (16 MiB of index, 24 at most) rather than 40 times that.
 #[test]
 #[cfg_attr(
     casterpak_no_gnu_time,

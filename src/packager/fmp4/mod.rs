@@ -151,7 +151,7 @@ impl<'t> Timeline<'t> {
     }
 
     pub fn decode_time(&self, i: usize) -> u64 {
-        (self.track.samples[i].dts + self.shift).max(0) as u64
+        (self.track.dts(i) + self.shift).max(0) as u64
     }
 
     /// Composition offset, never negative.
@@ -165,9 +165,7 @@ impl<'t> Timeline<'t> {
     }
 
     pub fn duration(&self, i: usize) -> u32 {
-        let samples = &self.track.samples;
-        let next = samples.get(i + 1).map_or(self.track.end_dts, |s| s.dts);
-        (next - samples[i].dts).clamp(0, u32::MAX.into()) as u32
+        self.track.duration_of(i).clamp(0, u32::MAX.into()) as u32
     }
 
     /// Presentation time and duration of `range`: from its first sample's

@@ -351,7 +351,6 @@ mod tests {
             }
             index.push(Sample {
                 offset,
-                dts: 0,
                 size: (data.len() as u64 - offset) as u32,
                 cts_offset: 0,
             });

@@ -189,7 +189,8 @@ fn parse_traf(
         .find(|t| t.track_id == tfhd.track_id)
         .map(|t| &mut *t.samples);
     if let (Some(track), Some(t)) = (track.as_deref_mut(), tfdt) {
-        track.end_dts = i64::try_from(t).map_err(|_| c.error("tfdt out of range"))?;
+        let t = i64::try_from(t).map_err(|_| c.error("tfdt out of range"))?;
+        track.times.jump_to(t);
     }
     let mut data_pos = base;
     for trun in truns {
@@ -346,15 +347,14 @@ impl<'a> Run<'a> {
             }
             track.samples.push(Sample {
                 offset: pos,
-                dts: track.end_dts,
                 size: entry.size,
                 cts_offset: entry.cts_offset,
             });
             pos = pos.saturating_add(u64::from(entry.size));
-            track.end_dts = track
-                .end_dts
-                .checked_add(i64::from(entry.duration))
-                .ok_or_else(|| self.c.error("decode time overflows"))?;
+            track
+                .times
+                .push(1, entry.duration)
+                .map_err(|_| self.c.error("decode time overflows"))?;
         }
         Ok(pos)
     }

@@ -182,16 +182,15 @@ fn complete_parameter_sets(
 /// after `end`, where the edit list ends the presentation. Only a suffix is
 /// dropped, so no kept frame loses a reference; one sample always stays.
 fn trim_after(samples: &mut TrackSamples, end: i64) {
-    let list = &mut samples.samples;
-    while list.len() > 1
-        && list
-            .last()
-            .is_some_and(|s| s.dts + i64::from(s.cts_offset) >= end)
-    {
-        samples.end_dts = list.pop().expect("not empty").dts;
+    let (list, times) = (&mut samples.samples, &mut samples.times);
+    let mut len = list.len();
+    while len > 1 && times.dts(len - 1) + i64::from(list[len - 1].cts_offset) >= end {
+        len -= 1;
     }
+    list.truncate(len);
+    times.truncate(len);
     if let Some(sync) = &mut samples.sync {
-        sync.retain(|&i| (i as usize) < list.len());
+        sync.retain(|&i| (i as usize) < len);
     }
 }
 
@@ -204,6 +203,7 @@ fn finish_track(
     threads: Threads,
 ) -> Result<Track> {
     let (t, mut samples) = (c.trak, c.samples);
+    samples.times.compact();
     // In a fragmented file the edit's length may cover only the moov's
     // samples (often none), so it only trims complete files.
     if !fragmented && t.edit.media_duration_movie_units > 0 {
@@ -241,10 +241,10 @@ fn finish_track(
         language: t.language.clone(),
         codec,
         samples: samples.samples,
+        times: samples.times,
         sync: samples.sync,
         random_access: scan.random_access,
         nal_units: scan.nal_units,
-        end_dts: samples.end_dts,
         presentation_shift: empty - t.edit.media_time,
         decode_delay: i64::from(min_cts.min(0)).abs(),
     })

@@ -5,6 +5,7 @@
 
 use super::source::{Located, ReadAt, TableReader, Window};
 use crate::packager::error::{Error, FourCc, Result};
+use crate::packager::index::Timeline;
 use crate::packager::index::{Sample, MAX_FILE_SAMPLES, MIN_BYTES_PER_SAMPLE};
 
 /// Where the sample table boxes of one track are in the file.
@@ -63,9 +64,10 @@ impl SampleTables {
 #[derive(Default)]
 pub struct TrackSamples {
     pub samples: Vec<Sample>,
+    /// Their decode times.
+    pub times: Timeline,
     /// `None` when there is no stss: every sample is a sync sample.
     pub sync: Option<Vec<u32>>,
-    pub end_dts: i64,
 }
 
 /// Expands the tables of one track; it may have at most `budget` samples.
@@ -82,9 +84,9 @@ pub fn expand(
         (None, None) => return Ok(TrackSamples::default()),
     };
     let count = samples.len();
-    let end_dts = match &t.stts {
-        Some(b) => fill_stts(reader(b), &mut samples)?,
-        None if count == 0 => 0,
+    let times = match &t.stts {
+        Some(b) => read_stts(reader(b), count)?,
+        None if count == 0 => Timeline::default(),
         None => return Err(missing("stts")),
     };
     if let Some(b) = &t.ctts {
@@ -109,8 +111,8 @@ pub fn expand(
     };
     Ok(TrackSamples {
         samples,
+        times,
         sync,
-        end_dts,
     })
 }
 
@@ -133,7 +135,6 @@ pub fn over_budget(count: u64, budget: u64) -> Error {
 fn sample(size: u32) -> Sample {
     Sample {
         offset: 0,
-        dts: 0,
         size,
         cts_offset: 0,
     }
@@ -205,33 +206,31 @@ fn read_stz2(mut c: TableReader, budget: u64) -> Result<Vec<Sample>> {
     Ok(samples)
 }
 
-/// Fills decode times from stts; returns the decode time after the last sample.
-/// A table covering fewer samples than stsz repeats its last delta, one
-/// covering more is cut: both occur in files players accept.
-fn fill_stts(mut c: TableReader, samples: &mut [Sample]) -> Result<i64> {
+/// Decode times of `count` samples from stts. A table covering fewer
+/// samples than stsz repeats its last delta, one covering more is cut: both
+/// occur in files players accept.
+fn read_stts(mut c: TableReader, count: usize) -> Result<Timeline> {
     c.full_box()?;
     let entries = c.count(8, "stts entry count")?;
-    let mut dts: i64 = 0;
-    let mut i = 0;
+    let mut times = Timeline::default();
     let mut delta = 0;
+    let mut overflow = false;
     c.entries(entries, 8, "stts entry", |e| {
-        if i >= samples.len() {
+        let left = count - times.len();
+        if left == 0 {
             return false;
         }
-        let run = be32(e) as usize;
-        delta = i64::from(be32(&e[4..]));
-        for s in samples.iter_mut().skip(i).take(run) {
-            s.dts = dts;
-            dts += delta;
-        }
-        i = i.saturating_add(run).min(samples.len());
-        true
+        let run = be32(e).min(u32::try_from(left).unwrap_or(u32::MAX));
+        delta = be32(&e[4..]);
+        overflow = times.push(run, delta).is_err();
+        !overflow
     })?;
-    for s in samples.iter_mut().skip(i) {
-        s.dts = dts;
-        dts += delta;
+    let left = count - times.len();
+    if overflow || times.push(left as u32, delta).is_err() {
+        return Err(c.error("decode times overflow"));
     }
-    Ok(dts)
+    times.compact();
+    Ok(times)
 }
 
 fn fill_ctts(mut c: TableReader, samples: &mut [Sample]) -> Result<()> {

@@ -81,10 +81,11 @@ fn read_track(
     let mut cues = Cues::default();
     let all = &samples.samples;
     for (i, s) in all.iter().enumerate() {
-        let end_dts = all.get(i + 1).map_or(samples.end_dts, |next| next.dts);
+        let dts = samples.times.dts(i);
+        let end_dts = dts + samples.times.duration(i);
         let at = |dts: i64| ms(dts.saturating_add(i64::from(s.cts_offset)), t.timescale);
         let (start_ms, end_ms) = (
-            at(s.dts).saturating_add(delay_ms),
+            at(dts).saturating_add(delay_ms),
             at(end_dts).saturating_add(delay_ms),
         );
         if s.size == 0 || end_ms <= start_ms {

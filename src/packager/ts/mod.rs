@@ -66,9 +66,12 @@ fn schedule<'a>(index: &'a MediaIndex, segment: &'a Segment) -> impl Iterator<It
     let mut next_audio = audio
         .filter(|_| a < segment.audio.end)
         .map(|t| t.dts_90k(a));
+    // The audio frames' times after the first, walked once.
+    let mut audio_times = audio.map(|t| t.dts_90k_from(a + 1));
     std::iter::from_fn(move || match (next_video, next_audio) {
         (Some(vt), Some(at)) if at <= vt => {
-            let (end, next) = audio_pes_end(audio?, a, at, segment.audio.end, vt);
+            let times = audio_times.as_mut()?;
+            let (end, next) = audio_pes_end(audio?, times, a, at, segment.audio.end, vt);
             let unit = Unit::Audio(a..end);
             (a, next_audio) = (end, next);
             Some(unit)
@@ -79,7 +82,8 @@ fn schedule<'a>(index: &'a MediaIndex, segment: &'a Segment) -> impl Iterator<It
             Some(Unit::Video(v - 1))
         }
         (None, Some(at)) => {
-            let (end, next) = audio_pes_end(audio?, a, at, segment.audio.end, i64::MAX);
+            let times = audio_times.as_mut()?;
+            let (end, next) = audio_pes_end(audio?, times, a, at, segment.audio.end, i64::MAX);
             let unit = Unit::Audio(a..end);
             (a, next_audio) = (end, next);
             Some(unit)
@@ -91,8 +95,11 @@ fn schedule<'a>(index: &'a MediaIndex, segment: &'a Segment) -> impl Iterator<It
 /// The end of the audio PES that starts with frame `start` (decoded at
 /// `first_90k`): at most `end`, no frame decoded after `until_90k`, within
 /// the size and time limits. With the decode time of the frame at the end.
+/// `times` gives the decode times of the frames after `start`, and is left
+/// after the frame at the end.
 fn audio_pes_end(
     track: &Track,
+    times: &mut impl Iterator<Item = i64>,
     start: usize,
     first_90k: i64,
     end: usize,
@@ -101,7 +108,7 @@ fn audio_pes_end(
     let mut bytes = audio_frame_len(track, start);
     let mut i = start + 1;
     while i < end {
-        let t = track.dts_90k(i);
+        let t = times.next().expect("a time for each sample");
         let len = audio_frame_len(track, i);
         if t > until_90k
             || t - first_90k >= AUDIO_PES_MAX_90K
@@ -620,6 +627,7 @@ mod tests {
 
     use super::*;
     use crate::packager::rendition::Rendition;
+    use crate::packager::timeline::Timeline;
 
     /// A PES read back: its PID, PTS, DTS and payload.
     struct Pes {
@@ -797,6 +805,11 @@ mod tests {
         // The file as if it had been cut 5 frames into its first GOP.
         let video = index.video.as_mut().unwrap();
         video.samples.drain(..5);
+        let mut times = Timeline::starting_at(video.dts(5));
+        for i in 5..video.times.len() {
+            times.push(1, video.duration_of(i) as u32).unwrap();
+        }
+        video.times = times;
         let shift = |list: &mut Vec<u32>| {
             *list = list.iter().filter(|&&i| i >= 5).map(|&i| i - 5).collect();
         };
