@@ -265,6 +265,8 @@ impl Timeline {
             Times::Each(times) => times.truncate(len),
             Times::Runs(runs) => runs.retain(|r| (r.first as usize) < len),
         }
+        // Blocks past the end would name runs no longer there.
+        self.blocks.truncate(len.div_ceil(1 << BLOCK_SHIFT));
     }
 
     /// Keeps one time a sample where that takes less memory than the runs
@@ -400,6 +402,95 @@ mod tests {
         t.truncate(2);
         assert_eq!(t.runs().len(), 1);
         assert_eq!(t.end(), 20);
+    }
+
+    #[test]
+    fn blocks_stay_right_through_pushes_and_truncation() {
+        let block = 1usize << BLOCK_SHIFT;
+        // Runs of 10 to block + 100, of 20 for 50 samples, of 30 to 3 blocks.
+        let (first, second) = (block + 100, block + 150);
+        let mut t = Timeline::default();
+        t.push(first as u32, 10).unwrap();
+        t.push(50, 20).unwrap();
+        t.push((3 * block - second) as u32, 30).unwrap();
+        t.compact();
+        let expect = |i: usize| -> i64 {
+            let i = i as i64;
+            let (first, second) = (first as i64, second as i64);
+            match i {
+                i if i < first => i * 10,
+                i if i < second => first * 10 + (i - first) * 20,
+                i => first * 10 + 50 * 20 + (i - second) * 30,
+            }
+        };
+        for i in (0..t.len())
+            .step_by(97)
+            .chain([first, second - 1, second, t.len() - 1])
+        {
+            assert_eq!(t.dts(i), expect(i), "{i}");
+        }
+        // Runs added after the blocks were made are found too.
+        let end = t.len();
+        t.jump_to(1 << 40);
+        t.push(3, 1).unwrap();
+        assert_eq!(t.dts(end + 1), (1 << 40) + 1);
+        // Cut inside the second run: the third, which the third block
+        // named, is gone.
+        t.truncate(block + 120);
+        assert_eq!(t.dts(block + 110), expect(block + 110));
+        assert_eq!(t.iter_from(block + 110).next(), Some(expect(block + 110)));
+        assert_eq!(t.end(), expect(block + 120));
+    }
+
+    /// Random pushes, jumps, compactions and cuts, against a plain list
+    /// of times.
+    #[test]
+    fn any_sequence_of_changes_gives_the_times_a_list_would() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move |below: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % below
+        };
+        for _ in 0..40 {
+            let (mut t, mut model, mut end) = (Timeline::default(), Vec::<i64>::new(), 0i64);
+            for _ in 0..30 {
+                match next(10) {
+                    0 => {
+                        end = next(1 << 20) as i64;
+                        t.jump_to(end);
+                    }
+                    1 => t.compact(),
+                    2 if !model.is_empty() => {
+                        let len = next(model.len() as u64 + 1) as usize;
+                        if len < model.len() {
+                            end = model[len];
+                        }
+                        model.truncate(len);
+                        t.truncate(len);
+                    }
+                    _ => {
+                        // Long runs or runs of a sample, as CFR and VFR.
+                        let count = if next(2) == 0 { next(6000) } else { 1 } as u32;
+                        let duration = next(4) as u32 * 500;
+                        for _ in 0..count {
+                            model.push(end);
+                            end += i64::from(duration);
+                        }
+                        t.push(count, duration).unwrap();
+                    }
+                }
+                assert_eq!((t.len(), t.end()), (model.len(), end));
+            }
+            let all: Vec<i64> = (0..t.len()).map(|i| t.dts(i)).collect();
+            assert_eq!(all, model);
+            assert_eq!(t.iter().collect::<Vec<_>>(), model);
+            let from = next(model.len() as u64 + 1) as usize;
+            assert_eq!(t.iter_from(from).collect::<Vec<_>>(), model[from..]);
+            let back = Timeline::from_runs(t.runs(), t.len(), t.end()).unwrap();
+            assert_eq!(back.iter().collect::<Vec<_>>(), model);
+        }
     }
 
     #[test]

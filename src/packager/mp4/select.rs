@@ -203,7 +203,6 @@ fn finish_track(
     threads: Threads,
 ) -> Result<Track> {
     let (t, mut samples) = (c.trak, c.samples);
-    samples.times.compact();
     // In a fragmented file the edit's length may cover only the moov's
     // samples (often none), so it only trims complete files.
     if !fragmented && t.edit.media_duration_movie_units > 0 {
@@ -214,6 +213,7 @@ fn finish_track(
             .saturating_add(rescale(duration, movie_timescale, t.timescale));
         trim_after(&mut samples, end);
     }
+    samples.times.compact();
     check_sample_ranges(t.track_id, &samples.samples, file_len)?;
     if t.edit.ignored_edits {
         tracing::warn!(
