@@ -126,6 +126,9 @@ pub struct Inputs {
     /// The subtitle files of local directories, with the directory's
     /// modification time when listed ([`Inputs::sidecars`]).
     listings: Mutex<HashMap<PathBuf, Listing>>,
+    /// The subtitle files of remote stores by (store, key prefix), with
+    /// when they were listed ([`Inputs::sidecars`]).
+    remote_listings: Mutex<HashMap<(usize, String), (Instant, Arc<Vec<String>>)>>,
 }
 
 /// Sidecar files of one source, at most ...
@@ -194,6 +197,7 @@ impl Inputs {
                 .collect(),
             at_once: Mutex::default(),
             listings: Mutex::default(),
+            remote_listings: Mutex::default(),
             sources,
         })
     }
@@ -222,24 +226,42 @@ impl Inputs {
 
     /// The names of the files beside `base` (a URL path after the prefix,
     /// without extension) whose names start with its last component and
-    /// then a dot: where its sidecar files are, if any. Only in local
-    /// directories (a remote store is not listed: empty); at most
-    /// [`MAX_SIDECARS`], in name order. A directory that cannot be read
-    /// has none.
+    /// then a dot: where its sidecar files are, if any. Local directories
+    /// are listed, and S3 buckets (the keys with that prefix); an HTTP
+    /// server has no listing, so none there. At most [`MAX_SIDECARS`], in
+    /// name order. A directory that cannot be read has none.
     pub fn sidecars(&self, base: &str) -> Vec<String> {
-        let (_, backend, name) = self.sources.route(base);
-        let BackendKind::Filesystem(root) = &backend.kind else {
-            return Vec::new();
-        };
+        let (n, backend, name) = self.sources.route(base);
         let (dir, stem) = match name.rsplit_once('/') {
-            Some((dir, stem)) => (root.join(dir), stem),
-            None => (root.clone(), name),
+            Some((dir, stem)) => (Some(dir), stem),
+            None => (None, name),
         };
         if stem.is_empty() {
             return Vec::new();
         }
+        let names = match &backend.kind {
+            BackendKind::Filesystem(root) => {
+                self.local_listing(dir.map_or_else(|| root.clone(), |d| root.join(d)))
+            }
+            BackendKind::Remote(store) => self.remote_listing(n, store, dir, stem),
+        };
+        let mut names: Vec<String> = names
+            .iter()
+            .filter(|n| {
+                n.len() > stem.len() && n.starts_with(stem) && n[stem.len()..].starts_with('.')
+            })
+            .cloned()
+            .collect();
+        names.sort_unstable();
+        names.truncate(MAX_SIDECARS);
+        names
+    }
+
+    /// The subtitle files of local directory `dir`, listed again when it
+    /// has changed.
+    fn local_listing(&self, dir: PathBuf) -> Arc<Vec<String>> {
         let Ok(modified) = std::fs::metadata(&dir).and_then(|m| m.modified()) else {
-            return Vec::new();
+            return Arc::default();
         };
         let listing = self
             .listings
@@ -247,11 +269,11 @@ impl Inputs {
             .expect("listings lock")
             .get(&dir)
             .cloned();
-        let names = match listing {
+        match listing {
             Some((at, names)) if at == modified => names,
             _ => {
                 let Ok(entries) = std::fs::read_dir(&dir) else {
-                    return Vec::new();
+                    return Arc::default();
                 };
                 let names: Arc<Vec<String>> = Arc::new(
                     entries
@@ -275,16 +297,56 @@ impl Inputs {
                 }
                 names
             }
+        }
+    }
+
+    /// The subtitle files of store `n` named `dir/stem.` and more, as
+    /// names within `dir`: asked again after `revalidate`, and the last
+    /// answer kept while the store cannot give one (stale-if-error).
+    fn remote_listing(
+        &self,
+        n: usize,
+        store: &Store,
+        dir: Option<&str>,
+        stem: &str,
+    ) -> Arc<Vec<String>> {
+        let prefix = match dir {
+            Some(dir) => format!("{dir}/{stem}."),
+            None => format!("{stem}."),
         };
-        let mut names: Vec<String> = names
-            .iter()
-            .filter(|n| {
-                n.len() > stem.len() && n.starts_with(stem) && n[stem.len()..].starts_with('.')
-            })
-            .cloned()
-            .collect();
-        names.sort_unstable();
-        names.truncate(MAX_SIDECARS);
+        let key = (n, prefix);
+        let known = self
+            .remote_listings
+            .lock()
+            .expect("listings lock")
+            .get(&key)
+            .cloned();
+        if let Some((at, names)) = &known {
+            if at.elapsed() < self.settings.revalidate {
+                return Arc::clone(names);
+            }
+        }
+        let names = match store.list(&key.1) {
+            Ok(keys) => Arc::new(
+                keys.into_iter()
+                    .filter_map(|k| match dir {
+                        Some(dir) => Some(k.strip_prefix(dir)?.strip_prefix('/')?.to_string()),
+                        None => Some(k),
+                    })
+                    .filter(|n| !n.contains('/') && subtitle_like(n))
+                    .take(MAX_SIDECARS_LISTED)
+                    .collect::<Vec<_>>(),
+            ),
+            Err(e) => {
+                tracing::warn!("{}: sidecars not listed: {e}", key.1);
+                return known.map(|(_, names)| names).unwrap_or_default();
+            }
+        };
+        let mut listings = self.remote_listings.lock().expect("listings lock");
+        if listings.len() >= LISTINGS_KEPT {
+            listings.clear();
+        }
+        listings.insert(key, (Instant::now(), Arc::clone(&names)));
         names
     }
 

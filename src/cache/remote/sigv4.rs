@@ -110,12 +110,23 @@ pub fn sign(
 /// Percent-encodes an S3 key for the request path: every byte but the
 /// unreserved characters and `/`.
 pub fn encode_path(key: &str) -> String {
-    let mut out = String::with_capacity(key.len());
-    for b in key.bytes() {
+    encode(key, true)
+}
+
+/// Percent-encodes a query parameter's value: every byte but the
+/// unreserved characters, `/` too.
+pub fn encode_query_value(value: &str) -> String {
+    encode(value, false)
+}
+
+fn encode(text: &str, keep_slash: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
                 out.push(b as char)
             }
+            b'/' if keep_slash => out.push('/'),
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
