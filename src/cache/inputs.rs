@@ -128,7 +128,7 @@ pub struct Inputs {
     listings: Mutex<HashMap<PathBuf, Listing>>,
     /// The subtitle files of remote stores by (store, key prefix), with
     /// when they were listed ([`Inputs::sidecars`]).
-    remote_listings: Mutex<HashMap<(usize, String), (Instant, Arc<Vec<String>>)>>,
+    remote_listings: Mutex<HashMap<(usize, String), RemoteListing>>,
 }
 
 /// Sidecar files of one source, at most ...
@@ -138,6 +138,9 @@ const MAX_SIDECARS_LISTED: usize = 1024;
 
 /// A directory's subtitle files, and its modification time when listed.
 type Listing = (std::time::SystemTime, Arc<Vec<String>>);
+
+/// A store's subtitle files under one key prefix, and when they were listed.
+type RemoteListing = (Instant, Arc<Vec<String>>);
 
 /// Directory listings kept, at most.
 const LISTINGS_KEPT: usize = 4096;
