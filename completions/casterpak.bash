@@ -320,7 +320,7 @@ _casterpak() {
             return 0
             ;;
         casterpak__subcmd__token)
-            opts="-v -h --ttl --acl --ip --verbose --config --root --cache-dir --help"
+            opts="-v -h --ttl --acl --ip --data --verbose --config --root --cache-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -335,6 +335,10 @@ _casterpak() {
                     return 0
                     ;;
                 --ip)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

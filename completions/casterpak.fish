@@ -89,6 +89,7 @@ complete -c casterpak -n "__fish_casterpak_using_subcommand master" -s h -l help
 complete -c casterpak -n "__fish_casterpak_using_subcommand token" -l ttl -d 'How long the token is good for: 90s, 30m, 12h, 3d, or seconds' -r
 complete -c casterpak -n "__fish_casterpak_using_subcommand token" -l acl -d 'Path patterns the token is good for, `!`-separated, `*` any run of characters (e.g. `/i/films/a.mp4/*`); default: PATH itself' -r
 complete -c casterpak -n "__fish_casterpak_using_subcommand token" -l ip -d 'The only client address the token is good for' -r
+complete -c casterpak -n "__fish_casterpak_using_subcommand token" -l data -d 'Signed data: `&`-separated `name=value` pairs the request\'s query may then use, e.g. `preroll=0` (with `preroll.param_signed`)' -r
 complete -c casterpak -n "__fish_casterpak_using_subcommand token" -l config -d 'Configuration file (default: ./casterpak.toml, then /etc/casterpak/casterpak.toml)' -r -F
 complete -c casterpak -n "__fish_casterpak_using_subcommand token" -l root -d 'Media root directory (media.root)' -r -F
 complete -c casterpak -n "__fish_casterpak_using_subcommand token" -l cache-dir -d 'Cache directory (cache.dir)' -r -F

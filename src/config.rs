@@ -121,6 +121,10 @@ pub struct Preroll {
     /// Query parameter that turns the pre-roll off for a request when it
     /// is `0` (a signed URL can carry it).
     pub param: String,
+    /// Whether `<param>=0` counts only when the request's token signs it
+    /// (its `data` has `<param>=0`): viewers cannot skip the pre-roll by
+    /// adding it to a URL.
+    pub param_signed: bool,
     /// A MaxMind-format country database (`GeoLite2-Country.mmdb`): the
     /// country of a request without `header`, from the client's address.
     /// Empty: none.
@@ -141,6 +145,7 @@ impl Default for Preroll {
             countries: Default::default(),
             off_paths: Vec::new(),
             param: "preroll".into(),
+            param_signed: false,
             geoip_db: String::new(),
             forwarded_for: "X-Forwarded-For".into(),
             trusted_proxies: Vec::new(),

@@ -6,7 +6,7 @@
 //! one the signature:
 //!
 //! ```text
-//! [ip=ADDR~][st=START~]exp=EXPIRY~acl=PATTERN[!PATTERN...]~hmac=HEX
+//! [ip=ADDR~][st=START~]exp=EXPIRY~acl=PATTERN[!PATTERN...][~data=DATA]~hmac=HEX
 //! ```
 //!
 //! `hmac` is HMAC-SHA256 (RFC 2104, FIPS 180-4), keyed with `tokens.key`,
@@ -14,7 +14,10 @@
 //! seconds; a token is good from `st` (when given) until before `exp`.
 //! `acl` lists URL path patterns, `!`-separated, where `*` stands for any
 //! run of characters (`/` included); the request's path must match one.
-//! `ip`, when given, must be the client's address.
+//! `ip`, when given, must be the client's address. `data` is signed and
+//! otherwise free: `&`-separated `name=value` pairs that the request's
+//! query may only use when the token says so (`preroll.param_signed`:
+//! `data=preroll=0` lets `?preroll=0` turn the pre-roll off).
 
 use std::net::IpAddr;
 
@@ -69,6 +72,17 @@ pub struct Grant {
     pub expiry: u64,
     /// Path patterns, `*` a wildcard.
     pub acl: Vec<String>,
+    /// Signed free text (`&`-separated `name=value` pairs), without `~`.
+    pub data: Option<String>,
+}
+
+impl Grant {
+    /// Whether `data` has the pair `pair` (`name=value`).
+    pub fn signs(&self, pair: &str) -> bool {
+        self.data
+            .as_deref()
+            .is_some_and(|data| data.split('&').any(|p| p == pair))
+    }
 }
 
 /// Mints and checks tokens with one key.
@@ -92,6 +106,9 @@ impl Signer {
         }
         fields.push(format!("exp={}", grant.expiry));
         fields.push(format!("acl={}", grant.acl.join("!")));
+        if let Some(data) = &grant.data {
+            fields.push(format!("data={data}"));
+        }
         let signed = fields.join("~");
         let hmac = crate::cache::hex(&self.mac(&signed).finalize().into_bytes());
         format!("{signed}~hmac={hmac}")
@@ -151,6 +168,7 @@ fn parse(signed: &str) -> Option<Grant> {
     let start = take("st").map(str::parse).transpose().ok()?;
     let expiry = take("exp")?.parse().ok()?;
     let acl: Vec<String> = take("acl")?.split('!').map(str::to_string).collect();
+    let data = take("data").map(str::to_string);
     if fields.next().is_some()
         || acl.len() > MAX_ACL_PATTERNS
         || acl.iter().any(|p| !p.starts_with('/'))
@@ -162,6 +180,7 @@ fn parse(signed: &str) -> Option<Grant> {
         start,
         expiry,
         acl,
+        data,
     })
 }
 
@@ -246,6 +265,7 @@ mod tests {
             start: None,
             expiry: NOW + 60,
             acl: acl.split('!').map(str::to_string).collect(),
+            data: None,
         }
     }
 
@@ -355,6 +375,33 @@ mod tests {
         // Many stars against a long path take no time to refuse.
         let pattern = format!("/{}x", "*a".repeat(500));
         assert!(!matches(&pattern, &format!("/{}", "a".repeat(1500))));
+    }
+
+    #[test]
+    fn signed_data_is_read_back_and_cannot_be_changed() {
+        let s = signer();
+        let token = s.mint(&Grant {
+            data: Some("preroll=0&x=1".into()),
+            ..grant("/i/*")
+        });
+        let (signed, _) = token.split_once("~hmac=").unwrap();
+        assert!(signed.ends_with("~acl=/i/*~data=preroll=0&x=1"), "{signed}");
+        let checked = s.check(&token, "/i/a.mp4", local(), NOW).unwrap();
+        assert!(checked.signs("preroll=0") && checked.signs("x=1"));
+        assert!(!checked.signs("preroll=1") && !checked.signs("preroll"));
+        assert!(!grant("/i/*").signs("preroll=0"));
+        // Added or changed after signing: refused.
+        let changed = token.replace("data=preroll=0", "data=preroll=1");
+        assert_eq!(
+            s.check(&changed, "/i/a.mp4", local(), NOW),
+            Err(Refusal::Tampered)
+        );
+        let unsigned = s.mint(&grant("/i/*"));
+        let added = unsigned.replace("~hmac=", "~data=preroll=0~hmac=");
+        assert_eq!(
+            s.check(&added, "/i/a.mp4", local(), NOW),
+            Err(Refusal::Tampered)
+        );
     }
 
     #[test]

@@ -26,6 +26,10 @@ pub struct Args {
     /// The only client address the token is good for.
     #[arg(long, value_name = "ADDR")]
     ip: Option<IpAddr>,
+    /// Signed data: `&`-separated `name=value` pairs the request's query
+    /// may then use, e.g. `preroll=0` (with `preroll.param_signed`).
+    #[arg(long, value_name = "PAIRS")]
+    data: Option<String>,
 }
 
 pub fn run(args: Args, config: &Config, now: i64) -> anyhow::Result<ExitCode> {
@@ -37,12 +41,16 @@ pub fn run(args: Args, config: &Config, now: i64) -> anyhow::Result<ExitCode> {
     if let Some(bad) = acl.iter().find(|p| !p.starts_with('/')) {
         bail!("{bad:?}: a path pattern starts with '/'");
     }
+    if let Some(data) = args.data.as_deref().filter(|d| d.contains('~')) {
+        bail!("{data:?}: data cannot hold '~' (it separates a token's fields)");
+    }
     let now = u64::try_from(now).unwrap_or(0);
     let grant = Grant {
         ip: args.ip,
         start: None,
         expiry: now.saturating_add(args.ttl),
         acl,
+        data: args.data,
     };
     let signer = Signer::new(read_key("tokens.key", &config.tokens.key)?);
     super::print(&format!("{}\n", signer.mint(&grant)))?;

@@ -244,8 +244,8 @@ async fn route(
         }
         _ => {}
     }
-    let carried = match admitted(shared, parts, &path, peer) {
-        Ok(carried) => carried,
+    let Admission { carried, grant } = match admitted(shared, parts, &path, peer) {
+        Ok(admission) => admission,
         Err(refusal) => {
             let mut reply = text(config, 403, &refusal.to_string());
             put(&mut reply.headers, header::CACHE_CONTROL, "no-store");
@@ -261,6 +261,8 @@ async fn route(
         .uri
         .path_and_query()
         .map_or_else(|| path.clone(), |p| p.as_str().to_string());
+    let target =
+        unsigned_preroll_off_dropped(target, &shared.origin.config().preroll, grant.as_ref());
     // The viewer's country, for pre-rolls.
     let super::geo::Located { viewer, by_address } = shared.geo.locate(peer.ip(), &parts.headers);
     // A playlist kept in memory is answered here, on the event loop: no
@@ -431,19 +433,27 @@ fn with_query(answer: Answer, query: &str) -> Answer {
     }
 }
 
+/// What a request's token let it have.
+#[derive(Default)]
+struct Admission {
+    /// What to carry on to a playlist's URIs (`name=value`): the token,
+    /// when it came in the query string (a cookie goes along by itself).
+    carried: Option<String>,
+    /// A good token's grant.
+    grant: Option<crate::tokens::Grant>,
+}
+
 /// Whether the request may have `path`, by its signed-URL token
 /// (`[tokens]`): with `tokens.required`, and for a key whenever tokens are
 /// on, only with a good one (from the query string, else the cookie).
-/// `Ok` gives what to carry on to a playlist's URIs (`name=value`): the
-/// token, when it came in the query string (a cookie goes along by itself).
 fn admitted(
     shared: &Shared,
     parts: &http::request::Parts,
     path: &str,
     peer: SocketAddr,
-) -> Result<Option<String>, crate::tokens::Refusal> {
+) -> Result<Admission, crate::tokens::Refusal> {
     let Some(signer) = &shared.tokens else {
-        return Ok(None);
+        return Ok(Admission::default());
     };
     let config = shared.origin.config();
     let t = &config.tokens;
@@ -456,17 +466,42 @@ fn admitted(
         return if needed {
             Err(crate::tokens::Refusal::Missing)
         } else {
-            Ok(None)
+            Ok(Admission::default())
         };
     };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     match signer.check(&token, path, peer.ip(), now) {
-        Ok(_) => Ok(in_query.map(|token| format!("{}={}", t.param, uri_safe(&token)))),
+        Ok(grant) => Ok(Admission {
+            carried: in_query.map(|token| format!("{}={}", t.param, uri_safe(&token))),
+            grant: Some(grant),
+        }),
         Err(refusal) if needed => Err(refusal),
         // Not needed: served as if it had none.
-        Err(_) => Ok(None),
+        Err(_) => Ok(Admission::default()),
+    }
+}
+
+/// `target` (a path and query) without the query's `<param>=0` that turns
+/// the pre-roll off, unless `grant` signs it (`preroll.param_signed`).
+fn unsigned_preroll_off_dropped(
+    target: String,
+    preroll: &crate::config::Preroll,
+    grant: Option<&crate::tokens::Grant>,
+) -> String {
+    let off = format!("{}=0", preroll.param);
+    let Some((path, query)) = target.split_once('?') else {
+        return target;
+    };
+    if !preroll.param_signed || grant.is_some_and(|g| g.signs(&off)) {
+        return target;
+    }
+    let kept: Vec<&str> = query.split('&').filter(|pair| *pair != off).collect();
+    if kept.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{}", kept.join("&"))
     }
 }
 

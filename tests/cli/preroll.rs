@@ -274,6 +274,60 @@ fn a_token_whose_acl_covers_the_pre_rolls_plays_them() {
     assert_eq!(status_of_the_first_ad_segment("/i/film.mp4/*"), 403);
 }
 
+/// With `preroll.param_signed`, `?preroll=0` turns the pre-roll off only
+/// when the request's token signs it (`casterpak token --data preroll=0`):
+/// added to a URL whose token does not, or without a token, it is ignored.
+#[test]
+fn preroll_off_counts_only_when_the_token_signs_it() {
+    let root = root();
+    let cache = tempfile::tempdir().unwrap();
+    let key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let server = start(
+        root.path(),
+        cache.path(),
+        &[
+            ("CASTERPAK_TOKENS_KEY", key),
+            ("CASTERPAK_PREROLL_PARAM_SIGNED", "true"),
+        ],
+    );
+    let mint = |data: Option<&str>| {
+        let mut args = vec!["token", "x", "--acl", "/i/*", "--ttl", "1h"];
+        args.extend(data.iter().flat_map(|d| ["--data", d]));
+        let out = crate::support::casterpak()
+            .env("CASTERPAK_TOKENS_KEY", key)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let has_preroll = |query: &str| {
+        let path = format!("/i/film.mp4/index_0_av.m3u8{query}");
+        let (playlist, _) = playlist_for(&server, &path, Some("gb"));
+        playlist.contains("/i/ads/gb.mp4/")
+    };
+    let signed = mint(Some("preroll=0"));
+    let plain = mint(None);
+    assert!(has_preroll(""));
+    assert!(has_preroll("?preroll=0"), "no token: ignored");
+    assert!(
+        has_preroll(&format!("?preroll=0&hdnea={plain}")),
+        "unsigned: ignored"
+    );
+    assert!(
+        !has_preroll(&format!("?preroll=0&hdnea={signed}")),
+        "signed: off"
+    );
+    // The signed token alone does not turn it off: the URL asks for it.
+    assert!(has_preroll(&format!("?hdnea={signed}")));
+    // Signed data cannot be edited into a token.
+    let forged = plain.replace("~hmac=", "~data=preroll=0~hmac=");
+    assert!(
+        has_preroll(&format!("?preroll=0&hdnea={forged}")),
+        "forged: ignored"
+    );
+}
+
 /// A BANDWIDTH attribute of a master's line.
 fn bandwidth(line: &str) -> u64 {
     let at = line.find("BANDWIDTH=").unwrap() + "BANDWIDTH=".len();
