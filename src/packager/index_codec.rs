@@ -74,10 +74,7 @@ fn encode_track(buf: &mut Vec<u8>, t: &Track, out: &mut dyn std::io::Write) -> s
         buf.extend_from_slice(&s.offset.to_be_bytes());
         buf.extend_from_slice(&s.size.to_be_bytes());
         buf.extend_from_slice(&s.cts_offset.to_be_bytes());
-        if buf.len() >= ENCODE_BUFFER {
-            out.write_all(buf)?;
-            buf.clear();
-        }
+        flush_when_full(buf, out)?;
     }
     let runs = t.times.runs();
     buf.extend_from_slice(&(runs.len() as u32).to_be_bytes());
@@ -85,10 +82,7 @@ fn encode_track(buf: &mut Vec<u8>, t: &Track, out: &mut dyn std::io::Write) -> s
         buf.extend_from_slice(&r.first.to_be_bytes());
         buf.extend_from_slice(&r.duration.to_be_bytes());
         buf.extend_from_slice(&r.dts.to_be_bytes());
-        if buf.len() >= ENCODE_BUFFER {
-            out.write_all(buf)?;
-            buf.clear();
-        }
+        flush_when_full(buf, out)?;
     }
     buf.push(u8::from(t.sync.is_some()));
     if let Some(sync) = &t.sync {
@@ -96,6 +90,15 @@ fn encode_track(buf: &mut Vec<u8>, t: &Track, out: &mut dyn std::io::Write) -> s
     }
     put_u32s(buf, &t.random_access);
     put_u32s(buf, &t.nal_units);
+    Ok(())
+}
+
+/// Hands `buf` to `out` once it holds [`ENCODE_BUFFER`] bytes.
+fn flush_when_full(buf: &mut Vec<u8>, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    if buf.len() >= ENCODE_BUFFER {
+        out.write_all(buf)?;
+        buf.clear();
+    }
     Ok(())
 }
 

@@ -71,7 +71,11 @@ pub fn plan(index: &MediaIndex, target_90k: i64) -> Plan {
             .map(|&time| first_at_or_after(t, time))
             .collect()
     };
-    let audio_starts = index.audio.as_ref().map(starts_in).unwrap_or_default();
+    // (An audio leader's segments are its cuts.)
+    let audio_starts = match (&index.video, &index.audio) {
+        (Some(_), Some(a)) => starts_in(a),
+        _ => Vec::new(),
+    };
     let more_starts: Vec<Vec<usize>> = index.more_audio.iter().map(starts_in).collect();
     let mut segments = Vec::with_capacity(cuts.len());
     for (k, &first) in cuts.iter().enumerate() {

@@ -81,6 +81,19 @@ fn start(root: &Path, cache: &Path, more: &[(&str, &str)]) -> Server {
     Server::start_with_env(root, cache, &[], &env)
 }
 
+/// The key the token tests sign with.
+const TOKENS_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+/// As [`start`], with tokens signed with [`TOKENS_KEY`] and `setting`.
+fn start_with_tokens(
+    root: &tempfile::TempDir,
+    cache: &tempfile::TempDir,
+    setting: (&str, &str),
+) -> Server {
+    let env = [("CASTERPAK_TOKENS_KEY", TOKENS_KEY), setting];
+    start(root.path(), cache.path(), &env)
+}
+
 fn playlist_for(server: &Server, path: &str, country: Option<&str>) -> (String, Option<String>) {
     let headers: Vec<(&str, &str)> = country.map(|c| ("X-Country", c)).into_iter().collect();
     let reply = request(&server.addr, "GET", path, &headers);
@@ -248,16 +261,8 @@ fn without_the_header_the_country_comes_from_the_address() {
 fn a_token_whose_acl_covers_the_pre_rolls_plays_them() {
     let root = root();
     let cache = tempfile::tempdir().unwrap();
-    let key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
-    let server = start(
-        root.path(),
-        cache.path(),
-        &[
-            ("CASTERPAK_TOKENS_KEY", key),
-            ("CASTERPAK_TOKENS_REQUIRED", "true"),
-        ],
-    );
-    let token = |acl: &str| crate::support::signed_for(key, acl);
+    let server = start_with_tokens(&root, &cache, ("CASTERPAK_TOKENS_REQUIRED", "true"));
+    let token = |acl: &str| crate::support::signed_for(TOKENS_KEY, acl);
     let status_of_the_first_ad_segment = |acl: &str| {
         let path = format!("/i/film.mp4/index_0_av.m3u8?hdnea={}", token(acl));
         let (playlist, _) = playlist_for(&server, &path, Some("gb"));
@@ -281,33 +286,14 @@ fn a_token_whose_acl_covers_the_pre_rolls_plays_them() {
 fn preroll_off_counts_only_when_the_token_signs_it() {
     let root = root();
     let cache = tempfile::tempdir().unwrap();
-    let key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
-    let server = start(
-        root.path(),
-        cache.path(),
-        &[
-            ("CASTERPAK_TOKENS_KEY", key),
-            ("CASTERPAK_PREROLL_PARAM_SIGNED", "true"),
-        ],
-    );
-    let mint = |data: Option<&str>| {
-        let mut args = vec!["token", "x", "--acl", "/i/*", "--ttl", "1h"];
-        args.extend(data.iter().flat_map(|d| ["--data", d]));
-        let out = crate::support::casterpak()
-            .env("CASTERPAK_TOKENS_KEY", key)
-            .args(&args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    };
+    let server = start_with_tokens(&root, &cache, ("CASTERPAK_PREROLL_PARAM_SIGNED", "true"));
     let has_preroll = |query: &str| {
         let path = format!("/i/film.mp4/index_0_av.m3u8{query}");
         let (playlist, _) = playlist_for(&server, &path, Some("gb"));
         playlist.contains("/i/ads/gb.mp4/")
     };
-    let signed = mint(Some("preroll=0"));
-    let plain = mint(None);
+    let signed = crate::support::signed_with_data(TOKENS_KEY, "/i/*", "preroll=0");
+    let plain = crate::support::signed_for(TOKENS_KEY, "/i/*");
     assert!(has_preroll(""));
     assert!(has_preroll("?preroll=0"), "no token: ignored");
     assert!(

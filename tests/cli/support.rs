@@ -13,11 +13,22 @@ pub fn casterpak() -> assert_cmd::Command {
 /// A token for the path patterns `acl`, good for an hour, signed with
 /// `key` (`casterpak token`).
 pub fn signed_for(key: &str, acl: &str) -> String {
+    minted(key, acl, &[])
+}
+
+/// As [`signed_for`], also signing `data` (`casterpak token --data`).
+pub fn signed_with_data(key: &str, acl: &str, data: &str) -> String {
+    minted(key, acl, &["--data", data])
+}
+
+fn minted(key: &str, acl: &str, more: &[&str]) -> String {
     let out = casterpak()
         .env("CASTERPAK_TOKENS_KEY", key)
         .args(["token", "x", "--acl", acl, "--ttl", "1h"])
+        .args(more)
         .output()
         .unwrap();
+    assert!(out.status.success(), "{out:?}");
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
