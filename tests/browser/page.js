@@ -101,11 +101,18 @@ function dashjsAdapter(url) {
     const keys = Object.fromEntries(Object.entries(clearKeys).map(([k, v]) => [b64url(k), b64url(v)]));
     p.setProtectionData({ 'org.w3.clearkey': { clearkeys: keys } });
   }
-  p.initialize(video, url, true);
+  // The source comes after the settings, so they hold from the manifest on.
+  p.initialize(video, null, true);
   if (subtitles) {
-    p.updateSettings({ streaming: { text: { defaultEnabled: true } } });
+    // dash.js keeps a track's cues to itself and hands the TextTrack only
+    // those near currentTime, refreshed every bufferPruningInterval (10 s by
+    // default): a short stream can end before the cues of a text file that
+    // arrived after the first refresh ever reach the track. A refresh every
+    // second shows them as they play.
+    p.updateSettings({ streaming: { text: { defaultEnabled: true }, buffer: { bufferPruningInterval: 1 } } });
     p.setInitialMediaSettingsFor('text', { lang: subtitles });
   }
+  p.attachSource(url);
   const reps = () => p.getRepresentationsByType('video');
   const tracks = () => p.getTracksFor('audio');
   // MediaInfo.codec is a whole MIME type: audio/mp4;codecs="mp4a.40.2".
@@ -152,6 +159,10 @@ function shakaAdapter(url) {
   });
   if (clearKeys) p.configure({ drm: { clearKeys } });
   if (license) p.configure({ drm: { servers: { 'org.w3.clearkey': license } } });
+  // Preferred before loading, the text streams from the first segment on.
+  if (subtitles) {
+    p.configure({ preferredText: [{ language: subtitles, role: '', format: '', forced: false }] });
+  }
   const showSubtitles = () => {
     const track = p.getTextTracks().find((t) => sameLanguage(t.language, subtitles));
     if (track) p.selectTextTrack(track);
@@ -222,6 +233,12 @@ window.state = () => {
     readyState: video.readyState,
     ended: video.ended,
     videoSize: `${video.videoWidth}x${video.videoHeight}`,
+    // When each subtitle request started and ended, in ms since the page
+    // loaded: a player that fetched its text late shows it here.
+    pageMs: performance.now(),
+    textRequests: performance.getEntriesByType('resource')
+      .filter((e) => /subtitles|\.vtt/.test(e.name))
+      .map((e) => `${e.name.split('/').pop()} ${Math.round(e.startTime)}-${Math.round(e.responseEnd)}`),
     text: [...video.textTracks].map((t) => ({
       kind: t.kind,
       label: t.label,

@@ -249,7 +249,8 @@ async function subtitleCues(p, lang) {
     if (s.fatal) return;
     if (settled()) return;
     if (Date.now() > deadline) {
-      outcome.failure = `subtitles in ${lang}: no cues (${JSON.stringify(s.text).slice(0, 200)})`;
+      outcome.failure = `subtitles in ${lang}: no cues (${JSON.stringify(s.text).slice(0, 200)}; `
+        + `requests: ${s.textRequests.join(', ')}; ${Math.round(s.pageMs)} ms since the page loaded)`;
       return;
     }
     await new Promise((r) => setTimeout(r, POLL_MS));
