@@ -135,7 +135,7 @@ impl Origin {
                 let mpd = cmaf::mpd(&described, duration, longest_segment);
                 let all = captions.iter().fold(Captions::default(), Captions::merged);
                 let mpd = cmaf::with_closed_captions(&mpd, all);
-                cmaf::with_text_tracks(&mpd, &subtitles)
+                cmaf::with_text_tracks(&mpd, &subtitles, duration)
             } else {
                 let master = cmaf::master_playlist(&described, uri_prefix);
                 let master = hls::with_closed_captions(&master, &captions);

@@ -510,12 +510,25 @@ pub fn media_playlist_after(preroll: &str, content: &str) -> String {
 /// 5.3.3, DASH-IF IOP 6.4.5): the whole track as one WebVTT file
 /// (`subtitles_<tag>.vtt`, times from the Period's start), its language,
 /// and the role `subtitle`, or `forced-subtitle` for a forced one.
-pub fn with_text_tracks(mpd: &str, texts: &[crate::packager::hls::Subtitles]) -> String {
+///
+/// The file is the one segment of a SegmentTemplate as long as the Period
+/// (`duration_seconds`), rather than a Representation's BaseURL alone:
+/// dash.js (5.2) takes such a bare file only until its first seek, which
+/// it makes itself when playback starts, and drops one that arrives later;
+/// a segment it buffers as it does media, and fetches again when needed.
+/// Shaka reads both alike.
+pub fn with_text_tracks(
+    mpd: &str,
+    texts: &[crate::packager::hls::Subtitles],
+    duration_seconds: f64,
+) -> String {
     const PERIOD_END: &str = "  </Period>\n";
     let Some(at) = mpd.rfind(PERIOD_END).filter(|_| !texts.is_empty()) else {
         return mpd.to_string();
     };
     let first_id = mpd.matches("<AdaptationSet ").count();
+    // Whole milliseconds, rounded up: one segment covers the Period.
+    let period_ms = ((duration_seconds * 1000.0).ceil() as u64).max(1);
     let mut sets = String::new();
     for (set_id, t) in (first_id..).zip(texts) {
         let _ = write!(
@@ -534,7 +547,8 @@ pub fn with_text_tracks(mpd: &str, texts: &[crate::packager::hls::Subtitles]) ->
             sets,
             ">\n      <Role schemeIdUri=\"urn:mpeg:dash:role:2011\" value=\"{role}\"/>\n\
              \x20     <Representation id=\"text_{tag}\" bandwidth=\"256\">\n\
-             \x20       <BaseURL>subtitles_{tag}.vtt</BaseURL>\n\
+             \x20       <SegmentTemplate timescale=\"1000\" duration=\"{period_ms}\" \
+             media=\"subtitles_{tag}.vtt\" startNumber=\"1\"/>\n\
              \x20     </Representation>\n    </AdaptationSet>\n",
             tag = t.tag
         );

@@ -104,13 +104,18 @@ function dashjsAdapter(url) {
   // The source comes after the settings, so they hold from the manifest on.
   p.initialize(video, null, true);
   if (subtitles) {
-    // dash.js keeps a track's cues to itself and hands the TextTrack only
-    // those near currentTime, refreshed every bufferPruningInterval (10 s by
-    // default): a short stream can end before the cues of a text file that
-    // arrived after the first refresh ever reach the track. A refresh every
-    // second shows them as they play.
-    p.updateSettings({ streaming: { text: { defaultEnabled: true }, buffer: { bufferPruningInterval: 1 } } });
-    p.setInitialMediaSettingsFor('text', { lang: subtitles });
+    // Subtitles are turned on as a viewer does, once the media can play:
+    // the text arrives while the stream is already set up (and seeked to
+    // its start). dash.js hands the TextTrack only the cues near
+    // currentTime, refreshed every bufferPruningInterval (10 s by
+    // default): once a second, a short stream shows them all as they play.
+    p.updateSettings({ streaming: { text: { defaultEnabled: false }, buffer: { bufferPruningInterval: 1 } } });
+    let textTracks = [];
+    p.on(ev.TEXT_TRACKS_ADDED, (e) => { textTracks = e.tracks; });
+    p.on(ev.PLAYBACK_METADATA_LOADED, () => {
+      const i = textTracks.findIndex((t) => sameLanguage(t.lang, subtitles));
+      if (i >= 0) p.setTextTrack(i);
+    });
   }
   p.attachSource(url);
   const reps = () => p.getRepresentationsByType('video');

@@ -251,11 +251,16 @@ fn dash_gets_a_text_adaptation_set_per_language_and_fmp4_hls_the_renditions() {
             )),
             "{mpd}"
         );
+        // The whole file as the one segment of the 10.023-s Period.
         assert!(
-            mpd.contains(&format!("<BaseURL>subtitles_{tag}.vtt</BaseURL>")),
+            mpd.contains(&format!(
+                "<SegmentTemplate timescale=\"1000\" duration=\"10024\" \
+                 media=\"subtitles_{tag}.vtt\" startNumber=\"1\"/>"
+            )),
             "{mpd}"
         );
     }
+    assert!(mpd.contains("mediaPresentationDuration=\"PT10.023S\""));
     // The whole file, from the Period's start (the first segment's).
     let url = format!("http://{}/cmaf/film.mp4/subtitles_de.vtt", server.addr);
     let cues = ffprobe_cues(&url);
@@ -397,7 +402,9 @@ fn subtitle_tracks_in_the_file_become_renditions() {
     let mpd = server.get("/cmaf/film.mp4/manifest.mpd").text();
     for tag in ["en", "fr"] {
         assert!(
-            mpd.contains(&format!("<BaseURL>subtitles_{tag}.vtt</BaseURL>")),
+            mpd.contains(&format!(
+                "media=\"subtitles_{tag}.vtt\" startNumber=\"1\"/>"
+            )),
             "{mpd}"
         );
     }
