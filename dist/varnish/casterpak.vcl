@@ -60,10 +60,12 @@ sub vcl_recv {
         # useless without the key, which is checked every time), or check
         # tokens at the edge in front of this cache.
         set req.http.X-Casterpak-Path = regsub(req.url, "\?.*$", "");
-        # A master's bitrate filter (b=) makes another master: kept apart.
-        if (req.url ~ "[?&]b=") {
-            set req.http.X-Casterpak-Path = req.http.X-Casterpak-Path + "?b=" +
-                regsub(req.url, "^.*[?&]b=([^&]*).*$", "\1");
+        # A master's filters (b=, b-in=, b-in-range=, __b__=, audio-only,
+        # video-only) make other masters: a master is kept per whole URL.
+        # Masters are small and kept in the origin's memory: a cache buster
+        # on one costs a fast answer there.
+        if (req.http.X-Casterpak-Path ~ "/master\.m3u8$") {
+            set req.http.X-Casterpak-Path = req.url;
         }
         # The viewer's country, for pre-rolls: one spelling (the origin's
         # answers vary by it).

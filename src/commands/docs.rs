@@ -158,7 +158,14 @@ fn urls(roff: &mut Roff) {
         ),
         (
             "/i/<...>/master.m3u8?b=200-700",
-            "MSOD's bitrate filter (b=200,700 or 200-700 or 300-, kbit/s): only those variants",
+            "MSOD's bitrate filter (b=200,700 or 200-700 or 300-, kbit/s): only those variants; \
+             also b-in=400,1200 (within 100 kbit/s), b-in-range=100-500 and __b__=800 \
+             (that variant first)",
+        ),
+        (
+            "/i/<...>/master.m3u8?audio-only, ?video-only",
+            "each rendition's audio alone (index_<N>_a.m3u8), or its video alone \
+             (index_<N>_v.m3u8)",
         ),
         (
             "/i/<path>/<file>/iframes_0_av.m3u8",

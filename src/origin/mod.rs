@@ -179,8 +179,8 @@ impl Origin {
     /// memory: [`Body::Held`]). The answer returned afterwards is the same
     /// object.
     ///
-    /// `path` may end in a query string: a master's `b=` filters its
-    /// variants ([`url::BitrateFilter`]); anything else in it is ignored.
+    /// `path` may end in a query string: a master's filters its variants
+    /// ([`url::MasterFilter`]); anything else in it is ignored.
     pub fn answer_streaming(
         &self,
         path: &str,
@@ -239,7 +239,7 @@ impl Origin {
         }
         match &request.target {
             Target::Master => {
-                let filter = url::BitrateFilter::of_query(query)?;
+                let filter = url::MasterFilter::of_query(query)?;
                 self.master(&request, &uri_prefix, filter.as_ref())
             }
             Target::SubtitlePlaylist { .. }
@@ -315,7 +315,7 @@ impl Origin {
                     .map(|rel| self.inputs.resolve_at_once(rel))
                     .collect::<Option<Vec<_>>>()?;
                 let numbers: Vec<usize> = (0..sources.len()).collect();
-                let filter = url::BitrateFilter::of_query(query).ok()?;
+                let filter = url::MasterFilter::of_query(query).ok()?;
                 let tracks = self.subtitle_tracks(&request.subtitle_base);
                 let key = self.master_key("master", &sources, &numbers, &uri_prefix)
                     + &Self::subtitles_key_part(&tracks)
@@ -393,13 +393,14 @@ impl Origin {
         self.key(what, &[uri_prefix, &ids.join("|")])
     }
 
-    /// The master of `rels`; with `filter` (`b=`), only its variants of
-    /// those bitrates, kept in memory under a key of its own.
+    /// The master of `rels`; with `filter`, only the variants it keeps,
+    /// in its order and of its tracks, kept in memory under a key of its
+    /// own.
     fn master(
         &self,
         request: &url::Request,
         uri_prefix: &str,
-        filter: Option<&url::BitrateFilter>,
+        filter: Option<&url::MasterFilter>,
     ) -> Result<Answer, OriginError> {
         let rels = &request.sources;
         let (sources, numbers) = self.existing(rels)?;
@@ -411,29 +412,57 @@ impl Origin {
             filter,
         );
         self.in_memory(key, &sources, PLAYLIST_TYPE, || {
+            let only = filter.and_then(|f| f.tracks.kind_suffix());
             let mut variants = Vec::with_capacity(sources.len());
             let mut captions = Vec::with_capacity(sources.len());
+            let mut bitrates = Vec::with_capacity(sources.len());
             for (n, source) in numbers.iter().zip(&sources) {
                 let rendition = self.ts_rendition(source)?;
+                let whole = rendition.variant();
+                let average = whole.average_bandwidth;
+                if !filter.is_none_or(|f| f.keeps(average)) {
+                    continue;
+                }
+                let part = match only {
+                    None => Arc::clone(&rendition),
+                    Some(kind) => match self.rendition_of_kind(source, kind) {
+                        Ok(part) => part,
+                        // A rendition without the track: not listed.
+                        Err(OriginError::NotFound(_)) => continue,
+                        Err(e) => return Err(e),
+                    },
+                };
                 // An encrypted segment has no byte range a player could
                 // decode alone: no I-frame playlist then.
                 let mut variant = match self.sealed(&source.rel) {
-                    Some(_) => rendition.aes128_variant(),
-                    None => rendition.variant_with_iframes(),
+                    Some(_) => part.aes128_variant(),
+                    None => part.variant_with_iframes(),
                 };
-                variant.bandwidth = variant
-                    .bandwidth
-                    .max(self.preroll_peak(&source.rel, source));
-                if filter.is_none_or(|f| f.keeps(variant.average_bandwidth)) {
-                    variants.push((*n, variant));
-                    captions.push(rendition.captions());
+                variant.bandwidth =
+                    variant
+                        .bandwidth
+                        .max(self.preroll_peak(&source.rel, source, only));
+                if only == Some("a") {
+                    // The file's other audio tracks stay its alternatives.
+                    variant.audio_language = whole.audio_language;
+                    variant.other_audio = whole.other_audio;
                 }
+                variants.push((*n, variant));
+                captions.push(match only {
+                    Some("a") => Default::default(),
+                    _ => rendition.captions(),
+                });
+                bitrates.push(average);
             }
             if variants.is_empty() {
                 return Err(OriginError::NotFound(format!(
-                    "no rendition of {} has a bitrate that b= keeps",
+                    "no rendition of {} is kept by the master's filter",
                     rels.join(", ")
                 )));
+            }
+            if let Some(first) = filter.and_then(|f| f.first_of(&bitrates)) {
+                variants[..=first].rotate_right(1);
+                captions[..=first].rotate_right(1);
             }
             let master = hls::master_playlist(&variants, uri_prefix);
             let master = hls::with_closed_captions(&master, &captions);
@@ -881,8 +910,8 @@ fn last_modified(sources: &[SourceId]) -> i64 {
         .unwrap_or(0)
 }
 
-/// The key of a master, with its `b=` filter's part if it has one.
-fn filtered(key: String, filter: Option<&url::BitrateFilter>) -> String {
+/// The key of a master, with its filter's part if it has one.
+fn filtered(key: String, filter: Option<&url::MasterFilter>) -> String {
     match filter {
         Some(filter) => format!("{key}|b={}", filter.canonical()),
         None => key,

@@ -95,10 +95,14 @@ impl Origin {
     /// The highest BANDWIDTH the media playlist of `source` (at `rel`) can
     /// have with the pre-rolls any viewer may get before it: a master's
     /// BANDWIDTH is the peak of every segment a variant's playlist lists.
-    pub(super) fn preroll_peak(&self, rel: &str, source: &SourceId) -> u64 {
+    /// With `only` (`a` or `v`), of that track's playlists.
+    pub(super) fn preroll_peak(&self, rel: &str, source: &SourceId, only: Option<&str>) -> u64 {
         self.prerolls_of_anyone(rel, source)
             .iter()
-            .filter_map(|ad| self.ts_rendition(ad).ok())
+            .filter_map(|ad| match only {
+                None => self.ts_rendition(ad).ok(),
+                Some(kind) => self.rendition_of_kind(ad, kind).ok(),
+            })
             .map(|r| r.variant().bandwidth)
             .max()
             .unwrap_or(0)

@@ -294,71 +294,206 @@ fn parse_target(name: &str) -> Option<Target> {
     (k >= 1).then_some(Target::Segment { k, n, kind, key_id })
 }
 
-/// MSOD's bitrate filter of a master (`?b=`): comma-separated items, each
-/// a bitrate (`700`), a range (`200-700`) or an open range (`300-`), in
-/// kbit/s. A variant is kept when its average bitrate is in a range, or
-/// within 10 % (at least 100 kbit/s) of a listed bitrate: the bitrates a
-/// file's label names are nominal, and the measured ones differ.
+/// What a master's query string asks of it:
+///
+/// - MSOD's `b=`: comma-separated items, each a bitrate (`700`), a range
+///   (`200-700`) or an open range (`300-`), in kbit/s; a variant is kept
+///   when its average bitrate is in a range, or within 10 % (at least 100
+///   kbit/s) of a listed bitrate: the bitrates a file's label names are
+///   nominal, and the measured ones differ;
+/// - Akamai's manifest personalization, as players behind its CDN send
+///   it: `b-in=100,200,400` keeps the variants within 100 kbit/s of a
+///   listed bitrate, `b-in-range=100-400,1000-4000` those in a range, and
+///   `__b__=800` lists first the variant nearest 800 kbit/s (within 100);
+/// - `audio-only` or `video-only` (bare, `=1` or `=true`; `=0` or
+///   `=false` for off): each kept rendition's audio alone
+///   (`index_<N>_a.m3u8`), or its video alone (`index_<N>_v.m3u8`).
+///
+/// Bitrates are those of the renditions with all their tracks. Given
+/// together, a rendition is kept when any bitrate filter keeps it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BitrateFilter(Vec<(u64, u64)>);
+pub struct MasterFilter {
+    /// Kept average bitrates, kbit/s, inclusive; empty: all.
+    ranges: Vec<(u64, u64)>,
+    /// The bitrate whose variant is listed first (`__b__`), kbit/s.
+    preferred: Option<u64>,
+    /// Which tracks of each rendition its variant has.
+    pub tracks: Tracks,
+}
 
-/// Items a `b=` may list, at most.
+/// The tracks of a master's variants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tracks {
+    All,
+    AudioOnly,
+    VideoOnly,
+}
+
+impl Tracks {
+    /// The media playlist suffix of a variant of these tracks, or `None`
+    /// for all of a rendition's.
+    pub fn kind_suffix(self) -> Option<&'static str> {
+        match self {
+            Tracks::All => None,
+            Tracks::AudioOnly => Some("a"),
+            Tracks::VideoOnly => Some("v"),
+        }
+    }
+}
+
+/// Items a filter may list, at most.
 const MAX_FILTER_ITEMS: usize = 32;
 
-impl BitrateFilter {
-    /// The filter of a master's query string, if it has `b=`.
-    pub fn of_query(query: &str) -> Result<Option<BitrateFilter>, UrlError> {
-        let Some(value) = query.split('&').find_map(|pair| pair.strip_prefix("b=")) else {
-            return Ok(None);
-        };
-        let bad = || {
-            UrlError::Malformed(format!(
-                "b={value}: bitrates in kbit/s, as 200,700 or 200-700 or 300-"
-            ))
-        };
-        let items: Vec<&str> = value.split(',').collect();
-        if items.len() > MAX_FILTER_ITEMS {
-            return Err(bad());
+/// How far from a listed bitrate `b-in` and `__b__` reach, kbit/s.
+const PERSONALIZATION_SLACK_KBPS: u64 = 100;
+
+/// A kbit/s range read from one item of a filter, `None` when malformed.
+type Range = Option<(u64, u64)>;
+
+/// How one item of a bitrate filter reads.
+type ItemReader = fn(&str) -> Range;
+
+/// The bitrate filters a master takes: name, the form it is written in
+/// (for errors), and how one item reads.
+const BITRATE_FILTERS: [(&str, &str, ItemReader); 3] = [
+    ("b", "200,700 or 200-700 or 300-", msod_item),
+    ("b-in", "100,200,400", |item| {
+        let at = kbps(item)?;
+        Some((
+            at.saturating_sub(PERSONALIZATION_SLACK_KBPS),
+            at + PERSONALIZATION_SLACK_KBPS,
+        ))
+    }),
+    ("b-in-range", "100-400,1000-4000", |item| {
+        let (lo, hi) = item.split_once('-')?;
+        Some((kbps(lo)?, kbps(hi)?))
+    }),
+];
+
+/// One item of MSOD's `b=`.
+fn msod_item(item: &str) -> Range {
+    match item.split_once('-') {
+        Some((lo, "")) => Some((kbps(lo)?, u64::MAX)),
+        Some((lo, hi)) => Some((kbps(lo)?, kbps(hi)?)),
+        None => {
+            let at = kbps(item)?;
+            let slack = (at / 10).max(100);
+            Some((at.saturating_sub(slack), at + slack))
         }
-        let kbps = |s: &str| -> Result<u64, UrlError> {
-            if s.is_empty() || s.len() > 9 || !s.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(bad());
-            }
-            s.parse().map_err(|_| bad())
+    }
+}
+
+impl MasterFilter {
+    /// The filter of a master's query string, if it has one.
+    pub fn of_query(query: &str) -> Result<Option<MasterFilter>, UrlError> {
+        let value_of = |name: &str| {
+            query
+                .split('&')
+                .find_map(|pair| match pair.strip_prefix(name)? {
+                    "" => Some(""),
+                    rest => rest.strip_prefix('='),
+                })
         };
-        let mut ranges = Vec::with_capacity(items.len());
-        for item in items {
-            let range = match item.split_once('-') {
-                Some((lo, "")) => (kbps(lo)?, u64::MAX),
-                Some((lo, hi)) => (kbps(lo)?, kbps(hi)?),
-                None => {
-                    let at = kbps(item)?;
-                    let slack = (at / 10).max(100);
-                    (at.saturating_sub(slack), at + slack)
-                }
+        let mut ranges = Vec::new();
+        let mut any = false;
+        for (name, form, read) in BITRATE_FILTERS {
+            let Some(value) = value_of(name) else {
+                continue;
             };
-            if range.0 > range.1 {
-                return Err(bad());
+            any = true;
+            let bad =
+                || UrlError::Malformed(format!("{name}={value}: bitrates in kbit/s, as {form}"));
+            for item in value.split(',') {
+                match read(item) {
+                    Some((lo, hi)) if lo <= hi && ranges.len() < MAX_FILTER_ITEMS => {
+                        ranges.push((lo, hi))
+                    }
+                    _ => return Err(bad()),
+                }
             }
-            ranges.push(range);
+        }
+        let preferred = match value_of("__b__") {
+            Some(value) => Some(kbps(value).ok_or_else(|| {
+                UrlError::Malformed(format!("__b__={value}: a bitrate in kbit/s, as 800"))
+            })?),
+            None => None,
+        };
+        let switch = |name: &str| match value_of(name) {
+            None | Some("0" | "false") => Ok(false),
+            Some("" | "1" | "true") => Ok(true),
+            Some(other) => Err(UrlError::Malformed(format!(
+                "{name}={other}: 1 or true, 0 or false"
+            ))),
+        };
+        let tracks = match (switch("audio-only")?, switch("video-only")?) {
+            (false, false) => Tracks::All,
+            (true, false) => Tracks::AudioOnly,
+            (false, true) => Tracks::VideoOnly,
+            (true, true) => {
+                return Err(UrlError::Malformed(
+                    "audio-only and video-only: one of them at most".to_string(),
+                ))
+            }
+        };
+        if !any && preferred.is_none() && tracks == Tracks::All {
+            return Ok(None);
         }
         ranges.sort_unstable();
         ranges.dedup();
-        Ok(Some(BitrateFilter(ranges)))
+        Ok(Some(MasterFilter {
+            ranges,
+            preferred,
+            tracks,
+        }))
     }
 
-    /// Whether a variant of `bits_per_second` (average) is kept.
+    /// Whether a rendition of `bits_per_second` (average) is kept.
     pub fn keeps(&self, bits_per_second: u64) -> bool {
         let kbps = (bits_per_second + 500) / 1000;
-        self.0.iter().any(|&(lo, hi)| (lo..=hi).contains(&kbps))
+        self.ranges.is_empty()
+            || self
+                .ranges
+                .iter()
+                .any(|&(lo, hi)| (lo..=hi).contains(&kbps))
+    }
+
+    /// Which of the renditions of `bits_per_second` (average) to list
+    /// first: the nearest `__b__`, within 100 kbit/s of it (the first of
+    /// equals); `None` to keep the order.
+    pub fn first_of(&self, bits_per_second: &[u64]) -> Option<usize> {
+        let preferred = self.preferred?;
+        bits_per_second
+            .iter()
+            .map(|&bps| ((bps + 500) / 1000).abs_diff(preferred))
+            .enumerate()
+            .filter(|&(_, off)| off <= PERSONALIZATION_SLACK_KBPS)
+            .min_by_key(|&(i, off)| (off, i))
+            .map(|(i, _)| i)
     }
 
     /// The same filter as text, whatever order and form it was given in
     /// (for cache keys).
     pub fn canonical(&self) -> String {
-        let items: Vec<String> = self.0.iter().map(|(lo, hi)| format!("{lo}-{hi}")).collect();
-        items.join(",")
+        let items: Vec<String> = self
+            .ranges
+            .iter()
+            .map(|(lo, hi)| format!("{lo}-{hi}"))
+            .collect();
+        let mut text = items.join(",");
+        if let Some(first) = self.preferred {
+            text += &format!("|first={first}");
+        }
+        if let Some(kind) = self.tracks.kind_suffix() {
+            text += &format!("|only={kind}");
+        }
+        text
     }
+}
+
+/// A bitrate in kbit/s: digits only, nine at most.
+fn kbps(text: &str) -> Option<u64> {
+    let digits = !text.is_empty() && text.len() <= 9 && text.bytes().all(|b| b.is_ascii_digit());
+    digits.then(|| text.parse().ok()).flatten()
 }
 
 /// A secret's id in a name: 1 to 16 letters and digits.
@@ -563,6 +698,98 @@ mod tests {
             kind: kind.into(),
             key_id: None,
         }
+    }
+
+    fn filter(query: &str) -> MasterFilter {
+        MasterFilter::of_query(query).unwrap().unwrap()
+    }
+
+    #[test]
+    fn master_filters_read_msod_and_personalization_parameters() {
+        assert_eq!(MasterFilter::of_query("x=1&null=0").unwrap(), None);
+        // b-in: within 100 kbit/s of a listed rate.
+        let f = filter("b-in=400,1000");
+        assert!(f.keeps(300_000) && f.keeps(500_000) && f.keeps(1_099_000));
+        assert!(!f.keeps(299_000) && !f.keeps(600_000) && !f.keeps(1_101_000));
+        // b-in-range: inclusive ranges; b=: 10 %, 100 kbit/s at least.
+        let f = filter("b-in-range=100-200,3000-4000");
+        assert!(f.keeps(100_000) && f.keeps(4_000_000) && !f.keeps(2_999_000));
+        let f = filter("b=2000");
+        assert!(f.keeps(1_800_000) && f.keeps(2_200_000) && !f.keeps(2_201_000));
+        // Together: kept by any.
+        let f = filter("b=0-100&b-in-range=900-1000");
+        assert!(f.keeps(50_000) && f.keeps(950_000) && !f.keeps(500_000));
+        // The same filter however written: one cache key.
+        assert_eq!(
+            filter("b-in-range=900-1000&b=0-100").canonical(),
+            filter("b=0-100,900-1000").canonical()
+        );
+        assert_ne!(
+            filter("b=0-100").canonical(),
+            filter("b=0-100&__b__=50").canonical()
+        );
+        assert_ne!(
+            filter("b=0-100").canonical(),
+            filter("b=0-100&audio-only").canonical()
+        );
+    }
+
+    #[test]
+    fn the_preferred_bitrate_picks_the_nearest_within_100_kbps() {
+        // Nothing but __b__: every rendition kept, one listed first.
+        let f = filter("__b__=800");
+        assert!(f.keeps(1) && f.keeps(u64::MAX / 2));
+        assert_eq!(f.first_of(&[400_000, 880_000, 790_000, 2_000_000]), Some(2));
+        assert_eq!(f.first_of(&[400_000, 901_000]), None);
+        // Equally near: the first of them.
+        assert_eq!(f.first_of(&[850_000, 750_000]), Some(0));
+        assert_eq!(filter("b=1-").first_of(&[800_000]), None);
+    }
+
+    #[test]
+    fn the_track_switches_are_flags() {
+        for (query, tracks) in [
+            ("audio-only", Tracks::AudioOnly),
+            ("audio-only=1", Tracks::AudioOnly),
+            ("x=2&video-only=true", Tracks::VideoOnly),
+            ("audio-only=0&b=1-", Tracks::All),
+            ("video-only=false&__b__=5", Tracks::All),
+        ] {
+            assert_eq!(filter(query).tracks, tracks, "{query}");
+        }
+        assert_eq!(MasterFilter::of_query("audio-only=false").unwrap(), None);
+    }
+
+    #[test]
+    fn malformed_master_filters_are_refused() {
+        let many = (0..33).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+        for bad in [
+            "b=",
+            "b",
+            "b=abc",
+            "b=700-200",
+            "b=1,,2",
+            "b-in=1-2",
+            "b-in=",
+            "b-in-range=100",
+            "b-in-range=400-100",
+            "b-in-range=1-",
+            "__b__=",
+            "__b__=1-2",
+            "__b__=1234567890",
+            "audio-only=yes please",
+            "audio-only&video-only",
+            &format!("b-in={many}"),
+        ] {
+            assert!(
+                matches!(MasterFilter::of_query(bad), Err(UrlError::Malformed(_))),
+                "{bad}"
+            );
+        }
+        // 32 items are fine, across parameters too.
+        let half = (0..16).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+        assert!(MasterFilter::of_query(&format!("b={half}&b-in={half}")).is_ok());
+        assert!(MasterFilter::of_query(&format!("b={half}&b-in={half},99")).is_err());
     }
 
     #[test]

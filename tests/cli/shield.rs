@@ -307,12 +307,23 @@ fn varnish_caches_each_object_once_with_its_ttl_and_ranges_from_the_cache() {
     });
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(t.origin_requests(collapsed), 1, "12 players, one fetch");
-    // A master's bitrate filter makes another master, kept apart.
+    // A master's filters make other masters, kept apart.
     let master = "/i/v0.mp4/master.m3u8";
     assert_eq!(v.get(master).status, 200);
-    assert_eq!(v.get(master).status, 200);
+    assert!(v.get(master).text().contains("index_0_av.m3u8"));
     assert_eq!(v.get(&format!("{master}?b=0-1")).status, 404);
     assert_eq!(v.get(&format!("{master}?x=1&b=0-100000")).status, 200);
+    assert_eq!(v.get(&format!("{master}?b-in=1")).status, 404);
+    for (query, uri) in [
+        ("audio-only", "index_0_a.m3u8"),
+        ("video-only=1", "index_0_v.m3u8"),
+    ] {
+        let switched = v.get(&format!("{master}?{query}")).text();
+        assert!(
+            switched.contains(uri) && !switched.contains("_av."),
+            "{query}: {switched}"
+        );
+    }
     // Health is each origin's own, never cached.
     for _ in 0..2 {
         let health = v.get("/healthz");
@@ -584,12 +595,23 @@ fn the_nginx_shield_caches_once_keeps_videos_together_and_survives_an_origin() {
     let part = request(&nginx.addr, "GET", segment, &[("Range", "bytes=100-299")]);
     assert_eq!(part.status, 206);
     assert_eq!(part.body, &first.body[100..300]);
-    // A master's bitrate filter makes another master, kept apart.
+    // A master's filters make other masters, kept apart.
     let master = "/i/v0.mp4/master.m3u8";
     for _ in 0..2 {
-        assert_eq!(nginx.get(master).status, 200);
+        assert!(nginx.get(master).text().contains("index_0_av.m3u8"));
     }
     assert_eq!(nginx.get(&format!("{master}?b=0-1")).status, 404);
+    assert_eq!(nginx.get(&format!("{master}?b-in-range=0-1")).status, 404);
+    for (query, uri) in [
+        ("audio-only", "index_0_a.m3u8"),
+        ("video-only=1", "index_0_v.m3u8"),
+    ] {
+        let switched = nginx.get(&format!("{master}?{query}")).text();
+        assert!(
+            switched.contains(uri) && !switched.contains("_av."),
+            "{query}: {switched}"
+        );
+    }
     eventually("the miss logged", || {
         origins.requests(segment).iter().sum::<usize>() == 1
     });
