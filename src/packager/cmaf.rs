@@ -69,7 +69,8 @@ pub struct TrackInfo {
     pub sealed: Option<(String, [u8; 16])>,
     /// Of video whose every segment starts where a decoder can: the peak
     /// bitrate of its trick-play fragments (each segment's first picture,
-    /// [`trick_name`]), listed as an I-frame playlist when clear.
+    /// [`trick_name`]), listed as an I-frame playlist and a trick-mode
+    /// AdaptationSet when clear.
     pub trick_bandwidth: Option<u64>,
 }
 
@@ -398,8 +399,56 @@ pub fn mpd(sources: &[Source], duration_seconds: f64, max_segment_seconds: f64) 
         out.push_str("    </AdaptationSet>\n");
         set_id += 1;
     }
+    // After the others, so that their ids do not depend on it; of the
+    // video AdaptationSet (id 0).
+    trick_mode_set(&mut out, &videos, 0, &mut set_id);
     out.push_str("  </Period>\n</MPD>\n");
     out
+}
+
+/// A trick-mode AdaptationSet (DASH-IF IOP 3.2.9) of the clear `videos`
+/// that have trick-play fragments, for the AdaptationSet `main`: a picture
+/// a segment, as the HLS I-frame playlists have.
+fn trick_mode_set(
+    out: &mut String,
+    videos: &[(usize, &TrackInfo)],
+    main: usize,
+    set_id: &mut usize,
+) {
+    let tricks: Vec<(usize, &TrackInfo, u64)> = videos
+        .iter()
+        .filter(|(_, v)| v.sealed.is_none())
+        .filter_map(|(n, v)| Some((*n, *v, v.trick_bandwidth?)))
+        .collect();
+    if tricks.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "    <AdaptationSet id=\"{set_id}\" contentType=\"video\" mimeType=\"video/mp4\" \
+         segmentAlignment=\"true\" startWithSAP=\"1\">\n      <EssentialProperty \
+         schemeIdUri=\"http://dashif.org/guidelines/trickmode\" value=\"{main}\"/>"
+    );
+    for (n, v, bandwidth) in tricks {
+        let _ = write!(
+            out,
+            "      <Representation id=\"t_{n}\" bandwidth=\"{bandwidth}\" codecs=\"{}\" \
+             codingDependency=\"false\"",
+            v.codec
+        );
+        if let Some((w, h)) = v.resolution {
+            let _ = write!(out, " width=\"{w}\" height=\"{h}\" sar=\"1:1\"");
+        }
+        out.push_str(">\n");
+        let mut template = String::new();
+        segment_template(&mut template, n, v);
+        let media = format!("media=\"seg$Number$_{n}_v.m4s\"");
+        let trick = format!("media=\"trick$Number$_{n}_v.m4s\"");
+        out.push_str(&template.replacen(&media, &trick, 1));
+        out.push_str("      </Representation>\n");
+    }
+    out.push_str("    </AdaptationSet>\n");
+    *set_id += 1;
 }
 
 /// The MPD of `content` after a pre-roll (ISO/IEC 23009-1 5.3.2: a

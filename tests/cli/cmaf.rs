@@ -189,7 +189,10 @@ fn the_mpd_lists_the_segments_of_the_hls_playlists() {
         let mpd = String::from_utf8(get(&server, &format!("/cmaf/{name}/manifest.mpd"))).unwrap();
         let timelines = timelines(&mpd);
         assert_eq!(timelines.len(), tracks.len(), "{name}: {mpd}");
-        assert!(timelines_of(&mpd, true).is_empty(), "{name}: no trick mode");
+        // Trick play: a picture per video segment, on the video's timeline.
+        if tracks[0] == "v" {
+            assert_eq!(timelines_of(&mpd, true), [timelines[0].clone()], "{name}");
+        }
         for (track, (timescale, timeline)) in tracks.iter().zip(&timelines) {
             let playlist =
                 String::from_utf8(get(&server, &format!("/cmaf/{name}/index_0_{track}.m3u8")))
@@ -465,7 +468,8 @@ fn hev1_parameter_sets_in_band_move_into_an_hvc1_sample_entry() {
 
 /// CMAF trick play: the master lists an I-frame playlist per video, whose
 /// fragments are each segment's first picture (one decodable frame with
-/// the init segment, lasting the segment); a static package holds them.
+/// the init segment, lasting the segment); the MPD a trick-mode
+/// AdaptationSet of the same fragments; a static package holds them.
 #[test]
 #[cfg_attr(casterpak_no_ffmpeg, ignore = "needs ffmpeg and ffprobe")]
 fn iframe_playlists_and_trick_mode_give_a_picture_per_segment() {
@@ -547,6 +551,14 @@ fn iframe_playlists_and_trick_mode_give_a_picture_per_segment() {
         "{bandwidth} vs {peak}"
     );
 
+    let mpd = text("/cmaf/film.mp4/manifest.mpd");
+    assert!(
+        mpd.contains(
+            "<EssentialProperty schemeIdUri=\"http://dashif.org/guidelines/trickmode\" value=\"0\"/>"
+        ),
+        "{mpd}"
+    );
+    assert!(mpd.contains("media=\"trick$Number$_0_v.m4s\""), "{mpd}");
     // Not a name of anything else: audio has no trick play.
     assert_eq!(server.get("/cmaf/film.mp4/trick1_0_a.m4s").status, 404);
 
