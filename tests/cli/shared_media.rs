@@ -44,7 +44,7 @@ const EXPECTED: &[(&str, Expect, &str)] = &[
     ("ac3-51-plus-aac-2tracks.mp4", Packages("a"), "the first audio track (AC-3) only; its bad block is the source's"),
     ("heaac-sbr-youtube-itag139.mp4", Packages("a"), "HE-AAC: ADTS carries the AAC-LC core, SBR is implicit"),
     ("mp3-in-mp4.m4a", Packages("a"), "MP3 in MP4"),
-    ("h264-mp3-tx3g-fragmented.mp4", Packages("av"), "fragmented, MP3; subtitle track left out"),
+    ("h264-mp3-tx3g-fragmented.mp4", Packages("av"), "fragmented, MP3; its tx3g track (in the fragments) is a subtitle rendition"),
     ("ffmpeg-frag-mfra-bogus-duration.mp4", Packages("av"), "bogus mdhd duration is not used"),
     ("partially-fragmented.mp4", Packages("av"), "samples in the moov and in 44 fragments"),
     ("broken-mdat-too-long.mp4", Packages("av"), "mdat overruns the file but every sample is in it"),

@@ -3,6 +3,7 @@
 //! video declared: read by ffprobe and ffmpeg and shown by players in
 //! Chromium.
 
+use std::path::Path;
 use std::process::Command;
 
 use crate::browser::play_to;
@@ -428,6 +429,64 @@ fn subtitle_tracks_in_the_file_become_renditions() {
     let url = format!("http://{}/i/film.mp4/subtitles_fr.m3u8", server.addr);
     let got = ffprobe_cues(&url);
     assert_eq!(got, [(4.0, "Du fichier à côté".to_string())]);
+}
+
+/// Text tracks whose samples are all in movie fragments (fMP4, the moov's
+/// tables empty) are renditions too: each cue starts where ffprobe finds
+/// its sample in the file, with the text of the track it was copied from.
+#[test]
+#[cfg_attr(casterpak_no_ffmpeg, ignore = "needs ffmpeg and ffprobe")]
+fn subtitle_tracks_in_fragments_become_renditions() {
+    let root = tempfile::tempdir().unwrap();
+    let source = fixture("h264-aac-tx3g-fragmented.mp4");
+    std::fs::copy(&source, root.path().join("film.mp4")).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let server = Server::start(root.path(), cache.path(), &[]);
+    let master = server.get("/i/film.mp4/master.m3u8").text();
+    assert_eq!(
+        master.matches("#EXT-X-MEDIA:TYPE=SUBTITLES").count(),
+        2,
+        "{master}"
+    );
+    for (n, (tag, cues)) in [("en", &TX3G_ENGLISH[..]), ("fr", &TX3G_FRENCH[..])]
+        .into_iter()
+        .enumerate()
+    {
+        assert!(
+            master.contains(&format!("URI=\"subtitles_{tag}.m3u8\"")),
+            "{master}"
+        );
+        let url = format!("http://{}/i/film.mp4/subtitles_{tag}.m3u8", server.addr);
+        let got = ffprobe_cues(&url);
+        let texts: Vec<&str> = got.iter().map(|(_, text)| text.as_str()).collect();
+        let want: Vec<&str> = cues.iter().map(|(_, text)| *text).collect();
+        assert_eq!(texts, want, "{tag}");
+        let starts = sample_starts(&source, n);
+        assert_eq!(starts.len(), got.len(), "{tag}: {starts:?}");
+        for ((got, _), start) in got.iter().zip(&starts) {
+            assert!((got - start).abs() < 0.001, "{tag}: {got} for {start}");
+        }
+    }
+}
+
+/// The times of the samples with text (more than the 2-byte length) of
+/// subtitle stream `n` of `file`, as ffprobe reads them.
+fn sample_starts(file: &Path, n: usize) -> Vec<f64> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", &format!("s:{n}")])
+        .args(["-show_entries", "packet=pts_time,size", "-of", "csv=p=0"])
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ffprobe {}", file.display());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let (pts, size) = l.split_once(',')?;
+            (size.parse::<u32>().ok()? > 2).then(|| pts.parse().unwrap())
+        })
+        .collect()
 }
 
 /// hls.js shows the cues of a tx3g track at their times.

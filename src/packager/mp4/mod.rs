@@ -249,6 +249,27 @@ fn reserve_fragment_samples(
 }
 
 fn read_moof(win: &mut Window, h: &Located, movie: &mut Movie, budget: &mut Budget) -> Result<()> {
+    let trex = std::mem::take(&mut movie.trex);
+    let mut targets: Vec<FragmentTarget> = movie
+        .chosen_mut()
+        .map(|c| FragmentTarget {
+            track_id: c.trak.track_id,
+            samples: &mut c.samples,
+        })
+        .collect();
+    let result = read_moof_into(win, h, &trex, &mut targets, budget);
+    movie.trex = trex;
+    result
+}
+
+/// Adds the samples of the `moof` at `h` to those of `targets`.
+fn read_moof_into(
+    win: &mut Window,
+    h: &Located,
+    trex: &[fragment::Trex],
+    targets: &mut [FragmentTarget],
+    budget: &mut Budget,
+) -> Result<()> {
     let len = h.body_len();
     if len > MAX_MOOF_BYTES {
         return Err(Error::corrupt(
@@ -258,18 +279,8 @@ fn read_moof(win: &mut Window, h: &Located, movie: &mut Movie, budget: &mut Budg
         ));
     }
     let body = win.read_vec(h.body, len as usize, h.fourcc)?;
-    let trex = std::mem::take(&mut movie.trex);
-    let mut targets: Vec<FragmentTarget> = movie
-        .chosen_mut()
-        .map(|c| FragmentTarget {
-            track_id: c.trak.track_id,
-            samples: &mut c.samples,
-        })
-        .collect();
     let c = Cursor::new(&body, h.body, h.fourcc);
-    let result = fragment::parse_moof(c, h.start, &trex, &mut targets, budget);
-    movie.trex = trex;
-    result
+    fragment::parse_moof(c, h.start, trex, targets, budget)
 }
 
 #[cfg(test)]

@@ -194,7 +194,8 @@ impl Choice {
             self.chapters.extend(t.chapters.iter().copied());
         }
         if is_text(&t) {
-            if self.text.len() < MAX_TEXT_TRACKS && t.declared_samples > 0 {
+            // A fragmented movie's text may all be in its fragments.
+            if self.text.len() < MAX_TEXT_TRACKS && (t.declared_samples > 0 || fragmented) {
                 self.text.push(t);
             } else {
                 self.skipped

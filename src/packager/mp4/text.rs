@@ -6,9 +6,11 @@
 //! sample's text are left out: a WebVTT cue gets the text alone.
 
 use super::cursor::Cursor;
+use super::fragment::{self, FragmentTarget};
 use super::source::{ReadAt, Window, WALK_BLOCK};
+use super::stbl::{self, TrackSamples};
 use super::trak::Trak;
-use super::{moov, read_header, stbl};
+use super::{moov, read_header, read_moof_into};
 use crate::packager::error::{Error, FourCc, Result};
 use crate::packager::subtitles::{webvtt_text, Cue, Cues, MAX_CUES};
 
@@ -30,8 +32,8 @@ pub struct TextTrack {
 }
 
 /// The subtitle tracks of the MP4 file of `file_len` bytes that `src`
-/// reads; none when it has none. Chapter tracks (QuickTime `tref`/`chap`)
-/// and tracks whose samples are all in fragments are not read.
+/// reads, with the samples its movie fragments add to them; none when it
+/// has none. Chapter tracks (QuickTime `tref`/`chap`) are not read.
 pub fn read_text_tracks(src: &dyn ReadAt, file_len: u64) -> Result<Vec<TextTrack>> {
     let mut win = Window::new(src, file_len, WALK_BLOCK);
     let mut pos = 0u64;
@@ -45,10 +47,20 @@ pub fn read_text_tracks(src: &dyn ReadAt, file_len: u64) -> Result<Vec<TextTrack
                 samples: MAX_TEXT_SAMPLES,
                 bytes: MAX_TEXT_BYTES,
             };
+            let mut samples = Vec::with_capacity(movie.text.len());
+            for t in &movie.text {
+                let expanded = stbl::expand(&t.tables, src, file_len, budget.samples)?;
+                budget.samples -= expanded.samples.len() as u64;
+                samples.push(expanded);
+            }
+            if movie.fragmented {
+                read_fragments(&mut win, h.end, &movie, &mut samples, &mut budget)?;
+            }
             return movie
                 .text
                 .iter()
-                .map(|t| read_track(t, movie.timescale, src, file_len, &mut budget))
+                .zip(&samples)
+                .map(|(t, s)| read_track(t, s, movie.timescale, src, &mut budget))
                 .collect();
         }
         pos = h.end;
@@ -62,15 +74,50 @@ struct Budget {
     bytes: u64,
 }
 
+/// Adds to `samples` (one per text track of `movie`) the samples of the
+/// movie fragments after `from`, within the budget's samples.
+fn read_fragments(
+    win: &mut Window,
+    from: u64,
+    movie: &moov::Movie,
+    samples: &mut [TrackSamples],
+    budget: &mut Budget,
+) -> Result<()> {
+    let file_len = win.file_len();
+    let mut pos = from;
+    while pos < file_len {
+        let Some(h) = read_header(win, pos, file_len)? else {
+            break;
+        };
+        if &h.fourcc.0 == b"moof" {
+            let mut targets: Vec<FragmentTarget> = movie
+                .text
+                .iter()
+                .zip(samples.iter_mut())
+                .map(|(t, samples)| FragmentTarget {
+                    track_id: t.track_id,
+                    samples,
+                })
+                .collect();
+            let mut left = fragment::Budget {
+                samples_left: budget.samples,
+                samples_walked: 0,
+            };
+            read_moof_into(win, &h, &movie.trex, &mut targets, &mut left)?;
+            budget.samples = left.samples_left;
+        }
+        pos = h.end;
+    }
+    Ok(())
+}
+
 fn read_track(
     t: &Trak,
+    samples: &TrackSamples,
     movie_timescale: u32,
     src: &dyn ReadAt,
-    file_len: u64,
     budget: &mut Budget,
 ) -> Result<TextTrack> {
-    let samples = stbl::expand(&t.tables, src, file_len, budget.samples)?;
-    budget.samples -= samples.samples.len() as u64;
     let entry = t.sample_entry.unwrap_or(FourCc(*b"tx3g"));
     // Presentation times: the edit's media time starts at 0, after any
     // leading empty edit.
@@ -253,11 +300,63 @@ mod tests {
         assert!(index.skipped.is_empty(), "{:?}", index.skipped);
     }
 
-    /// Bytes of the fixture's moov (at its start: faststart) changed one
-    /// at a time: cues or an error, never a panic.
+    /// The same tracks muxed as fMP4 (tests/fixtures/make.sh): the moov's
+    /// tables are empty and every sample is in the fragments, where each
+    /// moof has a traf per text track with its own data offset and decode
+    /// time. ffmpeg dropped the edit lists on the way, so every cue comes
+    /// 66.7 ms later than in the file they were copied from.
     #[test]
-    fn changed_moov_bytes_never_panic() {
-        let data: &[u8] = include_bytes!("../../../tests/fixtures/h264-aac-tx3g.mp4");
+    fn text_tracks_in_fragments_read_as_the_unfragmented_ones_do() {
+        let plain: &[u8] = include_bytes!("../../../tests/fixtures/h264-aac-tx3g.mp4");
+        let fragmented: &[u8] =
+            include_bytes!("../../../tests/fixtures/h264-aac-tx3g-fragmented.mp4");
+        let plain = read_text_tracks(&plain, plain.len() as u64).unwrap();
+        let mut got = read_text_tracks(&fragmented, fragmented.len() as u64).unwrap();
+        assert_eq!(got.len(), 2, "{got:?}");
+        for (got, plain) in got.iter_mut().zip(&plain) {
+            assert_eq!(got.language, plain.language);
+            assert_eq!(got.cues.skipped, 0);
+            for cue in &mut got.cues.cues {
+                cue.start_ms -= 66;
+                cue.end_ms -= 66;
+            }
+            assert_eq!(got.cues.cues, plain.cues.cues, "{}", got.language);
+        }
+        // The media are packaged from the same fragments.
+        let index = crate::packager::mp4::read_index_from_bytes(fragmented).unwrap();
+        assert!(index.video.is_some() && index.audio.is_some());
+        assert!(index.skipped.is_empty(), "{:?}", index.skipped);
+    }
+
+    /// A trun of a text track may declare more samples than a file may
+    /// have cues: the tracks are not read, and nothing more is allocated.
+    #[test]
+    fn a_text_trun_past_the_budget_is_an_error() {
+        let data: &[u8] = include_bytes!("../../../tests/fixtures/h264-aac-tx3g-fragmented.mp4");
+        let mut data = data.to_vec();
+        // A moof whose one traf (track 3, base = moof) has a trun of 2^24
+        // samples of the default size and duration.
+        let boxed = |fourcc: &[u8; 4], body: &[u8]| {
+            [&(8 + body.len() as u32).to_be_bytes()[..], fourcc, body].concat()
+        };
+        let tfhd = boxed(b"tfhd", &[&[0, 2, 0, 0][..], &3u32.to_be_bytes()].concat());
+        let trun = boxed(
+            b"trun",
+            &[&[0u8; 4][..], &(1u32 << 24).to_be_bytes()].concat(),
+        );
+        data.extend(boxed(b"moof", &boxed(b"traf", &[tfhd, trun].concat())));
+        let err = read_text_tracks(&data.as_slice(), data.len() as u64).unwrap_err();
+        assert!(err.to_string().contains("more than"), "{err}");
+    }
+
+    /// Bytes of the fixtures' moov (at the start: faststart) and, in the
+    /// fragmented one, of its moofs changed one at a time: cues or an
+    /// error, never a panic.
+    #[test]
+    fn changed_moov_and_moof_bytes_never_panic() {
+        let plain: &[u8] = include_bytes!("../../../tests/fixtures/h264-aac-tx3g.mp4");
+        let fragmented: &[u8] =
+            include_bytes!("../../../tests/fixtures/h264-aac-tx3g-fragmented.mp4");
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
         let mut next = || {
             state ^= state << 13;
@@ -265,13 +364,15 @@ mod tests {
             state ^= state << 17;
             state
         };
-        for _ in 0..3000 {
-            let mut changed = data.to_vec();
-            let at = (next() % 8192) as usize;
-            changed[at] = next() as u8;
-            if let Ok(tracks) = read_text_tracks(&changed.as_slice(), changed.len() as u64) {
-                let cues = tracks.iter().flat_map(|t| &t.cues.cues);
-                assert!(cues.clone().all(|c| c.end_ms > c.start_ms));
+        for (data, span) in [(plain, 8192), (fragmented, fragmented.len())] {
+            for _ in 0..3000 {
+                let mut changed = data.to_vec();
+                let at = (next() % span as u64) as usize;
+                changed[at] = next() as u8;
+                if let Ok(tracks) = read_text_tracks(&changed.as_slice(), changed.len() as u64) {
+                    let cues = tracks.iter().flat_map(|t| &t.cues.cues);
+                    assert!(cues.clone().all(|c| c.end_ms > c.start_ms));
+                }
             }
         }
     }
