@@ -11,51 +11,14 @@ use std::sync::Arc;
 use super::{from_memory, last_modified, Answer, Origin, OriginError, PLAYLIST_TYPE};
 use crate::cache::{SourceId, State};
 use crate::packager::hls;
-use crate::packager::subtitles::{self, Cues, Format, Sidecar};
+use crate::packager::subtitles::{self, Cues, Text};
 use crate::packager::url::{Request, Target};
-
-/// A sidecar larger than this is not read (a feature film's subtitles
-/// are 50-150 kB).
-const MAX_SIDECAR_BYTES: u64 = 16 << 20;
 
 pub const WEBVTT_TYPE: &str = "text/vtt; charset=utf-8";
 
-/// A subtitle rendition of a request.
-pub(super) struct SubtitleTrack {
-    /// Its name in URLs (see [`Sidecar::tag`]).
-    pub tag: String,
-    /// BCP 47 (ISO 639-2 for a file's track); `None` when unknown.
-    pub language: Option<String>,
-    pub forced: bool,
-    pub text: Text,
-    /// The sidecar, or the file whose track it is.
-    pub source: SourceId,
-}
-
-/// Where a subtitle rendition's cues are.
-pub(super) enum Text {
-    Sidecar(Format),
-    /// The track of this id in its source's file.
-    InFile(u32),
-}
-
-impl SubtitleTrack {
-    fn entry(&self) -> hls::Subtitles {
-        hls::Subtitles {
-            tag: self.tag.clone(),
-            language: self.language.clone(),
-            forced: self.forced,
-        }
-    }
-
-    /// Whether it is in the same language as `other`, whatever the tag's
-    /// form (`en`, `eng`).
-    fn same_language(&self, other: &SubtitleTrack) -> bool {
-        self.forced == other.forced
-            && subtitles::language_name(self.language.as_deref())
-                == subtitles::language_name(other.language.as_deref())
-    }
-}
+/// A subtitle rendition of a request: a sidecar, or a track of its first
+/// source's file.
+pub(super) type SubtitleTrack = subtitles::SubtitleTrack<SourceId>;
 
 impl Origin {
     /// The sidecars of `base`, one for each tag (a WebVTT file before an
@@ -65,33 +28,9 @@ impl Origin {
             Some((dir, stem)) => (format!("{dir}/"), stem),
             None => (String::new(), base),
         };
-        let mut tracks: Vec<SubtitleTrack> = Vec::new();
-        for name in self.inputs.sidecars(base) {
-            let Some(sidecar) = Sidecar::of(stem, &name) else {
-                continue;
-            };
-            let tag = sidecar.tag();
-            let same = tracks.iter().position(|t| t.tag == tag);
-            if same.is_some_and(|at| matches!(tracks[at].text, Text::Sidecar(Format::WebVtt))) {
-                continue;
-            }
-            let Ok(source) = self.inputs.resolve(&format!("{dir}{name}")) else {
-                continue;
-            };
-            let track = SubtitleTrack {
-                tag,
-                language: sidecar.language,
-                forced: sidecar.forced,
-                text: Text::Sidecar(sidecar.format),
-                source,
-            };
-            match same {
-                Some(at) => tracks[at] = track,
-                None => tracks.push(track),
-            }
-        }
-        tracks.sort_by(|a, b| a.tag.cmp(&b.tag));
-        tracks
+        subtitles::sidecar_tracks(stem, self.inputs.sidecars(base), |name| {
+            self.inputs.resolve(&format!("{dir}{name}")).ok()
+        })
     }
 
     /// `sidecars` and the subtitle tracks of `timing`'s file, one per
@@ -99,35 +38,15 @@ impl Origin {
     /// order.
     pub(super) fn with_file_tracks(
         &self,
-        mut tracks: Vec<SubtitleTrack>,
+        tracks: Vec<SubtitleTrack>,
         timing: &SourceId,
     ) -> Result<Vec<SubtitleTrack>, OriginError> {
         let rendition = self.rendition(timing)?;
-        for t in rendition.text_tracks() {
-            let language =
-                (t.language != "und").then(|| subtitles::language_tag_of_iso639_2(&t.language));
-            let track = SubtitleTrack {
-                tag: language.clone().unwrap_or_else(|| "und".to_string()),
-                language,
-                forced: false,
-                text: Text::InFile(t.track_id),
-                source: timing.clone(),
-            };
-            if subtitles::parse_tag(&track.tag).is_none()
-                || tracks.iter().any(|other| other.same_language(&track))
-            {
-                tracing::debug!(
-                    "{}: subtitle track {} ({}) left out: another of its language is listed",
-                    timing.rel,
-                    t.track_id,
-                    track.tag
-                );
-                continue;
-            }
-            tracks.push(track);
-        }
-        tracks.sort_by(|a, b| a.tag.cmp(&b.tag));
-        Ok(tracks)
+        Ok(subtitles::with_file_tracks(
+            tracks,
+            rendition.text_tracks(),
+            timing,
+        ))
     }
 
     /// What a master's cache key says of its subtitles: each sidecar's tag
@@ -171,9 +90,10 @@ impl Origin {
         let rel = &track.source.rel;
         let unreadable = |why: String| OriginError::Unprocessable(format!("{rel}: {why}"));
         let len = track.source.size;
-        if len > MAX_SIDECAR_BYTES {
+        if len > subtitles::MAX_SIDECAR_BYTES {
             return Err(unreadable(format!(
-                "{len} bytes, more than a subtitle file has ({MAX_SIDECAR_BYTES} at most)"
+                "{len} bytes, more than a subtitle file has ({} at most)",
+                subtitles::MAX_SIDECAR_BYTES
             )));
         }
         let input = self.inputs.open(&track.source)?;
@@ -181,11 +101,9 @@ impl Origin {
         input
             .read_exact_at(&mut bytes, 0)
             .map_err(|e| OriginError::Internal(format!("reading {rel}: {e}")))?;
-        let parsed = match format {
-            Format::WebVtt => subtitles::parse_webvtt(&bytes),
-            Format::Srt => subtitles::parse_srt(&bytes),
-        };
-        let cues = parsed.map_err(|e| unreadable(e.to_string()))?;
+        let cues = format
+            .parse(&bytes)
+            .map_err(|e| unreadable(e.to_string()))?;
         if cues.skipped > 0 {
             tracing::warn!("{rel}: {} cues that cannot be read left out", cues.skipped);
         }
@@ -248,24 +166,15 @@ impl Origin {
                         hls::subtitle_playlist(&plan.segments, tag, uri_prefix)
                     }
                     Target::SubtitleSegment { k, .. } => {
-                        let segment = plan.segments.get(k - 1).ok_or_else(|| {
+                        let cues = self.cues(track)?;
+                        subtitles::hls_segment(&cues, plan, k - 1).ok_or_else(|| {
                             OriginError::NotFound(format!(
                                 "subtitle segment {k} of {}",
                                 plan.segments.len()
                             ))
-                        })?;
-                        let last = *k == plan.segments.len();
-                        self.cues(track)?.segment(
-                            millis(segment.start_90k),
-                            (!last).then(|| millis(segment.end_90k)),
-                            plan.stream_offset_90k,
-                        )
+                        })?
                     }
-                    // Times from the Period's start: the first segment's.
-                    _ => {
-                        let start = plan.segments.first().map_or(0, |s| s.start_90k);
-                        self.cues(track)?.to_webvtt(millis(start))
-                    }
+                    _ => subtitles::dash_file(&self.cues(track)?, plan),
                 };
                 let bytes = Arc::new(text.into_bytes());
                 self.in_memory.insert(key, Arc::clone(&bytes));
@@ -280,8 +189,4 @@ impl Origin {
             last_modified(&both),
         ))
     }
-}
-
-fn millis(t_90k: i64) -> i64 {
-    t_90k.div_euclid(90)
 }

@@ -555,6 +555,11 @@ pub fn media_playlist_after(preroll: &str, content: &str) -> String {
     out
 }
 
+/// A subtitle rendition's whole track, as an MPD names it.
+pub fn subtitle_file_name(tag: &str) -> String {
+    format!("subtitles_{tag}.vtt")
+}
+
 /// `mpd` with a text AdaptationSet for each of `texts` (ISO/IEC 23009-1
 /// 5.3.3, DASH-IF IOP 6.4.5): the whole track as one WebVTT file
 /// (`subtitles_<tag>.vtt`, times from the Period's start), its language,
@@ -597,9 +602,10 @@ pub fn with_text_tracks(
             ">\n      <Role schemeIdUri=\"urn:mpeg:dash:role:2011\" value=\"{role}\"/>\n\
              \x20     <Representation id=\"text_{tag}\" bandwidth=\"256\">\n\
              \x20       <SegmentTemplate timescale=\"1000\" duration=\"{period_ms}\" \
-             media=\"subtitles_{tag}.vtt\" startNumber=\"1\"/>\n\
+             media=\"{file}\" startNumber=\"1\"/>\n\
              \x20     </Representation>\n    </AdaptationSet>\n",
-            tag = t.tag
+            tag = t.tag,
+            file = subtitle_file_name(&t.tag)
         );
     }
     format!("{}{sets}{}", &mpd[..at], &mpd[at..])

@@ -10,6 +10,9 @@
 
 use std::fmt::Write;
 
+use crate::packager::mp4::TextTrack;
+use crate::packager::segment::Plan;
+
 /// Most cues a subtitle file may hold (a feature film has 1-2 thousand).
 pub const MAX_CUES: usize = 100_000;
 
@@ -484,6 +487,153 @@ pub fn language_name(tag: Option<&str>) -> String {
         Some((_, region)) => format!("{name} ({region})"),
         None => name.to_string(),
     }
+}
+
+impl Format {
+    /// Reads a file of this format (SRT converted to WebVTT cues).
+    pub fn parse(self, bytes: &[u8]) -> Result<Cues, SubtitleError> {
+        match self {
+            Format::WebVtt => parse_webvtt(bytes),
+            Format::Srt => parse_srt(bytes),
+        }
+    }
+}
+
+/// A sidecar larger than this is not read (a feature film's subtitles
+/// are 50-150 kB).
+pub const MAX_SIDECAR_BYTES: u64 = 16 << 20;
+
+/// Where a subtitle rendition's cues are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Text {
+    Sidecar(Format),
+    /// The track of this id in its source's file.
+    InFile(u32),
+}
+
+/// A subtitle rendition of a stream, before its cues are read. `S` says
+/// where its file is: a sidecar's, or the media file whose track it is.
+#[derive(Clone, Debug)]
+pub struct SubtitleTrack<S> {
+    /// Its name in URLs (see [`Sidecar::tag`]).
+    pub tag: String,
+    /// BCP 47 (ISO 639-2 for a file's track); `None` when unknown.
+    pub language: Option<String>,
+    pub forced: bool,
+    pub text: Text,
+    pub source: S,
+}
+
+impl<S> SubtitleTrack<S> {
+    /// Its entry in a master.
+    pub fn entry(&self) -> crate::packager::hls::Subtitles {
+        crate::packager::hls::Subtitles {
+            tag: self.tag.clone(),
+            language: self.language.clone(),
+            forced: self.forced,
+        }
+    }
+
+    /// Whether it is in the same language as `other`, whatever the tag's
+    /// form (`en`, `eng`).
+    fn same_language<T>(&self, other: &SubtitleTrack<T>) -> bool {
+        self.forced == other.forced
+            && language_name(self.language.as_deref()) == language_name(other.language.as_deref())
+    }
+}
+
+/// The sidecars among the file `names` of a source whose name without its
+/// extension is `stem`: one for each tag (a WebVTT file before an SRT one
+/// of the same language), in tag order. `source` finds each one's file;
+/// one it does not find is left out.
+pub fn sidecar_tracks<S>(
+    stem: &str,
+    names: impl IntoIterator<Item = String>,
+    mut source: impl FnMut(&str) -> Option<S>,
+) -> Vec<SubtitleTrack<S>> {
+    let mut tracks: Vec<SubtitleTrack<S>> = Vec::new();
+    for name in names {
+        let Some(sidecar) = Sidecar::of(stem, &name) else {
+            continue;
+        };
+        let tag = sidecar.tag();
+        let same = tracks.iter().position(|t| t.tag == tag);
+        if same.is_some_and(|at| tracks[at].text == Text::Sidecar(Format::WebVtt)) {
+            continue;
+        }
+        let Some(source) = source(&name) else {
+            continue;
+        };
+        let track = SubtitleTrack {
+            tag,
+            language: sidecar.language,
+            forced: sidecar.forced,
+            text: Text::Sidecar(sidecar.format),
+            source,
+        };
+        match same {
+            Some(at) => tracks[at] = track,
+            None => tracks.push(track),
+        }
+    }
+    tracks.sort_by(|a, b| a.tag.cmp(&b.tag));
+    tracks
+}
+
+/// `sidecars` and the subtitle tracks `in_file` of the media file
+/// `source`: one rendition per language (a sidecar before the file's
+/// track of its language), in tag order.
+pub fn with_file_tracks<S: Clone>(
+    mut tracks: Vec<SubtitleTrack<S>>,
+    in_file: &[TextTrack],
+    source: &S,
+) -> Vec<SubtitleTrack<S>> {
+    for t in in_file {
+        let language = (t.language != "und").then(|| language_tag_of_iso639_2(&t.language));
+        let track = SubtitleTrack {
+            tag: language.clone().unwrap_or_else(|| "und".to_string()),
+            language,
+            forced: false,
+            text: Text::InFile(t.track_id),
+            source: source.clone(),
+        };
+        if parse_tag(&track.tag).is_none() || tracks.iter().any(|other| other.same_language(&track))
+        {
+            tracing::debug!(
+                "subtitle track {} ({}) left out: another of its language is listed",
+                t.track_id,
+                track.tag
+            );
+            continue;
+        }
+        tracks.push(track);
+    }
+    tracks.sort_by(|a, b| a.tag.cmp(&b.tag));
+    tracks
+}
+
+/// Subtitle segment `k` (0-based) of an HLS rendition timed by `plan`,
+/// the media's: the cues that show during media segment `k`, the last
+/// one's to the end. `None` past the last segment.
+pub fn hls_segment(cues: &Cues, plan: &Plan, k: usize) -> Option<String> {
+    let segment = plan.segments.get(k)?;
+    let last = k + 1 == plan.segments.len();
+    Some(cues.segment(
+        millis(segment.start_90k),
+        (!last).then(|| millis(segment.end_90k)),
+        plan.stream_offset_90k,
+    ))
+}
+
+/// The whole track as one WebVTT file for a DASH Period that `plan`
+/// times: cue times from the Period's start, the first segment's.
+pub fn dash_file(cues: &Cues, plan: &Plan) -> String {
+    let start = plan.segments.first().map_or(0, |s| s.start_90k);
+    cues.to_webvtt(millis(start))
+}
+
+fn millis(t_90k: i64) -> i64 {
+    t_90k.div_euclid(90)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 use std::fs;
 use std::path::Path;
+use std::process::Command;
 
 use predicates::prelude::*;
 
@@ -153,7 +154,8 @@ fn segments_are_identical_whatever_the_order_they_are_made_in() {
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(names.len(), 2 + 4);
+    // The playlists (master, media, I-frames) and 4 segments.
+    assert_eq!(names.len(), 3 + 4);
     for name in names {
         assert_eq!(
             fs::read(one.join(&name)).unwrap(),
@@ -178,7 +180,13 @@ fn several_inputs_make_one_master_with_a_rendition_each() {
     let uris: Vec<&str> = master.variants.iter().map(|v| v.uri.as_str()).collect();
     assert_eq!(
         uris,
-        ["index_0_av.m3u8", "index_1_av.m3u8", "index_2_a.m3u8"]
+        [
+            "index_0_av.m3u8",
+            "index_1_av.m3u8",
+            "index_2_a.m3u8",
+            "iframes_0_av.m3u8",
+            "iframes_1_av.m3u8"
+        ]
     );
     let codecs: Vec<_> = master
         .variants
@@ -311,4 +319,93 @@ fn bad_segment_duration_is_rejected() {
         .assert()
         .failure()
         .stderr(predicate::str::contains("between 0.1 and 3600"));
+}
+
+/// A package holds what the origin serves for its input, byte for byte:
+/// the I-frame playlists, the closed captions its video carries, the
+/// subtitle renditions of its sidecars and of the tracks in its file
+/// (playlists, WebVTT segments, and for DASH the whole files), TS and
+/// CMAF alike.
+#[test]
+fn a_package_holds_what_the_origin_serves() {
+    let root = tempfile::tempdir().unwrap();
+    let sources = [("film", "h264-aac-tx3g.mp4"), ("cc", "h264-cea608.mp4")];
+    for (name, file) in sources {
+        fs::copy(fixture(file), root.path().join(format!("{name}.mp4"))).unwrap();
+    }
+    // German from a sidecar, with a cue that cannot be read, beside the
+    // file's English and French tracks.
+    fs::write(
+        root.path().join("film.de.srt"),
+        "1\n00:00:01,500 --> 00:00:02,500\nEins\n\nbroken\n\n2\n00:00:07,000 --> 00:00:08,000\nZwei\n",
+    )
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let server = crate::http_client::Server::start(root.path(), cache.path(), &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, _) in sources {
+        let input = root.path().join(format!("{name}.mp4"));
+        let out = package(&[&input], &tmp.path().join(name), &["--format", "both"]);
+        let mut compared = 0;
+        for (dir, prefix) in [(out.clone(), "i"), (out.join("cmaf"), "cmaf")] {
+            for entry in fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    continue;
+                }
+                let file = path.file_name().unwrap().to_str().unwrap();
+                let reply = server.get(&format!("/{prefix}/{name}.mp4/{file}"));
+                assert_eq!(reply.status, 200, "{prefix}/{file}");
+                assert!(
+                    reply.body == fs::read(&path).unwrap(),
+                    "{prefix}/{name}/{file}"
+                );
+                compared += 1;
+            }
+        }
+        let master = fs::read_to_string(out.join("master.m3u8")).unwrap();
+        assert!(master.contains("#EXT-X-I-FRAME-STREAM-INF:"), "{master}");
+        let cmaf_master = fs::read_to_string(out.join("cmaf/master.m3u8")).unwrap();
+        let mpd = fs::read_to_string(out.join("cmaf/manifest.mpd")).unwrap();
+        match name {
+            "film" => {
+                for tag in ["de", "en", "fr"] {
+                    let uri = format!("URI=\"subtitles_{tag}.m3u8\"");
+                    assert!(
+                        master.contains(&uri) && cmaf_master.contains(&uri),
+                        "{master}"
+                    );
+                    assert!(
+                        mpd.contains(&format!("media=\"subtitles_{tag}.vtt\"")),
+                        "{mpd}"
+                    );
+                    for k in [1, 2] {
+                        assert!(out.join(format!("subtitles{k}_{tag}.vtt")).exists());
+                    }
+                }
+                // The sidecar's two good cues, as ffprobe reads them.
+                let vtt = out.join("cmaf/subtitles_de.vtt");
+                let cues = Command::new("ffprobe")
+                    .args([
+                        "-v",
+                        "error",
+                        "-show_entries",
+                        "packet=pts_time",
+                        "-of",
+                        "csv=p=0",
+                    ])
+                    .arg(&vtt)
+                    .output()
+                    .unwrap();
+                assert_eq!(String::from_utf8_lossy(&cues.stdout).lines().count(), 2);
+                assert_eq!(compared, 14 + 25, "every file of the package");
+            }
+            _ => {
+                let id = "INSTREAM-ID=\"CC1\"";
+                assert!(master.contains(id) && cmaf_master.contains(id), "{master}");
+                assert!(mpd.contains("urn:scte:dash:cc:cea-608:2015"), "{mpd}");
+                assert!(!master.contains("SUBTITLES"), "{master}");
+            }
+        }
+    }
 }

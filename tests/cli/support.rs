@@ -173,12 +173,12 @@ pub fn start_time(path: &Path) -> f64 {
 /// start times follow the EXTINF durations.
 pub fn validate_package(sources: &[&Path], dir: &Path) {
     let master = parse_master(&dir.join("master.m3u8"));
-    assert_eq!(
-        master.variants.len(),
-        sources.len(),
-        "one variant per input"
-    );
-    for (n, (variant, source)) in master.variants.iter().zip(sources).enumerate() {
+    let (iframes, variants): (Vec<_>, Vec<_>) = master.variants.iter().partition(|v| v.is_i_frame);
+    assert_eq!(variants.len(), sources.len(), "one variant per input");
+    for variant in iframes {
+        assert_iframes_decode(dir, &variant.uri);
+    }
+    for (n, (variant, source)) in variants.into_iter().zip(sources).enumerate() {
         assert!(
             variant.uri.starts_with(&format!("index_{n}_")),
             "{}",
@@ -268,6 +268,34 @@ pub fn validate_package(sources: &[&Path], dir: &Path) {
                 );
             }
         }
+    }
+}
+
+/// The byte ranges of an I-frame playlist: (length, offset, segment URI).
+pub fn iframe_ranges(playlist: &str) -> Vec<(usize, usize, &str)> {
+    assert!(playlist.contains("#EXT-X-I-FRAMES-ONLY"), "{playlist}");
+    let lines: Vec<&str> = playlist.lines().collect();
+    let ranges = lines.iter().zip(&lines[1..]).filter_map(|(line, uri)| {
+        let (len, at) = line.strip_prefix("#EXT-X-BYTERANGE:")?.split_once('@')?;
+        Some((len.parse().unwrap(), at.parse().unwrap(), *uri))
+    });
+    ranges.collect()
+}
+
+/// Each byte range of the I-frame playlist `uri` in `dir`, cut from its
+/// segment, is one picture that decodes alone.
+fn assert_iframes_decode(dir: &Path, uri: &str) {
+    let playlist = std::fs::read_to_string(dir.join(uri)).unwrap();
+    let ranges = iframe_ranges(&playlist);
+    assert!(!ranges.is_empty(), "{playlist}");
+    for (len, at, segment) in ranges {
+        let bytes = std::fs::read(dir.join(segment)).unwrap();
+        let path = dir.join("iframe.ts.check");
+        std::fs::write(&path, &bytes[at..at + len]).unwrap();
+        let (pictures, errors) = (ffprobe_count(&path, "v:0", true), decode_errors(&path));
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(pictures, Some(1), "{uri}: {segment}");
+        assert_eq!(errors, "", "{uri}: {segment}");
     }
 }
 

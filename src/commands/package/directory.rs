@@ -17,8 +17,10 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 
+use crate::packager::captions::Captions;
 use crate::packager::fmp4::TrackKind;
 use crate::packager::rendition::Rendition;
+use crate::packager::subtitles::{self, Cues, SubtitleTrack, Text};
 use crate::packager::{cmaf, hls};
 
 use super::{progress_bar, Args, Format};
@@ -44,18 +46,21 @@ pub fn run(args: Args, out: &Path, config: &Config) -> anyhow::Result<ExitCode> 
             }
         }
     }
+    let subtitles = subtitle_renditions(&renditions[0]);
     let staging = Staging::create(out)?;
     let cmaf_dir = match args.format {
         Format::Cmaf => staging.path().to_owned(),
         _ => staging.path().join("cmaf"),
     };
     if args.format.ts() {
-        write_playlists(&renditions, staging.path())?;
+        write_playlists(&renditions, &subtitles, staging.path())?;
+        write_subtitles(&renditions[0], &subtitles, staging.path(), false)?;
     }
     if args.format.cmaf() {
         fs::create_dir_all(&cmaf_dir)
             .with_context(|| format!("creating {}", cmaf_dir.display()))?;
-        write_cmaf_manifests(&renditions, &cmaf_dir)?;
+        write_cmaf_manifests(&renditions, &subtitles, &cmaf_dir)?;
+        write_subtitles(&renditions[0], &subtitles, &cmaf_dir, true)?;
     }
     let jobs = args.jobs();
     let mut work = Vec::new();
@@ -110,34 +115,165 @@ fn open_all(inputs: &[PathBuf], segment_seconds: f64) -> anyhow::Result<Vec<Rend
         .collect()
 }
 
-fn write_playlists(renditions: &[Rendition], dir: &Path) -> anyhow::Result<()> {
+/// The TS master (with each video's I-frame playlist, its closed
+/// captions and the subtitle renditions), the media playlists and the
+/// I-frame playlists of `renditions` in `dir`.
+fn write_playlists(
+    renditions: &[Rendition],
+    subtitles: &[Subtitles],
+    dir: &Path,
+) -> anyhow::Result<()> {
     let variants: Vec<_> = renditions
         .iter()
-        .map(Rendition::variant)
+        .map(Rendition::variant_with_iframes)
         .enumerate()
         .collect();
-    write_file(
-        &dir.join("master.m3u8"),
-        hls::master_playlist(&variants, "").as_bytes(),
-    )?;
+    let captions: Vec<_> = renditions.iter().map(Rendition::captions).collect();
+    let master = hls::master_playlist(&variants, "");
+    let master = hls::with_closed_captions(&master, &captions);
+    let entries: Vec<_> = subtitles.iter().map(|(entry, _)| entry.clone()).collect();
+    let master = hls::with_subtitles(&master, &entries, "");
+    write_file(&dir.join("master.m3u8"), master.as_bytes())?;
     for (n, r) in renditions.iter().enumerate() {
-        let name = hls::media_playlist_name(n, r.index().kind_suffix());
+        let kind = r.index().kind_suffix();
+        let name = hls::media_playlist_name(n, kind);
         write_file(&dir.join(name), r.media_playlist(n, "", None).as_bytes())?;
+        if let Some(playlist) = r.iframe_playlist(n, "") {
+            let name = hls::iframe_playlist_name(n, kind);
+            write_file(&dir.join(name), playlist.as_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+/// A subtitle rendition of a package, and its cues.
+type Subtitles = (hls::Subtitles, Cues);
+
+/// The subtitle renditions of a package: the sidecars beside its first
+/// input (`<name>[.<lang>][.forced].vtt` or `.srt`) and the subtitle
+/// tracks in that file, one per language (a sidecar before the file's
+/// track), as the origin lists them. One that cannot be read is left out
+/// with a warning.
+fn subtitle_renditions(first: &Rendition) -> Vec<Subtitles> {
+    let path = first.path();
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+    let names = stem
+        .as_ref()
+        .and_then(|stem| {
+            let entries = fs::read_dir(dir).ok()?;
+            let prefix = format!("{stem}.");
+            let names = entries.flatten();
+            let names = names.filter_map(|e| e.file_name().into_string().ok());
+            Some(names.filter(|n| n.starts_with(&prefix)).collect::<Vec<_>>())
+        })
+        .unwrap_or_default();
+    let sidecars = subtitles::sidecar_tracks(stem.as_deref().unwrap_or(""), names, |name| {
+        Some(dir.join(name))
+    });
+    let tracks = subtitles::with_file_tracks(sidecars, first.text_tracks(), &path.to_owned());
+    tracks
+        .into_iter()
+        .filter_map(|t| match cues_of(&t, first) {
+            Ok(cues) => Some((t.entry(), cues)),
+            Err(e) => {
+                tracing::warn!("{e:#}: left out of the package");
+                None
+            }
+        })
+        .collect()
+}
+
+/// The cues of a subtitle rendition of a package; of a sidecar, SRT
+/// converted and bad cues skipped, with a warning.
+fn cues_of(track: &SubtitleTrack<PathBuf>, first: &Rendition) -> anyhow::Result<Cues> {
+    let path = &track.source;
+    let format = match track.text {
+        Text::Sidecar(format) => format,
+        Text::InFile(id) => {
+            let found = first.text_tracks().iter().find(|t| t.track_id == id);
+            return Ok(found.expect("a track of the file").cues.clone());
+        }
+    };
+    let len = fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
+    if len > subtitles::MAX_SIDECAR_BYTES {
+        bail!(
+            "{}: {len} bytes, more than a subtitle file has ({} at most)",
+            path.display(),
+            subtitles::MAX_SIDECAR_BYTES
+        );
+    }
+    let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let cues = format
+        .parse(&bytes)
+        .with_context(|| path.display().to_string())?;
+    if cues.skipped > 0 {
+        tracing::warn!(
+            "{}: {} cues that cannot be read left out",
+            path.display(),
+            cues.skipped
+        );
+    }
+    Ok(cues)
+}
+
+/// The playlists and WebVTT segments of `subtitles`, timed by `timing`
+/// (the first rendition), in `dir`; with `dash`, each also as one file
+/// for the MPD.
+fn write_subtitles(
+    timing: &Rendition,
+    subtitles: &[Subtitles],
+    dir: &Path,
+    dash: bool,
+) -> anyhow::Result<()> {
+    let plan = timing.plan();
+    for (entry, cues) in subtitles {
+        let tag = &entry.tag;
+        let playlist = hls::subtitle_playlist(&plan.segments, tag, "");
+        write_file(
+            &dir.join(hls::subtitle_playlist_name(tag)),
+            playlist.as_bytes(),
+        )?;
+        for k in 0..plan.segments.len() {
+            let segment = subtitles::hls_segment(cues, plan, k).expect("k < segments");
+            let name = hls::subtitle_segment_name(k + 1, tag);
+            write_file(&dir.join(name), segment.as_bytes())?;
+        }
+        if dash {
+            let name = cmaf::subtitle_file_name(tag);
+            write_file(&dir.join(name), subtitles::dash_file(cues, plan).as_bytes())?;
+        }
     }
     Ok(())
 }
 
 /// The CMAF manifests and init segments of `renditions` in `dir`.
-fn write_cmaf_manifests(renditions: &[Rendition], dir: &Path) -> anyhow::Result<()> {
+fn write_cmaf_manifests(
+    renditions: &[Rendition],
+    subtitles: &[Subtitles],
+    dir: &Path,
+) -> anyhow::Result<()> {
     let sources: Vec<_> = renditions
         .iter()
         .enumerate()
         .map(|(n, r)| r.cmaf_source(n))
         .collect();
-    write_file(
-        &dir.join(cmaf::MASTER),
-        cmaf::master_playlist(&sources, "").as_bytes(),
-    )?;
+    // Of each source with video, in the order masters list them.
+    let captions: Vec<_> = renditions
+        .iter()
+        .filter(|r| r.index().video.is_some())
+        .map(Rendition::captions)
+        .collect();
+    let entries: Vec<_> = subtitles.iter().map(|(entry, _)| entry.clone()).collect();
+    let master = cmaf::master_playlist(&sources, "");
+    let master = hls::with_closed_captions(&master, &captions);
+    let master = hls::with_subtitles(&master, &entries, "");
+    write_file(&dir.join(cmaf::MASTER), master.as_bytes())?;
     let duration = renditions
         .iter()
         .map(Rendition::duration_seconds)
@@ -147,10 +283,11 @@ fn write_cmaf_manifests(renditions: &[Rendition], dir: &Path) -> anyhow::Result<
         .flat_map(|r| r.plan().segments.iter())
         .map(|s| s.duration_90k() as f64 / 90_000.0)
         .fold(0.0, f64::max);
-    write_file(
-        &dir.join(cmaf::MANIFEST),
-        cmaf::mpd(&sources, duration, longest).as_bytes(),
-    )?;
+    let mpd = cmaf::mpd(&sources, duration, longest);
+    let all = captions.iter().fold(Captions::default(), Captions::merged);
+    let mpd = cmaf::with_closed_captions(&mpd, all);
+    let mpd = cmaf::with_text_tracks(&mpd, &entries, duration);
+    write_file(&dir.join(cmaf::MANIFEST), mpd.as_bytes())?;
     for (n, r) in renditions.iter().enumerate() {
         for track in TrackKind::all(r.index()) {
             let playlist = r.cmaf_media_playlist(n, track, "", None)?;
