@@ -59,7 +59,9 @@ use sha2::{Digest, Sha256};
 pub use admin::{Fetched, KindStats, SourceStats, Stats, FETCHED_BYTES, FETCHED_REQUESTS};
 pub use clock::{clock_at, Clock, FixedClock, SystemClock};
 pub use gc::{ByReason, GcDeletion, GcPolicy, GcReport, Reason, Tally};
-pub use inputs::{Backend, BackendKind, Input, Inputs, Settings as InputSettings, Sources};
+pub use inputs::{
+    Backend, BackendKind, Input, Inputs, Settings as InputSettings, Sources, MAX_SIDECARS,
+};
 pub use source::{resolve_local, SourceId};
 
 use flight::{Flights, Role};

@@ -27,7 +27,9 @@ const MAGIC: [u8; 4] = *b"CPIX";
 /// in the configuration box, which older indexes lack.
 /// 6: how many subtitle tracks the file has (`text_tracks:u32`, last).
 /// 7: decode times as runs (`times`), after samples of 16 bytes.
-pub const VERSION: u32 = 7;
+/// 8: no new field; a fragmented file's subtitle tracks whose samples are
+/// all in its fragments count in `text_tracks`, which older indexes lack.
+pub const VERSION: u32 = 8;
 const SAMPLE_LEN: usize = 16;
 const RUN_LEN: usize = 16;
 

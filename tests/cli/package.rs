@@ -334,12 +334,20 @@ fn a_package_holds_what_the_origin_serves() {
         fs::copy(fixture(file), root.path().join(format!("{name}.mp4"))).unwrap();
     }
     // German from a sidecar, with a cue that cannot be read, beside the
-    // file's English and French tracks.
+    // file's English and French tracks; a directory named as a German
+    // WebVTT sidecar is none.
     fs::write(
         root.path().join("film.de.srt"),
         "1\n00:00:01,500 --> 00:00:02,500\nEins\n\nbroken\n\n2\n00:00:07,000 --> 00:00:08,000\nZwei\n",
     )
     .unwrap();
+    fs::create_dir(root.path().join("film.de.vtt")).unwrap();
+    // Two English sidecars of one tag: the first in name order takes the
+    // place of the file's English track, whatever the directory's order.
+    for (name, text) in [("film.en.vtt", "lower"), ("film.EN.vtt", "upper")] {
+        let vtt = format!("WEBVTT\n\n00:00:02.000 --> 00:00:03.000\n{text}\n");
+        fs::write(root.path().join(name), vtt).unwrap();
+    }
     let cache = tempfile::tempdir().unwrap();
     let server = crate::http_client::Server::start(root.path(), cache.path(), &[]);
     let tmp = tempfile::tempdir().unwrap();
@@ -398,6 +406,11 @@ fn a_package_holds_what_the_origin_serves() {
                     .output()
                     .unwrap();
                 assert_eq!(String::from_utf8_lossy(&cues.stdout).lines().count(), 2);
+                let english = fs::read_to_string(out.join("cmaf/subtitles_en.vtt")).unwrap();
+                assert!(
+                    english.contains("upper") && !english.contains("lower"),
+                    "{english}"
+                );
                 assert_eq!(compared, 14 + 25, "every file of the package");
             }
             _ => {

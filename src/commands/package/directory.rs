@@ -8,7 +8,7 @@
 //! under the requested name.
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 
+use crate::cache::MAX_SIDECARS;
 use crate::packager::captions::Captions;
 use crate::packager::fmp4::TrackKind;
 use crate::packager::rendition::Rendition;
@@ -161,7 +162,8 @@ fn subtitle_renditions(first: &Rendition) -> Vec<Subtitles> {
         _ => Path::new("."),
     };
     let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
-    let names = stem
+    // As the origin lists them: in name order, at most MAX_SIDECARS.
+    let mut names = stem
         .as_ref()
         .and_then(|stem| {
             let entries = fs::read_dir(dir).ok()?;
@@ -171,8 +173,15 @@ fn subtitle_renditions(first: &Rendition) -> Vec<Subtitles> {
             Some(names.filter(|n| n.starts_with(&prefix)).collect::<Vec<_>>())
         })
         .unwrap_or_default();
+    names.sort_unstable();
+    names.truncate(MAX_SIDECARS);
+    // Only regular files, as the origin takes (not a directory, a FIFO or
+    // a device a link leads to).
     let sidecars = subtitles::sidecar_tracks(stem.as_deref().unwrap_or(""), names, |name| {
-        Some(dir.join(name))
+        let path = dir.join(name);
+        fs::metadata(&path)
+            .is_ok_and(|m| m.is_file())
+            .then_some(path)
     });
     let tracks = subtitles::with_file_tracks(sidecars, first.text_tracks(), &path.to_owned());
     tracks
@@ -198,17 +207,21 @@ fn cues_of(track: &SubtitleTrack<PathBuf>, first: &Rendition) -> anyhow::Result<
             return Ok(found.expect("a track of the file").cues.clone());
         }
     };
-    let len = fs::metadata(path)
-        .with_context(|| format!("reading {}", path.display()))?
-        .len();
-    if len > subtitles::MAX_SIDECAR_BYTES {
+    let reading = || format!("reading {}", path.display());
+    // Never more than a subtitle file can be, whatever its length says.
+    let mut bytes = Vec::new();
+    fs::File::open(path)
+        .with_context(reading)?
+        .take(subtitles::MAX_SIDECAR_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(reading)?;
+    if bytes.len() as u64 > subtitles::MAX_SIDECAR_BYTES {
         bail!(
-            "{}: {len} bytes, more than a subtitle file has ({} at most)",
+            "{}: more than a subtitle file has ({} bytes at most)",
             path.display(),
             subtitles::MAX_SIDECAR_BYTES
         );
     }
-    let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let cues = format
         .parse(&bytes)
         .with_context(|| path.display().to_string())?;

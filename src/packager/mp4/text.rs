@@ -56,10 +56,12 @@ pub fn read_text_tracks(src: &dyn ReadAt, file_len: u64) -> Result<Vec<TextTrack
             if movie.fragmented {
                 read_fragments(&mut win, h.end, &movie, &mut samples, &mut budget)?;
             }
+            // A track with no sample in the moov nor in any fragment is none.
             return movie
                 .text
                 .iter()
                 .zip(&samples)
+                .filter(|(_, s)| !s.samples.is_empty())
                 .map(|(t, s)| read_track(t, s, movie.timescale, src, &mut budget))
                 .collect();
         }
@@ -364,10 +366,21 @@ mod tests {
             state ^= state << 17;
             state
         };
-        for (data, span) in [(plain, 8192), (fragmented, fragmented.len())] {
+        for data in [plain, fragmented] {
+            let boxes = header_boxes(data);
+            let len: usize = boxes.iter().map(|r| r.len()).sum();
             for _ in 0..3000 {
                 let mut changed = data.to_vec();
-                let at = (next() % span as u64) as usize;
+                // A byte of a moov or moof, not of the media data.
+                let mut at = (next() % len as u64) as usize;
+                let range = boxes.iter().find(|r| {
+                    let inside = at < r.len();
+                    if !inside {
+                        at -= r.len();
+                    }
+                    inside
+                });
+                let at = range.expect("within the boxes").start + at;
                 changed[at] = next() as u8;
                 if let Ok(tracks) = read_text_tracks(&changed.as_slice(), changed.len() as u64) {
                     let cues = tracks.iter().flat_map(|t| &t.cues.cues);
@@ -375,6 +388,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Where the top-level moov and moof boxes of `data` are.
+    fn header_boxes(data: &[u8]) -> Vec<std::ops::Range<usize>> {
+        let mut boxes = Vec::new();
+        let mut pos = 0;
+        while pos + 8 <= data.len() {
+            let size = u32::from_be_bytes(data[pos..pos + 4].try_into().unwrap()) as usize;
+            if matches!(&data[pos + 4..pos + 8], b"moov" | b"moof") {
+                boxes.push(pos..pos + size);
+            }
+            pos += size.max(8);
+        }
+        assert!(!boxes.is_empty());
+        boxes
     }
 
     #[test]
