@@ -16,7 +16,7 @@ use crate::cache::{Cache, CacheError, Input, ObjectSpec, SourceId};
 use crate::packager::index::MediaIndex;
 use crate::packager::media::MediaSource;
 use crate::packager::rendition::Rendition;
-use crate::packager::{index_codec, mp4};
+use crate::packager::{index_codec, mp4, segment};
 
 /// Parsed sources kept in memory: at most this many ...
 const RENDITIONS_IN_MEMORY: usize = 64;
@@ -189,7 +189,8 @@ impl Origin {
     ) -> Result<(MediaIndex, Option<String>), OriginError> {
         let read = || {
             let media = Media(Arc::clone(input));
-            let index = mp4::read_index_from(&media, source.size);
+            let target = segment::target_90k(self.config.media.segment_duration);
+            let index = mp4::read_index_from(&media, source.size, target);
             input.forget_read_ahead();
             index.map_err(|e| packager_error(source, e))
         };

@@ -72,7 +72,7 @@ impl Rendition {
     /// `segment_seconds`, cut at keyframes.
     pub fn open(path: &Path, segment_seconds: f64) -> Result<Rendition> {
         let file = File::open(path)?;
-        let index = mp4::read_index(&file)?;
+        let index = mp4::read_index_for_plan(&file, segment::target_90k(segment_seconds))?;
         Ok(Self::from_index(
             path,
             Arc::new(file),
@@ -89,7 +89,7 @@ impl Rendition {
         index: MediaIndex,
         segment_seconds: f64,
     ) -> Rendition {
-        let plan = segment::plan(&index, (segment_seconds * 90_000.0).round() as i64);
+        let plan = segment::plan(&index, segment::target_90k(segment_seconds));
         if let Some(first) = plan.segments.first().filter(|s| s.video.start > 0) {
             tracing::warn!(
                 "{}: the first {} video samples come before the first place a decoder \

@@ -43,6 +43,11 @@ pub struct Plan {
     pub stream_offset_90k: i64,
 }
 
+/// A target duration of `seconds`, as plans take it.
+pub fn target_90k(seconds: f64) -> i64 {
+    (seconds * 90_000.0).round() as i64
+}
+
 pub fn plan(index: &MediaIndex, target_90k: i64) -> Plan {
     let target_90k = target_90k.max(1);
     let (leader, cuts) = match (&index.video, &index.audio) {

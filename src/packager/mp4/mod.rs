@@ -51,15 +51,34 @@ const FIRST_BOXES: [&[u8; 4]; 11] = [
 /// Reads the index of an MP4 file.
 pub fn read_index(file: &File) -> Result<MediaIndex> {
     let file_len = file.metadata()?.len();
-    parse(&FileSource { file }, file_len, &mut 0, Threads::Auto)
+    parse(&FileSource { file }, file_len, &mut 0, None, Threads::Auto)
 }
 
-/// Reads the index of the MP4 file of `len` bytes that `src` reads.
+/// Reads the index of an MP4 file for plans of segments of
+/// `target_90k`: of its video's sync samples, only those such a plan can
+/// start a segment at are checked for being random access points (see
+/// [`access_units::Cuts`]). [`crate::packager::segment::plan`] with that
+/// target gives the same segments as with a [`read_index`] index.
+pub fn read_index_for_plan(file: &File, target_90k: i64) -> Result<MediaIndex> {
+    let file_len = file.metadata()?.len();
+    let source = FileSource { file };
+    parse(&source, file_len, &mut 0, Some(target_90k), Threads::Auto)
+}
+
+/// Reads the index of the MP4 file of `len` bytes that `src` reads, for
+/// plans of segments of `target_90k` (see [`read_index_for_plan`]).
 pub fn read_index_from(
     src: &dyn crate::packager::media::MediaSource,
     len: u64,
+    target_90k: i64,
 ) -> Result<MediaIndex> {
-    parse(&source::Media(src), len, &mut 0, Threads::Auto)
+    parse(
+        &source::Media(src),
+        len,
+        &mut 0,
+        Some(target_90k),
+        Threads::Auto,
+    )
 }
 
 /// The subtitle tracks of the MP4 file of `len` bytes that `src` reads
@@ -78,7 +97,7 @@ pub fn read_index_from_bytes(data: &[u8]) -> Result<MediaIndex> {
 
 /// As [`read_index_from_bytes`], with its work on one thread or two.
 pub fn read_index_from_bytes_with(data: &[u8], threads: Threads) -> Result<MediaIndex> {
-    parse(&data, data.len() as u64, &mut 0, threads)
+    parse(&data, data.len() as u64, &mut 0, None, threads)
 }
 
 /// As [`read_index_from_bytes`], also counting the per-sample steps taken
@@ -86,7 +105,7 @@ pub fn read_index_from_bytes_with(data: &[u8], threads: Threads) -> Result<Media
 #[cfg(test)]
 pub(crate) fn read_index_counting(data: &[u8]) -> (Result<MediaIndex>, u64) {
     let mut walked = 0;
-    let index = parse(&data, data.len() as u64, &mut walked, Threads::Auto);
+    let index = parse(&data, data.len() as u64, &mut walked, None, Threads::Auto);
     (index, walked)
 }
 
@@ -134,6 +153,7 @@ fn parse(
     src: &dyn ReadAt,
     file_len: u64,
     walked: &mut u64,
+    cut_target_90k: Option<i64>,
     threads: Threads,
 ) -> Result<MediaIndex> {
     let mut win = Window::new(src, file_len, WALK_BLOCK);
@@ -183,7 +203,7 @@ fn parse(
     *walked = budget.samples_walked;
     let movie = movie
         .ok_or_else(|| Error::corrupt(FourCc(*b"moov"), 0, "no 'moov' box: not an MP4 file"))?;
-    select::finish(movie, src, file_len, threads)
+    select::finish(movie, src, file_len, cut_target_90k, threads)
 }
 
 /// Truncated media data or padding is left to the sample checks; a
@@ -307,6 +327,52 @@ mod tests {
         }
         files.sort();
         files
+    }
+
+    /// An index read for a plan checks only the sync samples that plan
+    /// can cut at, and gives the same plan as one whose every sync sample
+    /// was checked, for every file and target duration.
+    #[test]
+    fn an_index_read_for_a_plan_plans_as_a_fully_checked_one() {
+        let mut fewer = 0;
+        for path in every_mp4() {
+            let data = std::fs::read(&path).unwrap();
+            let name = path.display();
+            let Ok(eager) = read_index_from_bytes(&data) else {
+                continue;
+            };
+            for seconds in [1.0, 2.0, 6.0, 10.0] {
+                let target = segment::target_90k(seconds);
+                let len = data.len() as u64;
+                let planned = parse(&data.as_slice(), len, &mut 0, Some(target), Threads::Auto);
+                let planned = planned.unwrap_or_else(|e| panic!("{name}: {e}"));
+                let (want, got) = (
+                    segment::plan(&eager, target),
+                    segment::plan(&planned, target),
+                );
+                assert_eq!(got.segments, want.segments, "{name} at {seconds} s");
+                assert_eq!(
+                    got.independent_segments(&planned),
+                    want.independent_segments(&eager),
+                    "{name} at {seconds} s"
+                );
+                let (Some(e), Some(p)) = (&eager.video, &planned.video) else {
+                    continue;
+                };
+                assert!(
+                    p.random_access.iter().all(|i| e.random_access.contains(i)),
+                    "{name}: a random access point the full check does not find"
+                );
+                if p.random_access.len() < e.random_access.len() {
+                    fewer += 1;
+                }
+            }
+        }
+        // 2 s GOPs cut every 6 or 10 s: a third or a fifth of them checked.
+        assert!(
+            fewer >= 10,
+            "only {fewer} indexes checked fewer sync samples"
+        );
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub fn finish(
     movie: Movie,
     src: &dyn ReadAt,
     file_len: u64,
+    cut_target_90k: Option<i64>,
     threads: Threads,
 ) -> Result<MediaIndex> {
     let Movie {
@@ -43,7 +44,13 @@ pub fn finish(
                 c.trak.track_id, c.trak.handler
             )));
         }
-        finish_track(c, timescale, fragmented, src, file_len, threads).map(Ok)
+        let reading = Reading {
+            src,
+            file_len,
+            cut_target_90k,
+            threads,
+        };
+        finish_track(c, timescale, fragmented, &reading).map(Ok)
     };
     let samples = |c: &Chosen| c.trak.declared_samples.max(c.samples.samples.len() as u64);
     let total: u64 = video
@@ -113,14 +120,24 @@ pub fn finish(
     Ok(index)
 }
 
+/// Where a track's samples are read from, and how.
+struct Reading<'a> {
+    src: &'a dyn ReadAt,
+    file_len: u64,
+    /// The target duration of the plan the index is for, if known (see
+    /// [`access_units::Cuts`]).
+    cut_target_90k: Option<i64>,
+    threads: Threads,
+}
+
 /// What the video samples' NAL unit headers say (nothing for audio).
+/// `pts_90k` gives a sample's presentation time as the plan reads it.
 fn scan_samples(
     codec: &Codec,
     track_id: u32,
     samples: &TrackSamples,
-    src: &dyn ReadAt,
-    file_len: u64,
-    threads: Threads,
+    pts_90k: &(dyn Fn(usize) -> i64 + Sync),
+    reading: &Reading,
 ) -> Result<Scan> {
     let Codec::Video(v) = codec else {
         return Ok(Scan {
@@ -137,7 +154,19 @@ fn scan_samples(
         });
     }
     let sync = samples.sync.as_deref();
-    let scan = access_units::scan(src, file_len, v, &samples.samples, sync, threads)?;
+    let cuts = reading.cut_target_90k.map(|target_90k| access_units::Cuts {
+        target_90k,
+        pts_90k,
+    });
+    let scan = access_units::scan(
+        reading.src,
+        reading.file_len,
+        v,
+        &samples.samples,
+        sync,
+        cuts.as_ref(),
+        reading.threads,
+    )?;
     if scan.random_access.is_empty() {
         tracing::warn!(
             "track {track_id}: no sync sample is an IDR picture (or a CRA without RASL \
@@ -198,10 +227,9 @@ fn finish_track(
     c: Chosen,
     movie_timescale: u32,
     fragmented: bool,
-    src: &dyn ReadAt,
-    file_len: u64,
-    threads: Threads,
+    reading: &Reading,
 ) -> Result<Track> {
+    let (src, file_len) = (reading.src, reading.file_len);
     let (t, mut samples) = (c.trak, c.samples);
     // In a fragmented file the edit's length may cover only the moov's
     // samples (often none), so it only trims complete files.
@@ -233,7 +261,17 @@ fn finish_track(
         .min()
         .unwrap_or(0);
     let codec = t.codec.expect("chosen tracks have a codec");
-    let scan = scan_samples(&codec, t.track_id, &samples, src, file_len, threads)?;
+    let presentation_shift = empty - t.edit.media_time;
+    // As `Track::pts_90k` will give it.
+    let pts_90k = |i: usize| {
+        let cts = i64::from(samples.samples[i].cts_offset);
+        rescale(
+            samples.times.dts(i) + cts + presentation_shift,
+            t.timescale,
+            90_000,
+        )
+    };
+    let scan = scan_samples(&codec, t.track_id, &samples, &pts_90k, reading)?;
     let codec = complete_parameter_sets(codec, t.track_id, &scan, &samples, src, file_len)?;
     Ok(Track {
         track_id: t.track_id,
@@ -245,7 +283,7 @@ fn finish_track(
         sync: samples.sync,
         random_access: scan.random_access,
         nal_units: scan.nal_units,
-        presentation_shift: empty - t.edit.media_time,
+        presentation_shift,
         decode_delay: i64::from(min_cts.min(0)).abs(),
     })
 }
