@@ -42,8 +42,8 @@ const AUDIO_PES_MAX_FRAMES: usize = 64;
 enum Unit {
     /// One video access unit.
     Video(usize),
-    /// Consecutive audio frames.
-    Audio(Range<usize>),
+    /// Consecutive audio frames, and their bytes as the PES carries them.
+    Audio(Range<usize>, usize),
 }
 
 /// The PES packets of a segment in the order they are written: by decode
@@ -68,11 +68,17 @@ fn schedule<'a>(index: &'a MediaIndex, segment: &'a Segment) -> impl Iterator<It
         .map(|t| t.dts_90k(a));
     // The audio frames' times after the first, walked once.
     let mut audio_times = audio.map(|t| t.dts_90k_from(a + 1));
+    let audio_header = audio.map_or(0, audio_header_len);
     std::iter::from_fn(move || match (next_video, next_audio) {
         (Some(vt), Some(at)) if at <= vt => {
             let times = audio_times.as_mut()?;
-            let (end, next) = audio_pes_end(audio?, times, a, at, segment.audio.end, vt);
-            let unit = Unit::Audio(a..end);
+            let frames = Frames {
+                track: audio?,
+                header: audio_header,
+                end: segment.audio.end,
+            };
+            let (end, next, bytes) = audio_pes_end(&frames, times, a, at, vt);
+            let unit = Unit::Audio(a..end, bytes);
             (a, next_audio) = (end, next);
             Some(unit)
         }
@@ -83,8 +89,13 @@ fn schedule<'a>(index: &'a MediaIndex, segment: &'a Segment) -> impl Iterator<It
         }
         (None, Some(at)) => {
             let times = audio_times.as_mut()?;
-            let (end, next) = audio_pes_end(audio?, times, a, at, segment.audio.end, i64::MAX);
-            let unit = Unit::Audio(a..end);
+            let frames = Frames {
+                track: audio?,
+                header: audio_header,
+                end: segment.audio.end,
+            };
+            let (end, next, bytes) = audio_pes_end(&frames, times, a, at, i64::MAX);
+            let unit = Unit::Audio(a..end, bytes);
             (a, next_audio) = (end, next);
             Some(unit)
         }
@@ -92,35 +103,44 @@ fn schedule<'a>(index: &'a MediaIndex, segment: &'a Segment) -> impl Iterator<It
     })
 }
 
+/// The audio frames of a segment: its track, the bytes each frame's
+/// header adds, and the end of the segment's frames.
+struct Frames<'t> {
+    track: &'t Track,
+    header: usize,
+    end: usize,
+}
+
 /// The end of the audio PES that starts with frame `start` (decoded at
-/// `first_90k`): at most `end`, no frame decoded after `until_90k`, within
-/// the size and time limits. With the decode time of the frame at the end.
-/// `times` gives the decode times of the frames after `start`, and is left
-/// after the frame at the end.
+/// `first_90k`): at most the segment's end, no frame decoded after
+/// `until_90k`, within the size and time limits. With the decode time of
+/// the frame at the end, and the PES's payload bytes. `times` gives the
+/// decode times of the frames after `start`, and is left after the frame
+/// at the end.
 fn audio_pes_end(
-    track: &Track,
+    frames: &Frames,
     times: &mut impl Iterator<Item = i64>,
     start: usize,
     first_90k: i64,
-    end: usize,
     until_90k: i64,
-) -> (usize, Option<i64>) {
-    let mut bytes = audio_frame_len(track, start);
+) -> (usize, Option<i64>, usize) {
+    let len = |i: usize| frames.track.samples[i].size as usize + frames.header;
+    let mut bytes = len(start);
     let mut i = start + 1;
-    while i < end {
+    while i < frames.end {
         let t = times.next().expect("a time for each sample");
-        let len = audio_frame_len(track, i);
+        let len = len(i);
         if t > until_90k
             || t - first_90k >= AUDIO_PES_MAX_90K
             || bytes + len > AUDIO_PES_MAX_BYTES
             || i - start >= AUDIO_PES_MAX_FRAMES
         {
-            return (i, Some(t));
+            return (i, Some(t), bytes);
         }
         bytes += len;
         i += 1;
     }
-    (i, None)
+    (i, None, bytes)
 }
 
 /// The most bytes video sample `i`'s NAL units take in Annex B form.
@@ -128,11 +148,12 @@ fn annexb_len(track: &Track, i: usize) -> usize {
     track.samples[i].size as usize + track.annexb_growth(i)
 }
 
-fn audio_frame_len(track: &Track, i: usize) -> usize {
+/// Bytes each frame of an audio track grows by in the PES.
+fn audio_header_len(track: &Track) -> usize {
     let Codec::Audio(config) = &track.codec else {
         unreachable!("audio track")
     };
-    track.samples[i].size as usize + audio::header_len(config)
+    audio::header_len(config)
 }
 
 /// Payload-carrying packets of a segment on the video and on the audio
@@ -202,9 +223,7 @@ fn unit_packets(
             .len();
             (packet::packets_for(pes, af) as u64, true)
         }
-        Unit::Audio(frames) => {
-            let track = index.audio.as_ref().expect("audio unit");
-            let payload: usize = frames.map(|i| audio_frame_len(track, i)).sum();
+        Unit::Audio(_, payload) => {
             let pes = pes::header_len(false) + payload;
             let af = if index.video.is_none() {
                 audio_only_adaptation(0).len()
@@ -392,7 +411,7 @@ pub(crate) fn check_segment_media(index: &MediaIndex, segment: &Segment) -> Resu
 fn push_samples(index: &MediaIndex, unit: &Unit, wanted: &mut Vec<Wanted>) {
     let (track, range) = match unit {
         Unit::Video(i) => (index.video.as_ref(), *i..*i + 1),
-        Unit::Audio(frames) => (index.audio.as_ref(), frames.clone()),
+        Unit::Audio(frames, _) => (index.audio.as_ref(), frames.clone()),
     };
     let track = track.expect("scheduled units have a track");
     wanted.extend(track.samples[range].iter().map(|s| Wanted {
@@ -524,7 +543,7 @@ impl<'a, 'w> Muxer<'a, 'w> {
                     self.video(track, *i, batch.sample(n))?;
                     n += 1;
                 }
-                Unit::Audio(frames) => {
+                Unit::Audio(frames, _) => {
                     let track = self.index.audio.as_ref().expect("audio unit");
                     let first = n;
                     self.audio(track, frames.clone(), |i| {
@@ -752,7 +771,7 @@ mod tests {
                 let want: usize = segment
                     .audio
                     .clone()
-                    .map(|i| audio_frame_len(audio, i))
+                    .map(|i| audio.samples[i].size as usize + audio_header_len(audio))
                     .sum();
                 assert_eq!(payload, want, "{name} {k}: every audio frame");
             }
