@@ -46,6 +46,7 @@ impl Origin {
             tracks,
             rendition.text_tracks(),
             timing,
+            &timing.rel,
         ))
     }
 

@@ -581,12 +581,13 @@ pub fn sidecar_tracks<S>(
 }
 
 /// `sidecars` and the subtitle tracks `in_file` of the media file
-/// `source`: one rendition per language (a sidecar before the file's
-/// track of its language), in tag order.
+/// `source` (`name` in messages): one rendition per language (a sidecar
+/// before the file's track of its language), in tag order.
 pub fn with_file_tracks<S: Clone>(
     mut tracks: Vec<SubtitleTrack<S>>,
     in_file: &[TextTrack],
     source: &S,
+    name: &str,
 ) -> Vec<SubtitleTrack<S>> {
     for t in in_file {
         let language = (t.language != "und").then(|| language_tag_of_iso639_2(&t.language));
@@ -600,7 +601,7 @@ pub fn with_file_tracks<S: Clone>(
         if parse_tag(&track.tag).is_none() || tracks.iter().any(|other| other.same_language(&track))
         {
             tracing::debug!(
-                "subtitle track {} ({}) left out: another of its language is listed",
+                "{name}: subtitle track {} ({}) left out: another of its language is listed",
                 t.track_id,
                 track.tag
             );

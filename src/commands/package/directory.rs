@@ -183,7 +183,9 @@ fn subtitle_renditions(first: &Rendition) -> Vec<Subtitles> {
             .is_ok_and(|m| m.is_file())
             .then_some(path)
     });
-    let tracks = subtitles::with_file_tracks(sidecars, first.text_tracks(), &path.to_owned());
+    let name = path.display().to_string();
+    let tracks =
+        subtitles::with_file_tracks(sidecars, first.text_tracks(), &path.to_owned(), &name);
     tracks
         .into_iter()
         .filter_map(|t| match cues_of(&t, first) {
