@@ -94,11 +94,22 @@ impl<'s> Window<'s> {
         };
         let held = self.start..self.start + self.buf.len() as u64;
         if pos < held.start || end > held.end {
-            let fill;
-            (self.start, fill) = self.fill_at(pos);
+            let (start, fill) = self.fill_at(pos);
+            // A read running on past the end of what is held (a table read
+            // a block at a time, from an unaligned start) keeps the held
+            // bytes of the new fill and reads only the rest.
+            let kept = if held.contains(&start) {
+                let kept = (held.end - start) as usize;
+                self.buf.copy_within((start - held.start) as usize.., 0);
+                kept
+            } else {
+                0
+            };
             self.buf.resize(fill, 0);
-            self.src.read_at(&mut self.buf, self.start)?;
-            self.bytes_read += fill as u64;
+            self.src
+                .read_at(&mut self.buf[kept..], start + kept as u64)?;
+            self.start = start;
+            self.bytes_read += (fill - kept) as u64;
         }
         let from = (pos - self.start) as usize;
         Ok(&self.buf[from..from + len])
@@ -318,8 +329,31 @@ mod tests {
         assert_eq!(w.bytes_read, 128);
         assert_eq!(w.get(100, 64, FourCc(*b"test")).unwrap(), &data[100..164]);
         assert_eq!(w.get(127, 1, FourCc(*b"test")).unwrap(), &data[127..128]);
-        assert_eq!(w.bytes_read, 256, "the second fill holds both reads");
+        assert_eq!(
+            w.bytes_read, 192,
+            "the second fill holds both reads, and reads only its new block"
+        );
         assert_eq!(w.get(990, 10, FourCc(*b"test")).unwrap(), &data[990..]);
         assert!(w.get(995, 10, FourCc(*b"test")).is_err());
+    }
+
+    #[test]
+    fn reads_that_run_on_read_each_byte_once() {
+        let data: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        let src: &[u8] = &data;
+        let mut w = Window::new(&src, 1000, 64);
+        // Reads of a block from an unaligned start, as a table is read.
+        let mut pos = 10;
+        while pos + 64 <= 1000 {
+            assert_eq!(
+                w.get(pos, 64, FourCc(*b"test")).unwrap(),
+                &data[pos as usize..][..64]
+            );
+            pos += 64;
+        }
+        assert_eq!(w.bytes_read, 1000, "every byte of the file, once");
+        // A step back refills, from the source.
+        assert_eq!(w.get(0, 8, FourCc(*b"test")).unwrap(), &data[..8]);
+        assert_eq!(w.bytes_read, 1128);
     }
 }
