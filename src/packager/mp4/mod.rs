@@ -375,6 +375,31 @@ mod tests {
         );
     }
 
+    /// The TS layout's packet counts, each PID's in a pass of its own,
+    /// are those of the schedule the segment writer walks, for every file
+    /// and target duration.
+    #[test]
+    fn packets_counted_per_pid_are_those_the_schedule_writes() {
+        let mut segments = 0;
+        for path in every_mp4() {
+            let Ok(index) = read_index_from_bytes(&std::fs::read(&path).unwrap()) else {
+                continue;
+            };
+            for seconds in [1.0, 2.0, 6.0, 10.0] {
+                let plan = segment::plan(&index, segment::target_90k(seconds));
+                let want: Vec<(u64, u64)> = plan
+                    .segments
+                    .iter()
+                    .map(|s| ts::scheduled_packet_counts(&index, s))
+                    .collect();
+                let got = ts::packet_counts_of(&index, &plan.segments);
+                assert_eq!(got, want, "{} at {seconds} s", path.display());
+                segments += want.len();
+            }
+        }
+        assert!(segments >= 300, "only {segments} segments compared");
+    }
+
     #[test]
     fn one_thread_and_two_read_and_lay_out_every_file_the_same() {
         let files = every_mp4();
