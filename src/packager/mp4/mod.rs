@@ -26,7 +26,7 @@ use std::fs::File;
 use cursor::Cursor;
 use fragment::{Budget, FragmentTarget};
 use moov::Movie;
-use source::{FileSource, Located, ReadAt, Window, WALK_BLOCK};
+use source::{FileSource, Located, ReadAt, Window};
 
 use crate::packager::error::{Error, FourCc, Result};
 use crate::packager::index::{sample_budget, MediaIndex};
@@ -41,6 +41,11 @@ const MAX_MOOF_BYTES: u64 = 32 << 20;
 /// A `moov` up to this size is announced to the source as read next
 /// ([`ReadAt::will_read`]); two hours of video make about 10 MB.
 const MOOV_READ_AHEAD: u64 = 32 << 20;
+
+/// Block size of the window that walks box headers: a fill of two
+/// blocks at each header, not the tables it steps over (those are read
+/// through windows of their own).
+const HEADER_BLOCK: usize = 4 << 10;
 
 /// Boxes an MP4 or QuickTime file may begin with; anything else is not one.
 const FIRST_BOXES: [&[u8; 4]; 11] = [
@@ -156,7 +161,7 @@ fn parse(
     cut_target_90k: Option<i64>,
     threads: Threads,
 ) -> Result<MediaIndex> {
-    let mut win = Window::new(src, file_len, WALK_BLOCK);
+    let mut win = Window::new(src, file_len, HEADER_BLOCK);
     let mut movie: Option<Movie> = None;
     let mut budget = Budget {
         samples_left: 0,

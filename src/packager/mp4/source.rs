@@ -61,6 +61,9 @@ pub struct Window<'s> {
     block: usize,
     buf: Vec<u8>,
     start: u64,
+    /// Where its fills may start: 0, or the start of the one box it
+    /// reads ([`Window::within`]).
+    floor: u64,
     /// Bytes read from the source so far, for callers that bound their I/O.
     pub bytes_read: u64,
 }
@@ -73,7 +76,19 @@ impl<'s> Window<'s> {
             block,
             buf: Vec::new(),
             start: 0,
+            floor: 0,
             bytes_read: 0,
+        }
+    }
+
+    /// A window that reads only `span` of the file (a box's payload):
+    /// its fills stop at the span's ends, so that the tables side by side
+    /// in an `stbl`, each read through a window of its own, are not read
+    /// once for each of them. A read outside the span is an error.
+    pub fn within(src: &'s dyn ReadAt, span: std::ops::Range<u64>, block: usize) -> Self {
+        Window {
+            floor: span.start,
+            ..Window::new(src, span.end, block)
         }
     }
 
@@ -84,12 +99,14 @@ impl<'s> Window<'s> {
     /// The `len` bytes at `pos` (`len` at most the block size).
     pub fn get(&mut self, pos: u64, len: usize, fourcc: FourCc) -> Result<&[u8]> {
         debug_assert!(len <= self.block, "read of {len} bytes through a window");
-        let end = pos.checked_add(len as u64).filter(|&e| e <= self.file_len);
+        let end = pos
+            .checked_add(len as u64)
+            .filter(|&e| e <= self.file_len && pos >= self.floor);
         let Some(end) = end else {
             return Err(Error::corrupt(
                 fourcc,
                 pos,
-                format!("{len} bytes at {pos} run past the end of the file"),
+                format!("{len} bytes at {pos} run outside the file (or the box read)"),
             ));
         };
         let held = self.start..self.start + self.buf.len() as u64;
@@ -116,10 +133,11 @@ impl<'s> Window<'s> {
     }
 
     /// What a read at `pos` outside the buffer fills it with: from the
-    /// aligned block holding `pos`, two blocks long, so a read of up to one
-    /// block always fits. `(offset, len)`.
+    /// aligned block holding `pos` (or the window's floor, if later), two
+    /// blocks long, so a read of up to one block always fits.
+    /// `(offset, len)`.
     pub fn fill_at(&self, pos: u64) -> (u64, usize) {
-        let start = pos - pos % self.block as u64;
+        let start = (pos - pos % self.block as u64).max(self.floor);
         let len = self
             .file_len
             .saturating_sub(start)
@@ -231,7 +249,7 @@ pub struct TableReader<'s> {
 impl<'s> TableReader<'s> {
     pub fn new(src: &'s dyn ReadAt, file_len: u64, table: &Located) -> Self {
         TableReader {
-            win: Window::new(src, file_len, WALK_BLOCK),
+            win: Window::within(src, table.body..table.end.min(file_len), WALK_BLOCK),
             pos: table.body,
             end: table.end,
             fourcc: table.fourcc,
@@ -355,5 +373,29 @@ mod tests {
         // A step back refills, from the source.
         assert_eq!(w.get(0, 8, FourCc(*b"test")).unwrap(), &data[..8]);
         assert_eq!(w.bytes_read, 1128);
+    }
+
+    #[test]
+    fn a_window_within_a_box_reads_only_the_box() {
+        let data: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        let src: &[u8] = &data;
+        // Three tables side by side, each through a window of its own.
+        let mut read = 0;
+        for span in [300..310u64, 310..500, 500..520] {
+            let mut w = Window::within(&src, span.clone(), 64);
+            let mut pos = span.start;
+            while pos < span.end {
+                let len = (span.end - pos).min(64) as usize;
+                assert_eq!(
+                    w.get(pos, len, FourCc(*b"test")).unwrap(),
+                    &data[pos as usize..][..len]
+                );
+                pos += len as u64;
+            }
+            assert!(w.get(span.end - 1, 2, FourCc(*b"test")).is_err());
+            assert!(w.get(span.start - 1, 1, FourCc(*b"test")).is_err());
+            read += w.bytes_read;
+        }
+        assert_eq!(read, 220, "each byte of the three, once");
     }
 }
