@@ -896,6 +896,50 @@ fn sigterm_stops_the_server_after_it_stores_the_indexes_it_read() {
     assert_eq!(indexes, 1, "the index of the one source read");
 }
 
+/// Seconds since midnight of a log line's timestamp
+/// (`2026-01-02T03:04:05.678901Z ...`).
+fn logged_at(line: &str) -> f64 {
+    let time = line.split('T').nth(1).and_then(|t| t.split('Z').next());
+    let time = time.unwrap_or_else(|| panic!("no timestamp in {line}"));
+    time.split(':')
+        .map(|part| part.parse::<f64>().unwrap())
+        .fold(0.0, |seconds, part| seconds * 60.0 + part)
+}
+
+/// A player's first requests come right after the master: the index that
+/// master read is stored a second later, not beside them.
+#[test]
+fn an_index_is_stored_a_second_after_it_was_read() {
+    let m = media();
+    let log = m.cache.with_extension("log");
+    let s = start_debug_logging(&m, &log);
+    assert_eq!(s.get("/i/films/a_1500k.mp4/master.m3u8").status, 200);
+    let line = |what: &str| {
+        fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .find(|l| l.contains(&format!("films/a_1500k.mp4: {what}")))
+            .map(str::to_string)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let stored = loop {
+        if let Some(stored) = line("index stored") {
+            break stored;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no index stored in 10 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let read = line("index read from the file").expect("the index was read");
+    let after = logged_at(&stored) - logged_at(&read);
+    assert!(
+        (0.95..5.0).contains(&after),
+        "stored {after:.3} s after it was read"
+    );
+}
+
 /// SIGTERM while a large segment is going out: the download completes (up
 /// to 30 s), nothing new is accepted, and the server then exits with 0.
 #[test]
