@@ -3,9 +3,9 @@
 //! file; and failures, remembered for a while so that a corrupt file is
 //! not parsed again on every request for it.
 
-use std::collections::HashMap;
-use std::sync::atomic::Ordering;
-use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -317,9 +317,17 @@ pub(super) type ParsedSources = Mutex<Parsed>;
 /// Sources being read, by [`SourceId::key_part`].
 pub(super) type Opening = Flights<Result<Arc<Rendition>, OriginError>>;
 
-/// Indexes waiting to be stored, at most; beyond, one is left unstored (a
-/// restarted origin reads that file's moov again).
+/// Indexes on their way to the writer thread, at most; beyond, one is left
+/// unstored (a restarted origin reads that file's moov again). The thread
+/// takes them at once, to wait there (see [`INDEX_WRITES_WAITING`]).
 const INDEX_WRITES_QUEUED: usize = 16;
+
+/// Indexes waiting out [`INDEX_STORE_DELAY`], at most, and the memory
+/// their renditions may hold (each keeps its rendition in memory): beyond
+/// either, the oldest is stored at once. A burst of first plays, or
+/// `package` warming many files, waits here rather than dropping indexes.
+const INDEX_WRITES_WAITING: usize = 256;
+const INDEX_WAITING_BYTES: usize = 128 << 20;
 
 /// How long after its file was read an index is stored: past a player's
 /// first requests, which come within this of the master that read it (its
@@ -334,13 +342,19 @@ const INDEX_STORE_DELAY: Duration = Duration::from_secs(1);
 /// index is 12 MB, and writing it took longer than reading the moov.
 pub(super) struct IndexWriter {
     cache: Arc<Cache>,
-    queue: Mutex<Option<SyncSender<IndexJob>>>,
+    queue: Mutex<Option<SyncSender<IndexMessage>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    /// Jobs queued or running, for [`IndexWriter::wait_idle`].
+    /// Jobs queued, waiting or running, for [`IndexWriter::wait_idle`].
     pending: Arc<(Mutex<usize>, Condvar)>,
     /// Set when the origin finishes: what is queued is stored at once,
     /// without [`INDEX_STORE_DELAY`].
-    hurry: Arc<(Mutex<bool>, Condvar)>,
+    hurry: Arc<AtomicBool>,
+}
+
+enum IndexMessage {
+    Store(IndexJob),
+    /// Wakes the thread to see [`IndexWriter::hurry`].
+    Hurry,
 }
 
 struct IndexJob {
@@ -379,24 +393,25 @@ impl IndexWriter {
             return;
         };
         *self.pending.0.lock().expect("pending lock") += 1;
-        match sender.try_send(job) {
+        match sender.try_send(IndexMessage::Store(job)) {
             Ok(()) => {}
-            Err(TrySendError::Full(job)) => {
+            Err(TrySendError::Full(IndexMessage::Store(job))) => {
                 self.done();
                 tracing::debug!("{}: index not stored, too many queued", job.source.rel);
             }
-            Err(TrySendError::Disconnected(job)) => {
+            Err(TrySendError::Disconnected(IndexMessage::Store(job))) => {
                 // The thread is gone: a new one for the next.
                 self.done();
                 *queue = None;
                 drop(queue);
                 write_index(&self.cache, &job);
             }
+            Err(_) => unreachable!("a job was sent"),
         }
     }
 
-    fn start(&self) -> Option<SyncSender<IndexJob>> {
-        let (sender, jobs) = mpsc::sync_channel::<IndexJob>(INDEX_WRITES_QUEUED);
+    fn start(&self) -> Option<SyncSender<IndexMessage>> {
+        let (sender, messages) = mpsc::sync_channel::<IndexMessage>(INDEX_WRITES_QUEUED);
         let cache = Arc::clone(&self.cache);
         let pending = Arc::clone(&self.pending);
         let hurry = Arc::clone(&self.hurry);
@@ -404,11 +419,7 @@ impl IndexWriter {
             .name("index-writer".into())
             .spawn(move || {
                 crate::cache::housekeeping::lower_priority();
-                for job in jobs {
-                    let (hurried, wake) = &*hurry;
-                    let wait = INDEX_STORE_DELAY.saturating_sub(job.queued.elapsed());
-                    let guard = hurried.lock().expect("hurry lock");
-                    drop(wake.wait_timeout_while(guard, wait, |hurried| !*hurried));
+                let store = |job: IndexJob| {
                     // A bug storing one index leaves the others to store.
                     let stored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         write_index(&cache, &job)
@@ -419,6 +430,41 @@ impl IndexWriter {
                     let (count, idle) = &*pending;
                     *count.lock().expect("pending lock") -= 1;
                     idle.notify_all();
+                };
+                let mut waiting: VecDeque<IndexJob> = VecDeque::new();
+                let mut waiting_bytes = 0;
+                let bytes = |job: &IndexJob| job.rendition.index().memory_bytes();
+                loop {
+                    // What is due, in the order it came.
+                    while let Some(first) = waiting.front() {
+                        let due = hurry.load(Ordering::Relaxed)
+                            || waiting.len() > INDEX_WRITES_WAITING
+                            || waiting_bytes > INDEX_WAITING_BYTES
+                            || first.queued.elapsed() >= INDEX_STORE_DELAY;
+                        if !due {
+                            break;
+                        }
+                        let job = waiting.pop_front().expect("a first job");
+                        waiting_bytes -= bytes(&job);
+                        store(job);
+                    }
+                    // The next job, or the time the first waiting is due.
+                    let next = match waiting.front() {
+                        None => messages.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                        Some(first) => messages
+                            .recv_timeout(INDEX_STORE_DELAY.saturating_sub(first.queued.elapsed())),
+                    };
+                    match next {
+                        Ok(IndexMessage::Store(job)) => {
+                            waiting_bytes += bytes(&job);
+                            waiting.push_back(job);
+                        }
+                        Ok(IndexMessage::Hurry) | Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => {
+                            waiting.into_iter().for_each(store);
+                            break;
+                        }
+                    }
                 }
             });
         match started {
@@ -441,9 +487,11 @@ impl IndexWriter {
 
     /// Stores what is queued without waiting for [`INDEX_STORE_DELAY`].
     fn hurry(&self) {
-        let (hurried, wake) = &*self.hurry;
-        *hurried.lock().expect("hurry lock") = true;
-        wake.notify_all();
+        self.hurry.store(true, Ordering::Relaxed);
+        if let Some(sender) = self.queue.lock().expect("index queue lock").as_ref() {
+            // A full queue wakes the thread anyway.
+            let _ = sender.try_send(IndexMessage::Hurry);
+        }
     }
 
     /// Waits, at most `limit`, until every index queued is stored (at

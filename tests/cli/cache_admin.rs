@@ -545,6 +545,27 @@ fn serve_runs_gc_on_an_interval_when_configured() {
     );
 }
 
+/// Indexes wait a second before they are stored (past a player's first
+/// requests); more files than the writer's queue holds, read within that
+/// second, still all have theirs stored.
+#[test]
+fn prewarming_many_files_at_once_stores_every_index() {
+    let s = setup();
+    let names: Vec<String> = (0..40).map(|n| format!("films/copy{n}.mp4")).collect();
+    for name in &names {
+        fs::copy(fixture("aac-only.m4a"), s.root.join(name)).unwrap();
+    }
+    let mut args = vec!["package", "--json"];
+    args.extend(names.iter().map(String::as_str));
+    s.json(T0, &args);
+    let indexes = s
+        .files()
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "idx"))
+        .count();
+    assert_eq!(indexes, names.len(), "one stored index per file");
+}
+
 #[test]
 fn prewarm_with_fsync_makes_the_same_objects() {
     let s = setup();

@@ -123,8 +123,11 @@ impl<'s> Window<'s> {
                 0
             };
             self.buf.resize(fill, 0);
-            self.src
-                .read_at(&mut self.buf[kept..], start + kept as u64)?;
+            if let Err(e) = self.src.read_at(&mut self.buf[kept..], start + kept as u64) {
+                // Nothing half-filled is taken for held bytes later.
+                self.buf.clear();
+                return Err(e);
+            }
             self.start = start;
             self.bytes_read += (fill - kept) as u64;
         }
