@@ -16,8 +16,12 @@
 #     before them, so that both find the file's pages in the page cache;
 #   - cold mid-file segment: SEGMENTS different segments from the middle half
 #     of the file, each made on request (after the first play, so the index
-#     is made; nothing else cached), median; nginx-vod with its caches off;
-#     nginx static: the same segment bytes (casterpak's) as files;
+#     is made; nothing else cached), back to back, median; nginx-vod with
+#     its caches off; nginx static: the same segment bytes (casterpak's) as
+#     files; then the same segments 100 ms apart, each on an idle server (a
+#     second casterpak with a cache of its own, its index read first):
+#     casterpak makes the next segment ahead and stores each after
+#     answering, and back to back a request shares the cores with that;
 #   - cold CMAF segment (casterpak only): the video fragment alone, and video
 #     + audio (two requests, times added) of the same segments, under the TS
 #     row;
@@ -150,15 +154,16 @@ vod_start() {
 vod_stop() { [ -z "$VOD_PID" ] || stop "$VOD_PID"; VOD_PID=""; }
 
 # --- casterpak serve -------------------------------------------------------------
-# cp_start NAME: casterpak serve on a new, empty cache (log in $LOGS/NAME.log);
+# cp_start NAME [CACHE]: casterpak serve on a new, empty cache ($WORK/cache
+# unless CACHE is given; log in $LOGS/NAME.log);
 # sets CP_PID and CP_URL (http://127.0.0.1:PORT). Run in $WORK, so that no
 # ./casterpak.toml is read.
 cp_start() {
     # Its own file for the address: the child opens it, maybe after the
     # first look here, which must not find the previous one's.
-    local out="$WORK/$1.out"
-    rm -rf "$WORK/cache" "$out"
-    (cd "$WORK" && RUST_LOG=warn exec "$BIN" serve --root "$WORK/media" --cache-dir "$WORK/cache" \
+    local out="$WORK/$1.out" cache="${2:-$WORK/cache}"
+    rm -rf "$cache" "$out"
+    (cd "$WORK" && RUST_LOG=warn exec "$BIN" serve --root "$WORK/media" --cache-dir "$cache" \
         --listen 127.0.0.1:0) >"$out" 2>"$LOGS/$1.log" &
     CP_PID=$!
     pids+=("$CP_PID")
@@ -313,6 +318,23 @@ for n in 0 1; do
     if [ -z "$VOD_NOTE" ]; then
         R["cold vod $n"]=$(each "http://127.0.0.1:$VOD_COLD_PORT/hls/$name/seg-@K@-v1-a1.ts" | median)
     fi
+    # The same segments, each on an idle server: a casterpak of its own
+    # (an empty cache; its index read first, and stored), 100 ms between
+    # requests, so that what the answer before started (the next segment
+    # made ahead, the store) is done; back to back, a request shares the
+    # 2 cores with that work. With both inputs and the default SEGMENTS,
+    # the picks are 2 or more apart: none is made ahead of its request.
+    spaced() { local k; for k in "${picked[@]}"; do sleep 0.1; fetch "${1//@K@/$k}"; done; }
+    main=("$CP_PID" "$CP_URL")
+    cp_start "idle-$n" "$WORK/cache-idle"
+    fetch "$CP_URL/i/$name/$CP_M" >/dev/null
+    sleep 1.5
+    R["idle cp $n"]=$(spaced "$CP_URL/i/$name/segment@K@_0_av.ts" | median)
+    stop "$CP_PID"
+    CP_PID=${main[0]} CP_URL=${main[1]}
+    if [ -z "$VOD_NOTE" ]; then
+        R["idle vod $n"]=$(spaced "http://127.0.0.1:$VOD_COLD_PORT/hls/$name/seg-@K@-v1-a1.ts" | median)
+    fi
     # CMAF: its playlists and init segments first, untimed, as a player would.
     for p in master.m3u8 index_0_v.m3u8 index_0_a.m3u8 init_0_v.mp4 init_0_a.mp4; do fetch "$CMAF/$p" >/dev/null; done
     # Video then audio fragment of each picked segment, both made on request.
@@ -325,6 +347,7 @@ for n in 0 1; do
     mkdir -p "$WORK/static/html/$n"
     for k in "${picked[@]}"; do curl -fsS -o "$WORK/static/html/$n/$k.ts" "$BASE/segment${k}_0_av.ts"; done
     R["cold static $n"]=$(each "$STATIC/$n/@K@.ts" | median)
+    R["idle static $n"]=$(spaced "$STATIC/$n/@K@.ts" | median)
 
     # --- throughput: a cached segment and the cached media playlist ---
     k=${picked[0]}
@@ -397,7 +420,8 @@ for n in 0 1; do
     lat "first play of a new file in a running server, ${LABELS[$n]}: master alone, ms" warmmaster "$n"
 done
 for n in 0 1; do
-    lat "cold mid-file TS segment, ${LABELS[$n]}, ms (median of ${#picked[@]})" cold "$n"
+    lat "cold mid-file TS segment, ${LABELS[$n]}, ms (median of ${#picked[@]}, back to back)" cold "$n"
+    lat "... the same segments, each on an idle server (100 ms apart), ms" idle "$n"
     c=$(get cmafv cp "$n") t=$(get cold cp "$n")
     row "cold CMAF video fragment, ${LABELS[$n]}, ms" "$(ms "$c")" - - "(vs TS $(ratio "$c" "$t"))" -
     c=$(get cmafva cp "$n")
