@@ -50,7 +50,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -147,11 +147,70 @@ pub enum Body {
 pub struct Held {
     bytes: Vec<u8>,
     budget: Arc<AtomicU64>,
+    /// Answers that started sending the bytes, and those done with them.
+    answers: Mutex<(u32, u32)>,
+    answered: Condvar,
 }
 
 impl Held {
+    fn new(bytes: Vec<u8>, budget: Arc<AtomicU64>) -> Held {
+        Held {
+            bytes,
+            budget,
+            answers: Mutex::default(),
+            answered: Condvar::new(),
+        }
+    }
+
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
+    }
+
+    /// The bytes for an answer that sends them, until it drops them.
+    pub fn answer(self: &Arc<Self>) -> Answering {
+        self.answers.lock().expect("answers lock").0 += 1;
+        Answering(Arc::clone(self))
+    }
+
+    /// Waits until an answer has started sending the bytes (for at most
+    /// `start`) and every answer that did is done with them, for at most
+    /// `limit` in all; whether they were.
+    fn wait_answered(&self, start: Duration, limit: Duration) -> bool {
+        let begun = std::time::Instant::now();
+        let mut answers = self.answers.lock().expect("answers lock");
+        loop {
+            let (started, done) = *answers;
+            if started > 0 && done == started {
+                return true;
+            }
+            let waited = begun.elapsed();
+            let until = if started == 0 { start } else { limit };
+            if waited >= until {
+                return false;
+            }
+            answers = self
+                .answered
+                .wait_timeout(answers, until - waited)
+                .expect("answers lock")
+                .0;
+        }
+    }
+}
+
+/// An answer's hold on [`Held`] bytes: its dropping tells
+/// [`Held::wait_answered`] that the answer is done with them.
+pub struct Answering(Arc<Held>);
+
+impl AsRef<[u8]> for Answering {
+    fn as_ref(&self) -> &[u8] {
+        self.0.bytes()
+    }
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.0.answers.lock().expect("answers lock").1 += 1;
+        self.0.answered.notify_all();
     }
 }
 
@@ -413,21 +472,26 @@ impl Cache {
     /// tell before its first byte (it calls its `announce` with it): one
     /// that fits the memory budget is made into memory, handed to `ready`
     /// as soon as it is whole, so that its answer starts then, and only
-    /// then written to its file and stored. `ready` is not called on a
-    /// hit, for a follower, or for an object made straight into its file.
+    /// then written to its file and stored, once that answer has sent it
+    /// (see [`Held::wait_answered`]). `ready` is not called on a hit, for a
+    /// follower, or for an object made straight into its file. Without it
+    /// (making ahead, pre-warming) the object is stored at once, or after
+    /// the answers of the followers that took it while it was made.
     pub fn get_or_stream<T, E>(
         &self,
         spec: &ObjectSpec,
-        ready: &dyn Fn(Object),
+        ready: Option<&dyn Fn(Object)>,
         make: impl Fn(&mut dyn Write, &dyn Fn(u64)) -> Result<T, E>,
     ) -> Result<(Object, Option<T>), Failure<E>> {
         self.get_or_lead(spec, |object, share| {
             let announce = |body: Body, len| {
                 // Those waiting for it start their answers too.
                 share(body.clone(), len);
-                ready(object(body, len, State::Miss))
+                if let Some(ready) = ready {
+                    ready(object(body, len, State::Miss));
+                }
             };
-            self.stream_and_store(spec, &announce, &make)
+            self.stream_and_store(spec, &announce, ready.is_some(), &make)
         })
     }
 

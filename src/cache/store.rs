@@ -23,6 +23,12 @@ const MAX_HELD_OBJECT_BYTES: u64 = 16 << 20;
 /// answers are sent: a client that reads slowly holds its object.
 const MAX_HELD_BYTES: u64 = 256 << 20;
 
+/// An object made for an answer is stored once the answer has sent it
+/// (when the answer starts within the first wait), or after the second,
+/// whichever comes first: a slow client holds a worker no longer.
+const ANSWER_START_WAIT: Duration = Duration::from_millis(20);
+const ANSWER_SEND_WAIT: Duration = Duration::from_millis(50);
+
 /// A failure to store is logged at most this often.
 const STORE_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -66,11 +72,14 @@ impl Cache {
     /// ([`MAX_HELD_BYTES`]) has room, then hands it to `announce` before it
     /// is written to its file and stored; else into its file, as
     /// [`Cache::make_and_store`] does. A failure of `make` is always met
-    /// before anything is announced.
+    /// before anything is announced. It is stored once the answers that
+    /// took it have sent it: with `answered` (an answer takes what is
+    /// announced), after that answer, and else after those that started.
     pub(super) fn stream_and_store<T, E>(
         &self,
         spec: &ObjectSpec,
         announce: &dyn Fn(Body, u64),
+        answered: bool,
         make: &impl Fn(&mut dyn Write, &dyn Fn(u64)) -> Result<T, E>,
     ) -> Result<(Body, u64, T), Failure<E>> {
         let started = Instant::now();
@@ -115,12 +124,20 @@ impl Cache {
         self.held
             .fetch_add(bytes.capacity() as u64, Ordering::Relaxed);
         drop(reservation);
-        let held = Arc::new(Held {
-            bytes,
-            budget: Arc::clone(&self.held),
-        });
+        let held = Arc::new(Held::new(bytes, Arc::clone(&self.held)));
         let made_in = started.elapsed();
         announce(Body::Held(Arc::clone(&held)), len);
+        // Written once its answer has gone: on a busy machine the write
+        // would take the cores that send it (and the client's). Made
+        // ahead, it waits only for the answers that took it while it was
+        // made (a player's request for what was being made ahead).
+        let start_wait = if answered {
+            ANSWER_START_WAIT
+        } else {
+            Duration::ZERO
+        };
+        let sent = held.wait_answered(start_wait, ANSWER_SEND_WAIT);
+        let waited = started.elapsed() - made_in;
         let stored = self.temp_file(&object_file(spec).0).and_then(|temp| {
             (&temp.file)
                 .write_all(held.bytes())
@@ -135,10 +152,16 @@ impl Cache {
             }
         };
         tracing::debug!(
-            "{} of {len} bytes made in {:.2} ms, answered, then stored in {:.2} ms more",
+            "{} of {len} bytes made in {:.2} ms, {} in {:.2} ms, then stored in {:.2} ms more",
             spec.kind,
             made_in.as_secs_f64() * 1e3,
-            (started.elapsed() - made_in).as_secs_f64() * 1e3
+            match (answered, sent) {
+                (_, true) => "answered",
+                (false, false) => "not asked for",
+                (true, false) => "not all answered",
+            },
+            waited.as_secs_f64() * 1e3,
+            (started.elapsed() - made_in - waited).as_secs_f64() * 1e3
         );
         Ok((body, len, made))
     }
@@ -471,7 +494,7 @@ mod tests {
             *early.lock().unwrap() = Some(object);
         };
         let (object, made) = cache
-            .get_or_stream(&spec("k"), &ready, |out, announce| {
+            .get_or_stream(&spec("k"), Some(&ready), |out, announce| {
                 announce(whole.len() as u64);
                 out.write_all(&whole)?;
                 Ok::<_, std::io::Error>(7)
@@ -491,12 +514,102 @@ mod tests {
         assert!(read_all(&hit) == whole, "stored the same");
     }
 
+    /// The answer `ready` starts on another thread: it holds the bytes
+    /// (as a response body does while it goes out) until told to let go,
+    /// and tells whether the object was stored by then.
+    fn answer_held_until(
+        release: std::sync::mpsc::Receiver<()>,
+        stored_meanwhile: std::sync::mpsc::Sender<bool>,
+        cache: Arc<Cache>,
+    ) -> impl Fn(Object) {
+        let release = Mutex::new(Some(release));
+        move |object: Object| {
+            let Body::Held(held) = &object.body else {
+                panic!("answered from memory")
+            };
+            let answering = held.answer();
+            let release = release.lock().unwrap().take().unwrap();
+            let (cache, stored_meanwhile) = (Arc::clone(&cache), stored_meanwhile.clone());
+            std::thread::spawn(move || {
+                let _ = release.recv_timeout(Duration::from_secs(5));
+                let _ = stored_meanwhile.send(cache.find("k").unwrap().is_some());
+                drop(answering);
+            });
+        }
+    }
+
+    #[test]
+    fn an_object_is_stored_once_its_answer_has_sent_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Arc::new(Cache::open(dir.path(), Arc::new(FixedClock(1000))).unwrap());
+        let (release, released) = std::sync::mpsc::channel();
+        let (stored_tx, stored_meanwhile) = std::sync::mpsc::channel();
+        let ready = answer_held_until(released, stored_tx, Arc::clone(&cache));
+        let maker = std::thread::spawn({
+            let cache = Arc::clone(&cache);
+            move || {
+                cache
+                    .get_or_stream(&spec("k"), Some(&ready), |out, announce| {
+                        announce(3);
+                        out.write_all(b"abc")
+                    })
+                    .map(|_| ())
+            }
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        release.send(()).unwrap();
+        assert!(!stored_meanwhile.recv().unwrap(), "stored while answered");
+        maker.join().unwrap().unwrap();
+        assert!(cache.find("k").unwrap().is_some());
+    }
+
+    #[test]
+    fn made_ahead_it_waits_only_for_the_answers_that_took_it() {
+        let held = Arc::new(Held::new(b"abc".to_vec(), Arc::default()));
+        let started = Instant::now();
+        assert!(!held.wait_answered(Duration::ZERO, ANSWER_SEND_WAIT));
+        assert!(started.elapsed() < ANSWER_SEND_WAIT, "nothing to wait for");
+        let answering = held.answer();
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(10));
+            drop(answering);
+        });
+        let started = Instant::now();
+        assert!(held.wait_answered(Duration::ZERO, Duration::from_secs(5)));
+        assert!(started.elapsed() >= Duration::from_millis(10));
+        sender.join().unwrap();
+    }
+
+    #[test]
+    fn a_slow_answer_holds_the_store_back_no_longer_than_the_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Arc::new(Cache::open(dir.path(), Arc::new(FixedClock(1000))).unwrap());
+        let (release, released) = std::sync::mpsc::channel();
+        let (stored_tx, stored_meanwhile) = std::sync::mpsc::channel();
+        let ready = answer_held_until(released, stored_tx, Arc::clone(&cache));
+        let started = Instant::now();
+        cache
+            .get_or_stream(&spec("k"), Some(&ready), |out, announce| {
+                announce(3);
+                out.write_all(b"abc")
+            })
+            .unwrap();
+        let waited = started.elapsed();
+        release.send(()).unwrap();
+        assert!(
+            stored_meanwhile.recv().unwrap(),
+            "stored before the answer was sent"
+        );
+        assert!(waited >= ANSWER_SEND_WAIT, "waited {waited:?}");
+        assert!(waited < Duration::from_secs(2), "waited {waited:?}");
+    }
+
     #[test]
     fn a_failed_maker_announces_nothing_and_stores_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::open(dir.path(), Arc::new(FixedClock(1000))).unwrap();
         let ready = |_: Object| panic!("nothing to answer");
-        let result = cache.get_or_stream(&spec("k"), &ready, |out, announce| {
+        let result = cache.get_or_stream(&spec("k"), Some(&ready), |out, announce| {
             announce(10);
             out.write_all(b"12345")?;
             Err::<(), _>(std::io::Error::other("the source went away"))
@@ -516,7 +629,7 @@ mod tests {
         let cache = Cache::open(dir.path(), Arc::new(FixedClock(1000))).unwrap();
         let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let ready = |_: Object| {};
-            let _ = cache.get_or_stream(&spec("k"), &ready, |out, announce| {
+            let _ = cache.get_or_stream(&spec("k"), Some(&ready), |out, announce| {
                 announce(1000);
                 out.write_all(b"12345")?;
                 panic!("a bug while making it");
@@ -535,7 +648,7 @@ mod tests {
         cache.held.store(MAX_HELD_BYTES, Ordering::Relaxed);
         let ready = |_: Object| panic!("no room to answer from memory");
         let (object, _) = cache
-            .get_or_stream(&spec("k"), &ready, |out, announce| {
+            .get_or_stream(&spec("k"), Some(&ready), |out, announce| {
                 announce(3);
                 out.write_all(b"abc")
             })

@@ -21,7 +21,7 @@ impl Origin {
         request: &Request,
         uri_prefix: &str,
         (query, viewer): (&str, &Viewer),
-        ready: &dyn Fn(Answer),
+        ready: Option<&dyn Fn(Answer)>,
     ) -> Result<Answer, OriginError> {
         let rels = &request.sources;
         match &request.target {
@@ -198,7 +198,7 @@ impl Origin {
         k: usize,
         track: TrackKind,
         key_id: Option<&str>,
-        ready: &dyn Fn(Answer),
+        ready: Option<&dyn Fn(Answer)>,
     ) -> Result<Answer, OriginError> {
         let source = self.resolve(rel)?;
         let sealing = self.named_key(rel, key_id, |p, id| p.sealing(id, rel))?;
@@ -263,7 +263,7 @@ impl Origin {
         &self,
         rel: &str,
         k: usize,
-        ready: &dyn Fn(Answer),
+        ready: Option<&dyn Fn(Answer)>,
     ) -> Result<Answer, OriginError> {
         let source = self.resolve(rel)?;
         if self.cmaf_sealed(rel).is_some() {

@@ -170,33 +170,24 @@ impl Origin {
     }
 
     /// Answers a URL path (with the prefix, without the query string).
-    pub fn answer(&self, path: &str) -> Result<Answer, OriginError> {
-        self.answer_streaming(path, &|_| {})
-    }
-
-    /// As [`Origin::answer`]; a segment made for this request is also
-    /// handed to `ready` as soon as it is made, before it is stored (from
-    /// memory: [`Body::Held`]). The answer returned afterwards is the same
-    /// object.
     ///
     /// `path` may end in a query string: a master's filters its variants
     /// ([`url::MasterFilter`]); anything else in it is ignored.
-    pub fn answer_streaming(
-        &self,
-        path: &str,
-        ready: &dyn Fn(Answer),
-    ) -> Result<Answer, OriginError> {
-        self.answer_for(path, &Viewer::default(), ready)
+    pub fn answer(&self, path: &str) -> Result<Answer, OriginError> {
+        self.answer_for(path, &Viewer::default(), None)
     }
 
-    /// As [`Origin::answer_streaming`], for `viewer`: a media playlist
-    /// then starts with the pre-roll of the viewer's country, if any
-    /// (`[preroll]`).
+    /// As [`Origin::answer`], for `viewer`: a media playlist then starts
+    /// with the pre-roll of the viewer's country, if any (`[preroll]`).
+    /// With `ready`, a segment made for this request is also handed to it
+    /// as soon as it is made, before it is stored (from memory:
+    /// [`Body::Held`]), and stored once that answer has sent it. The
+    /// answer returned afterwards is the same object.
     pub fn answer_for(
         &self,
         path: &str,
         viewer: &Viewer,
-        ready: &dyn Fn(Answer),
+        ready: Option<&dyn Fn(Answer)>,
     ) -> Result<Answer, OriginError> {
         let (path, query) = path.split_once('?').unwrap_or((path, ""));
         let server = &self.config.server;
@@ -301,7 +292,7 @@ impl Origin {
     /// playlist kept in memory, of sources whose identities can be read at
     /// once ([`Inputs::resolve_at_once`]). A server answers these on its
     /// event loop, without the hop to a worker thread and back. `None`:
-    /// ask [`Origin::answer_streaming`], which also gives the errors.
+    /// ask [`Origin::answer_for`], which also gives the errors.
     pub fn answer_at_once(&self, path: &str, viewer: &Viewer) -> Option<Answer> {
         let (path, query) = path.split_once('?').unwrap_or((path, ""));
         let rest = path.strip_prefix(self.config.server.prefix.as_str())?;
@@ -637,7 +628,7 @@ impl Origin {
         k: usize,
         kind: &str,
         key_id: Option<&str>,
-        ready: &dyn Fn(Answer),
+        ready: Option<&dyn Fn(Answer)>,
     ) -> Result<Answer, OriginError> {
         let source = self.resolve(rel)?;
         let aes_key = self.named_key(rel, key_id, |p, id| p.key(id, rel))?;
@@ -743,7 +734,7 @@ impl Origin {
         &self,
         spec: &ObjectSpec,
         content_type: &'static str,
-        ready: &dyn Fn(Answer),
+        ready: Option<&dyn Fn(Answer)>,
         make: impl Fn(&mut dyn std::io::Write, &dyn Fn(u64)) -> Result<(), OriginError>,
     ) -> Result<Answer, OriginError> {
         let last_modified = last_modified(spec.sources);
@@ -752,9 +743,13 @@ impl Origin {
             content_type,
             last_modified,
         };
-        let (object, _) = self
-            .cache
-            .get_or_stream(spec, &|object| ready(answer(object)), make)?;
+        let answered = |object| {
+            if let Some(ready) = ready {
+                ready(answer(object));
+            }
+        };
+        let answered: Option<&dyn Fn(Object)> = ready.map(|_| &answered as _);
+        let (object, _) = self.cache.get_or_stream(spec, answered, make)?;
         Ok(answer(object))
     }
 

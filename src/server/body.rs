@@ -152,7 +152,7 @@ impl TrackedBody {
             // a thread.
             let whole = match body {
                 cache::Body::Bytes(bytes) => Bytes::from_owner(Shared(Arc::clone(bytes))),
-                cache::Body::Held(held) => Bytes::from_owner(SharedHeld(Arc::clone(held))),
+                cache::Body::Held(held) => Bytes::from_owner(held.answer()),
                 cache::Body::File(_) => Bytes::new(),
             };
             if !whole.is_empty() {
@@ -217,15 +217,6 @@ struct Shared(Arc<Vec<u8>>);
 impl AsRef<[u8]> for Shared {
     fn as_ref(&self) -> &[u8] {
         &self.0
-    }
-}
-
-/// The same, for an object held while it is stored.
-struct SharedHeld(Arc<cache::Held>);
-
-impl AsRef<[u8]> for SharedHeld {
-    fn as_ref(&self) -> &[u8] {
-        self.0.bytes()
     }
 }
 

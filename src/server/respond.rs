@@ -307,9 +307,11 @@ async fn route(
             let work = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
                 let _request = span.enter();
-                let answer = origin.answer_for(&target, &viewer, &|early| {
-                    send(Ok((early, hint(&origin.ahead(&path, count)))))
-                });
+                let answer = origin.answer_for(
+                    &target,
+                    &viewer,
+                    Some(&|early| send(Ok((early, hint(&origin.ahead(&path, count)))))),
+                );
                 let ahead = match &answer {
                     Ok(_) => origin.ahead(&path, count),
                     Err(_) => Vec::new(),
