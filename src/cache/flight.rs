@@ -68,7 +68,8 @@ impl<T: Clone> Flights<T> {
     /// soon as it is whole ([`Leader::share`]). One that comes after, while
     /// it is stored, waits for the store and then finds it in the cache
     /// ([`Role::Stored`]): a client that has had the whole object and asks
-    /// again gets a hit.
+    /// again gets a hit. The store itself waits for the answers sending
+    /// the object, at most [`super::Cache::answer_wait`].
     pub fn join(&self, key: &str, wait: Duration) -> Role<'_, T> {
         // Whether it came late (after the leader shared what it made) is
         // told as it joins, under the same lock: a follower that joined

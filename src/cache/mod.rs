@@ -17,6 +17,11 @@
 //! first, then the row. A reader that already opened the file keeps reading
 //! it: files are only ever unlinked, never truncated or rewritten.
 //!
+//! A segment made for a request is made into memory instead (`held`),
+//! answered from there as soon as it is whole, and only then put through
+//! steps 1-3, once the answers that took it are done with it (or after
+//! [`Cache::answer_wait`]).
+//!
 //! When the object cannot be stored (a full disk, a read-only cache), it is
 //! made again into memory and answered all the same; nothing already cached
 //! is touched.
@@ -36,6 +41,7 @@ mod clock;
 mod db;
 pub mod flight;
 mod gc;
+mod held;
 pub mod housekeeping;
 mod inputs;
 mod reconcile;
@@ -50,7 +56,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -59,6 +65,7 @@ use sha2::{Digest, Sha256};
 pub use admin::{Fetched, KindStats, SourceStats, Stats, FETCHED_BYTES, FETCHED_REQUESTS};
 pub use clock::{clock_at, Clock, FixedClock, SystemClock};
 pub use gc::{ByReason, GcDeletion, GcPolicy, GcReport, Reason, Tally};
+pub use held::{Answering, Held};
 pub use inputs::{
     Backend, BackendKind, Input, Inputs, Settings as InputSettings, Sources, MAX_SIDECARS,
 };
@@ -69,6 +76,11 @@ use flight::{Flights, Role};
 /// How long a request waits for a concurrent request making the same
 /// object before it gives up (a leader stuck on a hung network mount).
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+
+/// How long an object made for an answer waits, at most, for the answer to
+/// send it before it is stored: a client on a fast link has a 4 MB segment
+/// well within it, and a slow one holds a worker no longer.
+pub const DEFAULT_ANSWER_WAIT: Duration = Duration::from_millis(50);
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -137,88 +149,13 @@ pub struct ObjectSpec<'a> {
 pub enum Body {
     File(Arc<File>),
     Bytes(Arc<Vec<u8>>),
-    /// Made into memory to be answered while it is stored
+    /// Made into memory to be answered before it is stored
     /// ([`Cache::get_or_stream`]), within a budget.
     Held(Arc<Held>),
-}
-
-/// An object's bytes held in memory while they are answered, counted
-/// against the cache's budget for them until the last answer is done.
-pub struct Held {
-    bytes: Vec<u8>,
-    budget: Arc<AtomicU64>,
-    /// Answers that started sending the bytes, and those done with them.
-    answers: Mutex<(u32, u32)>,
-    answered: Condvar,
-}
-
-impl Held {
-    fn new(bytes: Vec<u8>, budget: Arc<AtomicU64>) -> Held {
-        Held {
-            bytes,
-            budget,
-            answers: Mutex::default(),
-            answered: Condvar::new(),
-        }
-    }
-
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes
-    }
-
-    /// The bytes for an answer that sends them, until it drops them.
-    pub fn answer(self: &Arc<Self>) -> Answering {
-        self.answers.lock().expect("answers lock").0 += 1;
-        Answering(Arc::clone(self))
-    }
-
-    /// Waits until an answer has started sending the bytes (for at most
-    /// `start`) and every answer that did is done with them, for at most
-    /// `limit` in all; whether they were.
-    fn wait_answered(&self, start: Duration, limit: Duration) -> bool {
-        let begun = std::time::Instant::now();
-        let mut answers = self.answers.lock().expect("answers lock");
-        loop {
-            let (started, done) = *answers;
-            if started > 0 && done == started {
-                return true;
-            }
-            let waited = begun.elapsed();
-            let until = if started == 0 { start } else { limit };
-            if waited >= until {
-                return false;
-            }
-            answers = self
-                .answered
-                .wait_timeout(answers, until - waited)
-                .expect("answers lock")
-                .0;
-        }
-    }
-}
-
-/// An answer's hold on [`Held`] bytes: its dropping tells
-/// [`Held::wait_answered`] that the answer is done with them.
-pub struct Answering(Arc<Held>);
-
-impl AsRef<[u8]> for Answering {
-    fn as_ref(&self) -> &[u8] {
-        self.0.bytes()
-    }
-}
-
-impl Drop for Answering {
-    fn drop(&mut self) {
-        self.0.answers.lock().expect("answers lock").1 += 1;
-        self.0.answered.notify_all();
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.budget
-            .fetch_sub(self.bytes.capacity() as u64, Ordering::Relaxed);
-    }
+    /// The same, as handed to the answer it was made for: it is stored
+    /// once the last clone is dropped (the answer's last bytes sent, or the
+    /// answer dropped without them), or after [`Cache::answer_wait`].
+    Answered(Arc<Answering>),
 }
 
 impl Body {
@@ -228,6 +165,7 @@ impl Body {
             Body::File(file) => file.read_at(buf, offset),
             Body::Bytes(bytes) => Ok(copy_from(bytes, buf, offset)),
             Body::Held(held) => Ok(copy_from(held.bytes(), buf, offset)),
+            Body::Answered(answer) => Ok(copy_from(answer.bytes(), buf, offset)),
         }
     }
 
@@ -249,6 +187,7 @@ impl Body {
         let n = match self {
             Body::Bytes(bytes) => copy_into(bytes, buf, offset, spare),
             Body::Held(held) => copy_into(held.bytes(), buf, offset, spare),
+            Body::Answered(answer) => copy_into(answer.bytes(), buf, offset, spare),
             Body::File(file) => {
                 let offset = i64::try_from(offset).map_err(|_| std::io::ErrorKind::InvalidInput)?;
                 let iov = libc::iovec {
@@ -359,6 +298,9 @@ pub struct Cache {
     held: Arc<AtomicU64>,
     /// How long a request waits for a concurrent one making the same object.
     wait: Duration,
+    /// How long an object made for an answer waits for it before it is
+    /// stored.
+    answer_wait: Duration,
     /// When a failure to store was last logged (they are logged at most
     /// once a minute, not on every miss of a full disk).
     store_warned: Mutex<Option<std::time::Instant>>,
@@ -410,6 +352,7 @@ impl Cache {
             held: Arc::default(),
             fsync: false,
             wait: DEFAULT_WAIT,
+            answer_wait: DEFAULT_ANSWER_WAIT,
             store_warned: Mutex::default(),
         })
     }
@@ -429,6 +372,17 @@ impl Cache {
 
     pub fn with_wait(mut self, wait: Duration) -> Self {
         self.wait = wait;
+        self
+    }
+
+    /// How long an object made for an answer waits, at most, for the
+    /// answers that took it to send it before it is stored.
+    pub fn answer_wait(&self) -> Duration {
+        self.answer_wait
+    }
+
+    pub fn with_answer_wait(mut self, wait: Duration) -> Self {
+        self.answer_wait = wait;
         self
     }
 
@@ -471,9 +425,10 @@ impl Cache {
     /// As [`Cache::get_or_make`], for an object whose length `make` can
     /// tell before its first byte (it calls its `announce` with it): one
     /// that fits the memory budget is made into memory, handed to `ready`
-    /// as soon as it is whole, so that its answer starts then, and only
-    /// then written to its file and stored, once that answer has sent it
-    /// (see [`Held::wait_answered`]). `ready` is not called on a hit, for a
+    /// (as [`Body::Answered`]) as soon as it is whole, so that its answer
+    /// starts then, and only then written to its file and stored: once the
+    /// answers that took it are done with it, or after
+    /// [`Cache::answer_wait`]. `ready` is not called on a hit, for a
     /// follower, or for an object made straight into its file. Without it
     /// (making ahead, pre-warming) the object is stored at once, or after
     /// the answers of the followers that took it while it was made.
@@ -484,14 +439,15 @@ impl Cache {
         make: impl Fn(&mut dyn Write, &dyn Fn(u64)) -> Result<T, E>,
     ) -> Result<(Object, Option<T>), Failure<E>> {
         self.get_or_lead(spec, |object, share| {
-            let announce = |body: Body, len| {
+            let announce = |held: &Arc<Held>, len| {
                 // Those waiting for it start their answers too.
-                share(body.clone(), len);
+                share(Body::Held(Arc::clone(held)), len);
                 if let Some(ready) = ready {
-                    ready(object(body, len, State::Miss));
+                    let answered = Body::Answered(Arc::new(held.answer()));
+                    ready(object(answered, len, State::Miss));
                 }
             };
-            self.stream_and_store(spec, &announce, ready.is_some(), &make)
+            self.stream_and_store(spec, &announce, &make)
         })
     }
 

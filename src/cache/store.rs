@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use super::held::Waited;
 use super::{db, hex, Body, Cache, CacheError, Failure, Held, ObjectSpec};
 
 /// Bytes gathered before each write to the temporary file: large writes,
@@ -22,12 +23,6 @@ const MAX_HELD_OBJECT_BYTES: u64 = 16 << 20;
 /// ... and such objects hold at most this much between them, until their
 /// answers are sent: a client that reads slowly holds its object.
 const MAX_HELD_BYTES: u64 = 256 << 20;
-
-/// An object made for an answer is stored once the answer has sent it
-/// (when the answer starts within the first wait), or after the second,
-/// whichever comes first: a slow client holds a worker no longer.
-const ANSWER_START_WAIT: Duration = Duration::from_millis(20);
-const ANSWER_SEND_WAIT: Duration = Duration::from_millis(50);
 
 /// A failure to store is logged at most this often.
 const STORE_WARNING_INTERVAL: Duration = Duration::from_secs(60);
@@ -73,13 +68,11 @@ impl Cache {
     /// is written to its file and stored; else into its file, as
     /// [`Cache::make_and_store`] does. A failure of `make` is always met
     /// before anything is announced. It is stored once the answers that
-    /// took it have sent it: with `answered` (an answer takes what is
-    /// announced), after that answer, and else after those that started.
+    /// took it are done with it ([`Cache::store_held`]).
     pub(super) fn stream_and_store<T, E>(
         &self,
         spec: &ObjectSpec,
-        announce: &dyn Fn(Body, u64),
-        answered: bool,
+        announce: &dyn Fn(&Arc<Held>, u64),
         make: &impl Fn(&mut dyn Write, &dyn Fn(u64)) -> Result<T, E>,
     ) -> Result<(Body, u64, T), Failure<E>> {
         let started = Instant::now();
@@ -126,44 +119,46 @@ impl Cache {
         drop(reservation);
         let held = Arc::new(Held::new(bytes, Arc::clone(&self.held)));
         let made_in = started.elapsed();
-        announce(Body::Held(Arc::clone(&held)), len);
-        // Written once its answer has gone: on a busy machine the write
-        // would take the cores that send it (and the client's). Made
-        // ahead, it waits only for the answers that took it while it was
-        // made (a player's request for what was being made ahead).
-        let start_wait = if answered {
-            ANSWER_START_WAIT
-        } else {
-            Duration::ZERO
-        };
-        let sent = held.wait_answered(start_wait, ANSWER_SEND_WAIT);
-        let waited = started.elapsed() - made_in;
+        announce(&held, len);
+        let body = self.store_held(spec, held, len, made_in);
+        Ok((body, len, made))
+    }
+
+    /// Stores `held`, of `len` bytes made in `made_in`, once the answers
+    /// that took it are done with it (at most [`Cache::answer_wait`]): on
+    /// a busy machine the write would take the cores that send it, and
+    /// the client's. Its body from then on: its file, or the bytes still
+    /// when they could not be stored.
+    fn store_held(&self, spec: &ObjectSpec, held: Arc<Held>, len: u64, made_in: Duration) -> Body {
+        let waited = Instant::now();
+        let answers = held.wait_answered(self.answer_wait);
+        let waited = waited.elapsed();
+        let storing = Instant::now();
         let stored = self.temp_file(&object_file(spec).0).and_then(|temp| {
             (&temp.file)
                 .write_all(held.bytes())
                 .map_err(|e| CacheError::io(format!("writing {}", temp.path.display()), e))?;
             self.put_in_place(spec, temp, &object_file(spec).1, len)
         });
-        let body = match stored {
+        tracing::debug!(
+            "{} of {len} bytes made in {:.2} ms, {} {:.2} ms, then stored in {:.2} ms more",
+            spec.kind,
+            made_in.as_secs_f64() * 1e3,
+            match answers {
+                Waited::NoAnswer => "no answer waited for it:",
+                Waited::Answered => "answered in",
+                Waited::TimedOut => "not all answered in",
+            },
+            waited.as_secs_f64() * 1e3,
+            storing.elapsed().as_secs_f64() * 1e3
+        );
+        match stored {
             Ok(file) => Body::File(Arc::new(file)),
             Err(e) => {
                 self.warn_not_stored(spec, &e);
                 Body::Held(held)
             }
-        };
-        tracing::debug!(
-            "{} of {len} bytes made in {:.2} ms, {} in {:.2} ms, then stored in {:.2} ms more",
-            spec.kind,
-            made_in.as_secs_f64() * 1e3,
-            match (answered, sent) {
-                (_, true) => "answered",
-                (false, false) => "not asked for",
-                (true, false) => "not all answered",
-            },
-            waited.as_secs_f64() * 1e3,
-            (started.elapsed() - made_in - waited).as_secs_f64() * 1e3
-        );
-        Ok((body, len, made))
+        }
     }
 
     /// Makes the object of `spec` into the cache, or nothing: no second
@@ -458,7 +453,7 @@ impl<W: Write> Write for Recording<W> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
+    use std::sync::{mpsc, Mutex};
 
     use super::*;
     use crate::cache::clock::FixedClock;
@@ -483,12 +478,16 @@ mod tests {
     #[test]
     fn an_object_is_answered_from_memory_before_it_is_stored_the_same() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = Cache::open(dir.path(), Arc::new(FixedClock(1000))).unwrap();
+        // The answer kept below is not sent: the store waits for it a
+        // little only.
+        let cache = Cache::open(dir.path(), Arc::new(FixedClock(1000)))
+            .unwrap()
+            .with_answer_wait(Duration::from_millis(1));
         let whole: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         let early: Mutex<Option<Object>> = Mutex::new(None);
         let ready = |object: Object| {
             assert_eq!(object.state, State::Miss);
-            assert!(matches!(object.body, Body::Held(_)));
+            assert!(matches!(object.body, Body::Answered(_)));
             // Not stored yet.
             assert!(cache.find("k").unwrap().is_none());
             *early.lock().unwrap() = Some(object);
@@ -514,94 +513,131 @@ mod tests {
         assert!(read_all(&hit) == whole, "stored the same");
     }
 
-    /// The answer `ready` starts on another thread: it holds the bytes
-    /// (as a response body does while it goes out) until told to let go,
-    /// and tells whether the object was stored by then.
-    fn answer_held_until(
-        release: std::sync::mpsc::Receiver<()>,
-        stored_meanwhile: std::sync::mpsc::Sender<bool>,
+    /// A cache whose objects wait at most `answer_wait` for their
+    /// answers, and an answer (`ready`) that holds the bytes on another
+    /// thread, as a response body does while it goes out, until told to
+    /// let go (`release`); it then tells whether the object was stored by
+    /// then (`stored_meanwhile`).
+    struct HeldAnswer<R> {
+        _dir: tempfile::TempDir,
         cache: Arc<Cache>,
-    ) -> impl Fn(Object) {
-        let release = Mutex::new(Some(release));
-        move |object: Object| {
-            let Body::Held(held) = &object.body else {
-                panic!("answered from memory")
-            };
-            let answering = held.answer();
-            let release = release.lock().unwrap().take().unwrap();
-            let (cache, stored_meanwhile) = (Arc::clone(&cache), stored_meanwhile.clone());
+        ready: R,
+        release: mpsc::Sender<()>,
+        stored_meanwhile: mpsc::Receiver<bool>,
+    }
+
+    fn held_answer(answer_wait: Duration) -> HeldAnswer<impl Fn(Object) + Send + 'static> {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path(), Arc::new(FixedClock(1000))).unwrap();
+        let cache = Arc::new(cache.with_answer_wait(answer_wait));
+        let (release, released) = mpsc::channel::<()>();
+        let (stored_tx, stored_meanwhile) = mpsc::channel();
+        let released = Mutex::new(Some(released));
+        let answers = Arc::clone(&cache);
+        let ready = move |object: Object| {
+            assert!(
+                matches!(object.body, Body::Answered(_)),
+                "{:?}",
+                object.state
+            );
+            let released = released.lock().unwrap().take().unwrap();
+            let (cache, stored_tx) = (Arc::clone(&answers), stored_tx.clone());
             std::thread::spawn(move || {
-                let _ = release.recv_timeout(Duration::from_secs(5));
-                let _ = stored_meanwhile.send(cache.find("k").unwrap().is_some());
-                drop(answering);
+                let _ = released.recv_timeout(Duration::from_secs(60));
+                let _ = stored_tx.send(cache.find("k").unwrap().is_some());
+                drop(object);
             });
+        };
+        HeldAnswer {
+            _dir: dir,
+            cache,
+            ready,
+            release,
+            stored_meanwhile,
         }
+    }
+
+    fn make_abc(out: &mut dyn Write, announce: &dyn Fn(u64)) -> std::io::Result<()> {
+        announce(3);
+        out.write_all(b"abc")
     }
 
     #[test]
     fn an_object_is_stored_once_its_answer_has_sent_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = Arc::new(Cache::open(dir.path(), Arc::new(FixedClock(1000))).unwrap());
-        let (release, released) = std::sync::mpsc::channel();
-        let (stored_tx, stored_meanwhile) = std::sync::mpsc::channel();
-        let ready = answer_held_until(released, stored_tx, Arc::clone(&cache));
+        let held = held_answer(Duration::from_secs(60));
         let maker = std::thread::spawn({
-            let cache = Arc::clone(&cache);
+            let (cache, ready) = (Arc::clone(&held.cache), held.ready);
             move || {
                 cache
-                    .get_or_stream(&spec("k"), Some(&ready), |out, announce| {
-                        announce(3);
-                        out.write_all(b"abc")
-                    })
+                    .get_or_stream(&spec("k"), Some(&ready), make_abc)
                     .map(|_| ())
             }
         });
         std::thread::sleep(Duration::from_millis(20));
-        release.send(()).unwrap();
-        assert!(!stored_meanwhile.recv().unwrap(), "stored while answered");
+        held.release.send(()).unwrap();
+        assert!(
+            !held.stored_meanwhile.recv().unwrap(),
+            "stored while answered"
+        );
         maker.join().unwrap().unwrap();
-        assert!(cache.find("k").unwrap().is_some());
-    }
-
-    #[test]
-    fn made_ahead_it_waits_only_for_the_answers_that_took_it() {
-        let held = Arc::new(Held::new(b"abc".to_vec(), Arc::default()));
-        let started = Instant::now();
-        assert!(!held.wait_answered(Duration::ZERO, ANSWER_SEND_WAIT));
-        assert!(started.elapsed() < ANSWER_SEND_WAIT, "nothing to wait for");
-        let answering = held.answer();
-        let sender = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(10));
-            drop(answering);
-        });
-        let started = Instant::now();
-        assert!(held.wait_answered(Duration::ZERO, Duration::from_secs(5)));
-        assert!(started.elapsed() >= Duration::from_millis(10));
-        sender.join().unwrap();
+        assert!(held.cache.find("k").unwrap().is_some());
     }
 
     #[test]
     fn a_slow_answer_holds_the_store_back_no_longer_than_the_wait() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = Arc::new(Cache::open(dir.path(), Arc::new(FixedClock(1000))).unwrap());
-        let (release, released) = std::sync::mpsc::channel();
-        let (stored_tx, stored_meanwhile) = std::sync::mpsc::channel();
-        let ready = answer_held_until(released, stored_tx, Arc::clone(&cache));
-        let started = Instant::now();
-        cache
-            .get_or_stream(&spec("k"), Some(&ready), |out, announce| {
-                announce(3);
-                out.write_all(b"abc")
-            })
+        let held = held_answer(Duration::from_millis(20));
+        held.cache
+            .get_or_stream(&spec("k"), Some(&held.ready), make_abc)
             .unwrap();
-        let waited = started.elapsed();
-        release.send(()).unwrap();
+        held.release.send(()).unwrap();
         assert!(
-            stored_meanwhile.recv().unwrap(),
-            "stored before the answer was sent"
+            held.stored_meanwhile.recv().unwrap(),
+            "stored only after the answer"
         );
-        assert!(waited >= ANSWER_SEND_WAIT, "waited {waited:?}");
-        assert!(waited < Duration::from_secs(2), "waited {waited:?}");
+    }
+
+    #[test]
+    fn with_no_answer_waiting_an_object_is_stored_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path(), Arc::new(FixedClock(1000))).unwrap();
+        let cache = Arc::new(cache.with_answer_wait(Duration::from_secs(60)));
+        let (done, made) = mpsc::channel();
+        std::thread::spawn({
+            let cache = Arc::clone(&cache);
+            move || {
+                let made = cache.get_or_stream(&spec("k"), None, make_abc);
+                let _ = done.send(made.map(|(object, _)| object.len).ok());
+            }
+        });
+        let made = made.recv_timeout(Duration::from_secs(30));
+        assert_eq!(made, Ok(Some(3)), "made ahead, not waiting for an answer");
+        assert!(cache.find("k").unwrap().is_some());
+    }
+
+    #[test]
+    fn the_store_waits_for_every_answer_that_took_the_bytes() {
+        let held = Arc::new(Held::new(b"abc".to_vec(), Arc::default()));
+        assert_eq!(
+            held.wait_answered(Duration::from_secs(60)),
+            Waited::NoAnswer
+        );
+        let (first, second) = (held.answer(), held.answer());
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        drop(first);
+        let sender = std::thread::spawn({
+            let dropped = Arc::clone(&dropped);
+            move || {
+                std::thread::sleep(Duration::from_millis(10));
+                dropped.store(true, Ordering::SeqCst);
+                drop(second);
+            }
+        });
+        assert_eq!(
+            held.wait_answered(Duration::from_secs(60)),
+            Waited::Answered
+        );
+        assert!(dropped.load(Ordering::SeqCst), "waited for the second");
+        sender.join().unwrap();
     }
 
     #[test]

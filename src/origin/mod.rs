@@ -169,10 +169,9 @@ impl Origin {
         self.cache.flush_use()
     }
 
-    /// Answers a URL path (with the prefix, without the query string).
-    ///
-    /// `path` may end in a query string: a master's filters its variants
-    /// ([`url::MasterFilter`]); anything else in it is ignored.
+    /// Answers a URL path (with the prefix). It may end in a query string:
+    /// a master's filters its variants ([`url::MasterFilter`]); anything
+    /// else in it is ignored.
     pub fn answer(&self, path: &str) -> Result<Answer, OriginError> {
         self.answer_for(path, &Viewer::default(), None)
     }
@@ -181,8 +180,8 @@ impl Origin {
     /// with the pre-roll of the viewer's country, if any (`[preroll]`).
     /// With `ready`, a segment made for this request is also handed to it
     /// as soon as it is made, before it is stored (from memory:
-    /// [`Body::Held`]), and stored once that answer has sent it. The
-    /// answer returned afterwards is the same object.
+    /// [`Body::Answered`]), and stored once that answer is done with it.
+    /// The answer returned afterwards is the same object.
     pub fn answer_for(
         &self,
         path: &str,
@@ -612,7 +611,7 @@ impl Origin {
         let (state, etag) = (object.state, object.etag.clone());
         let bytes = match &object.body {
             Body::Bytes(bytes) => Arc::clone(bytes),
-            Body::File(_) | Body::Held(_) => Arc::new(
+            Body::File(_) | Body::Held(_) | Body::Answered(_) => Arc::new(
                 object
                     .into_bytes()
                     .map_err(|e| OriginError::Internal(format!("reading the cache: {e}")))?,
@@ -743,12 +742,8 @@ impl Origin {
             content_type,
             last_modified,
         };
-        let answered = |object| {
-            if let Some(ready) = ready {
-                ready(answer(object));
-            }
-        };
-        let answered: Option<&dyn Fn(Object)> = ready.map(|_| &answered as _);
+        let answered = ready.map(|ready| move |object| ready(answer(object)));
+        let answered = answered.as_ref().map(|f| f as &dyn Fn(Object));
         let (object, _) = self.cache.get_or_stream(spec, answered, make)?;
         Ok(answer(object))
     }

@@ -152,7 +152,11 @@ impl TrackedBody {
             // a thread.
             let whole = match body {
                 cache::Body::Bytes(bytes) => Bytes::from_owner(Shared(Arc::clone(bytes))),
+                // An object just made: each answer's hold on it lasts as
+                // long as its bytes (hyper drops them once the socket took
+                // them), and the object is stored after.
                 cache::Body::Held(held) => Bytes::from_owner(held.answer()),
+                cache::Body::Answered(answer) => Bytes::from_owner(Answered(Arc::clone(answer))),
                 cache::Body::File(_) => Bytes::new(),
             };
             if !whole.is_empty() {
@@ -217,6 +221,16 @@ struct Shared(Arc<Vec<u8>>);
 impl AsRef<[u8]> for Shared {
     fn as_ref(&self) -> &[u8] {
         &self.0
+    }
+}
+
+/// The object just made for this answer: its hold on it ends with these
+/// bytes.
+struct Answered(Arc<cache::Answering>);
+
+impl AsRef<[u8]> for Answered {
+    fn as_ref(&self) -> &[u8] {
+        self.0.bytes()
     }
 }
 

@@ -291,8 +291,9 @@ async fn route(
         Ok(Ok(permit)) => {
             let started = std::time::Instant::now();
             // The answer comes back as soon as it can start: a segment made
-            // for this request is sent as it is made, while the work goes
-            // on (holding its slot) on the blocking thread.
+            // for this request is sent once it is whole, while the work
+            // goes on (holding its slot) on the blocking thread: storing
+            // it, once this answer is done with it.
             let (sender, answered) = tokio::sync::oneshot::channel();
             let sender = std::sync::Mutex::new(Some(sender));
             let send = move |answer: Result<(Answer, Vec<String>), OriginError>| {

@@ -1052,8 +1052,9 @@ fn cold_segments_are_answered_before_they_are_stored() {
     let answered_first = fs::read_to_string(&log)
         .unwrap()
         .lines()
-        // "answered in": stored once its answer had sent it; "not all
-        // answered in": the wait for that ran out first.
+        // Stored once its answer had sent it ("answered in"), or when the
+        // wait for that ran out ("not all answered in"); never as if no
+        // answer had taken it.
         .filter(|l| l.contains(" answered in ") && l.contains(", then stored in"))
         .count();
     assert_eq!(answered_first, 3, "segments 1 and 2, fragment 1");
