@@ -499,10 +499,14 @@ impl Cache {
     /// and its use (for gc's least-recently-used order).
     pub fn count_hit(&self, key: &str) {
         self.hits.fetch_add(1, Ordering::Relaxed);
-        self.accessed
-            .lock()
-            .expect("access lock")
-            .insert(key.to_string(), self.clock.now());
+        let now = self.clock.now();
+        let mut accessed = self.accessed.lock().expect("access lock");
+        match accessed.get_mut(key) {
+            Some(at) => *at = now,
+            None => {
+                accessed.insert(key.to_string(), now);
+            }
+        }
     }
 
     /// Counts a miss of an object made outside [`Cache::get_or_make`]

@@ -22,27 +22,35 @@ pub(super) struct InMemory {
     inner: Mutex<Inner>,
 }
 
+/// A playlist kept, and its ETag (a hash of its key, worked out once).
+#[derive(Clone)]
+pub(super) struct Kept {
+    pub bytes: Arc<Vec<u8>>,
+    pub etag: String,
+}
+
 #[derive(Default)]
 struct Inner {
-    /// Key -> bytes, and the tick of their last use.
-    map: HashMap<String, (Arc<Vec<u8>>, u64)>,
+    /// Key -> what is kept, and the tick of its last use.
+    map: HashMap<String, (Kept, u64)>,
     bytes: usize,
     tick: u64,
 }
 
 impl InMemory {
-    pub fn get(&self, key: &str) -> Option<Arc<Vec<u8>>> {
+    pub fn get(&self, key: &str) -> Option<Kept> {
         let mut inner = self.inner.lock().expect("masters lock");
         inner.tick += 1;
         let tick = inner.tick;
-        let (bytes, used) = inner.map.get_mut(key)?;
+        let (kept, used) = inner.map.get_mut(key)?;
         *used = tick;
-        Some(Arc::clone(bytes))
+        Some(kept.clone())
     }
 
     /// Keeps `bytes` as the playlist of `key`, the least recently used out
     /// first when full.
     pub fn insert(&self, key: String, bytes: Arc<Vec<u8>>) {
+        let etag = crate::cache::etag_of(&key);
         let mut inner = self.inner.lock().expect("masters lock");
         while !inner.map.is_empty()
             && (inner.map.len() >= MAX_PLAYLISTS || inner.bytes + bytes.len() > MAX_BYTES)
@@ -54,14 +62,14 @@ impl InMemory {
                 .map(|(k, _)| k.clone())
                 .expect("not empty");
             if let Some((old, _)) = inner.map.remove(&oldest) {
-                inner.bytes -= old.len();
+                inner.bytes -= old.bytes.len();
             }
         }
         inner.tick += 1;
         let tick = inner.tick;
         inner.bytes += bytes.len();
-        if let Some((old, _)) = inner.map.insert(key, (bytes, tick)) {
-            inner.bytes -= old.len();
+        if let Some((old, _)) = inner.map.insert(key, (Kept { bytes, etag }, tick)) {
+            inner.bytes -= old.bytes.len();
         }
     }
 }

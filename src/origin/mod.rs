@@ -325,13 +325,12 @@ impl Origin {
             }
             _ => return None,
         };
-        let bytes = self.in_memory.get(&key)?;
+        let kept = self.in_memory.get(&key)?;
         self.cache.count_hit(&key);
-        let etag = cache::etag_of(&key);
         Some(from_memory(
-            bytes,
+            kept.bytes,
             State::Hit,
-            etag,
+            kept.etag,
             PLAYLIST_TYPE,
             last_modified(&sources),
         ))
@@ -471,13 +470,13 @@ impl Origin {
         content_type: &'static str,
         make: impl FnOnce() -> Result<String, OriginError>,
     ) -> Result<Answer, OriginError> {
-        let etag = cache::etag_of(&key);
-        let (bytes, state) = match self.in_memory.get(&key) {
-            Some(bytes) => (bytes, State::Hit),
+        let (bytes, etag, state) = match self.in_memory.get(&key) {
+            Some(kept) => (kept.bytes, kept.etag, State::Hit),
             None => {
                 let bytes = Arc::new(make()?.into_bytes());
+                let etag = cache::etag_of(&key);
                 self.in_memory.insert(key, Arc::clone(&bytes));
-                (bytes, State::Miss)
+                (bytes, etag, State::Miss)
             }
         };
         Ok(from_memory(
@@ -535,7 +534,8 @@ impl Origin {
         kind: &str,
         uri_prefix: &str,
     ) -> String {
-        let id = format!("{}{}", source.key_part(), self.sealed_part(&source.rel));
+        let mut id = source.key_part();
+        id.push_str(&self.sealed_part(&source.rel));
         self.key("playlist", &[uri_prefix, &n.to_string(), kind, &id])
     }
 
@@ -584,13 +584,12 @@ impl Origin {
         }
         // Stored, and kept in memory in front of the cache: a hit then
         // costs no database lookup and no file.
-        if let Some(bytes) = self.in_memory.get(&key) {
+        if let Some(kept) = self.in_memory.get(&key) {
             self.cache.count_hit(&key);
-            let etag = cache::etag_of(&key);
             return Ok(from_memory(
-                bytes,
+                kept.bytes,
                 State::Hit,
-                etag,
+                kept.etag,
                 PLAYLIST_TYPE,
                 last_modified(sources),
             ));
@@ -768,11 +767,7 @@ impl Origin {
 
     /// A cache key: format version, what, segment duration, then `parts`.
     fn key(&self, what: &str, parts: &[&str]) -> String {
-        format!(
-            "v{FORMAT_VERSION}|{what}|{}|{}",
-            self.config.media.segment_duration,
-            parts.join("|")
-        )
+        object_key(what, &self.config.media.segment_duration, parts)
     }
 
     /// The parsed source, if MPEG-TS can carry its codecs.
@@ -910,6 +905,22 @@ fn filtered(key: String, filter: Option<&url::MasterFilter>) -> String {
 
 /// What a cache key says of the secret `key_id` an object is encrypted
 /// with: nothing for a clear one.
+/// The cache key of an object: `v<format>|<what>|<segment duration>|`
+/// then `parts`, joined by `|`. Written in one go: a playlist's key is
+/// worked out for every request for it.
+fn object_key(what: &str, segment_duration: &dyn std::fmt::Display, parts: &[&str]) -> String {
+    use std::fmt::Write;
+    let mut key = String::with_capacity(32 + parts.iter().map(|p| p.len() + 1).sum::<usize>());
+    let _ = write!(key, "v{FORMAT_VERSION}|{what}|{segment_duration}|");
+    for (n, part) in parts.iter().enumerate() {
+        if n > 0 {
+            key.push('|');
+        }
+        key.push_str(part);
+    }
+    key
+}
+
 fn key_part(key_id: Option<&str>) -> String {
     key_id.map_or(String::new(), |id| format!("|aes-128:{id}"))
 }
@@ -935,4 +946,22 @@ pub fn master_path(config: &Config, path: &str) -> String {
         full = format!("{}/master.m3u8", full.trim_end_matches('/'));
     }
     full
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_keys_keep_their_layout() {
+        // Keys name what is in the cache: a change would orphan it.
+        assert_eq!(
+            object_key("playlist", &6, &["", "0", "av", "a.mp4:1:2:3:4"]),
+            format!("v{FORMAT_VERSION}|playlist|6||0|av|a.mp4:1:2:3:4")
+        );
+        assert_eq!(
+            object_key("x", &2.5, &[]),
+            format!("v{FORMAT_VERSION}|x|2.5|")
+        );
+    }
 }

@@ -154,9 +154,8 @@ impl Origin {
             _ => WEBVTT_TYPE,
         };
         let both = [track.source.clone(), timing.clone()];
-        let etag = crate::cache::etag_of(&key);
-        let (bytes, state) = match self.in_memory.get(&key) {
-            Some(bytes) => (bytes, State::Hit),
+        let (bytes, etag, state) = match self.in_memory.get(&key) {
+            Some(kept) => (kept.bytes, kept.etag, State::Hit),
             None => {
                 let rendition = self.rendition(timing)?;
                 let plan = rendition.plan();
@@ -178,8 +177,9 @@ impl Origin {
                     _ => subtitles::dash_file(&self.cues(track)?, plan),
                 };
                 let bytes = Arc::new(text.into_bytes());
+                let etag = crate::cache::etag_of(&key);
                 self.in_memory.insert(key, Arc::clone(&bytes));
-                (bytes, State::Miss)
+                (bytes, etag, State::Miss)
             }
         };
         Ok(from_memory(

@@ -44,7 +44,9 @@ pub struct AccessLog {
     span: tracing::Span,
     peer: SocketAddr,
     method: http::Method,
-    target: String,
+    uri: http::Uri,
+    /// The name of the query parameter that carries a token.
+    secret: Option<String>,
     pub status: u16,
     pub cache: &'static str,
     started: Instant,
@@ -53,7 +55,7 @@ pub struct AccessLog {
 impl AccessLog {
     /// The log of a request for `uri`; the value of the query parameter
     /// `secret` (a signed URL's token: whoever reads the log could replay
-    /// it) is logged as `-`.
+    /// it) is logged as `-`. The target is written out only with the line.
     pub fn new(
         span: tracing::Span,
         peer: SocketAddr,
@@ -61,8 +63,24 @@ impl AccessLog {
         uri: &http::Uri,
         secret: Option<&str>,
     ) -> Self {
-        let mut whole = uri.to_string();
-        if let (Some(name), Some(at)) = (secret, whole.find('?')) {
+        AccessLog {
+            span,
+            peer,
+            method: method.clone(),
+            uri: uri.clone(),
+            secret: secret.map(str::to_string),
+            status: 0,
+            cache: "-",
+            started: Instant::now(),
+        }
+    }
+
+    /// The request target as the log writes it: a token in its query
+    /// hidden, quotes and backslashes escaped (so that a line always
+    /// parses), at most [`LOGGED_TARGET_BYTES`].
+    fn target(&self) -> String {
+        let mut whole = self.uri.to_string();
+        if let (Some(name), Some(at)) = (self.secret.as_deref(), whole.find('?')) {
             let query: Vec<String> = whole[at + 1..]
                 .split('&')
                 .map(|pair| match pair.strip_prefix(name) {
@@ -72,7 +90,6 @@ impl AccessLog {
                 .collect();
             whole = format!("{}?{}", &whole[..at], query.join("&"));
         }
-        // Quotes and backslashes escaped, so that a log line always parses.
         let mut target = String::new();
         for c in whole.chars() {
             if target.len() >= LOGGED_TARGET_BYTES {
@@ -85,15 +102,7 @@ impl AccessLog {
                 c => target.push(c),
             }
         }
-        AccessLog {
-            span,
-            peer,
-            method: method.clone(),
-            target,
-            status: 0,
-            cache: "-",
-            started: Instant::now(),
-        }
+        target
     }
 }
 
@@ -262,7 +271,10 @@ impl Body for TrackedBody {
                 }
                 Err(e) => {
                     this.failed = true;
-                    let target = this.log.as_ref().map_or("", |l| l.target.as_str());
+                    let target = this
+                        .log
+                        .as_ref()
+                        .map_or_else(String::new, AccessLog::target);
                     tracing::error!("{target}: reading the cache: {e}");
                     Err(e)
                 }
@@ -327,7 +339,7 @@ impl Record {
             "{} \"{} {}\" {} {}/{} {:.1}ms {}{}",
             log.peer,
             log.method,
-            log.target,
+            log.target(),
             log.status,
             self.confirmed,
             self.len,
@@ -350,8 +362,8 @@ mod tests {
         let peer = "127.0.0.1:9".parse().unwrap();
         let span = tracing::Span::none();
         let log = AccessLog::new(span.clone(), peer, &http::Method::GET, &uri, Some("hdnea"));
-        assert_eq!(log.target, "/i/a.mp4/index_0_av.m3u8?x=1&hdnea=-&y=2");
+        assert_eq!(log.target(), "/i/a.mp4/index_0_av.m3u8?x=1&hdnea=-&y=2");
         let kept = AccessLog::new(span, peer, &http::Method::GET, &uri, None);
-        assert!(kept.target.contains("hmac=ab"));
+        assert!(kept.target().contains("hmac=ab"));
     }
 }

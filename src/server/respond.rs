@@ -628,24 +628,25 @@ fn object(config: &crate::config::Server, answer: Answer, request: &HeaderMap) -
         last_modified,
     } = answer;
     let mut headers = common_headers(config);
-    put(&mut headers, header::CONTENT_TYPE, content_type);
+    put_static(&mut headers, header::CONTENT_TYPE, content_type);
     put(&mut headers, header::ETAG, &object.etag);
-    put(
-        &mut headers,
-        header::LAST_MODIFIED,
-        &http_date(last_modified),
-    );
-    put(
-        &mut headers,
-        header::CACHE_CONTROL,
-        &format!("public, max-age={}", config.max_age),
-    );
-    put(&mut headers, header::ACCEPT_RANGES, "bytes");
-    put(
-        &mut headers,
-        HeaderName::from_static("x-cache"),
-        &object.state.as_str().to_ascii_uppercase(),
-    );
+    if let Some(value) = remembered(&LAST_MODIFIED, last_modified, || http_date(last_modified)) {
+        headers.insert(header::LAST_MODIFIED, value);
+    }
+    let max_age = config.max_age;
+    // (The cast only names the value: it is one to one.)
+    if let Some(value) = remembered(&CACHE_CONTROL, max_age as i64, || {
+        format!("public, max-age={max_age}")
+    }) {
+        headers.insert(header::CACHE_CONTROL, value);
+    }
+    put_static(&mut headers, header::ACCEPT_RANGES, "bytes");
+    let x_cache = match object.state {
+        State::Hit => "HIT",
+        State::Miss => "MISS",
+        State::Shared => "SHARED",
+    };
+    put_static(&mut headers, HeaderName::from_static("x-cache"), x_cache);
     let value = |name: header::HeaderName| request.get(name).and_then(|v| v.to_str().ok());
     let len = object.len;
     let cache = object.state.as_str();
@@ -780,21 +781,55 @@ fn preflight(config: &crate::config::Server) -> Reply {
     Reply::new(204, headers)
 }
 
+/// Header fields an answer has at most, about: room for them from the
+/// start, so that the map is not grown field by field.
+const ANSWER_FIELDS: usize = 16;
+
 fn common_headers(config: &crate::config::Server) -> HeaderMap {
-    let mut headers = HeaderMap::new();
+    let mut headers = HeaderMap::with_capacity(ANSWER_FIELDS);
     if !config.cors_origin.is_empty() {
         put(
             &mut headers,
             header::ACCESS_CONTROL_ALLOW_ORIGIN,
             &config.cors_origin,
         );
-        put(
+        put_static(
             &mut headers,
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
             "Content-Length, Content-Range, ETag",
         );
     }
     headers
+}
+
+type Remembered = std::thread::LocalKey<std::cell::RefCell<Option<(i64, HeaderValue)>>>;
+
+thread_local! {
+    /// The last Last-Modified value each thread wrote: the same few
+    /// sources are answered again and again.
+    static LAST_MODIFIED: std::cell::RefCell<Option<(i64, HeaderValue)>> =
+        const { std::cell::RefCell::new(None) };
+    /// The same for the Cache-Control of an object, by `server.max_age`
+    /// (a reload may change it).
+    static CACHE_CONTROL: std::cell::RefCell<Option<(i64, HeaderValue)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The header value `make` writes for `of`, kept in `slot` for the next
+/// answer with the same `of`; `None` if it is not a valid value.
+fn remembered(
+    slot: &'static Remembered,
+    of: i64,
+    make: impl FnOnce() -> String,
+) -> Option<HeaderValue> {
+    slot.with_borrow_mut(|last| match last {
+        Some((at, value)) if *at == of => Some(value.clone()),
+        _ => {
+            let value = HeaderValue::try_from(make()).ok()?;
+            *last = Some((of, value.clone()));
+            Some(value)
+        }
+    })
 }
 
 /// Sets a header; a value that is not a valid header value (it cannot be,
@@ -826,4 +861,10 @@ fn put(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     if let Ok(value) = HeaderValue::from_str(value) {
         headers.insert(name, value);
     }
+}
+
+/// [`put`] of one of our constants: not copied. (An invalid one would
+/// panic, on the first answer that has it.)
+fn put_static(headers: &mut HeaderMap, name: HeaderName, value: &'static str) {
+    headers.insert(name, HeaderValue::from_static(value));
 }
