@@ -1,6 +1,8 @@
 //! Tells the tests which outside tools this machine lacks, so that a test
 //! needing one is reported as ignored, with the reason, rather than as
-//! passed (`#[cfg_attr(casterpak_no_ffmpeg, ignore = "...")]`). Under
+//! passed (`#[cfg_attr(casterpak_no_ffmpeg, ignore = "...")]`; a test with
+//! several needs has one such attribute, `any(...)` of them, since a second
+//! `ignore` is an unused attribute when both apply). Under
 //! `CI=true` nothing is ever missing: such a test runs, and fails loudly.
 //! The binary itself does not depend on any of this.
 

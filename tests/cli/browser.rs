@@ -11,10 +11,9 @@ use crate::support::fixture;
 
 #[test]
 #[cfg_attr(
-    casterpak_no_browser,
-    ignore = "needs chromium, node and tests/browser/node_modules (npm ci)"
+    any(casterpak_no_browser, casterpak_no_ffmpeg),
+    ignore = "needs chromium, node and tests/browser/node_modules (npm ci); needs ffmpeg"
 )]
-#[cfg_attr(casterpak_no_ffmpeg, ignore = "needs ffmpeg")]
 fn hls_js_in_chromium_plays_a_csmil_master() {
     let root = two_renditions();
     let cache = tempfile::tempdir().unwrap();
@@ -78,10 +77,9 @@ pub fn play_to(player: &str, url: &str, seconds: u32, extra: &[&str]) -> serde_j
 
 #[test]
 #[cfg_attr(
-    casterpak_no_browser,
-    ignore = "needs chromium, node and tests/browser/node_modules (npm ci)"
+    any(casterpak_no_browser, casterpak_no_ffmpeg),
+    ignore = "needs chromium, node and tests/browser/node_modules (npm ci); needs ffmpeg"
 )]
-#[cfg_attr(casterpak_no_ffmpeg, ignore = "needs ffmpeg")]
 fn dash_js_shaka_and_hls_js_play_cmaf_and_switch_renditions() {
     let root = two_renditions();
     let cache = tempfile::tempdir().unwrap();

@@ -409,10 +409,9 @@ fn raise_fd_limit() {
 /// the server goes on: it backs off on EMFILE rather than exit or go deaf,
 /// and answers again once the connections are released.
 #[test]
-#[cfg_attr(casterpak_not_root, ignore = "needs root (a pids cgroup)")]
 #[cfg_attr(
-    casterpak_no_pids_cgroup,
-    ignore = "needs the cgroup v1 pids controller (/sys/fs/cgroup/pids)"
+    any(casterpak_not_root, casterpak_no_pids_cgroup),
+    ignore = "needs root (a pids cgroup); needs the cgroup v1 pids controller (/sys/fs/cgroup/pids)"
 )]
 fn low_descriptor_and_task_limits_do_not_take_the_server_down() {
     let dir = tempfile::tempdir().unwrap();

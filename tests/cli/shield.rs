@@ -471,12 +471,10 @@ fn each_video_stays_on_one_origin_and_moves_when_its_origin_goes() {
 }
 
 #[test]
-#[cfg_attr(casterpak_no_varnish, ignore = "needs varnishd (Debian's varnish)")]
 #[cfg_attr(
-    casterpak_no_browser,
-    ignore = "needs chromium, node and tests/browser/node_modules (npm ci)"
+    any(casterpak_no_varnish, casterpak_no_browser, casterpak_no_ffmpeg),
+    ignore = "needs varnishd (Debian's varnish); needs chromium, node and tests/browser/node_modules (npm ci); needs ffmpeg"
 )]
-#[cfg_attr(casterpak_no_ffmpeg, ignore = "needs ffmpeg")]
 fn hls_js_plays_through_the_varnish_tier() {
     let media = two_renditions();
     let t = tier_over(tempfile::tempdir().unwrap(), media.path());
@@ -677,8 +675,10 @@ fn the_shipped_vcl_compiles_with_each_shipped_origins_file() {
 }
 
 #[test]
-#[cfg_attr(casterpak_no_varnish, ignore = "needs varnishd (Debian's varnish)")]
-#[cfg_attr(casterpak_no_ffmpeg, ignore = "needs ffmpeg")]
+#[cfg_attr(
+    any(casterpak_no_varnish, casterpak_no_ffmpeg),
+    ignore = "needs varnishd (Debian's varnish); needs ffmpeg"
+)]
 fn varnish_keeps_a_playlist_per_country_and_segments_for_all() {
     let (dir, root) = videos(1);
     crate::preroll::make_ad(&root.join("ads/us.mp4"), "red");

@@ -325,10 +325,9 @@ fn shown_cues(
 
 #[test]
 #[cfg_attr(
-    casterpak_no_browser,
-    ignore = "needs chromium, node and tests/browser/node_modules (npm ci)"
+    any(casterpak_no_browser, casterpak_no_ffmpeg),
+    ignore = "needs chromium, node and tests/browser/node_modules (npm ci); needs ffmpeg"
 )]
-#[cfg_attr(casterpak_no_ffmpeg, ignore = "needs ffmpeg")]
 fn players_show_the_cues_at_their_times() {
     let root = root();
     let cache = tempfile::tempdir().unwrap();
@@ -492,10 +491,9 @@ fn sample_starts(file: &Path, n: usize) -> Vec<f64> {
 /// hls.js shows the cues of a tx3g track at their times.
 #[test]
 #[cfg_attr(
-    casterpak_no_browser,
-    ignore = "needs chromium, node and tests/browser/node_modules (npm ci)"
+    any(casterpak_no_browser, casterpak_no_ffmpeg),
+    ignore = "needs chromium, node and tests/browser/node_modules (npm ci); needs ffmpeg"
 )]
-#[cfg_attr(casterpak_no_ffmpeg, ignore = "needs ffmpeg")]
 fn hls_js_shows_the_cues_of_a_track_in_the_file() {
     let root = tempfile::tempdir().unwrap();
     std::fs::copy(fixture("h264-aac-tx3g.mp4"), root.path().join("film.mp4")).unwrap();
