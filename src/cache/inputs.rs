@@ -211,13 +211,13 @@ impl Inputs {
     /// `revalidate`. `None`: ask [`Inputs::resolve`], on a thread that may
     /// wait. For a server's event loop, which must never block.
     pub fn resolve_at_once(&self, rel: &str) -> Option<SourceId> {
-        let (n, backend, _) = self.sources.route(rel);
+        let (n, backend, name) = self.sources.route(rel);
         match &backend.kind {
-            BackendKind::Filesystem(_) => {
+            BackendKind::Filesystem(root) => {
                 if !self.at_once.lock().expect("at-once lock").contains(rel) {
                     return None;
                 }
-                self.resolve(rel).ok()
+                self.resolve_file(rel, n, root, name, false).ok()
             }
             BackendKind::Remote(_) => {
                 let known = self.known.lock().expect("known lock");
@@ -353,28 +353,43 @@ impl Inputs {
         names
     }
 
+    /// The identity of `name`, a file under `root` (backend `n`), asked
+    /// for as `rel`; with `learn`, a file on a local filesystem is
+    /// remembered as one [`Inputs::resolve_at_once`] may look at.
+    fn resolve_file(
+        &self,
+        rel: &str,
+        n: usize,
+        root: &std::path::Path,
+        name: &str,
+        learn: bool,
+    ) -> Result<SourceId, CacheError> {
+        let (mut id, device) = super::source::resolve_local_on(root, name)?;
+        id.rel.clear();
+        id.rel.push_str(rel);
+        id.backend = n;
+        if learn {
+            let local = *self.local_roots[n].get_or_init(|| super::source::local_device(root));
+            if local == Some(device) {
+                let mut at_once = self.at_once.lock().expect("at-once lock");
+                if at_once.len() >= AT_ONCE_PATHS {
+                    at_once.clear();
+                }
+                if !at_once.contains(rel) {
+                    at_once.insert(rel.to_string());
+                }
+            }
+        }
+        Ok(id)
+    }
+
     /// The identity of the source at `rel` (a URL path after the prefix).
     /// A remote identity is asked for again after `revalidate`; while the
     /// store cannot answer, the last one known is used (stale-if-error).
     pub fn resolve(&self, rel: &str) -> Result<SourceId, CacheError> {
         let (n, backend, name) = self.sources.route(rel);
         let store = match &backend.kind {
-            BackendKind::Filesystem(root) => {
-                let (mut id, device) = super::source::resolve_local_on(root, name)?;
-                id.rel = rel.to_string();
-                id.backend = n;
-                let local = *self.local_roots[n].get_or_init(|| super::source::local_device(root));
-                if local == Some(device) {
-                    let mut at_once = self.at_once.lock().expect("at-once lock");
-                    if at_once.len() >= AT_ONCE_PATHS {
-                        at_once.clear();
-                    }
-                    if !at_once.contains(rel) {
-                        at_once.insert(rel.to_string());
-                    }
-                }
-                return Ok(id);
-            }
+            BackendKind::Filesystem(root) => return self.resolve_file(rel, n, root, name, true),
             BackendKind::Remote(store) => store,
         };
         let known = self.known.lock().expect("known lock").get(rel).cloned();

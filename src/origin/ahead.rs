@@ -37,6 +37,21 @@ impl Origin {
         let Ok(request) = request else {
             return Vec::new();
         };
+        self.ahead_of(dir, &request, cmaf, count)
+    }
+
+    /// [`Origin::ahead`] of a path already parsed: `request`, in the
+    /// folder `dir` (with its last slash), CMAF or HLS.
+    pub(super) fn ahead_of(
+        &self,
+        dir: &str,
+        request: &url::Request,
+        cmaf: bool,
+        count: usize,
+    ) -> Vec<String> {
+        if count == 0 {
+            return Vec::new();
+        }
         // The segment numbers (1-based) that come next, and how to name one.
         let (n, after): (usize, usize) = match &request.target {
             Target::Segment { k, n, .. } | Target::Fragment { k, n, .. } => (*n, *k),

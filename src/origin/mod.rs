@@ -291,8 +291,15 @@ impl Origin {
     /// playlist kept in memory, of sources whose identities can be read at
     /// once ([`Inputs::resolve_at_once`]). A server answers these on its
     /// event loop, without the hop to a worker thread and back. `None`:
-    /// ask [`Origin::answer_for`], which also gives the errors.
-    pub fn answer_at_once(&self, path: &str, viewer: &Viewer) -> Option<Answer> {
+    /// ask [`Origin::answer_for`], which also gives the errors. With the
+    /// answer, what a player asks for after it: [`Origin::ahead`] of its
+    /// path, `count` of them, from the URL parsed once.
+    pub fn answer_at_once(
+        &self,
+        path: &str,
+        viewer: &Viewer,
+        count: usize,
+    ) -> Option<(Answer, Vec<String>)> {
         let (path, query) = path.split_once('?').unwrap_or((path, ""));
         let rest = path.strip_prefix(self.config.server.prefix.as_str())?;
         let request = url::parse(rest).ok()?;
@@ -327,13 +334,23 @@ impl Origin {
         };
         let kept = self.in_memory.get(&key)?;
         self.cache.count_hit(&key);
-        Some(from_memory(
+        let answer = from_memory(
             kept.bytes,
             State::Hit,
             kept.etag,
             PLAYLIST_TYPE,
             last_modified(&sources),
-        ))
+        );
+        // A CMAF path under the HLS prefix is named by its own rules.
+        let ahead = if path.starts_with(self.config.server.cmaf_prefix.as_str()) {
+            self.ahead(path, count)
+        } else {
+            match path.rfind('/') {
+                Some(slash) => self.ahead_of(&path[..=slash], &request, false, count),
+                None => Vec::new(),
+            }
+        };
+        Some((answer, ahead))
     }
 
     /// The sources of `rels` that exist, with their numbers; a missing

@@ -156,7 +156,22 @@ fn request_id(headers: &HeaderMap) -> String {
             .finish() as u32
     });
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("{process:08x}-{n:x}")
+    // As `format!("{process:08x}-{n:x}")`, without the formatting
+    // machinery: every request has one.
+    let mut id = String::with_capacity(8 + 1 + 16);
+    push_hex(&mut id, u64::from(*process), 8);
+    id.push('-');
+    push_hex(&mut id, n, 1);
+    id
+}
+
+/// Appends `n` in lowercase hex, at least `width` digits.
+fn push_hex(out: &mut String, n: u64, width: u32) {
+    let digits = (64 - n.leading_zeros()).div_ceil(4).max(width);
+    for shift in (0..digits).rev() {
+        let nibble = ((n >> (shift * 4)) & 0xf) as u32;
+        out.push(char::from_digit(nibble, 16).expect("a hex digit"));
+    }
 }
 
 /// The access log of a request whose answer is not ready yet.
@@ -267,8 +282,10 @@ async fn route(
     let super::geo::Located { viewer, by_address } = shared.geo.locate(peer.ip(), &parts.headers);
     // A playlist kept in memory is answered here, on the event loop: no
     // worker slot, no hop to a thread and back.
-    if let Some(answer) = shared.origin.answer_at_once(&target, &viewer) {
-        let ahead = shared.origin.ahead(&path, config.prefetch);
+    if let Some((answer, ahead)) = shared
+        .origin
+        .answer_at_once(&target, &viewer, config.prefetch)
+    {
         let next = hint(&ahead);
         if let (true, Some(prefetch)) = (parts.method == Method::GET, &shared.prefetch) {
             prefetch.ask(&path, ahead);
@@ -493,10 +510,10 @@ fn unsigned_preroll_off_dropped(
     preroll: &crate::config::Preroll,
     grant: Option<&crate::tokens::Grant>,
 ) -> String {
-    let off = format!("{}=0", preroll.param);
     let Some((path, query)) = target.split_once('?') else {
         return target;
     };
+    let off = format!("{}=0", preroll.param);
     if !preroll.param_signed || grant.is_some_and(|g| g.signs(&off)) {
         return target;
     }
@@ -867,4 +884,24 @@ fn put(headers: &mut HeaderMap, name: HeaderName, value: &str) {
 /// panic, on the first answer that has it.)
 fn put_static(headers: &mut HeaderMap, name: HeaderName, value: &'static str) {
     headers.insert(name, HeaderValue::from_static(value));
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_ids_are_hex_as_formatted() {
+        let cases = [
+            (0u64, 1),
+            (0, 8),
+            (0xa, 1),
+            (0x1234, 8),
+            (u64::MAX, 1),
+            (1 << 60, 8),
+        ];
+        for (n, width) in cases {
+            let mut out = String::new();
+            super::push_hex(&mut out, n, width);
+            assert_eq!(out, format!("{n:0width$x}", width = width as usize));
+        }
+    }
 }

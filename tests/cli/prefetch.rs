@@ -68,6 +68,12 @@ fn the_segments_after_a_request_are_made_ahead_and_the_next_is_named() {
         playlist.header("CDN-Origin-Assist-Prefetch-Path"),
         Some(first.as_str())
     );
+    // Asked again, it is answered from memory, with the same hints.
+    let again = s.get(&format!("{base}/index_0_av.m3u8"));
+    assert_eq!(again.header("X-Cache"), Some("HIT"));
+    for name in ["Link", "CDN-Origin-Assist-Prefetch-Path", "ETag"] {
+        assert_eq!(again.header(name), playlist.header(name), "{name}");
+    }
     wait_made_ahead(&log, &first);
     wait_made_ahead(&log, &format!("{base}/segment2_0_av.ts"));
     let reply = s.get(&first);
