@@ -48,8 +48,8 @@ impl InMemory {
     }
 
     /// Keeps `bytes` as the playlist of `key`, the least recently used out
-    /// first when full.
-    pub fn insert(&self, key: String, bytes: Arc<Vec<u8>>) {
+    /// first when full; its ETag.
+    pub fn insert(&self, key: String, bytes: Arc<Vec<u8>>) -> String {
         let etag = crate::cache::etag_of(&key);
         let mut inner = self.inner.lock().expect("masters lock");
         while !inner.map.is_empty()
@@ -68,9 +68,14 @@ impl InMemory {
         inner.tick += 1;
         let tick = inner.tick;
         inner.bytes += bytes.len();
-        if let Some((old, _)) = inner.map.insert(key, (Kept { bytes, etag }, tick)) {
+        let kept = Kept {
+            bytes,
+            etag: etag.clone(),
+        };
+        if let Some((old, _)) = inner.map.insert(key, (kept, tick)) {
             inner.bytes -= old.bytes.len();
         }
+        etag
     }
 }
 

@@ -491,8 +491,7 @@ impl Origin {
             Some(kept) => (kept.bytes, kept.etag, State::Hit),
             None => {
                 let bytes = Arc::new(make()?.into_bytes());
-                let etag = cache::etag_of(&key);
-                self.in_memory.insert(key, Arc::clone(&bytes));
+                let etag = self.in_memory.insert(key, Arc::clone(&bytes));
                 (bytes, etag, State::Miss)
             }
         };
@@ -920,8 +919,6 @@ fn filtered(key: String, filter: Option<&url::MasterFilter>) -> String {
     }
 }
 
-/// What a cache key says of the secret `key_id` an object is encrypted
-/// with: nothing for a clear one.
 /// The cache key of an object: `v<format>|<what>|<segment duration>|`
 /// then `parts`, joined by `|`. Written in one go: a playlist's key is
 /// worked out for every request for it.
@@ -938,6 +935,8 @@ fn object_key(what: &str, segment_duration: &dyn std::fmt::Display, parts: &[&st
     key
 }
 
+/// What a cache key says of the secret `key_id` an object is encrypted
+/// with: nothing for a clear one.
 fn key_part(key_id: Option<&str>) -> String {
     key_id.map_or(String::new(), |id| format!("|aes-128:{id}"))
 }
@@ -973,7 +972,7 @@ mod tests {
     fn object_keys_keep_their_layout() {
         // Keys name what is in the cache: a change would orphan it.
         assert_eq!(
-            object_key("playlist", &6, &["", "0", "av", "a.mp4:1:2:3:4"]),
+            object_key("playlist", &6.0, &["", "0", "av", "a.mp4:1:2:3:4"]),
             format!("v{FORMAT_VERSION}|playlist|6||0|av|a.mp4:1:2:3:4")
         );
         assert_eq!(

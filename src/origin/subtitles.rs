@@ -177,8 +177,7 @@ impl Origin {
                     _ => subtitles::dash_file(&self.cues(track)?, plan),
                 };
                 let bytes = Arc::new(text.into_bytes());
-                let etag = crate::cache::etag_of(&key);
-                self.in_memory.insert(key, Arc::clone(&bytes));
+                let etag = self.in_memory.insert(key, Arc::clone(&bytes));
                 (bytes, etag, State::Miss)
             }
         };

