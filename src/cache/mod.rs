@@ -248,6 +248,15 @@ impl State {
             State::Shared => "shared",
         }
     }
+
+    /// As the `X-Cache` header says it.
+    pub fn as_header(self) -> &'static str {
+        match self {
+            State::Hit => "HIT",
+            State::Miss => "MISS",
+            State::Shared => "SHARED",
+        }
+    }
 }
 
 pub struct Object {
@@ -596,6 +605,13 @@ mod tests {
     use std::io::Write;
 
     use super::*;
+
+    #[test]
+    fn the_x_cache_header_names_the_state() {
+        for state in [State::Hit, State::Miss, State::Shared] {
+            assert_eq!(state.as_header(), state.as_str().to_ascii_uppercase());
+        }
+    }
 
     #[test]
     fn a_file_out_of_the_page_cache_is_not_read_at_once_and_is_read_whole_by_a_thread() {

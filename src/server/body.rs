@@ -85,7 +85,7 @@ impl AccessLog {
     /// hidden, quotes and backslashes escaped (so that a line always
     /// parses), at most [`LOGGED_TARGET_BYTES`].
     fn target(&self) -> String {
-        let mut whole = self.whole.clone();
+        let mut whole = std::borrow::Cow::Borrowed(self.whole.as_str());
         if let (Some(name), Some(at)) = (self.secret.as_deref(), whole.find('?')) {
             let query: Vec<String> = whole[at + 1..]
                 .split('&')
@@ -94,7 +94,7 @@ impl AccessLog {
                     _ => pair.to_string(),
                 })
                 .collect();
-            whole = format!("{}?{}", &whole[..at], query.join("&"));
+            whole = format!("{}?{}", &whole[..at], query.join("&")).into();
         }
         let mut target = String::new();
         for c in whole.chars() {

@@ -658,12 +658,11 @@ fn object(config: &crate::config::Server, answer: Answer, request: &HeaderMap) -
         headers.insert(header::CACHE_CONTROL, value);
     }
     put_static(&mut headers, header::ACCEPT_RANGES, "bytes");
-    let x_cache = match object.state {
-        State::Hit => "HIT",
-        State::Miss => "MISS",
-        State::Shared => "SHARED",
-    };
-    put_static(&mut headers, HeaderName::from_static("x-cache"), x_cache);
+    put_static(
+        &mut headers,
+        HeaderName::from_static("x-cache"),
+        object.state.as_header(),
+    );
     let value = |name: header::HeaderName| request.get(name).and_then(|v| v.to_str().ok());
     let len = object.len;
     let cache = object.state.as_str();
@@ -849,8 +848,6 @@ fn remembered(
     })
 }
 
-/// Sets a header; a value that is not a valid header value (it cannot be,
-/// all come from us or the configuration) is left out.
 /// Names `header` in the reply's `Vary` (RFC 9110 12.5.5): a cache keeps
 /// one answer per value of it.
 /// An answer chosen by the viewer's country `header` names (`None`: the
@@ -874,6 +871,8 @@ fn chosen_by(reply: &mut Reply, header: Option<&str>, by_address: bool) {
     }
 }
 
+/// Sets a header; a value that is not a valid header value (it cannot be,
+/// all come from us or the configuration) is left out.
 fn put(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     if let Ok(value) = HeaderValue::from_str(value) {
         headers.insert(name, value);
